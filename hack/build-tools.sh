@@ -76,9 +76,12 @@ build() {
   fi
   echo "build-tools: building $tool $version ..."
   local start=$SECONDS
+  # etcd's main package is go.etcd.io/etcd/server/v3, which `go build -o dir/`
+  # would name "server"; give single-binary tools their real name instead.
+  local out="$bin/"
+  [ "$(binaries_of "$tool" | wc -w)" = 1 ] && out="$bin/$(binaries_of "$tool")"
   # shellcheck disable=SC2046
-  (cd "$root/hack/tools/$tool" && go build -trimpath -ldflags "$(ldflags_of "$tool")" -o "$bin/" $(packages_of "$tool"))
-  if [ "$tool" = etcd ]; then mv "$bin/v3" "$bin/etcd"; fi
+  (cd "$root/hack/tools/$tool" && go build -trimpath -ldflags "$(ldflags_of "$tool")" -o "$out" $(packages_of "$tool"))
   echo "$want" >"$stamps/$tool"
   echo "build-tools: built $tool $version in $((SECONDS - start))s"
 }
