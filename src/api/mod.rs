@@ -1,0 +1,20 @@
+//! The `ModelDeployment` custom resource (`mlops.dev/v1alpha1`).
+
+mod served;
+mod spec;
+mod status;
+
+pub use served::ServedVersion;
+
+pub use spec::{
+    AutoscalingSpec, ModelDeployment, ModelDeploymentSpec, ModelSpec, PodMetadata, RolloutSpec,
+    ServerSpec, ServiceSpec, ServiceType,
+};
+pub use status::{ModelDeploymentStatus, Phase};
+
+use kube::CustomResourceExt;
+
+/// The CRD as YAML, exactly as `crds/` holds it.
+pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
+    serde_yaml::to_string(&ModelDeployment::crd())
+}

@@ -1,0 +1,308 @@
+//! The `ModelDeployment` spec: what a user asks for.
+//!
+//! Validation that the API server can do lives here, as schema bounds and CEL
+//! rules, so that a bad manifest is refused at `kubectl apply` with a message a
+//! person understands. Doc comments become `kubectl explain` output.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{EnvVar, Probe, ResourceRequirements, Toleration};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+use super::status::ModelDeploymentStatus;
+
+/// A machine-learning model served on Kubernetes, rolled out safely.
+///
+/// The operator turns it into a Deployment running the model server, a Service
+/// in front of it and, when autoscaling is asked for, a HorizontalPodAutoscaler.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "mlops.dev",
+    version = "v1alpha1",
+    kind = "ModelDeployment",
+    plural = "modeldeployments",
+    shortname = "mdep",
+    category = "all",
+    namespaced,
+    status = "ModelDeploymentStatus",
+    derive = "PartialEq",
+    printcolumn = r#"{"name":"Model","type":"string","jsonPath":".status.model"}"#,
+    printcolumn = r#"{"name":"Version","type":"string","jsonPath":".spec.model.version"}"#,
+    printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.readySummary"}"#,
+    printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
+    scale = r#"{"specReplicasPath":".spec.replicas","statusReplicasPath":".status.replicas","labelSelectorPath":".status.selector"}"#,
+    validation = Rule::new("size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
+        .message("metadata.name must be at most 63 lowercase letters, digits or '-', start with a letter and end with a letter or digit: it names the model's Service")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelDeploymentSpec {
+    /// Which model, and which version of it, to serve.
+    pub model: ModelSpec,
+
+    /// The model server: its container image and how to run it.
+    pub server: ServerSpec,
+
+    /// Extra labels and annotations for the model pods (sidecar injection,
+    /// scrape annotations, test behaviour labels). They may not override the
+    /// labels the operator sets itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_metadata: Option<PodMetadata>,
+
+    /// Number of model server pods. Ignored while `autoscaling` is set: the
+    /// HorizontalPodAutoscaler owns the replica count then.
+    #[serde(default = "default_replicas")]
+    #[schemars(range(min = 0))]
+    pub replicas: i32,
+
+    /// Scale the model server on CPU utilisation with a HorizontalPodAutoscaler
+    /// (autoscaling/v2). Remove it to go back to a fixed `replicas`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSpec>,
+
+    /// The Service in front of the model server pods.
+    #[serde(default)]
+    pub service: ServiceSpec,
+
+    /// How a new version replaces the running one.
+    #[serde(default)]
+    pub rollout: RolloutSpec,
+
+    /// How many old revisions to keep for history and rollback.
+    #[serde(default = "default_revision_history_limit")]
+    #[schemars(range(min = 1, max = 100))]
+    pub revision_history_limit: i32,
+
+    /// Hold the running revision: spec changes wait until this is false again.
+    #[serde(default)]
+    pub paused: bool,
+}
+
+fn default_replicas() -> i32 {
+    1
+}
+
+fn default_revision_history_limit() -> i32 {
+    10
+}
+
+/// The model to serve. The server container sees it as the environment
+/// variables MODEL_NAME, MODEL_VERSION and (when set) MODEL_URI.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelSpec {
+    /// Model name; defaults to the ModelDeployment's name. It becomes the pods'
+    /// `app.kubernetes.io/name` label, so it must be a valid label value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    #[x_kube(validation = Rule::new("self.matches('^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$')").message("model.name must be letters, digits, '-', '_' or '.', starting and ending with a letter or digit (it becomes a pod label)"))]
+    pub name: Option<String>,
+
+    /// Model version, e.g. "2.1.0". Changing it rolls out a new revision. It
+    /// becomes the pods' `app.kubernetes.io/version` label.
+    #[schemars(length(max = 63))]
+    #[x_kube(
+        validation = Rule::new("size(self) > 0").message("model.version must not be empty"),
+        validation = Rule::new("size(self) == 0 || self.matches('^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$')").message("model.version must be letters, digits, '-', '_' or '.', starting and ending with a letter or digit (it becomes a pod label)")
+    )]
+    pub version: String,
+
+    /// Where the server loads the model from, e.g. `s3://models/fraud/2.1.0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    pub uri: Option<String>,
+
+    /// Model format (e.g. sklearn, onnx, pytorch). Informational only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 63))]
+    pub format: Option<String>,
+}
+
+/// The model server container. Nothing else of a PodSpec passes through.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct ServerSpec {
+    /// Container image of the model server, e.g. `registry.example/sklearn-server:1.4`.
+    #[schemars(length(max = 512))]
+    #[x_kube(
+        validation = Rule::new("size(self) > 0").message("server.image must not be empty"),
+        validation = Rule::new("!self.contains(' ')").message("server.image must not contain spaces")
+    )]
+    pub image: String,
+
+    /// Entrypoint override; the image's ENTRYPOINT when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub command: Option<Vec<String>>,
+
+    /// Arguments to the entrypoint; the image's CMD when empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args: Option<Vec<String>>,
+
+    /// Port the server listens on inside the pod.
+    #[serde(default = "default_server_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+
+    /// Extra environment variables (core/v1 EnvVar; secretKeyRef allowed).
+    /// MODEL_NAME, MODEL_VERSION and MODEL_URI are set by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 256))]
+    #[x_kube(validation = Rule::new("self.all(e, !(e.name in ['MODEL_NAME', 'MODEL_VERSION', 'MODEL_URI']))").message("server.env may not set MODEL_NAME, MODEL_VERSION or MODEL_URI: the operator sets them from spec.model"))]
+    pub env: Option<Vec<EnvVar>>,
+
+    /// CPU, memory and accelerator requests and limits (GPUs via
+    /// `limits["nvidia.com/gpu"]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+
+    /// When a pod may receive traffic. Defaults to a TCP check on the server
+    /// port every 5 seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub readiness_probe: Option<Probe>,
+
+    /// When the kubelet restarts a stuck server. None by default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub liveness_probe: Option<Probe>,
+
+    /// Nodes the model pods may run on (e.g. GPU nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_selector: Option<BTreeMap<String, String>>,
+
+    /// Taints the model pods tolerate.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tolerations: Option<Vec<Toleration>>,
+}
+
+fn default_server_port() -> i32 {
+    8080
+}
+
+/// Labels and annotations added to the model pods.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
+#[serde(rename_all = "camelCase")]
+pub struct PodMetadata {
+    /// Extra pod labels. The operator's own labels may not be overridden.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 64))]
+    #[x_kube(validation = Rule::new("!self.exists(k, k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by', 'mlops.dev/revision'])").message("podMetadata.labels may not set the operator's own labels: app.kubernetes.io/name, app.kubernetes.io/instance, app.kubernetes.io/version, app.kubernetes.io/component, app.kubernetes.io/managed-by, mlops.dev/revision"))]
+    pub labels: Option<BTreeMap<String, String>>,
+
+    /// Extra pod annotations.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(extend("maxProperties" = 64))]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+/// Autoscaling on CPU utilisation.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("autoscaling.minReplicas must not be greater than autoscaling.maxReplicas"))]
+pub struct AutoscalingSpec {
+    /// Fewest pods the autoscaler keeps.
+    #[serde(default = "default_min_replicas")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: i32,
+
+    /// Most pods the autoscaler may run.
+    #[schemars(range(min = 1))]
+    pub max_replicas: i32,
+
+    /// Average CPU utilisation (percent of requests) the autoscaler aims for.
+    #[serde(default = "default_cpu_target")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: i32,
+}
+
+fn default_min_replicas() -> i32 {
+    1
+}
+
+fn default_cpu_target() -> i32 {
+    80
+}
+
+/// The Service in front of the model server.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceSpec {
+    /// Port the Service exposes; traffic goes to `server.port` on the pods.
+    #[serde(default = "default_service_port")]
+    #[schemars(range(min = 1, max = 65535))]
+    pub port: i32,
+
+    /// Service type.
+    #[serde(default, rename = "type")]
+    pub type_: ServiceType,
+}
+
+impl Default for ServiceSpec {
+    fn default() -> Self {
+        Self {
+            port: default_service_port(),
+            type_: ServiceType::default(),
+        }
+    }
+}
+
+fn default_service_port() -> i32 {
+    80
+}
+
+/// How the Service is exposed.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum ServiceType {
+    /// Reachable inside the cluster only.
+    #[default]
+    ClusterIP,
+    /// Also on a port of every node.
+    NodePort,
+    /// Also through a cloud load balancer.
+    LoadBalancer,
+}
+
+/// Rolling update settings, passed to the Deployment's strategy.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!((type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge == '0%') && (type(self.maxUnavailable) == int ? self.maxUnavailable == 0 : self.maxUnavailable == '0%'))").message("rollout.maxSurge and rollout.maxUnavailable must not both be 0: the rollout could never make progress"))]
+pub struct RolloutSpec {
+    /// Pods created above the desired count during an update (number or percentage).
+    #[serde(default = "default_max_surge")]
+    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')").message("rollout.maxSurge must be a non-negative number or a percentage such as '25%'"))]
+    pub max_surge: IntOrString,
+
+    /// Pods that may be unavailable during an update (number or percentage).
+    #[serde(default = "default_max_unavailable")]
+    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')").message("rollout.maxUnavailable must be a non-negative number or a percentage from 0% to 100%"))]
+    pub max_unavailable: IntOrString,
+
+    /// Seconds a rollout may make no progress before it counts as failed.
+    #[serde(default = "default_progress_deadline")]
+    #[schemars(range(min = 1))]
+    pub progress_deadline_seconds: i32,
+}
+
+impl Default for RolloutSpec {
+    fn default() -> Self {
+        Self {
+            max_surge: default_max_surge(),
+            max_unavailable: default_max_unavailable(),
+            progress_deadline_seconds: default_progress_deadline(),
+        }
+    }
+}
+
+fn default_max_surge() -> IntOrString {
+    IntOrString::String("25%".into())
+}
+
+fn default_max_unavailable() -> IntOrString {
+    IntOrString::Int(0)
+}
+
+fn default_progress_deadline() -> i32 {
+    300
+}

@@ -1,0 +1,94 @@
+//! The `ModelDeployment` status: what the operator observed and decided.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use schemars::{JsonSchema, Schema, SchemaGenerator};
+use serde::{Deserialize, Serialize};
+
+/// Observed state of a ModelDeployment. Written only by the operator.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelDeploymentStatus {
+    /// The `metadata.generation` this status describes. Behind the object's
+    /// generation means the operator has not acted on the latest spec yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+
+    /// One-word summary: Pending, Progressing, Healthy, RolledBack, Degraded
+    /// or Paused. Conditions carry the details.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phase: Option<Phase>,
+
+    /// The model name being served (spec.model.name or metadata.name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+
+    /// Model server pods, of every version.
+    #[serde(default)]
+    pub replicas: i32,
+
+    /// Pods passing their readiness probe.
+    #[serde(default)]
+    pub ready_replicas: i32,
+
+    /// Pods already running the version the Deployment asks for.
+    #[serde(default)]
+    pub updated_replicas: i32,
+
+    /// Pods ready for long enough to count as available.
+    #[serde(default)]
+    pub available_replicas: i32,
+
+    /// "ready/desired", for `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ready_summary: Option<String>,
+
+    /// Label selector of the model pods, for the scale subresource.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub selector: Option<String>,
+
+    /// In-cluster URL of the model's Service.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
+
+    /// Standard conditions: Ready (the model serves at the desired capacity),
+    /// Progressing (a rollout is under way) and Degraded (something needs a
+    /// person's attention; the reason says what).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "conditions_schema")]
+    pub conditions: Vec<Condition>,
+}
+
+/// One-word summary of a ModelDeployment's state.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+pub enum Phase {
+    /// Accepted; nothing serves yet.
+    Pending,
+    /// A new revision is rolling out.
+    Progressing,
+    /// The requested revision serves at the desired capacity.
+    Healthy,
+    /// The requested revision failed and the last stable one serves again.
+    RolledBack,
+    /// Needs attention: invalid spec, or a failed revision with nothing to go back to.
+    Degraded,
+    /// Held by `spec.paused`.
+    Paused,
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// Conditions are a map keyed by type, so server-side apply merges them per
+/// type and `kubectl wait --for=condition=…` finds them.
+fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<Vec<Condition>>();
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["type"]),
+    );
+    schema
+}

@@ -1,0 +1,76 @@
+//! Server-side apply of one child under the operator's field manager, sent
+//! only when the child is missing, out of date or drifted.
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::drift::{self, APPLIED_HASH, Need};
+use super::error::Error;
+use crate::resources::labels::MANAGER;
+
+/// What `ensure` found and did.
+pub struct Outcome<K> {
+    /// The child as it now is: the apply response when one was sent.
+    pub object: Arc<K>,
+    pub need: Need,
+}
+
+/// Makes the child match `desired`. `cached` is the reflector's copy.
+pub async fn ensure<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    mut desired: K,
+    cached: Option<Arc<K>>,
+) -> Result<Outcome<K>, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let serialize = |source| Error::Serialize { kind, source };
+    let hash = drift::hash_of(&desired).map_err(serialize)?;
+    desired
+        .annotations_mut()
+        .insert(APPLIED_HASH.to_string(), hash);
+    let desired_json = serde_json::to_value(&desired).map_err(serialize)?;
+
+    if let Some(object) = cached
+        && drift::need(&desired_json, Some(object.as_ref())).map_err(serialize)? == Need::Nothing
+    {
+        return Ok(Outcome {
+            object,
+            need: Need::Nothing,
+        });
+    }
+    // The cache can lag behind the operator's own last write; a read now
+    // avoids a second apply and a second "Created" event for the same change.
+    let name = desired.name_any();
+    let fresh = api.get_opt(&name).await?;
+    let need = drift::need(&desired_json, fresh.as_ref()).map_err(serialize)?;
+    if let (Need::Nothing, Some(object)) = (need, fresh) {
+        return Ok(Outcome {
+            object: Arc::new(object),
+            need,
+        });
+    }
+    let params = PatchParams::apply(MANAGER).force();
+    let object = api
+        .patch(&name, &params, &Patch::Apply(&desired))
+        .await
+        .map_err(|e| match e {
+            // The API server's own validation is the last word on what a valid
+            // child is; its refusal is the user's to fix, not a retryable error.
+            kube::Error::Api(status) if status.code == 422 => Error::Rejected {
+                kind,
+                message: status.message.clone(),
+            },
+            e => Error::Kube(e),
+        })?;
+    Ok(Outcome {
+        object: Arc::new(object),
+        need,
+    })
+}

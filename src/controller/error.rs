@@ -1,0 +1,33 @@
+use thiserror::Error;
+
+/// Why a reconcile could not finish. An invalid spec is not an error: it is
+/// reported in status and waits for the user.
+#[derive(Debug, Error)]
+pub enum Error {
+    #[error("Kubernetes API request failed: {0}")]
+    Kube(#[from] kube::Error),
+
+    #[error("cannot serialize the {kind}: {source}")]
+    Serialize {
+        kind: &'static str,
+        source: serde_json::Error,
+    },
+
+    #[error("the API server refused the {kind}: {message}")]
+    Rejected { kind: &'static str, message: String },
+
+    #[error("ModelDeployment has no namespace")]
+    NoNamespace,
+}
+
+impl Error {
+    /// Short label for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(_) => "api",
+            Error::Serialize { .. } => "serialize",
+            Error::Rejected { .. } => "rejected",
+            Error::NoNamespace => "no_namespace",
+        }
+    }
+}

@@ -1,0 +1,394 @@
+//! Derives a ModelDeployment's status from what was observed. Pure: the
+//! reconciler writes the result only when it differs from the stored status.
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::ResourceExt;
+
+use super::conditions::{self, DEGRADED, PROGRESSING, READY, Verdict};
+use crate::api::{ModelDeployment, ModelDeploymentStatus, Phase, ServedVersion};
+use crate::resources::{labels, service_url};
+use crate::rollout::{Counts, Progress, progress};
+
+/// Everything the status is a function of.
+pub struct Observed<'a> {
+    pub md: &'a ModelDeployment,
+    pub served: &'a ServedVersion,
+    /// The Deployment as last seen: the apply response when one was sent.
+    pub deployment: Option<&'a Deployment>,
+    /// Why the spec cannot be applied, when it cannot.
+    pub invalid: Option<&'a str>,
+}
+
+pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
+    let md = observed.md;
+    let counts = observed.deployment.map(Counts::of).unwrap_or_default();
+    let progress = observed.deployment.map(progress);
+    let verdicts = [
+        ready(observed.deployment.is_some(), counts),
+        progressing(observed, progress.as_ref()),
+        degraded(observed.invalid, progress.as_ref()),
+    ];
+    let previous = md
+        .status
+        .as_ref()
+        .map(|s| s.conditions.as_slice())
+        .unwrap_or_default();
+    ModelDeploymentStatus {
+        observed_generation: md.metadata.generation,
+        phase: Some(phase(observed, progress.as_ref(), counts)),
+        model: Some(observed.served.model_name().to_string()),
+        replicas: counts.replicas,
+        ready_replicas: counts.ready,
+        updated_replicas: counts.updated,
+        available_replicas: counts.available,
+        ready_summary: Some(format!("{}/{}", counts.ready, counts.desired)),
+        selector: Some(labels::to_selector_string(&labels::selector(
+            &md.name_any(),
+        ))),
+        url: Some(service_url(md)),
+        conditions: conditions::stamp(&verdicts, previous, md.metadata.generation, now),
+    }
+}
+
+fn ready(exists: bool, n: Counts) -> Verdict {
+    let summary = format!("{}/{} pods available", n.available, n.desired);
+    if !exists {
+        Verdict::new(
+            READY,
+            false,
+            "Pending",
+            "the model server Deployment does not exist yet",
+        )
+    } else if n.desired == 0 {
+        Verdict::new(
+            READY,
+            false,
+            "ScaledToZero",
+            "replicas is 0: no pod serves the model",
+        )
+    } else if n.available >= n.desired {
+        Verdict::new(READY, true, "Serving", summary)
+    } else {
+        Verdict::new(READY, false, "NotEnoughReplicas", summary)
+    }
+}
+
+fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
+    let target = format!(
+        "model {} {}",
+        observed.served.model_name(),
+        observed.served.model.version
+    );
+    if observed.invalid.is_some() {
+        return Verdict::new(
+            PROGRESSING,
+            false,
+            "InvalidSpec",
+            "nothing rolls out until the spec is fixed",
+        );
+    }
+    if observed.md.spec.paused {
+        return Verdict::new(
+            PROGRESSING,
+            false,
+            "Paused",
+            "spec.paused is true: spec changes wait until it is false",
+        );
+    }
+    match progress {
+        None => Verdict::new(
+            PROGRESSING,
+            true,
+            "Creating",
+            format!("creating the Deployment for {target}"),
+        ),
+        Some(Progress::NotObserved) => Verdict::new(
+            PROGRESSING,
+            true,
+            "RolloutInProgress",
+            format!("waiting for the Deployment controller to act on {target}"),
+        ),
+        Some(Progress::Rolling { updated, desired }) => Verdict::new(
+            PROGRESSING,
+            true,
+            "RolloutInProgress",
+            format!("{updated}/{desired} pods updated to {target}"),
+        ),
+        Some(Progress::Finishing {
+            available,
+            desired,
+            total,
+        }) => Verdict::new(
+            PROGRESSING,
+            true,
+            "RolloutInProgress",
+            format!("{available}/{desired} pods of {target} available, {total} pods in total"),
+        ),
+        Some(Progress::Complete) => Verdict::new(
+            PROGRESSING,
+            false,
+            "RolloutComplete",
+            format!("{target} is rolled out"),
+        ),
+        Some(Progress::DeadlineExceeded { message }) => Verdict::new(
+            PROGRESSING,
+            false,
+            "ProgressDeadlineExceeded",
+            message.clone(),
+        ),
+    }
+}
+
+fn degraded(invalid: Option<&str>, progress: Option<&Progress>) -> Verdict {
+    if let Some(cause) = invalid {
+        return Verdict::new(DEGRADED, true, "InvalidSpec", cause);
+    }
+    if let Some(Progress::DeadlineExceeded { message }) = progress {
+        return Verdict::new(DEGRADED, true, "ProgressDeadlineExceeded", message.clone());
+    }
+    Verdict::new(DEGRADED, false, "AsExpected", "")
+}
+
+fn phase(observed: &Observed<'_>, progress: Option<&Progress>, n: Counts) -> Phase {
+    match progress {
+        _ if observed.invalid.is_some() => Phase::Degraded,
+        Some(Progress::DeadlineExceeded { .. }) => Phase::Degraded,
+        _ if observed.md.spec.paused => Phase::Paused,
+        None => Phase::Pending,
+        Some(Progress::Complete) => Phase::Healthy,
+        Some(_) if n.available == 0 && n.desired > 0 => Phase::Pending,
+        Some(_) => Phase::Progressing,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::jiff::Timestamp;
+    use serde_json::json;
+
+    fn md(paused: bool) -> ModelDeployment {
+        serde_json::from_value(json!({
+            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": "fraud", "namespace": "ml", "generation": 4},
+            "spec": {"model": {"version": "2.1.0"}, "server": {"image": "srv:1"}, "paused": paused},
+        }))
+        .unwrap()
+    }
+
+    fn deployment(status: serde_json::Value) -> Deployment {
+        serde_json::from_value(json!({
+            "metadata": {"name": "fraud", "generation": 7},
+            "spec": {"replicas": 2, "selector": {}, "template": {}},
+            "status": status,
+        }))
+        .unwrap()
+    }
+
+    fn now() -> Time {
+        Time(Timestamp::from_second(1_800_000_000).unwrap())
+    }
+
+    fn cond<'a>(s: &'a ModelDeploymentStatus, t: &str) -> (&'a str, &'a str) {
+        let c = conditions::find(&s.conditions, t).unwrap();
+        (c.status.as_str(), c.reason.as_str())
+    }
+
+    #[test]
+    fn table() {
+        let complete = deployment(
+            json!({"observedGeneration": 7, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+        );
+        let rolling = deployment(
+            json!({"observedGeneration": 7, "replicas": 3, "readyReplicas": 2, "updatedReplicas": 1, "availableReplicas": 2}),
+        );
+        let starting =
+            deployment(json!({"observedGeneration": 7, "replicas": 2, "updatedReplicas": 2}));
+        let stuck = deployment(
+            json!({"observedGeneration": 7, "replicas": 2, "updatedReplicas": 2,
+            "conditions": [{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"}]}),
+        );
+        // (name, paused, deployment, invalid cause, phase, [Ready, Progressing, Degraded] as (status, reason))
+        type Case<'a> = (
+            &'a str,
+            bool,
+            Option<&'a Deployment>,
+            Option<&'a str>,
+            Phase,
+            [(&'a str, &'a str); 3],
+        );
+        let cases: [Case; 7] = [
+            (
+                "nothing yet",
+                false,
+                None,
+                None,
+                Phase::Pending,
+                [
+                    ("False", "Pending"),
+                    ("True", "Creating"),
+                    ("False", "AsExpected"),
+                ],
+            ),
+            (
+                "healthy",
+                false,
+                Some(&complete),
+                None,
+                Phase::Healthy,
+                [
+                    ("True", "Serving"),
+                    ("False", "RolloutComplete"),
+                    ("False", "AsExpected"),
+                ],
+            ),
+            (
+                "rolling keeps serving",
+                false,
+                Some(&rolling),
+                None,
+                Phase::Progressing,
+                [
+                    ("True", "Serving"),
+                    ("True", "RolloutInProgress"),
+                    ("False", "AsExpected"),
+                ],
+            ),
+            (
+                "first pods starting",
+                false,
+                Some(&starting),
+                None,
+                Phase::Pending,
+                [
+                    ("False", "NotEnoughReplicas"),
+                    ("True", "RolloutInProgress"),
+                    ("False", "AsExpected"),
+                ],
+            ),
+            (
+                "deadline",
+                false,
+                Some(&stuck),
+                None,
+                Phase::Degraded,
+                [
+                    ("False", "NotEnoughReplicas"),
+                    ("False", "ProgressDeadlineExceeded"),
+                    ("True", "ProgressDeadlineExceeded"),
+                ],
+            ),
+            (
+                "invalid keeps old pods serving",
+                false,
+                Some(&complete),
+                Some("bad quantity"),
+                Phase::Degraded,
+                [
+                    ("True", "Serving"),
+                    ("False", "InvalidSpec"),
+                    ("True", "InvalidSpec"),
+                ],
+            ),
+            (
+                "paused",
+                true,
+                Some(&complete),
+                None,
+                Phase::Paused,
+                [
+                    ("True", "Serving"),
+                    ("False", "Paused"),
+                    ("False", "AsExpected"),
+                ],
+            ),
+        ];
+        for (name, paused, dep, invalid, want_phase, want) in cases {
+            let md = md(paused);
+            let served = ServedVersion::requested(&md);
+            let status = derive(
+                &Observed {
+                    md: &md,
+                    served: &served,
+                    deployment: dep,
+                    invalid,
+                },
+                &now(),
+            );
+            assert_eq!(status.phase, Some(want_phase), "{name}: phase");
+            for ((t, _), w) in [(READY, 0), (PROGRESSING, 1), (DEGRADED, 2)]
+                .iter()
+                .zip(want)
+            {
+                assert_eq!(cond(&status, t), w, "{name}: {t}");
+            }
+            assert_eq!(status.observed_generation, Some(4), "{name}");
+            assert!(
+                status
+                    .conditions
+                    .iter()
+                    .all(|c| c.observed_generation == Some(4)),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn fields_for_kubectl() {
+        let md = md(false);
+        let served = ServedVersion::requested(&md);
+        let dep = deployment(
+            json!({"observedGeneration": 7, "replicas": 2, "readyReplicas": 1, "updatedReplicas": 2, "availableReplicas": 1}),
+        );
+        let s = derive(
+            &Observed {
+                md: &md,
+                served: &served,
+                deployment: Some(&dep),
+                invalid: None,
+            },
+            &now(),
+        );
+        assert_eq!(s.ready_summary.as_deref(), Some("1/2"));
+        assert_eq!(s.model.as_deref(), Some("fraud"));
+        assert_eq!(s.url.as_deref(), Some("http://fraud.ml.svc:80"));
+        assert_eq!(
+            s.selector.as_deref(),
+            Some("app.kubernetes.io/instance=fraud,app.kubernetes.io/managed-by=model-operator")
+        );
+    }
+
+    #[test]
+    fn unchanged_observation_gives_an_identical_status() {
+        let mut md = md(false);
+        let served = ServedVersion::requested(&md);
+        let dep = deployment(
+            json!({"observedGeneration": 7, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+        );
+        let first = derive(
+            &Observed {
+                md: &md,
+                served: &served,
+                deployment: Some(&dep),
+                invalid: None,
+            },
+            &now(),
+        );
+        md.status = Some(first.clone());
+        let later = Time(Timestamp::from_second(1_900_000_000).unwrap());
+        let second = derive(
+            &Observed {
+                md: &md,
+                served: &served,
+                deployment: Some(&dep),
+                invalid: None,
+            },
+            &later,
+        );
+        assert_eq!(
+            first, second,
+            "a later resync must not produce a status write"
+        );
+    }
+}

@@ -1,0 +1,14 @@
+//! model-operator: serves machine-learning models on Kubernetes and rolls bad
+//! versions back automatically.
+//!
+//! The module tree is the reconcile pipeline: `api` (the resource), `validate`,
+//! `resources` (pure builders), `rollout` (pure decisions) and `controller`
+//! (apply, status, events, the loop).
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod controller;
+pub mod resources;
+pub mod rollout;
+pub mod telemetry;
+pub mod validate;

@@ -1,0 +1,79 @@
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use model_operator::controller::{self, Settings};
+use model_operator::telemetry::{self, LogFormat};
+
+/// Runs machine-learning models in production safely.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the controller (kubeconfig or in-cluster configuration).
+    Run {
+        /// Log line format.
+        #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+        log_format: LogFormat,
+        /// ModelDeployments reconciled at once.
+        #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
+        concurrency: u16,
+    },
+    /// Print the ModelDeployment CustomResourceDefinition as YAML.
+    Crd,
+}
+
+fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Crd => match model_operator::api::crd_yaml() {
+            Ok(yaml) => {
+                print!("{yaml}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: cannot render the CRD: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run {
+            log_format,
+            concurrency,
+        } => {
+            telemetry::init(log_format);
+            run(Settings { concurrency })
+        }
+    }
+}
+
+fn run(settings: Settings) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let client = match kube::Client::try_default().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "no Kubernetes configuration (kubeconfig or in-cluster)");
+                return ExitCode::FAILURE;
+            }
+        };
+        match controller::run(client, settings).await {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                tracing::error!(error = %e, "controller stopped");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}

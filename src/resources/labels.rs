@@ -1,0 +1,48 @@
+//! Labels the operator puts on its children and pods.
+
+use std::collections::BTreeMap;
+
+/// Name of this operator, as the `managed-by` label value and field manager.
+pub const MANAGER: &str = "model-operator";
+
+pub const NAME: &str = "app.kubernetes.io/name";
+pub const INSTANCE: &str = "app.kubernetes.io/instance";
+pub const VERSION: &str = "app.kubernetes.io/version";
+pub const COMPONENT: &str = "app.kubernetes.io/component";
+pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+/// Revision number of the served version, on pods.
+pub const REVISION: &str = "mlops.dev/revision";
+
+const COMPONENT_VALUE: &str = "model-server";
+
+/// Selects every pod of one ModelDeployment, whatever its version, so the
+/// Service keeps serving through a rolling update. Immutable on a Deployment,
+/// so it holds nothing that a spec change could alter.
+pub fn selector(instance: &str) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        (INSTANCE.to_string(), instance.to_string()),
+        (MANAGED_BY.to_string(), MANAGER.to_string()),
+    ])
+}
+
+/// Labels on every child object.
+pub fn common(instance: &str, model_name: &str) -> BTreeMap<String, String> {
+    let mut labels = selector(instance);
+    labels.insert(NAME.to_string(), model_name.to_string());
+    labels.insert(COMPONENT.to_string(), COMPONENT_VALUE.to_string());
+    labels
+}
+
+/// `key=value,…` form of a label map, for selectors in status and watches.
+pub fn to_selector_string(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The selector every watch of the operator's children uses.
+pub fn managed_selector() -> String {
+    format!("{MANAGED_BY}={MANAGER}")
+}

@@ -1,0 +1,35 @@
+//! Pure builders of the child objects. None of them sees a client: they are
+//! functions of the ModelDeployment (and the version to serve) only.
+
+mod deployment;
+mod hpa;
+pub mod labels;
+mod service;
+
+pub use deployment::{CONTAINER_NAME, PORT_NAME, deployment};
+pub use hpa::hpa;
+pub use service::{service, service_url};
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+
+use crate::api::ModelDeployment;
+
+/// Metadata shared by every child: same name and namespace as the owner,
+/// the operator's labels, and a controller owner reference so that deleting
+/// the ModelDeployment garbage-collects its children.
+fn child_meta(md: &ModelDeployment, model_name: &str) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(md.name_any()),
+        namespace: md.namespace(),
+        labels: Some(labels::common(&md.name_any(), model_name)),
+        owner_references: owner_reference(md).map(|r| vec![r]),
+        ..ObjectMeta::default()
+    }
+}
+
+/// `None` only for an object that was never stored (no uid), which the
+/// controller never hands to a builder.
+fn owner_reference(md: &ModelDeployment) -> Option<OwnerReference> {
+    md.controller_owner_ref(&())
+}

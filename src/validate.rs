@@ -1,0 +1,168 @@
+//! Checks the API server cannot make at `kubectl apply` time. The CRD's
+//! schema and CEL rules refuse most bad input; what is left (label syntax in
+//! free-form maps, whose keys CEL cannot bound cheaply) is caught here and
+//! reported as `Degraded=True, reason InvalidSpec` without touching what runs.
+//! Anything that still slips through is refused by the API server when the
+//! child is applied, and reported the same way.
+
+use std::collections::BTreeMap;
+
+use crate::api::ModelDeploymentSpec;
+
+/// The first problem found, as a sentence for a person.
+pub fn spec(spec: &ModelDeploymentSpec) -> Result<(), String> {
+    if let Some(meta) = &spec.pod_metadata {
+        labels("spec.podMetadata.labels", meta.labels.as_ref())?;
+        if let Some(annotations) = &meta.annotations {
+            for key in annotations.keys() {
+                qualified_name(key)
+                    .map_err(|why| format!("spec.podMetadata.annotations: key {key:?} {why}"))?;
+            }
+        }
+    }
+    labels(
+        "spec.server.nodeSelector",
+        spec.server.node_selector.as_ref(),
+    )?;
+    Ok(())
+}
+
+fn labels(field: &str, labels: Option<&BTreeMap<String, String>>) -> Result<(), String> {
+    for (key, value) in labels.into_iter().flatten() {
+        qualified_name(key).map_err(|why| format!("{field}: key {key:?} {why}"))?;
+        label_value(value).map_err(|why| format!("{field}: value {value:?} of {key:?} {why}"))?;
+    }
+    Ok(())
+}
+
+/// `[prefix/]name`: prefix a DNS subdomain, name at most 63 characters.
+fn qualified_name(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.split_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key),
+    };
+    if let Some(prefix) = prefix {
+        dns_subdomain(prefix).map_err(|why| format!("has an invalid prefix: {why}"))?;
+    }
+    if name.is_empty() {
+        return Err("has an empty name part".into());
+    }
+    label_value(name)
+}
+
+/// At most 63 characters: alphanumerics, '-', '_', '.', starting and ending
+/// alphanumeric (or empty).
+fn label_value(value: &str) -> Result<(), String> {
+    if value.len() > 63 {
+        return Err("is longer than 63 characters".into());
+    }
+    let alnum = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    let bounded_by_alnum = alnum(value.chars().next()) && alnum(value.chars().last());
+    if !value.is_empty() && !bounded_by_alnum {
+        return Err("must start and end with a letter or digit".into());
+    }
+    if let Some(c) = value
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')))
+    {
+        return Err(format!(
+            "contains {c:?}; only letters, digits, '-', '_' and '.' are allowed"
+        ));
+    }
+    Ok(())
+}
+
+fn dns_subdomain(s: &str) -> Result<(), String> {
+    if s.is_empty() || s.len() > 253 {
+        return Err("must be 1 to 253 characters".into());
+    }
+    for part in s.split('.') {
+        let ok = !part.is_empty()
+            && part
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !part.starts_with('-')
+            && !part.ends_with('-');
+        if !ok {
+            return Err(format!("{s:?} is not a lowercase DNS name"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::ModelDeployment;
+    use serde_json::json;
+
+    fn spec_with(extra: serde_json::Value) -> ModelDeploymentSpec {
+        let mut spec = json!({"model": {"version": "1"}, "server": {"image": "i"}});
+        for (k, v) in extra.as_object().unwrap() {
+            spec[k] = v.clone();
+        }
+        let md: ModelDeployment = serde_json::from_value(json!({
+            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": "m"}, "spec": spec,
+        }))
+        .unwrap();
+        md.spec
+    }
+
+    #[test]
+    fn table() {
+        let cases = [
+            ("nothing extra", json!({}), None),
+            (
+                "good labels",
+                json!({"podMetadata": {"labels": {"team": "fraud", "example.com/tier": "gold", "empty": ""}}}),
+                None,
+            ),
+            (
+                "good annotations",
+                json!({"podMetadata": {"annotations": {"prometheus.io/scrape": "true", "note": "any text at all!"}}}),
+                None,
+            ),
+            (
+                "label value with space",
+                json!({"podMetadata": {"labels": {"team": "fraud team"}}}),
+                Some("spec.podMetadata.labels: value \"fraud team\" of \"team\" contains ' '"),
+            ),
+            (
+                "label key with bad prefix",
+                json!({"podMetadata": {"labels": {"Example.com/x": "y"}}}),
+                Some("invalid prefix"),
+            ),
+            (
+                "label key too long",
+                json!({"podMetadata": {"labels": {"k".repeat(64): "y"}}}),
+                Some("longer than 63"),
+            ),
+            (
+                "label value ends with dash",
+                json!({"podMetadata": {"labels": {"k": "v-"}}}),
+                Some("start and end"),
+            ),
+            (
+                "annotation key empty name",
+                json!({"podMetadata": {"annotations": {"example.com/": "y"}}}),
+                Some("empty name"),
+            ),
+            (
+                "node selector",
+                json!({"server": {"image": "i", "nodeSelector": {"gpu type": "a100"}}}),
+                Some("spec.server.nodeSelector"),
+            ),
+        ];
+        for (name, extra, want) in cases {
+            let got = spec(&spec_with(extra));
+            match want {
+                None => assert_eq!(got, Ok(()), "{name}"),
+                Some(fragment) => {
+                    let err = got.expect_err(name);
+                    assert!(err.contains(fragment), "{name}: {err:?} lacks {fragment:?}");
+                }
+            }
+        }
+    }
+}
