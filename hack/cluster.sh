@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Local Kubernetes control plane for tests: etcd, kube-apiserver,
+# kube-controller-manager, kube-scheduler and kwok-controller as plain
+# processes (kwokctl's binary runtime), no Docker, no kubelet, loopback only.
+# Pods are simulated by kwok on a few fake nodes; see docs/local-cluster.md.
+#
+# Usage: hack/cluster.sh up|down|status
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=lib.sh
+source "$root/hack/lib.sh"
+bin="$root/.local/bin"
+name=model-operator
+kubeconfig="$root/.local/kubeconfig"
+kwok_dir="$root/hack/kwok"
+# kwokctl keeps each cluster (pki, etcd data, logs, pids) under this folder.
+export KWOK_WORKDIR="$root/.local/kwok"
+cluster_dir="$KWOK_WORKDIR/clusters/$name"
+# kwokctl has no flag for kubectl; without this `kwokctl kubectl` would try
+# to download one.
+export KWOK_KUBECTL_BINARY="$bin/kubectl"
+
+log() { echo "cluster: $*" >&2; }
+kwokctl() { "$bin/kwokctl" --name "$name" "$@"; }
+kubectl() { "$bin/kubectl" --kubeconfig "$kubeconfig" "$@"; }
+
+# True when the apiserver behind our kubeconfig answers its readiness check.
+answers() {
+  [ -s "$kubeconfig" ] && [ -x "$bin/kubectl" ] &&
+    kubectl get --raw /readyz --request-timeout=3s >/dev/null 2>&1
+}
+
+# Retries "$@" once a second for up to $1 seconds; the apiserver and the
+# controllers come up in stages, so single checks would be racy.
+wait_for() {
+  local timeout=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      log "timed out after ${timeout}s waiting for $what"
+      return 1
+    fi
+    sleep 1
+  done
+}
+
+nodes_ready() {
+  local want total ready
+  want=$(grep -c '^kind: Node$' "$kwok_dir/nodes.yaml")
+  total=$(kubectl get nodes --no-headers 2>/dev/null | wc -l)
+  ready=$(kubectl get nodes --no-headers 2>/dev/null | awk '$2 == "Ready"' | wc -l)
+  [ "$total" -ge "$want" ] && [ "$ready" = "$total" ]
+}
+
+usage_hint() {
+  cat <<EOF
+cluster: $name is up ($(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}'))
+  export KUBECONFIG=$kubeconfig
+  export PATH=$bin:\$PATH
+  kubectl get nodes
+EOF
+}
+
+up() {
+  "$root/hack/build-tools.sh"
+  if answers && nodes_ready; then
+    log "already running"
+    usage_hint
+    return 0
+  fi
+  if [ -d "$cluster_dir" ]; then
+    # Left over from a crash or reboot: its processes are gone or unhealthy,
+    # and a fresh cluster is quicker and more predictable than repairing one.
+    log "removing stale cluster state"
+    down
+  fi
+
+  local configs=(--config "$kwok_dir/kwokctl.yaml") f
+  # Supplying any Stage replaces all of kwokctl's defaults, hence the full set.
+  for f in "$kwok_dir"/stages/*.yaml; do configs+=(--config "$f"); done
+
+  local start=$SECONDS
+  mkdir -p "$(dirname "$kubeconfig")"
+  # warn keeps kwok-controller from logging every pod patch; set
+  # CLUSTER_LOG_LEVEL=info (or debug) to see what the stages do.
+  kwokctl -v "${CLUSTER_LOG_LEVEL:-warn}" create cluster "${configs[@]}" \
+    --runtime binary \
+    --kubeconfig "$kubeconfig" \
+    --kube-apiserver-binary "$bin/kube-apiserver" \
+    --kube-controller-manager-binary "$bin/kube-controller-manager" \
+    --kube-scheduler-binary "$bin/kube-scheduler" \
+    --kwok-controller-binary "$bin/kwok" \
+    --etcd-binary "$bin/etcd" \
+    --extra-args kube-apiserver=advertise-address=127.0.0.1 \
+    --extra-args etcd=unsafe-no-fsync=true \
+    --quiet-pull
+  # The apiserver otherwise picks the address of the default route, which
+  # this machine may not have; and etcd's fsyncs only slow a throwaway
+  # cluster down.
+
+  wait_for 60 "kube-apiserver /readyz" kubectl get --raw /readyz
+  kubectl apply -f "$kwok_dir/nodes.yaml" >/dev/null
+  wait_for 60 "nodes to become Ready" nodes_ready
+  # Pods cannot be created before the controller-manager has made the
+  # namespace's default ServiceAccount.
+  wait_for 60 "the default ServiceAccount" kubectl -n default get serviceaccount default
+  log "created in $((SECONDS - start))s"
+  usage_hint
+}
+
+cluster_pids() {
+  local f
+  # kwokctl writes its pid files without a trailing newline.
+  for f in "$cluster_dir"/pids/*.pid; do [ -s "$f" ] && echo "$(<"$f")"; done
+}
+
+down() {
+  if [ -d "$cluster_dir" ] && [ -x "$bin/kwokctl" ]; then
+    local pids pid
+    pids=$(cluster_pids)
+    kwokctl -v warn delete cluster --kubeconfig "$kubeconfig"
+    # kwokctl sends SIGKILL without waiting (the processes are not its
+    # children); an immediate `up` must not race them for their ports.
+    for pid in $pids; do
+      wait_for 10 "process $pid to exit" sh -c "! kill -0 $pid 2>/dev/null" || true
+    done
+  fi
+  # kwokctl delete may leave an emptied kubeconfig or parts of the workdir.
+  rm -rf "$cluster_dir" "$kubeconfig"
+  log "down"
+}
+
+status() {
+  if ! [ -d "$cluster_dir" ]; then
+    echo "cluster: $name does not exist"
+    return 1
+  fi
+  if ! answers; then
+    echo "cluster: $name exists but its apiserver does not answer (try: make cluster-down cluster-up)"
+    return 1
+  fi
+  usage_hint
+  kwokctl get components 2>/dev/null || true
+  kubectl get nodes
+  echo "listening:"
+  local pid
+  for pid in $(cluster_pids); do
+    ss -Hltnp | grep "pid=$pid," | awk '{print "  " $4 "\t" $6}'
+  done
+}
+
+dispatch "$@"
