@@ -93,11 +93,14 @@ up() {
     --kwok-controller-binary "$bin/kwok" \
     --etcd-binary "$bin/etcd" \
     --extra-args kube-apiserver=advertise-address=127.0.0.1 \
+    --extra-args kube-apiserver=endpoint-reconciler-type=none \
     --extra-args etcd=unsafe-no-fsync=true \
     --quiet-pull
-  # The apiserver otherwise picks the address of the default route, which
-  # this machine may not have; and etcd's fsyncs only slow a throwaway
-  # cluster down.
+  # The apiserver otherwise advertises the address of the default route,
+  # which this machine may not have. It cannot publish a loopback address as
+  # the `kubernetes` Service's endpoint (validation forbids it, every 10s),
+  # and nothing in this cluster runs in a pod to use it anyway. etcd's
+  # fsyncs only slow a throwaway cluster down.
 
   wait_for 60 "kube-apiserver /readyz" kubectl get --raw /readyz
   kubectl apply -f "$kwok_dir/nodes.yaml" >/dev/null
