@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by the hack/*.sh service scripts; source it, don't run it.
 
 # Runs the up, down or status function the calling script defines.

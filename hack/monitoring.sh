@@ -56,7 +56,9 @@ disable_packaged_services() {
     if [ -d /run/systemd/system ]; then
       systemctl disable --now "$svc" >/dev/null 2>&1 || true
     else
-      command -v systemctl >/dev/null && systemctl disable "$svc" >/dev/null 2>&1 || true
+      if command -v systemctl >/dev/null; then
+        systemctl disable "$svc" >/dev/null 2>&1 || true
+      fi
       # Stops only the daemon named in the package's own pid file.
       if [ -s "/run/prometheus/$svc.pid" ] && [ -x "/etc/init.d/$svc" ]; then
         "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
@@ -135,10 +137,10 @@ wait_ready() {
 }
 
 stop() {
-  local name=$1 pid i
+  local name=$1 pid _
   if pid=$(running_pid "$name"); then
     kill "$pid"
-    for i in $(seq 50); do
+    for _ in $(seq 50); do
       kill -0 "$pid" 2>/dev/null || break
       sleep 0.2
     done
