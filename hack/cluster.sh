@@ -45,12 +45,28 @@ wait_for() {
   done
 }
 
+# Names of our simulated nodes, from hack/kwok/nodes.yaml.
+node_names() { sed -n 's/^  name: //p' "$kwok_dir/nodes.yaml"; }
+
+# True when every node of ours exists and is Ready (cordoned counts as Ready:
+# a test may cordon a node).
 nodes_ready() {
-  local want total ready
-  want=$(grep -c '^kind: Node$' "$kwok_dir/nodes.yaml")
-  total=$(kubectl get nodes --no-headers 2>/dev/null | wc -l)
-  ready=$(kubectl get nodes --no-headers 2>/dev/null | awk '$2 == "Ready"' | wc -l)
-  [ "$total" -ge "$want" ] && [ "$ready" = "$total" ]
+  local n
+  for n in $(node_names); do
+    [ "$(kubectl get node "$n" -o jsonpath='{.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ] ||
+      return 1
+  done
+}
+
+# (Re)creates whichever of our nodes is missing, e.g. deleted by a test;
+# existing nodes are left exactly as they are.
+ensure_nodes() {
+  local names
+  mapfile -t names < <(node_names)
+  if ! kubectl get nodes "${names[@]}" >/dev/null 2>&1; then
+    kubectl create -f "$kwok_dir/nodes.yaml" 2>&1 | grep -v AlreadyExists >&2 || true
+  fi
+  wait_for 60 "nodes to become Ready" nodes_ready
 }
 
 usage_hint() {
@@ -64,8 +80,9 @@ EOF
 
 up() {
   "$root/hack/build-tools.sh"
-  if answers && nodes_ready; then
+  if answers; then
     log "already running"
+    ensure_nodes
     usage_hint
     return 0
   fi
@@ -103,8 +120,7 @@ up() {
   # fsyncs only slow a throwaway cluster down.
 
   wait_for 60 "kube-apiserver /readyz" kubectl get --raw /readyz
-  kubectl apply -f "$kwok_dir/nodes.yaml" >/dev/null
-  wait_for 60 "nodes to become Ready" nodes_ready
+  ensure_nodes
   # Pods cannot be created before the controller-manager has made the
   # namespace's default ServiceAccount.
   wait_for 60 "the default ServiceAccount" kubectl -n default get serviceaccount default
