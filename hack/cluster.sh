@@ -69,6 +69,32 @@ ensure_nodes() {
   wait_for 60 "nodes to become Ready" nodes_ready
 }
 
+# "component pid" for each process kwokctl started.
+cluster_pids() {
+  local f
+  for f in "$cluster_dir"/pids/*.pid; do
+    # kwokctl writes its pid files without a trailing newline.
+    if [ -s "$f" ]; then echo "$(basename "$f" .pid) $(<"$f")"; fi
+  done
+}
+
+# kill -0 alone would count a killed process that init has not reaped yet.
+alive() {
+  local state
+  state=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $state != Z* ]]
+}
+
+# True when every component is still running; a dead controller-manager or
+# kwok-controller leaves an apiserver that answers but a useless cluster.
+all_running() {
+  local component pid n=0
+  while read -r component pid; do
+    alive "$pid" || { log "$component (pid $pid) is not running"; return 1; }
+    n=$((n + 1))
+  done < <(cluster_pids)
+  [ "$n" -gt 0 ]
+}
+
 usage_hint() {
   cat <<EOF
 cluster: $name is up ($(kubectl config view --minify -o jsonpath='{.clusters[0].cluster.server}'))
@@ -80,7 +106,7 @@ EOF
 
 up() {
   "$root/hack/build-tools.sh"
-  if answers; then
+  if answers && all_running; then
     log "already running"
     ensure_nodes
     usage_hint
@@ -128,21 +154,16 @@ up() {
   usage_hint
 }
 
-cluster_pids() {
-  local f
-  # kwokctl writes its pid files without a trailing newline.
-  for f in "$cluster_dir"/pids/*.pid; do [ -s "$f" ] && echo "$(<"$f")"; done
-}
 
 down() {
   if [ -d "$cluster_dir" ] && [ -x "$bin/kwokctl" ]; then
     local pids pid
-    pids=$(cluster_pids)
+    pids=$(cluster_pids | cut -d' ' -f2)
     kwokctl -v warn delete cluster --kubeconfig "$kubeconfig"
     # kwokctl sends SIGKILL without waiting (the processes are not its
     # children); an immediate `up` must not race them for their ports.
     for pid in $pids; do
-      wait_for 10 "process $pid to exit" sh -c "! kill -0 $pid 2>/dev/null" || true
+      wait_for 10 "process $pid to exit" eval "! alive $pid" || true
     done
   fi
   # kwokctl delete may leave an emptied kubeconfig or parts of the workdir.
@@ -155,18 +176,17 @@ status() {
     echo "cluster: $name does not exist"
     return 1
   fi
-  if ! answers; then
-    echo "cluster: $name exists but its apiserver does not answer (try: make cluster-down cluster-up)"
+  if ! answers || ! all_running; then
+    echo "cluster: $name is broken (try: make cluster-up, which recreates it)"
     return 1
   fi
   usage_hint
-  kwokctl get components 2>/dev/null || true
   kubectl get nodes
-  echo "listening:"
-  local pid
-  for pid in $(cluster_pids); do
-    ss -Hltnp | grep "pid=$pid," | awk '{print "  " $4 "\t" $6}'
-  done
+  echo "components:"
+  local component pid
+  while read -r component pid; do
+    ss -Hltnp | grep "pid=$pid," | awk -v c="$component" '{print "  " c "\t" $4}' || true
+  done < <(cluster_pids)
 }
 
 dispatch "$@"
