@@ -8,6 +8,7 @@
 
 pub mod api;
 pub mod controller;
+pub mod quantity;
 pub mod resources;
 pub mod rollout;
 pub mod telemetry;

@@ -22,6 +22,10 @@ enum Command {
         /// ModelDeployments reconciled at once.
         #[arg(long, env = "CONCURRENCY", default_value_t = 16)]
         concurrency: u16,
+        /// Watch only these namespaces (repeat the flag, or comma-separate in
+        /// the env var). Default: the whole cluster.
+        #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
+        namespaces: Vec<String>,
     },
     /// Print the ModelDeployment CustomResourceDefinition as YAML.
     Crd,
@@ -42,9 +46,13 @@ fn main() -> ExitCode {
         Command::Run {
             log_format,
             concurrency,
+            namespaces,
         } => {
             telemetry::init(log_format);
-            run(Settings { concurrency })
+            run(Settings {
+                concurrency,
+                namespaces,
+            })
         }
     }
 }

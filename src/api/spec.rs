@@ -155,6 +155,7 @@ pub struct ServerSpec {
     /// CPU, memory and accelerator requests and limits (GPUs via
     /// `limits["nvidia.com/gpu"]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(schema_with = "bounded_resources_schema")]
     pub resources: Option<ResourceRequirements>,
 
     /// When a pod may receive traffic. Defaults to a TCP check on the server
@@ -173,6 +174,35 @@ pub struct ServerSpec {
     /// Taints the model pods tolerate.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tolerations: Option<Vec<Toleration>>,
+}
+
+/// Core/v1 ResourceRequirements, with every request and limit checked to be a
+/// quantity at `kubectl apply` (otherwise the API server only refuses it when
+/// the operator applies the Deployment). The maps are bounded so the API
+/// server's CEL cost estimate accepts the rule.
+fn bounded_resources_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut schema = generator.subschema_for::<ResourceRequirements>();
+    for field in ["limits", "requests"] {
+        if let Some(map) = schema
+            .get_mut("properties")
+            .and_then(|p| p.get_mut(field))
+            .and_then(|m| m.as_object_mut())
+        {
+            map.insert("maxProperties".into(), 12.into());
+            map.insert(
+                "additionalProperties".into(),
+                serde_json::json!({
+                    "x-kubernetes-int-or-string": true,
+                    "anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 64}],
+                    "x-kubernetes-validations": [{
+                        "rule": "isQuantity(string(self))",
+                        "message": "must be a quantity such as 500m, 2Gi or 1",
+                    }],
+                }),
+            );
+        }
+    }
+    schema
 }
 
 fn default_server_port() -> i32 {
@@ -210,7 +240,10 @@ pub struct AutoscalingSpec {
     pub max_replicas: i32,
 
     /// Average CPU utilisation (percent of requests) the autoscaler aims for.
-    #[serde(default = "default_cpu_target")]
+    #[serde(
+        default = "default_cpu_target",
+        rename = "targetCPUUtilizationPercentage"
+    )]
     #[schemars(range(min = 1, max = 100))]
     pub target_cpu_utilization_percentage: i32,
 }

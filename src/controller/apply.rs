@@ -20,22 +20,32 @@ pub struct Outcome<K> {
     pub need: Need,
 }
 
-/// Makes the child match `desired`. `cached` is the reflector's copy.
-pub async fn ensure<K>(
-    api: &Api<K>,
-    kind: &'static str,
-    mut desired: K,
-    cached: Option<Arc<K>>,
-) -> Result<Outcome<K>, Error>
+/// `desired` with its APPLIED_HASH annotation, and its JSON form.
+pub fn stamp<K>(kind: &'static str, mut desired: K) -> Result<(K, serde_json::Value), Error>
 where
-    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+    K: Resource + Serialize,
 {
     let serialize = |source| Error::Serialize { kind, source };
     let hash = drift::hash_of(&desired).map_err(serialize)?;
     desired
         .annotations_mut()
         .insert(APPLIED_HASH.to_string(), hash);
-    let desired_json = serde_json::to_value(&desired).map_err(serialize)?;
+    let json = serde_json::to_value(&desired).map_err(serialize)?;
+    Ok((desired, json))
+}
+
+/// Makes the child match `desired`. `cached` is the reflector's copy.
+pub async fn ensure<K>(
+    api: &Api<K>,
+    kind: &'static str,
+    desired: K,
+    cached: Option<Arc<K>>,
+) -> Result<Outcome<K>, Error>
+where
+    K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
+{
+    let serialize = |source| Error::Serialize { kind, source };
+    let (desired, desired_json) = stamp(kind, desired)?;
 
     if let Some(object) = cached
         && drift::need(&desired_json, Some(object.as_ref())).map_err(serialize)? == Need::Nothing
@@ -63,10 +73,12 @@ where
         .map_err(|e| match e {
             // The API server's own validation is the last word on what a valid
             // child is; its refusal is the user's to fix, not a retryable error.
-            kube::Error::Api(status) if status.code == 422 => Error::Rejected {
-                kind,
-                message: status.message.clone(),
-            },
+            kube::Error::Api(status) if status.code == 422 || status.code == 400 => {
+                Error::Rejected {
+                    kind,
+                    message: status.message.clone(),
+                }
+            }
             e => Error::Kube(e),
         })?;
     Ok(Outcome {

@@ -9,6 +9,7 @@ use k8s_openapi::api::core::v1::Service;
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
+use tokio::sync::watch;
 
 /// Caches of the operator's children (label-scoped watches), so a converged
 /// ModelDeployment is checked without a single API request.
@@ -17,17 +18,46 @@ pub struct Stores {
     pub deployments: Store<Deployment>,
     pub services: Store<Service>,
     pub hpas: Store<HorizontalPodAutoscaler>,
+    ready: watch::Receiver<bool>,
 }
 
 impl Stores {
+    /// Must be called inside a Tokio runtime: one task waits for the caches'
+    /// first full list.
+    pub fn new(
+        deployments: Store<Deployment>,
+        services: Store<Service>,
+        hpas: Store<HorizontalPodAutoscaler>,
+    ) -> Self {
+        // `Store::wait_until_ready` wakes only the most recent of several
+        // concurrent waiters (kube-runtime 5.0 keeps one waker per store), so
+        // concurrent reconciles waiting on it can hang for good. One task
+        // waits on the stores; everyone else waits on a watch channel, which
+        // wakes every waiter.
+        let (tx, ready) = watch::channel(false);
+        let stores = (deployments.clone(), services.clone(), hpas.clone());
+        tokio::spawn(async move {
+            // A store's writer is only dropped at shutdown; then there is
+            // nothing left to wait for.
+            let _ = stores.0.wait_until_ready().await;
+            let _ = stores.1.wait_until_ready().await;
+            let _ = stores.2.wait_until_ready().await;
+            let _ = tx.send(true);
+        });
+        Self {
+            deployments,
+            services,
+            hpas,
+            ready,
+        }
+    }
+
     /// Reconciling before every cache has its first full list would mistake
     /// existing children for missing ones.
     pub async fn wait_until_ready(&self) {
-        // A store's writer is only dropped at shutdown; then there is nothing
-        // left to wait for.
-        let _ = self.deployments.wait_until_ready().await;
-        let _ = self.services.wait_until_ready().await;
-        let _ = self.hpas.wait_until_ready().await;
+        let mut ready = self.ready.clone();
+        // Err only when the waiting task is gone, i.e. at shutdown.
+        let _ = ready.wait_for(|r| *r).await;
     }
 }
 

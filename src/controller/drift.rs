@@ -76,7 +76,9 @@ fn is_subset(desired: &Value, observed: &Value, quantities: bool) -> bool {
         (Value::Number(d), Value::Number(o)) => d.as_f64() == o.as_f64(),
         (Value::String(d), o) if quantities => match o {
             Value::String(o) => d == o || same_quantity(d, o),
-            Value::Number(o) => o.as_f64().is_some_and(|o| parse_quantity(d) == Some(o)),
+            Value::Number(o) => o
+                .as_f64()
+                .is_some_and(|o| crate::quantity::parse(d) == Some(o)),
             _ => false,
         },
         (d, Value::Null) => is_empty(d),
@@ -95,40 +97,10 @@ fn is_empty(v: &Value) -> bool {
 }
 
 fn same_quantity(a: &str, b: &str) -> bool {
-    match (parse_quantity(a), parse_quantity(b)) {
+    match (crate::quantity::parse(a), crate::quantity::parse(b)) {
         (Some(a), Some(b)) => (a - b).abs() <= f64::EPSILON * a.abs().max(b.abs()).max(1.0),
         _ => false,
     }
-}
-
-/// A Kubernetes quantity ("500m", "2Gi", "1e3") as a number. The API server
-/// rewrites quantities into canonical form ("1000m" becomes "1"), so they are
-/// compared by value.
-fn parse_quantity(s: &str) -> Option<f64> {
-    const SUFFIXES: [(&str, f64); 15] = [
-        ("Ki", 1024.0),
-        ("Mi", 1_048_576.0),
-        ("Gi", 1_073_741_824.0),
-        ("Ti", 1_099_511_627_776.0),
-        ("Pi", 1_125_899_906_842_624.0),
-        ("Ei", 1_152_921_504_606_846_976.0),
-        ("n", 1e-9),
-        ("u", 1e-6),
-        ("m", 1e-3),
-        ("k", 1e3),
-        ("M", 1e6),
-        ("G", 1e9),
-        ("T", 1e12),
-        ("P", 1e15),
-        ("E", 1e18),
-    ];
-    let s = s.trim();
-    for (suffix, factor) in SUFFIXES {
-        if let Some(number) = s.strip_suffix(suffix) {
-            return number.parse::<f64>().ok().map(|n| n * factor);
-        }
-    }
-    s.parse::<f64>().ok()
 }
 
 #[cfg(test)]

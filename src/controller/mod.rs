@@ -34,26 +34,53 @@ use crate::resources::labels::{MANAGER, managed_selector};
 /// How the controller runs.
 #[derive(Clone, Debug)]
 pub struct Settings {
-    /// ModelDeployments reconciled at once.
+    /// ModelDeployments reconciled at once (per watched namespace).
     pub concurrency: u16,
+    /// Namespaces to watch; empty means the whole cluster.
+    pub namespaces: Vec<String>,
 }
 
-/// Runs the controller until SIGTERM or Ctrl-C.
+/// Runs the controller until SIGTERM or Ctrl-C: one controller for the whole
+/// cluster, or one per watched namespace (each with its own caches, so the
+/// operator needs no cluster-wide permissions in namespaced mode).
 pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
-    let mds = Api::<ModelDeployment>::all(client.clone());
-    // Fail fast with a clear error when the CRD is not installed.
-    mds.list(&kube::api::ListParams::default().limit(1)).await?;
+    if settings.namespaces.is_empty() {
+        return run_scope(client, None, settings.concurrency).await;
+    }
+    let scopes = settings
+        .namespaces
+        .iter()
+        .map(|ns| run_scope(client.clone(), Some(ns.as_str()), settings.concurrency));
+    futures::future::try_join_all(scopes).await?;
+    Ok(())
+}
 
-    let (deployments, deployment_events) = child_cache::<Deployment>(&client);
-    let (services, service_events) = child_cache::<Service>(&client);
-    let (hpas, hpa_events) = child_cache::<HorizontalPodAutoscaler>(&client);
+fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
+where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>,
+{
+    match namespace {
+        Some(ns) => Api::namespaced(client.clone(), ns),
+        None => Api::all(client.clone()),
+    }
+}
+
+async fn run_scope(client: Client, namespace: Option<&str>, concurrency: u16) -> Result<(), Error> {
+    let mds = scoped_api::<ModelDeployment>(&client, namespace);
+    // Fail fast with a clear error when the CRD is not installed or the
+    // operator may not read ModelDeployments here.
+    mds.list(&kube::api::ListParams::default().limit(1)).await?;
+    tracing::info!(
+        namespace = namespace.unwrap_or("<all>"),
+        "watching ModelDeployments"
+    );
+
+    let (deployments, deployment_events) = child_cache::<Deployment>(&client, namespace);
+    let (services, service_events) = child_cache::<Service>(&client, namespace);
+    let (hpas, hpa_events) = child_cache::<HorizontalPodAutoscaler>(&client, namespace);
     let ctx = Arc::new(Context {
         client: client.clone(),
-        stores: Stores {
-            deployments,
-            services,
-            hpas,
-        },
+        stores: Stores::new(deployments, services, hpas),
         recorder: Recorder::new(
             client,
             Reporter {
@@ -64,11 +91,11 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
     });
     let backoff = Arc::new(Backoff::default());
 
-    Controller::new(mds, watcher::Config::default().any_semantic())
+    Controller::new(mds, watcher::Config::default())
         .owns_stream(deployment_events)
         .owns_stream(service_events)
         .owns_stream(hpa_events)
-        .with_config(ControllerConfig::default().concurrency(settings.concurrency))
+        .with_config(ControllerConfig::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(
             {
@@ -91,7 +118,17 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
             },
             ctx,
         )
-        .for_each(|_| std::future::ready(()))
+        .for_each(|result| {
+            // Reconcile errors are logged by the error policy; what arrives
+            // here are watch and queue errors, which would otherwise vanish.
+            if let Err(e) = result {
+                match e {
+                    kube::runtime::controller::Error::ReconcilerFailed(..) => {}
+                    other => tracing::warn!(error = %other, "controller stream error"),
+                }
+            }
+            std::future::ready(())
+        })
         .await;
     Ok(())
 }
@@ -100,12 +137,13 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
 /// (they are most of an object's size and the operator never reads them).
 fn child_cache<K>(
     client: &Client,
+    namespace: Option<&str>,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 )
 where
-    K: Resource<DynamicType = ()>
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
         + Clone
         + DeserializeOwned
         + std::fmt::Debug
@@ -117,7 +155,7 @@ where
     let config = watcher::Config::default()
         .labels(&managed_selector())
         .any_semantic();
-    let events = watcher(Api::<K>::all(client.clone()), config)
+    let events = watcher(scoped_api::<K>(client, namespace), config)
         .default_backoff()
         .modify(|o: &mut K| o.meta_mut().managed_fields = None)
         .reflect(writer)
@@ -170,3 +208,6 @@ mod tests {
         assert_eq!(b.next(&key), Duration::from_millis(500));
     }
 }
+
+#[cfg(test)]
+mod no_write_tests;

@@ -30,7 +30,9 @@ const RESYNC: Duration = Duration::from_secs(300);
 pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Action, Error> {
     let namespace = md.namespace().ok_or(Error::NoNamespace)?;
     let name = md.name_any();
+    tracing::debug!(namespace, name, "reconcile started");
     ctx.stores.wait_until_ready().await;
+    tracing::debug!(namespace, name, "caches ready");
 
     let served = ServedVersion::requested(&md);
     let mut invalid = validate::spec(&md.spec).err();

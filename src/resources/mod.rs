@@ -33,3 +33,6 @@ fn child_meta(md: &ModelDeployment, model_name: &str) -> ObjectMeta {
 fn owner_reference(md: &ModelDeployment) -> Option<OwnerReference> {
     md.controller_owner_ref(&())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,220 @@
+//! A converged ModelDeployment costs no API request at all: reconcile runs
+//! against a mock API server that would block on any request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use k8s_openapi::jiff::Timestamp;
+use kube::Client;
+use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::watcher;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use super::apply::stamp;
+use super::context::{Context, Stores};
+use super::reconcile;
+use super::status::{Observed, derive};
+use crate::api::{ModelDeployment, ServedVersion};
+use crate::resources;
+
+/// What the API server would hold after applying `desired`: the same object
+/// plus server-side fields.
+fn as_stored<K: Serialize + DeserializeOwned>(desired: K, status: serde_json::Value) -> K {
+    let mut v = serde_json::to_value(desired).unwrap();
+    v["metadata"]["uid"] = json!("child-uid");
+    v["metadata"]["resourceVersion"] = json!("42");
+    v["metadata"]["generation"] = json!(3);
+    v["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+    v["status"] = status;
+    serde_json::from_value(v).unwrap()
+}
+
+fn store_of<K>(objects: Vec<K>) -> Store<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let (store, mut writer) = reflector::store();
+    writer.apply_watcher_event(&watcher::Event::Init);
+    for o in objects {
+        writer.apply_watcher_event(&watcher::Event::InitApply(o));
+    }
+    writer.apply_watcher_event(&watcher::Event::InitDone);
+    store
+}
+
+fn converged_world(autoscaling: bool) -> (ModelDeployment, Stores) {
+    let mut spec =
+        json!({"model": {"version": "2.1.0"}, "server": {"image": "srv:1"}, "replicas": 2});
+    if autoscaling {
+        spec["autoscaling"] = json!({"minReplicas": 2, "maxReplicas": 4});
+    }
+    let mut md: ModelDeployment = serde_json::from_value(json!({
+        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": "fraud", "namespace": "ml", "uid": "md-uid", "generation": 5, "resourceVersion": "7"},
+        "spec": spec,
+    }))
+    .unwrap();
+    let served = ServedVersion::requested(&md);
+
+    let (deployment, _) = stamp("Deployment", resources::deployment(&md, &served)).unwrap();
+    let deployment: Deployment = as_stored(
+        deployment,
+        json!({"observedGeneration": 3, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+    );
+    let (service, _) = stamp("Service", resources::service(&md, "fraud")).unwrap();
+    let service: Service = as_stored(service, json!({}));
+    let hpas: Vec<HorizontalPodAutoscaler> = resources::hpa(&md, "fraud")
+        .map(|h| {
+            as_stored(
+                stamp("HorizontalPodAutoscaler", h).unwrap().0,
+                json!({"desiredReplicas": 2, "currentReplicas": 2}),
+            )
+        })
+        .into_iter()
+        .collect();
+
+    let status = derive(
+        &Observed {
+            md: &md,
+            served: &served,
+            deployment: Some(&deployment),
+            invalid: None,
+        },
+        &Time(Timestamp::from_second(1_800_000_000).unwrap()),
+    );
+    md.status = Some(status);
+    let stores = Stores::new(
+        store_of(vec![deployment]),
+        store_of(vec![service]),
+        store_of(hpas),
+    );
+    (md, stores)
+}
+
+type MockHandle =
+    tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>;
+
+/// A context whose client talks to a mock API server the test controls.
+fn mock_context(stores: Stores) -> (Arc<Context>, MockHandle) {
+    let (mock, handle) = tower_test::mock::pair();
+    let client = Client::new(mock, "default");
+    let reporter = Reporter {
+        controller: "test".into(),
+        instance: None,
+    };
+    let recorder = Recorder::new(client.clone(), reporter);
+    (
+        Arc::new(Context {
+            client,
+            stores,
+            recorder,
+        }),
+        handle,
+    )
+}
+
+async fn reconcile_against_silent_api(md: ModelDeployment, stores: Stores) {
+    let (ctx, mut handle) = mock_context(stores);
+
+    // Any request would wait forever for the mock's answer: finishing at all
+    // means none was sent. The handle double-checks.
+    let result = tokio::time::timeout(Duration::from_secs(5), reconcile(Arc::new(md), ctx)).await;
+    assert!(result.is_ok(), "reconcile sent a request to the API server");
+    assert!(result.unwrap().is_ok());
+    // `None`: the client is gone and nothing was ever sent.
+    match tokio::time::timeout(Duration::from_millis(100), handle.next_request()).await {
+        Err(_) | Ok(None) => {}
+        Ok(Some((request, _))) => {
+            panic!("unexpected request: {} {}", request.method(), request.uri())
+        }
+    }
+}
+
+#[tokio::test]
+async fn converged_fixed_replicas_makes_no_request() {
+    let (md, stores) = converged_world(false);
+    reconcile_against_silent_api(md, stores).await;
+}
+
+#[tokio::test]
+async fn converged_autoscaled_makes_no_request_even_when_the_hpa_scaled() {
+    let (md, stores) = converged_world(true);
+    // The HPA moved the Deployment to 4 replicas; that is not drift.
+    let mut d = (*stores.deployments.state()[0]).clone();
+    d.spec.as_mut().unwrap().replicas = Some(4);
+    let stores = Stores::new(
+        store_of(vec![d]),
+        stores.services.clone(),
+        stores.hpas.clone(),
+    );
+    let mut md = md;
+    // The status the operator wrote after the HPA scaled.
+    let served = ServedVersion::requested(&md);
+    let dep = stores.deployments.state()[0].clone();
+    md.status = Some(derive(
+        &Observed {
+            md: &md,
+            served: &served,
+            deployment: Some(&dep),
+            invalid: None,
+        },
+        &Time(Timestamp::from_second(1_800_000_000).unwrap()),
+    ));
+    reconcile_against_silent_api(md, stores).await;
+}
+
+#[tokio::test]
+async fn a_stale_status_is_the_only_write() {
+    // Control for the tests above: the harness does see requests.
+    let (mut md, stores) = converged_world(false);
+    md.status.as_mut().unwrap().ready_replicas = 0;
+    let (ctx, mut handle) = mock_context(stores);
+    let task = tokio::spawn(reconcile(Arc::new(md), ctx));
+    let (request, _send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .expect("a status write")
+        .expect("request");
+    assert_eq!(request.method(), http::Method::PATCH);
+    assert!(
+        request
+            .uri()
+            .path()
+            .ends_with("/modeldeployments/fraud/status"),
+        "{}",
+        request.uri()
+    );
+    task.abort();
+}
+
+/// Regression: kube-runtime's `Store::wait_until_ready` wakes only the last of
+/// several concurrent waiters; the Stores gate must wake all of them.
+#[tokio::test]
+async fn every_concurrent_reconcile_gets_past_the_cache_gate() {
+    let (deployments, mut dw) = reflector::store::<Deployment>();
+    let (services, mut sw) = reflector::store::<Service>();
+    let (hpas, mut hw) = reflector::store::<HorizontalPodAutoscaler>();
+    let stores = Stores::new(deployments, services, hpas);
+    let waiters: Vec<_> = (0..8)
+        .map(|_| {
+            let stores = stores.clone();
+            tokio::spawn(async move { stores.wait_until_ready().await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    dw.apply_watcher_event(&watcher::Event::InitDone);
+    sw.apply_watcher_event(&watcher::Event::InitDone);
+    hw.apply_watcher_event(&watcher::Event::InitDone);
+    for w in waiters {
+        tokio::time::timeout(Duration::from_secs(5), w)
+            .await
+            .expect("a waiter was never woken")
+            .unwrap();
+    }
+}

@@ -1,0 +1,199 @@
+//! Table tests of the pure builders, from YAML fixtures of the resource.
+
+use k8s_openapi::api::core::v1::Container;
+use serde_json::json;
+
+use super::*;
+use crate::api::{ModelDeployment, ServedVersion};
+
+fn md(spec_yaml: &str) -> ModelDeployment {
+    let mut md: ModelDeployment = serde_yaml::from_str(&format!(
+        "apiVersion: mlops.dev/v1alpha1\nkind: ModelDeployment\nmetadata: {{name: fraud, namespace: ml, uid: u-1}}\nspec:\n{spec_yaml}"
+    ))
+    .expect("fixture parses");
+    md.metadata.generation = Some(1);
+    md
+}
+
+const BASE: &str = "  model: {version: '2.1.0', uri: 's3://m/2.1.0'}\n  server: {image: 'srv:1'}\n";
+
+fn container(md: &ModelDeployment) -> Container {
+    let d = deployment(md, &ServedVersion::requested(md));
+    d.spec.unwrap().template.spec.unwrap().containers.remove(0)
+}
+
+#[test]
+fn deployment_replicas_follow_autoscaling() {
+    let cases = [
+        ("default", String::new(), Some(1)),
+        ("fixed", "  replicas: 3\n".to_string(), Some(3)),
+        (
+            "autoscaled",
+            "  replicas: 3\n  autoscaling: {minReplicas: 2, maxReplicas: 5}\n".to_string(),
+            None,
+        ),
+    ];
+    for (name, extra, want) in cases {
+        let md = md(&format!("{BASE}{extra}"));
+        let d = deployment(&md, &ServedVersion::requested(&md));
+        assert_eq!(d.spec.unwrap().replicas, want, "{name}");
+    }
+}
+
+#[test]
+fn deployment_carries_owner_labels_and_strategy() {
+    let md = md(&format!(
+        "{BASE}  rollout: {{maxSurge: 1, maxUnavailable: '10%', progressDeadlineSeconds: 60}}\n"
+    ));
+    let d = deployment(&md, &ServedVersion::requested(&md));
+    let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
+    assert_eq!(
+        (owner.kind.as_str(), owner.name.as_str(), owner.controller),
+        ("ModelDeployment", "fraud", Some(true))
+    );
+    let spec = d.spec.unwrap();
+    assert_eq!(spec.progress_deadline_seconds, Some(60));
+    let rolling = spec.strategy.unwrap().rolling_update.unwrap();
+    assert_eq!(
+        serde_json::to_value(rolling).unwrap(),
+        json!({"maxSurge": 1, "maxUnavailable": "10%"})
+    );
+    assert_eq!(
+        serde_json::to_value(&spec.selector.match_labels).unwrap(),
+        json!({"app.kubernetes.io/instance": "fraud", "app.kubernetes.io/managed-by": "model-operator"})
+    );
+    let pod_labels = spec.template.metadata.unwrap().labels.unwrap();
+    assert_eq!(pod_labels["app.kubernetes.io/name"], "fraud");
+    assert_eq!(pod_labels["app.kubernetes.io/version"], "2.1.0");
+}
+
+#[test]
+fn model_env_comes_first_and_user_env_follows() {
+    let md = md(
+        "  model: {name: fx, version: '3'}\n  server: {image: 'srv:1', env: [{name: LOG, value: debug}]}\n",
+    );
+    let names: Vec<_> = container(&md)
+        .env
+        .unwrap()
+        .into_iter()
+        .map(|e| (e.name, e.value))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("MODEL_NAME".to_string(), Some("fx".to_string())),
+            ("MODEL_VERSION".to_string(), Some("3".to_string())),
+            ("LOG".to_string(), Some("debug".to_string())),
+        ]
+    );
+    let with_uri = container(&self::md(BASE)).env.unwrap();
+    assert!(
+        with_uri
+            .iter()
+            .any(|e| e.name == "MODEL_URI" && e.value.as_deref() == Some("s3://m/2.1.0"))
+    );
+}
+
+#[test]
+fn readiness_probe_defaults_to_tcp_on_the_server_port_and_can_be_replaced() {
+    let probe = container(&md(BASE)).readiness_probe.unwrap();
+    assert_eq!(
+        serde_json::to_value(probe.tcp_socket).unwrap(),
+        json!({"port": "http"})
+    );
+    let custom = md(
+        "  model: {version: '1'}\n  server: {image: 'srv:1', readinessProbe: {httpGet: {path: /v2/health/ready, port: 8080}}}\n",
+    );
+    let probe = container(&custom).readiness_probe.unwrap();
+    assert!(probe.tcp_socket.is_none());
+    assert_eq!(
+        probe.http_get.unwrap().path.as_deref(),
+        Some("/v2/health/ready")
+    );
+}
+
+#[test]
+fn pods_meet_the_restricted_pod_security_standard() {
+    let md = md(BASE);
+    let d = deployment(&md, &ServedVersion::requested(&md));
+    let pod = d.spec.unwrap().template.spec.unwrap();
+    let pod_sc = pod.security_context.unwrap();
+    assert_eq!(pod_sc.run_as_non_root, Some(true));
+    assert_eq!(pod_sc.seccomp_profile.unwrap().type_, "RuntimeDefault");
+    let sc = pod.containers[0].security_context.clone().unwrap();
+    assert_eq!(sc.allow_privilege_escalation, Some(false));
+    assert_eq!(sc.privileged, Some(false));
+    assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
+    assert_eq!(pod.automount_service_account_token, Some(false));
+}
+
+#[test]
+fn user_pod_labels_cannot_override_the_operators() {
+    let md = md(&format!(
+        "{BASE}  podMetadata: {{labels: {{app.kubernetes.io/instance: other, team: a}}, annotations: {{x: y}}}}\n"
+    ));
+    let d = deployment(&md, &ServedVersion::requested(&md));
+    let meta = d.spec.unwrap().template.metadata.unwrap();
+    let labels = meta.labels.unwrap();
+    assert_eq!(labels["app.kubernetes.io/instance"], "fraud");
+    assert_eq!(labels["team"], "a");
+    assert_eq!(meta.annotations.unwrap()["x"], "y");
+}
+
+#[test]
+fn service_selects_every_version_and_targets_the_named_port() {
+    let cases = [
+        ("defaults", String::new(), 80, "ClusterIP"),
+        (
+            "custom",
+            "  service: {port: 9000, type: NodePort}\n".to_string(),
+            9000,
+            "NodePort",
+        ),
+    ];
+    for (name, extra, port, type_) in cases {
+        let md = md(&format!("{BASE}{extra}"));
+        let svc = service(&md, "fraud");
+        let spec = svc.spec.unwrap();
+        assert_eq!(spec.type_.as_deref(), Some(type_), "{name}");
+        let p = &spec.ports.unwrap()[0];
+        assert_eq!(
+            (p.port, serde_json::to_value(&p.target_port).unwrap()),
+            (port, json!("http")),
+            "{name}"
+        );
+        let selector = spec.selector.unwrap();
+        assert!(
+            !selector.contains_key(labels::VERSION),
+            "{name}: the selector spans versions"
+        );
+        assert_eq!(selector, labels::selector("fraud"), "{name}");
+    }
+}
+
+#[test]
+fn hpa_only_with_autoscaling() {
+    assert!(hpa(&md(BASE), "fraud").is_none());
+    let md = md(&format!(
+        "{BASE}  autoscaling: {{minReplicas: 2, maxReplicas: 9, targetCPUUtilizationPercentage: 65}}\n"
+    ));
+    let h = hpa(&md, "fraud").unwrap();
+    assert_eq!((h.spec.min_replicas, h.spec.max_replicas), (Some(2), 9));
+    assert_eq!(h.spec.scale_target_ref.name, "fraud");
+    let metric = &h.spec.metrics.unwrap()[0];
+    assert_eq!(
+        metric.resource.as_ref().unwrap().target.average_utilization,
+        Some(65)
+    );
+}
+
+#[test]
+fn defaults_apply_when_fields_are_left_out() {
+    let md = md(BASE);
+    assert_eq!(md.spec.replicas, 1);
+    assert_eq!(md.spec.server.port, 8080);
+    assert_eq!(md.spec.service.port, 80);
+    assert_eq!(md.spec.revision_history_limit, 10);
+    assert_eq!(md.spec.rollout.progress_deadline_seconds, 300);
+    assert_eq!(service_url(&md), "http://fraud.ml.svc:80");
+}

@@ -1,0 +1,31 @@
+//! `crds/` is generated from the code and never edited by hand: this fails
+//! when it is stale. Regenerate with `make crds`.
+
+use std::process::Command;
+
+#[test]
+fn crds_folder_matches_the_code() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("crds/mlops.dev_modeldeployments.yaml");
+    let committed =
+        std::fs::read_to_string(&path).expect("crds/mlops.dev_modeldeployments.yaml exists");
+    let generated = model_operator::api::crd_yaml().expect("CRD renders");
+    assert!(
+        committed == generated,
+        "{} is stale: run `make crds`",
+        path.display()
+    );
+}
+
+#[test]
+fn the_crd_subcommand_prints_the_same_crd() {
+    let out = Command::new(env!("CARGO_BIN_EXE_model-operator"))
+        .arg("crd")
+        .output()
+        .expect("run model-operator crd");
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        model_operator::api::crd_yaml().unwrap()
+    );
+}

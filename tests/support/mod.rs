@@ -1,0 +1,379 @@
+//! Shared end-to-end test support: a client for the local cluster, one
+//! namespace per test, waits with deadlines and readable failures, and the
+//! operator as a real process.
+#![allow(dead_code)] // each test binary uses its own part of the support
+
+use std::fmt::Debug;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use k8s_openapi::api::core::v1::Namespace;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config, CustomResourceExt, Resource};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use model_operator::api::ModelDeployment;
+
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `$KUBECONFIG` when set, else the one `make cluster-up` writes.
+pub fn kubeconfig_path() -> PathBuf {
+    std::env::var_os("KUBECONFIG")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".local/kubeconfig"))
+}
+
+pub async fn client() -> Client {
+    let path = kubeconfig_path();
+    let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
+        panic!(
+            "no kubeconfig at {}: start the local cluster with `make cluster-up` ({e})",
+            path.display()
+        )
+    });
+    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
+        .await
+        .expect("kubeconfig is usable");
+    Client::try_from(config).expect("client from kubeconfig")
+}
+
+/// A fresh namespace, deleted (without waiting) when the test ends. A failed
+/// test's namespace is deleted too; its objects are printed by `wait_for`.
+pub struct TestNamespace {
+    pub name: String,
+}
+
+impl TestNamespace {
+    pub async fn new(client: &Client, prefix: &str) -> Self {
+        Self::with_labels(client, prefix, serde_json::json!({})).await
+    }
+
+    pub async fn with_labels(client: &Client, prefix: &str, labels: serde_json::Value) -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let mut prefix: String = prefix
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+            .collect();
+        prefix.truncate(40);
+        let name = format!(
+            "{prefix}-{:x}{n:x}",
+            (nanos ^ std::process::id()) & 0xffffff
+        )
+        .to_lowercase();
+        let ns: Namespace = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels}
+        }))
+        .expect("namespace object");
+        Api::<Namespace>::all(client.clone())
+            .create(&PostParams::default(), &ns)
+            .await
+            .unwrap_or_else(|e| panic!("create namespace {name}: {e}"));
+        Self { name }
+    }
+}
+
+impl Drop for TestNamespace {
+    fn drop(&mut self) {
+        if std::env::var_os("KEEP_TEST_NAMESPACES").is_some() {
+            eprintln!("keeping namespace {}", self.name);
+            return;
+        }
+        // Drop cannot await; kubectl returns at once with --wait=false.
+        let _ = kubectl(&[
+            "delete",
+            "namespace",
+            &self.name,
+            "--wait=false",
+            "--ignore-not-found",
+        ]);
+    }
+}
+
+/// Polls until `ready` holds, or panics after `timeout` with the object's
+/// last state, so a failure explains itself.
+pub async fn wait_for<K>(
+    api: &Api<K>,
+    name: &str,
+    what: &str,
+    timeout: Duration,
+    ready: impl Fn(&K) -> bool,
+) -> K
+where
+    K: Resource + Clone + DeserializeOwned + Serialize + Debug,
+    K::DynamicType: Default,
+{
+    let start = Instant::now();
+    let mut last: Option<Result<K, String>> = None;
+    while start.elapsed() < timeout {
+        match api.get_opt(name).await {
+            Ok(Some(obj)) if ready(&obj) => return obj,
+            Ok(Some(obj)) => last = Some(Ok(obj)),
+            Ok(None) => last = Some(Err("not found".into())),
+            Err(e) => last = Some(Err(e.to_string())),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let kind = K::kind(&K::DynamicType::default()).to_string();
+    let state = match last {
+        Some(Ok(obj)) => {
+            serde_yaml::to_string(&obj).unwrap_or_else(|e| format!("<unprintable: {e}>"))
+        }
+        Some(Err(e)) => e,
+        None => "never read".into(),
+    };
+    panic!("timed out after {timeout:?} waiting for {kind} {name} to {what}; last state:\n{state}");
+}
+
+/// Waits until the object is gone.
+pub async fn wait_gone<K>(api: &Api<K>, name: &str, timeout: Duration)
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if api.get_opt(name).await.expect("get").is_none() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    panic!("{name} still exists after {timeout:?}");
+}
+
+/// Installs (or updates) the CRD from the code, and waits until established.
+pub async fn ensure_crd(client: &Client) {
+    let api = Api::<CustomResourceDefinition>::all(client.clone());
+    let crd = ModelDeployment::crd();
+    let name = crd.metadata.name.clone().expect("crd name");
+    api.patch(
+        &name,
+        &PatchParams::apply("model-operator-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await
+    .expect("apply CRD");
+    wait_for(
+        &api,
+        &name,
+        "be established",
+        Duration::from_secs(30),
+        |crd| {
+            crd.status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .is_some_and(|cs| {
+                    cs.iter()
+                        .any(|c| c.type_ == "Established" && c.status == "True")
+                })
+        },
+    )
+    .await;
+}
+
+/// Runs the real kubectl (the pinned one) against the test cluster.
+pub fn kubectl(args: &[&str]) -> Output {
+    let bin = repo_root().join(".local/bin/kubectl");
+    Command::new(if bin.exists() {
+        bin
+    } else {
+        PathBuf::from("kubectl")
+    })
+    .args(args)
+    .env("KUBECONFIG", kubeconfig_path())
+    .output()
+    .expect("run kubectl")
+}
+
+/// The operator binary as a real process, watching one namespace. Killed when
+/// dropped.
+pub struct Operator {
+    child: Option<Child>,
+    pub namespace: String,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    pub fn start(namespace: &str) -> Self {
+        let log_dir = repo_root().join("target/e2e-logs");
+        std::fs::create_dir_all(&log_dir).expect("log dir");
+        let log = log_dir.join(format!("{namespace}.log"));
+        let child = spawn_operator(namespace, &log);
+        Self {
+            child: Some(child),
+            namespace: namespace.to_string(),
+            log,
+        }
+    }
+
+    /// SIGKILL: no shutdown code runs, as when a node dies.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Some(spawn_operator(&self.namespace, &self.log));
+    }
+
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+fn spawn_operator(namespace: &str, log: &Path) -> Child {
+    let out = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)
+        .expect("operator log file");
+    let err = out.try_clone().expect("log handle");
+    Command::new(env!("CARGO_BIN_EXE_model-operator"))
+        .args(["run", "--namespace", namespace])
+        .env("KUBECONFIG", kubeconfig_path())
+        .env(
+            "RUST_LOG",
+            std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "info,kube=warn".into()),
+        )
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .expect("start the operator binary")
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Deletes an object, ignoring "not found".
+pub async fn delete<K>(api: &Api<K>, name: &str)
+where
+    K: Resource + Clone + DeserializeOwned + Debug,
+{
+    match api.delete(name, &DeleteParams::default()).await {
+        Ok(_) => {}
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
+        Err(e) => panic!("delete {name}: {e}"),
+    }
+}
+
+/// A tiny Prometheus exporter on 127.0.0.1 whose exposition text the test
+/// sets, for Prometheus to scrape.
+pub struct Exporter {
+    pub port: u16,
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Exporter {
+    pub async fn start(initial: &str) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind exporter");
+        let port = listener.local_addr().expect("exporter addr").port();
+        let body = std::sync::Arc::new(std::sync::Mutex::new(initial.to_string()));
+        let shared = body.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let text = shared.lock().map(|b| b.clone()).unwrap_or_default();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 4096];
+                    let _ = conn.read(&mut buf).await;
+                    let response = format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                        text.len()
+                    );
+                    let _ = conn.write_all(response.as_bytes()).await;
+                    let _ = conn.shutdown().await;
+                });
+            }
+        });
+        Self { port, body, task }
+    }
+
+    pub fn set(&self, text: &str) {
+        if let Ok(mut b) = self.body.lock() {
+            *b = text.to_string();
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Where the local Prometheus (hack/monitoring.sh) listens.
+pub const PROMETHEUS: &str = "http://127.0.0.1:19090";
+
+/// Registers a scrape target with the local Prometheus (file-based service
+/// discovery); removed when dropped.
+pub struct ScrapeTarget {
+    path: PathBuf,
+}
+
+impl ScrapeTarget {
+    pub fn add(job: &str, port: u16, labels: serde_json::Value) -> Self {
+        let dir = repo_root().join(".local/monitoring/targets");
+        std::fs::create_dir_all(&dir).expect("targets dir");
+        let path = dir.join(format!("{job}.json"));
+        let mut all_labels = labels;
+        all_labels["job"] = serde_json::json!(job);
+        let doc =
+            serde_json::json!([{"targets": [format!("127.0.0.1:{port}")], "labels": all_labels}]);
+        // Write then rename, so Prometheus never reads half a file.
+        let tmp = dir.join(format!(".{job}.json.tmp"));
+        std::fs::write(&tmp, doc.to_string()).expect("write target");
+        std::fs::rename(&tmp, &path).expect("publish target");
+        Self { path }
+    }
+}
+
+impl Drop for ScrapeTarget {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Runs an instant query; `None` when the result is empty.
+pub async fn prometheus_query(query: &str) -> Result<Option<f64>, String> {
+    let response: serde_json::Value = reqwest::Client::new()
+        .get(format!("{PROMETHEUS}/api/v1/query"))
+        .query(&[("query", query)])
+        .send()
+        .await
+        .map_err(|e| {
+            format!(
+                "Prometheus at {PROMETHEUS} did not answer (is `make monitoring-up` running?): {e}"
+            )
+        })?
+        .json()
+        .await
+        .map_err(|e| e.to_string())?;
+    if response["status"] != "success" {
+        return Err(format!("query failed: {response}"));
+    }
+    Ok(response["data"]["result"]
+        .as_array()
+        .and_then(|r| r.first())
+        .and_then(|s| s["value"][1].as_str())
+        .and_then(|v| v.parse().ok()))
+}
