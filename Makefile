@@ -1,7 +1,28 @@
-# Local development infrastructure. The cluster and monitoring targets only
-# wrap the scripts in hack/, which can also be run directly.
+# The development loop. `make run` and `make test` are the two commands a
+# newcomer needs; the rest are their parts.
 
-.PHONY: tools cluster-up cluster-down monitoring-up monitoring-down
+.PHONY: run test test-unit test-e2e lint crds tools cluster-up cluster-down monitoring-up monitoring-down
+
+# Local cluster + CRD + samples + the operator in the foreground.
+run:
+	hack/run-local.sh
+
+# Every test: unit, request-level and end-to-end on the local control plane
+# with the local Prometheus and Alertmanager (started when not running).
+test: cluster-up monitoring-up
+	KUBECONFIG=$(CURDIR)/.local/kubeconfig cargo test --all-targets
+
+# Pure logic only: no cluster needed.
+test-unit:
+	cargo test --lib --bins --test crd_in_sync
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --all-targets -- -D warnings
+
+# crds/ is generated from src/api; never edit it by hand.
+crds:
+	cargo run --quiet --bin model-operator -- crd > crds/mlops.dev_modeldeployments.yaml
 
 tools:
 	hack/build-tools.sh

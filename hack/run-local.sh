@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The newcomer's first command (`make run`): brings up the local cluster
+# (building it on first use), installs the CRD, applies the samples into the
+# `models` namespace and runs the operator in the foreground. Ctrl-C stops
+# the operator; the cluster keeps running (`make cluster-down` stops it).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+export KUBECONFIG="$root/.local/kubeconfig"
+kubectl="$root/.local/bin/kubectl"
+
+hack/cluster.sh up
+cargo build --bin model-operator
+"$kubectl" apply --server-side --force-conflicts -f crds/
+"$kubectl" wait --for=condition=Established crd/modeldeployments.mlops.dev --timeout=60s
+"$kubectl" create namespace models --dry-run=client -o yaml | "$kubectl" apply -f -
+"$kubectl" -n models apply -f config/samples/
+
+cat <<MSG
+
+The operator starts now (Ctrl-C stops it). In another terminal:
+
+  export KUBECONFIG=$KUBECONFIG PATH=$root/.local/bin:\$PATH
+  kubectl -n models get mdep -w
+  kubectl -n models describe mdep fraud-detector
+
+MSG
+exec target/debug/model-operator run
