@@ -10,7 +10,7 @@ pub use spec::{
     AutoscalingSpec, ModelDeployment, ModelDeploymentSpec, ModelSpec, PodMetadata, RolloutSpec,
     ServerSpec, ServiceSpec, ServiceType,
 };
-pub use status::{ModelDeploymentStatus, Phase};
+pub use status::{HistoryEntry, ModelDeploymentStatus, Outcome, Phase};
 
 use kube::CustomResourceExt;
 

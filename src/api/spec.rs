@@ -313,9 +313,20 @@ pub struct RolloutSpec {
     pub max_unavailable: IntOrString,
 
     /// Seconds a rollout may make no progress before it counts as failed.
+    /// Crash-looping and image-pull failures are caught as soon as they show,
+    /// without waiting for this deadline.
     #[serde(default = "default_progress_deadline")]
     #[schemars(range(min = 1))]
     pub progress_deadline_seconds: i32,
+
+    /// Put the last stable revision back when a new one fails. The spec is
+    /// never changed: status, history and events say what happened.
+    #[serde(default = "default_true")]
+    pub auto_rollback: bool,
+}
+
+fn default_true() -> bool {
+    true
 }
 
 impl Default for RolloutSpec {
@@ -324,6 +335,7 @@ impl Default for RolloutSpec {
             max_surge: default_max_surge(),
             max_unavailable: default_max_unavailable(),
             progress_deadline_seconds: default_progress_deadline(),
+            auto_rollback: true,
         }
     }
 }

@@ -1,6 +1,6 @@
 //! The `ModelDeployment` status: what the operator observed and decided.
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
@@ -50,12 +50,89 @@ pub struct ModelDeploymentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub url: Option<String>,
 
+    /// Revision the Deployment runs now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_revision: Option<i64>,
+
+    /// Last revision that passed its gates; what a rollback returns to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_revision: Option<i64>,
+
+    /// Revision the spec asks for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub update_revision: Option<i64>,
+
+    /// Every revision still remembered (up to spec.revisionHistoryLimit),
+    /// oldest first: what ran, when, and how it ended.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(schema_with = "history_schema")]
+    pub history: Vec<HistoryEntry>,
+
     /// Standard conditions: Ready (the model serves at the desired capacity),
     /// Progressing (a rollout is under way) and Degraded (something needs a
     /// person's attention; the reason says what).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// One revision's story.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HistoryEntry {
+    /// Revision number. A spec that returns to a version already in the
+    /// history reuses its number.
+    pub revision: i64,
+    /// Model version of the revision.
+    pub model_version: String,
+    /// Server image of the revision.
+    pub image: String,
+    /// When the revision was first rolled out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_at: Option<Time>,
+    /// When its latest rollout ended (became Stable, was rolled back, failed
+    /// or was superseded).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<Time>,
+    /// How its latest rollout ended.
+    pub outcome: Outcome,
+    /// CamelCase cause of the outcome.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reason: String,
+    /// The outcome explained.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// The `mlops.dev/retry` annotation when this revision last started
+    /// rolling out; a failed revision is tried again only when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_token: Option<String>,
+}
+
+/// How a revision's rollout ended.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum Outcome {
+    /// Rolling out now.
+    #[default]
+    Progressing,
+    /// Passed its gates; the version a rollback returns to.
+    Stable,
+    /// Failed and was replaced by the stable revision.
+    RolledBack,
+    /// Failed with nothing to roll back to (or automatic rollback off).
+    Failed,
+    /// Replaced by a newer revision.
+    Superseded,
+}
+
+/// History entries are a map keyed by revision number.
+fn history_schema(generator: &mut SchemaGenerator) -> Schema {
+    let mut schema = generator.subschema_for::<Vec<HistoryEntry>>();
+    schema.insert("x-kubernetes-list-type".into(), "map".into());
+    schema.insert(
+        "x-kubernetes-list-map-keys".into(),
+        serde_json::json!(["revision"]),
+    );
+    schema
 }
 
 /// One-word summary of a ModelDeployment's state.

@@ -3,9 +3,9 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::events::Recorder;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
@@ -18,6 +18,8 @@ pub struct Stores {
     pub deployments: Store<Deployment>,
     pub services: Store<Service>,
     pub hpas: Store<HorizontalPodAutoscaler>,
+    pub revisions: Store<ControllerRevision>,
+    pub pods: Store<Pod>,
     ready: watch::Receiver<bool>,
 }
 
@@ -28,6 +30,8 @@ impl Stores {
         deployments: Store<Deployment>,
         services: Store<Service>,
         hpas: Store<HorizontalPodAutoscaler>,
+        revisions: Store<ControllerRevision>,
+        pods: Store<Pod>,
     ) -> Self {
         // `Store::wait_until_ready` wakes only the most recent of several
         // concurrent waiters (kube-runtime 5.0 keeps one waker per store), so
@@ -35,19 +39,29 @@ impl Stores {
         // waits on the stores; everyone else waits on a watch channel, which
         // wakes every waiter.
         let (tx, ready) = watch::channel(false);
-        let stores = (deployments.clone(), services.clone(), hpas.clone());
+        let stores = (
+            deployments.clone(),
+            services.clone(),
+            hpas.clone(),
+            revisions.clone(),
+            pods.clone(),
+        );
         tokio::spawn(async move {
             // A store's writer is only dropped at shutdown; then there is
             // nothing left to wait for.
             let _ = stores.0.wait_until_ready().await;
             let _ = stores.1.wait_until_ready().await;
             let _ = stores.2.wait_until_ready().await;
+            let _ = stores.3.wait_until_ready().await;
+            let _ = stores.4.wait_until_ready().await;
             let _ = tx.send(true);
         });
         Self {
             deployments,
             services,
             hpas,
+            revisions,
+            pods,
             ready,
         }
     }
@@ -59,6 +73,26 @@ impl Stores {
         // Err only when the waiting task is gone, i.e. at shutdown.
         let _ = ready.wait_for(|r| *r).await;
     }
+}
+
+/// Objects of one ModelDeployment (by the instance label) in a namespace.
+pub fn of_instance<K>(store: &Store<K>, namespace: &str, instance: &str) -> Vec<Arc<K>>
+where
+    K: Resource<DynamicType = ()> + Clone + 'static,
+{
+    store
+        .state()
+        .into_iter()
+        .filter(|o| {
+            o.meta().namespace.as_deref() == Some(namespace)
+                && o.meta()
+                    .labels
+                    .as_ref()
+                    .and_then(|l| l.get(crate::resources::labels::INSTANCE))
+                    .map(String::as_str)
+                    == Some(instance)
+        })
+        .collect()
 }
 
 /// Looks a child up by namespace and name.

@@ -16,6 +16,12 @@ pub enum Error {
     #[error("the API server refused the {kind}: {message}")]
     Rejected { kind: &'static str, message: String },
 
+    #[error("revision {revision} was taken by another writer for a different version; retrying")]
+    RevisionTaken { revision: i64 },
+
+    #[error("the snapshot of revision {revision} is missing; cannot roll back to it")]
+    MissingRevision { revision: i64 },
+
     #[error("ModelDeployment has no namespace")]
     NoNamespace,
 }
@@ -24,9 +30,12 @@ impl Error {
     /// Short label for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
+            Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
             Error::Kube(_) => "api",
             Error::Serialize { .. } => "serialize",
             Error::Rejected { .. } => "rejected",
+            Error::RevisionTaken { .. } => "revision_taken",
+            Error::MissingRevision { .. } => "missing_revision",
             Error::NoNamespace => "no_namespace",
         }
     }

@@ -18,9 +18,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -78,9 +78,13 @@ async fn run_scope(client: Client, namespace: Option<&str>, concurrency: u16) ->
     let (deployments, deployment_events) = child_cache::<Deployment>(&client, namespace);
     let (services, service_events) = child_cache::<Service>(&client, namespace);
     let (hpas, hpa_events) = child_cache::<HorizontalPodAutoscaler>(&client, namespace);
+    let (revisions, revision_events) = child_cache::<ControllerRevision>(&client, namespace);
+    // Pods are owned by ReplicaSets, not by the ModelDeployment: they are
+    // mapped to it by their instance label.
+    let (pods, pod_events) = child_cache::<Pod>(&client, namespace);
     let ctx = Arc::new(Context {
         client: client.clone(),
-        stores: Stores::new(deployments, services, hpas),
+        stores: Stores::new(deployments, services, hpas, revisions, pods),
         recorder: Recorder::new(
             client,
             Reporter {
@@ -95,6 +99,12 @@ async fn run_scope(client: Client, namespace: Option<&str>, concurrency: u16) ->
         .owns_stream(deployment_events)
         .owns_stream(service_events)
         .owns_stream(hpa_events)
+        .owns_stream(revision_events)
+        .watches_stream(pod_events, |pod: Pod| {
+            let namespace = pod.metadata.namespace?;
+            let instance = pod.metadata.labels?.remove(crate::resources::labels::INSTANCE)?;
+            Some(ObjectRef::new(&instance).within(&namespace))
+        })
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(

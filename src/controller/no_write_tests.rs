@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -20,9 +21,10 @@ use serde_json::json;
 use super::apply::stamp;
 use super::context::{Context, Stores};
 use super::reconcile;
-use super::status::{Observed, derive};
-use crate::api::{ModelDeployment, ServedVersion};
+use super::status::{Observed, Revisions, derive};
+use crate::api::{HistoryEntry, ModelDeployment, ModelDeploymentStatus, Outcome, ServedVersion};
 use crate::resources;
+use crate::rollout::revision;
 
 /// What the API server would hold after applying `desired`: the same object
 /// plus server-side fields.
@@ -63,7 +65,7 @@ fn converged_world(autoscaling: bool) -> (ModelDeployment, Stores) {
     .unwrap();
     let served = ServedVersion::requested(&md);
 
-    let (deployment, _) = stamp("Deployment", resources::deployment(&md, &served)).unwrap();
+    let (deployment, _) = stamp("Deployment", resources::deployment(&md, &served, 1)).unwrap();
     let deployment: Deployment = as_stored(
         deployment,
         json!({"observedGeneration": 3, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
@@ -80,22 +82,47 @@ fn converged_world(autoscaling: bool) -> (ModelDeployment, Stores) {
         .into_iter()
         .collect();
 
-    let status = derive(
-        &Observed {
-            md: &md,
-            served: &served,
-            deployment: Some(&deployment),
-            invalid: None,
-        },
-        &Time(Timestamp::from_second(1_800_000_000).unwrap()),
-    );
-    md.status = Some(status);
+    let mut snapshot = revision::build(&md, 1, &served);
+    snapshot.metadata.resource_version = Some("3".into());
+    md.status = Some(converged_status(&md, &deployment));
     let stores = Stores::new(
         store_of(vec![deployment]),
         store_of(vec![service]),
         store_of(hpas),
+        store_of(vec![snapshot]),
+        store_of(Vec::<Pod>::new()),
     );
     (md, stores)
+}
+
+/// What the operator wrote once revision 1 became stable on `deployment`.
+fn converged_status(md: &ModelDeployment, deployment: &Deployment) -> ModelDeploymentStatus {
+    let served = ServedVersion::requested(md);
+    let at = Time(Timestamp::from_second(1_800_000_000).unwrap());
+    let revisions = Revisions {
+        requested: Some(1),
+        current: Some(1),
+        stable: Some(1),
+        history: vec![HistoryEntry {
+            revision: 1,
+            model_version: served.model.version.clone(),
+            image: served.server.image.clone(),
+            created_at: Some(at.clone()),
+            finished_at: Some(at.clone()),
+            outcome: Outcome::Stable,
+            reason: "RolloutComplete".into(),
+            message: "every pod ran it and was available".into(),
+            retry_token: None,
+        }],
+    };
+    let observed = Observed {
+        md,
+        served: &served,
+        deployment: Some(deployment),
+        invalid: None,
+        revisions: &revisions,
+    };
+    derive(&observed, &at)
 }
 
 type MockHandle =
@@ -149,24 +176,16 @@ async fn converged_autoscaled_makes_no_request_even_when_the_hpa_scaled() {
     // The HPA moved the Deployment to 4 replicas; that is not drift.
     let mut d = (*stores.deployments.state()[0]).clone();
     d.spec.as_mut().unwrap().replicas = Some(4);
+    let mut md = md;
+    // The status the operator wrote after the HPA scaled.
+    md.status = Some(converged_status(&md, &d));
     let stores = Stores::new(
         store_of(vec![d]),
         stores.services.clone(),
         stores.hpas.clone(),
+        stores.revisions.clone(),
+        stores.pods.clone(),
     );
-    let mut md = md;
-    // The status the operator wrote after the HPA scaled.
-    let served = ServedVersion::requested(&md);
-    let dep = stores.deployments.state()[0].clone();
-    md.status = Some(derive(
-        &Observed {
-            md: &md,
-            served: &served,
-            deployment: Some(&dep),
-            invalid: None,
-        },
-        &Time(Timestamp::from_second(1_800_000_000).unwrap()),
-    ));
     reconcile_against_silent_api(md, stores).await;
 }
 
@@ -200,7 +219,9 @@ async fn every_concurrent_reconcile_gets_past_the_cache_gate() {
     let (deployments, mut dw) = reflector::store::<Deployment>();
     let (services, mut sw) = reflector::store::<Service>();
     let (hpas, mut hw) = reflector::store::<HorizontalPodAutoscaler>();
-    let stores = Stores::new(deployments, services, hpas);
+    let revisions = store_of(Vec::<k8s_openapi::api::apps::v1::ControllerRevision>::new());
+    let pods = store_of(Vec::<Pod>::new());
+    let stores = Stores::new(deployments, services, hpas, revisions, pods);
     let waiters: Vec<_> = (0..8)
         .map(|_| {
             let stores = stores.clone();

@@ -6,7 +6,9 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
 use super::conditions::{self, DEGRADED, PROGRESSING, READY, Verdict};
-use crate::api::{ModelDeployment, ModelDeploymentStatus, Phase, ServedVersion};
+use crate::api::{
+    HistoryEntry, ModelDeployment, ModelDeploymentStatus, Outcome, Phase, ServedVersion,
+};
 use crate::resources::{labels, service_url};
 use crate::rollout::{Counts, Progress, progress};
 
@@ -18,6 +20,53 @@ pub struct Observed<'a> {
     pub deployment: Option<&'a Deployment>,
     /// Why the spec cannot be applied, when it cannot.
     pub invalid: Option<&'a str>,
+    pub revisions: &'a Revisions,
+}
+
+/// The revision bookkeeping, as decided for this reconcile.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Revisions {
+    /// What the spec asks for (`None` while the spec is invalid and no
+    /// revision was ever recorded).
+    pub requested: Option<i64>,
+    /// What the Deployment runs.
+    pub current: Option<i64>,
+    pub stable: Option<i64>,
+    pub history: Vec<HistoryEntry>,
+}
+
+impl Revisions {
+    /// As the stored status has them.
+    pub fn from_status(status: Option<&ModelDeploymentStatus>) -> Self {
+        status.map_or_else(Self::default, |s| Self {
+            requested: s.update_revision,
+            current: s.current_revision,
+            stable: s.stable_revision,
+            history: s.history.clone(),
+        })
+    }
+
+    fn entry(&self, revision: Option<i64>) -> Option<&HistoryEntry> {
+        let revision = revision?;
+        self.history.iter().find(|e| e.revision == revision)
+    }
+
+    /// The requested revision's failure, when it failed and is not running.
+    fn failure(&self) -> Option<(&HistoryEntry, bool)> {
+        let requested = self.entry(self.requested)?;
+        match requested.outcome {
+            Outcome::RolledBack if self.current != self.requested => Some((requested, true)),
+            Outcome::Failed => Some((requested, false)),
+            _ => None,
+        }
+    }
+}
+
+fn describe(entry: &HistoryEntry) -> String {
+    format!(
+        "revision {} (model {})",
+        entry.revision, entry.model_version
+    )
 }
 
 pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
@@ -27,8 +76,9 @@ pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
     let verdicts = [
         ready(observed.deployment.is_some(), counts),
         progressing(observed, progress.as_ref()),
-        degraded(observed.invalid, progress.as_ref()),
+        degraded(observed, progress.as_ref()),
     ];
+    let revisions = observed.revisions;
     let previous = md
         .status
         .as_ref()
@@ -47,6 +97,10 @@ pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
             &md.name_any(),
         ))),
         url: Some(service_url(md)),
+        current_revision: revisions.current,
+        stable_revision: revisions.stable,
+        update_revision: revisions.requested,
+        history: revisions.history.clone(),
         conditions: conditions::stamp(&verdicts, previous, md.metadata.generation, now),
     }
 }
@@ -140,9 +194,33 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
     }
 }
 
-fn degraded(invalid: Option<&str>, progress: Option<&Progress>) -> Verdict {
-    if let Some(cause) = invalid {
+fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
+    if let Some(cause) = observed.invalid {
         return Verdict::new(DEGRADED, true, "InvalidSpec", cause);
+    }
+    let revisions = observed.revisions;
+    if let Some((failed, rolled_back)) = revisions.failure() {
+        if rolled_back {
+            let serving = revisions
+                .entry(revisions.current)
+                .map_or_else(|| "the stable revision".to_string(), describe);
+            let message = format!(
+                "serving {serving}; {} rolled back: {}",
+                describe(failed),
+                failed.message
+            );
+            return Verdict::new(DEGRADED, true, "RolledBack", message);
+        }
+        let why = if revisions
+            .stable
+            .is_some_and(|s| Some(s) != revisions.requested)
+        {
+            "automatic rollback is off"
+        } else {
+            "no stable revision to roll back to"
+        };
+        let message = format!("{} failed: {}; {why}", describe(failed), failed.message);
+        return Verdict::new(DEGRADED, true, "RolloutFailed", message);
     }
     if let Some(Progress::DeadlineExceeded { message }) = progress {
         return Verdict::new(DEGRADED, true, "ProgressDeadlineExceeded", message.clone());
@@ -153,6 +231,14 @@ fn degraded(invalid: Option<&str>, progress: Option<&Progress>) -> Verdict {
 fn phase(observed: &Observed<'_>, progress: Option<&Progress>, n: Counts) -> Phase {
     match progress {
         _ if observed.invalid.is_some() => Phase::Degraded,
+        _ if observed
+            .revisions
+            .failure()
+            .is_some_and(|(_, rolled_back)| rolled_back) =>
+        {
+            Phase::RolledBack
+        }
+        _ if observed.revisions.failure().is_some() => Phase::Degraded,
         Some(Progress::DeadlineExceeded { .. }) => Phase::Degraded,
         _ if observed.md.spec.paused => Phase::Paused,
         None => Phase::Pending,
@@ -313,6 +399,7 @@ mod tests {
                     served: &served,
                     deployment: dep,
                     invalid,
+                    revisions: &Revisions::default(),
                 },
                 &now(),
             );
@@ -347,6 +434,7 @@ mod tests {
                 served: &served,
                 deployment: Some(&dep),
                 invalid: None,
+                revisions: &Revisions::default(),
             },
             &now(),
         );
@@ -372,6 +460,7 @@ mod tests {
                 served: &served,
                 deployment: Some(&dep),
                 invalid: None,
+                revisions: &Revisions::default(),
             },
             &now(),
         );
@@ -383,6 +472,7 @@ mod tests {
                 served: &served,
                 deployment: Some(&dep),
                 invalid: None,
+                revisions: &Revisions::default(),
             },
             &later,
         );

@@ -17,9 +17,10 @@ pub const CONTAINER_NAME: &str = "model-server";
 /// Name of the server port, targeted by the Service and the default probe.
 pub const PORT_NAME: &str = "http";
 
-/// The Deployment running `served`. While autoscaling is set, `replicas` is
-/// left out so the operator never fights the HorizontalPodAutoscaler.
-pub fn deployment(md: &ModelDeployment, served: &ServedVersion) -> Deployment {
+/// The Deployment running `served` as revision `revision`. While autoscaling
+/// is set, `replicas` is left out so the operator never fights the
+/// HorizontalPodAutoscaler.
+pub fn deployment(md: &ModelDeployment, served: &ServedVersion, revision: i64) -> Deployment {
     let spec = &md.spec;
     Deployment {
         metadata: child_meta(md, served.model_name()),
@@ -38,20 +39,36 @@ pub fn deployment(md: &ModelDeployment, served: &ServedVersion) -> Deployment {
             }),
             progress_deadline_seconds: Some(spec.rollout.progress_deadline_seconds),
             revision_history_limit: Some(spec.revision_history_limit),
-            template: pod_template(&md.name_any(), served),
+            template: pod_template(&md.name_any(), served, revision),
             ..DeploymentSpec::default()
         }),
         status: None,
     }
 }
 
-fn pod_template(instance: &str, served: &ServedVersion) -> PodTemplateSpec {
+/// The revision a Deployment's pod template runs, from its label.
+pub fn revision_of(deployment: &Deployment) -> Option<i64> {
+    deployment
+        .spec
+        .as_ref()?
+        .template
+        .metadata
+        .as_ref()?
+        .labels
+        .as_ref()?
+        .get(labels::REVISION)?
+        .parse()
+        .ok()
+}
+
+fn pod_template(instance: &str, served: &ServedVersion, revision: i64) -> PodTemplateSpec {
     let extra = served.pod_metadata.clone().unwrap_or_default();
     // The user's labels go first so the operator's own always win; the CRD
     // already refuses overrides, this keeps the builder safe on its own.
     let mut pod_labels = extra.labels.unwrap_or_default();
     pod_labels.extend(labels::common(instance, served.model_name()));
     pod_labels.insert(labels::VERSION.to_string(), served.model.version.clone());
+    pod_labels.insert(labels::REVISION.to_string(), revision.to_string());
 
     let server = &served.server;
     PodTemplateSpec {

@@ -6,7 +6,7 @@ mod hpa;
 pub mod labels;
 mod service;
 
-pub use deployment::{CONTAINER_NAME, PORT_NAME, deployment};
+pub use deployment::{CONTAINER_NAME, PORT_NAME, deployment, revision_of};
 pub use hpa::hpa;
 pub use service::{service, service_url};
 

@@ -18,7 +18,7 @@ fn md(spec_yaml: &str) -> ModelDeployment {
 const BASE: &str = "  model: {version: '2.1.0', uri: 's3://m/2.1.0'}\n  server: {image: 'srv:1'}\n";
 
 fn container(md: &ModelDeployment) -> Container {
-    let d = deployment(md, &ServedVersion::requested(md));
+    let d = deployment(md, &ServedVersion::requested(md), 1);
     d.spec.unwrap().template.spec.unwrap().containers.remove(0)
 }
 
@@ -35,7 +35,7 @@ fn deployment_replicas_follow_autoscaling() {
     ];
     for (name, extra, want) in cases {
         let md = md(&format!("{BASE}{extra}"));
-        let d = deployment(&md, &ServedVersion::requested(&md));
+        let d = deployment(&md, &ServedVersion::requested(&md), 1);
         assert_eq!(d.spec.unwrap().replicas, want, "{name}");
     }
 }
@@ -45,7 +45,7 @@ fn deployment_carries_owner_labels_and_strategy() {
     let md = md(&format!(
         "{BASE}  rollout: {{maxSurge: 1, maxUnavailable: '10%', progressDeadlineSeconds: 60}}\n"
     ));
-    let d = deployment(&md, &ServedVersion::requested(&md));
+    let d = deployment(&md, &ServedVersion::requested(&md), 1);
     let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str(), owner.controller),
@@ -65,6 +65,7 @@ fn deployment_carries_owner_labels_and_strategy() {
     let pod_labels = spec.template.metadata.unwrap().labels.unwrap();
     assert_eq!(pod_labels["app.kubernetes.io/name"], "fraud");
     assert_eq!(pod_labels["app.kubernetes.io/version"], "2.1.0");
+    assert_eq!(pod_labels["mlops.dev/revision"], "1");
 }
 
 #[test]
@@ -115,7 +116,7 @@ fn readiness_probe_defaults_to_tcp_on_the_server_port_and_can_be_replaced() {
 #[test]
 fn pods_meet_the_restricted_pod_security_standard() {
     let md = md(BASE);
-    let d = deployment(&md, &ServedVersion::requested(&md));
+    let d = deployment(&md, &ServedVersion::requested(&md), 1);
     let pod = d.spec.unwrap().template.spec.unwrap();
     let pod_sc = pod.security_context.unwrap();
     assert_eq!(pod_sc.run_as_non_root, Some(true));
@@ -132,7 +133,7 @@ fn user_pod_labels_cannot_override_the_operators() {
     let md = md(&format!(
         "{BASE}  podMetadata: {{labels: {{app.kubernetes.io/instance: other, team: a}}, annotations: {{x: y}}}}\n"
     ));
-    let d = deployment(&md, &ServedVersion::requested(&md));
+    let d = deployment(&md, &ServedVersion::requested(&md), 1);
     let meta = d.spec.unwrap().template.metadata.unwrap();
     let labels = meta.labels.unwrap();
     assert_eq!(labels["app.kubernetes.io/instance"], "fraud");

@@ -1,5 +1,9 @@
-//! Pure rollout logic: observed state in, verdicts out.
+//! Pure rollout logic: observed state in, verdicts and next actions out.
 
+pub mod decide;
+pub mod health;
+pub mod history;
 mod progress;
+pub mod revision;
 
 pub use progress::{Counts, Progress, progress};

@@ -1,0 +1,162 @@
+//! Is a revision's pods' health already a verdict? Crash loops and image pull
+//! failures are failures as soon as one pod shows them: waiting for the
+//! progress deadline would keep a broken version half rolled out for minutes.
+
+use k8s_openapi::api::core::v1::Pod;
+
+use crate::resources::labels;
+
+/// Why a revision's pods are failing, for status, history and events.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    /// CamelCase reason: CrashLoopBackOff, ImagePullFailed or ContainerFailed.
+    pub reason: &'static str,
+    /// E.g. "2/2 new pods in CrashLoopBackOff".
+    pub message: String,
+}
+
+/// Container waiting reasons that mean the revision cannot run, by the
+/// failure reason they map to.
+fn classify(waiting_reason: &str) -> Option<&'static str> {
+    match waiting_reason {
+        "CrashLoopBackOff" => Some("CrashLoopBackOff"),
+        "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
+            Some("ImagePullFailed")
+        }
+        "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
+            Some("ContainerFailed")
+        }
+        _ => None,
+    }
+}
+
+/// The first failing container's waiting reason, if any.
+fn failing_reason(pod: &Pod) -> Option<String> {
+    let status = pod.status.as_ref()?;
+    status
+        .init_container_statuses
+        .iter()
+        .chain(status.container_statuses.iter())
+        .flatten()
+        .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
+        .find(|r| classify(r).is_some())
+}
+
+/// Judges the live (not terminating) pods of `revision` among `pods`.
+pub fn judge<'a>(pods: impl IntoIterator<Item = &'a Pod>, revision: i64) -> Option<Failure> {
+    let revision = revision.to_string();
+    let of_revision: Vec<&Pod> = pods
+        .into_iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .filter(|p| {
+            p.metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::REVISION))
+                == Some(&revision)
+        })
+        .collect();
+    let failing: Vec<String> = of_revision
+        .iter()
+        .filter_map(|p| failing_reason(p))
+        .collect();
+    let first = failing.first()?;
+    let reason = classify(first)?;
+    Some(Failure {
+        reason,
+        message: format!(
+            "{}/{} new pods in {first}",
+            failing.len(),
+            of_revision.len()
+        ),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn pod(revision: &str, waiting: Option<&str>, terminating: bool) -> Pod {
+        let mut p = json!({"metadata": {"name": "p", "labels": {"mlops.dev/revision": revision}}, "status": {"phase": "Running"}});
+        if let Some(reason) = waiting {
+            p["status"]["containerStatuses"] = json!([{"name": "model-server", "image": "i", "imageID": "", "ready": false, "restartCount": 3, "state": {"waiting": {"reason": reason}}}]);
+        }
+        if terminating {
+            p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+        }
+        serde_json::from_value(p).unwrap()
+    }
+
+    #[test]
+    fn table() {
+        // (name, pods, expected (reason, message))
+        type Case = (&'static str, Vec<Pod>, Option<(&'static str, &'static str)>);
+        let cases: Vec<Case> = vec![
+            (
+                "all healthy",
+                vec![pod("2", None, false), pod("2", None, false)],
+                None,
+            ),
+            (
+                "crash loop",
+                vec![
+                    pod("2", Some("CrashLoopBackOff"), false),
+                    pod("2", Some("CrashLoopBackOff"), false),
+                ],
+                Some(("CrashLoopBackOff", "2/2 new pods in CrashLoopBackOff")),
+            ),
+            (
+                "one of two pulls fail",
+                vec![
+                    pod("2", Some("ImagePullBackOff"), false),
+                    pod("2", None, false),
+                ],
+                Some(("ImagePullFailed", "1/2 new pods in ImagePullBackOff")),
+            ),
+            (
+                "err image pull",
+                vec![pod("2", Some("ErrImagePull"), false)],
+                Some(("ImagePullFailed", "1/1 new pods in ErrImagePull")),
+            ),
+            (
+                "config error",
+                vec![pod("2", Some("CreateContainerConfigError"), false)],
+                Some((
+                    "ContainerFailed",
+                    "1/1 new pods in CreateContainerConfigError",
+                )),
+            ),
+            (
+                "starting up is not failing",
+                vec![pod("2", Some("ContainerCreating"), false)],
+                None,
+            ),
+            (
+                "other revisions do not count",
+                vec![
+                    pod("1", Some("CrashLoopBackOff"), false),
+                    pod("2", None, false),
+                ],
+                None,
+            ),
+            (
+                "terminating pods do not count",
+                vec![
+                    pod("2", Some("CrashLoopBackOff"), true),
+                    pod("2", None, false),
+                ],
+                None,
+            ),
+            ("no pods yet", vec![], None),
+        ];
+        for (name, pods, want) in cases {
+            let got = judge(&pods, 2);
+            assert_eq!(
+                got.as_ref().map(|f| (f.reason, f.message.as_str())),
+                want,
+                "{name}"
+            );
+        }
+    }
+}
