@@ -129,11 +129,17 @@ fn ready(exists: bool, n: Counts) -> Verdict {
 }
 
 fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
-    let target = format!(
-        "model {} {}",
-        observed.served.model_name(),
-        observed.served.model.version
-    );
+    // Name what the Deployment runs: during a rollback that is the stable
+    // revision, not the version the spec asks for.
+    let revisions = observed.revisions;
+    let target = match revisions.entry(revisions.current) {
+        Some(running) => describe(running),
+        None => format!(
+            "model {} {}",
+            observed.served.model_name(),
+            observed.served.model.version
+        ),
+    };
     if observed.invalid.is_some() {
         return Verdict::new(
             PROGRESSING,
@@ -141,6 +147,15 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
             "InvalidSpec",
             "nothing rolls out until the spec is fixed",
         );
+    }
+    if let Some((failed, rolled_back)) = revisions.failure() {
+        let reason = if rolled_back {
+            "RolledBack"
+        } else {
+            "RolloutFailed"
+        };
+        let message = format!("{} failed: {}", describe(failed), failed.message);
+        return Verdict::new(PROGRESSING, false, reason, message);
     }
     if observed.md.spec.paused {
         return Verdict::new(
@@ -479,6 +494,57 @@ mod tests {
         assert_eq!(
             first, second,
             "a later resync must not produce a status write"
+        );
+    }
+
+    #[test]
+    fn a_rolled_back_revision_is_explained_in_every_condition() {
+        let md = md(false);
+        let served = ServedVersion::requested(&md);
+        let dep = deployment(
+            json!({"observedGeneration": 7, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+        );
+        let entry = |revision: i64, version: &str, outcome: Outcome, message: &str| HistoryEntry {
+            revision,
+            model_version: version.into(),
+            outcome,
+            message: message.into(),
+            ..HistoryEntry::default()
+        };
+        let revisions = Revisions {
+            requested: Some(4),
+            current: Some(3),
+            stable: Some(3),
+            history: vec![
+                entry(3, "2.0.1", Outcome::Stable, ""),
+                entry(
+                    4,
+                    "2.1.0",
+                    Outcome::RolledBack,
+                    "2/2 new pods in CrashLoopBackOff",
+                ),
+            ],
+        };
+        let observed = Observed {
+            md: &md,
+            served: &served,
+            deployment: Some(&dep),
+            invalid: None,
+            revisions: &revisions,
+        };
+        let s = derive(&observed, &now());
+        assert_eq!(s.phase, Some(Phase::RolledBack));
+        assert_eq!(cond(&s, READY), ("True", "Serving"));
+        assert_eq!(cond(&s, PROGRESSING), ("False", "RolledBack"));
+        assert_eq!(cond(&s, DEGRADED), ("True", "RolledBack"));
+        let message = &conditions::find(&s.conditions, DEGRADED).unwrap().message;
+        assert_eq!(
+            message,
+            "serving revision 3 (model 2.0.1); revision 4 (model 2.1.0) rolled back: 2/2 new pods in CrashLoopBackOff"
+        );
+        assert_eq!(
+            (s.current_revision, s.stable_revision, s.update_revision),
+            (Some(3), Some(3), Some(4))
         );
     }
 }

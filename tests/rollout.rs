@@ -1,0 +1,474 @@
+//! Rolling updates, revision history and automatic rollback on the real
+//! control plane. Bad versions are simulated with the kwok pod labels.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use model_operator::api::{ModelDeployment, Outcome, Phase};
+use serde_json::{Value, json};
+use support::*;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A version of the model; `simulate` makes its pods misbehave. As a merge
+/// patch, `null` removes the label a bad version had.
+fn version(v: &str, simulate: Option<&str>) -> Value {
+    json!({"model": {"version": v}, "podMetadata": {"labels": {"mlops.dev/simulate": simulate}}})
+}
+
+/// A merge patch's nulls removed, for creating an object from it.
+fn without_nulls(v: Value) -> Value {
+    match v {
+        Value::Object(o) => Value::Object(
+            o.into_iter()
+                .filter(|(_, v)| !v.is_null())
+                .map(|(k, v)| (k, without_nulls(v)))
+                .collect(),
+        ),
+        other => other,
+    }
+}
+
+struct Setup {
+    client: Client,
+    ns: TestNamespace,
+    operator: Operator,
+    mds: Api<ModelDeployment>,
+    deployments: Api<Deployment>,
+}
+
+async fn setup(prefix: &str) -> Setup {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, prefix).await;
+    let operator = Operator::start(&ns.name);
+    Setup {
+        mds: Api::namespaced(client.clone(), &ns.name),
+        deployments: Api::namespaced(client.clone(), &ns.name),
+        client,
+        ns,
+        operator,
+    }
+}
+
+impl Setup {
+    /// Creates `m` at `first` with 2 replicas and the given progress deadline.
+    async fn create(&self, first: Value, deadline: i32) {
+        let mut spec = json!({"server": {"image": "srv:1"}, "replicas": 2,
+            "rollout": {"maxSurge": 1, "maxUnavailable": 0, "progressDeadlineSeconds": deadline}});
+        merge(&mut spec, without_nulls(first));
+        let md: ModelDeployment = serde_json::from_value(json!({
+            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"}, "spec": spec,
+        }))
+        .unwrap();
+        self.mds
+            .create(&PostParams::default(), &md)
+            .await
+            .expect("create");
+    }
+
+    async fn set(&self, spec: Value) {
+        self.mds
+            .patch(
+                "m",
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": spec})),
+            )
+            .await
+            .expect("patch");
+    }
+
+    async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment {
+        wait_for(&self.mds, "m", what, TIMEOUT, |m| settled(m) && ok(m)).await
+    }
+
+    async fn template_revision(&self) -> Option<String> {
+        let d = self.deployments.get("m").await.ok()?;
+        d.spec?
+            .template
+            .metadata?
+            .labels?
+            .get("mlops.dev/revision")
+            .cloned()
+    }
+
+    async fn event_reasons(&self) -> Vec<(String, String)> {
+        Api::<Event>::namespaced(self.client.clone(), &self.ns.name)
+            .list(&ListParams::default())
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+}
+
+fn merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => p
+            .into_iter()
+            .for_each(|(k, v)| merge(b.entry(k).or_insert(Value::Null), v)),
+        (b, p) => *b = p,
+    }
+}
+
+/// Status describes the latest spec.
+fn settled(m: &ModelDeployment) -> bool {
+    m.status.as_ref().and_then(|s| s.observed_generation) == m.metadata.generation
+}
+
+fn phase(m: &ModelDeployment) -> Option<Phase> {
+    m.status.as_ref()?.phase
+}
+
+fn outcome(m: &ModelDeployment, revision: i64) -> Option<Outcome> {
+    m.status
+        .as_ref()?
+        .history
+        .iter()
+        .find(|e| e.revision == revision)
+        .map(|e| e.outcome)
+}
+
+fn condition(m: &ModelDeployment, t: &str) -> (String, String, String) {
+    let c = m
+        .status
+        .as_ref()
+        .unwrap()
+        .conditions
+        .iter()
+        .find(|c| c.type_ == t)
+        .expect(t);
+    (c.status.clone(), c.reason.clone(), c.message.clone())
+}
+
+fn revisions(m: &ModelDeployment) -> (Option<i64>, Option<i64>, Option<i64>) {
+    let s = m.status.as_ref().unwrap();
+    (s.current_revision, s.stable_revision, s.update_revision)
+}
+
+fn healthy_at(revision: i64) -> impl Fn(&ModelDeployment) -> bool {
+    move |m| {
+        phase(m) == Some(Phase::Healthy)
+            && outcome(m, revision) == Some(Outcome::Stable)
+            && revisions(m).0 == Some(revision)
+    }
+}
+
+fn rolled_back(revision: i64) -> impl Fn(&ModelDeployment) -> bool {
+    move |m| {
+        phase(m) == Some(Phase::RolledBack) && outcome(m, revision) == Some(Outcome::RolledBack)
+    }
+}
+
+#[tokio::test]
+async fn good_to_bad_rolls_back_and_explains_why() {
+    let s = setup("ro-good-bad").await;
+    // A deadline far beyond the test's patience: detection must come from
+    // the pods, not from the deadline.
+    s.create(version("2.0.1", None), 600).await;
+    s.wait("make revision 1 stable", healthy_at(1)).await;
+
+    s.set(version("2.1.0", Some("crash-loop"))).await;
+    let m = s.wait("roll revision 2 back", rolled_back(2)).await;
+    assert_eq!(revisions(&m), (Some(1), Some(1), Some(2)));
+    let (ready, _, _) = condition(&m, "Ready");
+    assert_eq!(ready, "True", "the stable revision keeps serving");
+    let (degraded, reason, message) = condition(&m, "Degraded");
+    assert_eq!((degraded.as_str(), reason.as_str()), ("True", "RolledBack"));
+    assert!(
+        message.starts_with(
+            "serving revision 1 (model 2.0.1); revision 2 (model 2.1.0) rolled back: "
+        ) && message.contains("new pods in CrashLoopBackOff"),
+        "{message}"
+    );
+    let bad = m
+        .status
+        .as_ref()
+        .unwrap()
+        .history
+        .iter()
+        .find(|e| e.revision == 2)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (
+            bad.reason.as_str(),
+            bad.model_version.as_str(),
+            bad.image.as_str()
+        ),
+        ("CrashLoopBackOff", "2.1.0", "srv:1")
+    );
+    assert!(bad.created_at.is_some() && bad.finished_at.is_some());
+    assert_eq!(
+        s.template_revision().await.as_deref(),
+        Some("1"),
+        "the Deployment runs revision 1 again"
+    );
+    // The spec still asks for the bad version: the operator never writes it.
+    assert_eq!(m.spec.model.version, "2.1.0");
+    let events = s.event_reasons().await;
+    assert!(
+        events
+            .iter()
+            .any(|(r, n)| r == "RolledBack" && n.contains("revision 2")),
+        "{events:?}"
+    );
+    // Revisions are stored in the cluster.
+    let crs = Api::<ControllerRevision>::namespaced(s.client.clone(), &s.ns.name)
+        .list(&ListParams::default())
+        .await
+        .unwrap();
+    let mut numbers: Vec<i64> = crs.items.iter().map(|c| c.revision).collect();
+    numbers.sort();
+    assert_eq!(numbers, vec![1, 2]);
+
+    // No retry loop: over a watch period the failed template is never
+    // applied again.
+    let generation = s.deployments.get("m").await.unwrap().metadata.generation;
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(s.template_revision().await.as_deref(), Some("1"));
+    }
+    assert_eq!(
+        s.deployments.get("m").await.unwrap().metadata.generation,
+        generation,
+        "the Deployment was not rewritten"
+    );
+
+    // bad → good: the next good version becomes stable.
+    s.set(version("2.2.0", None)).await;
+    let m = s.wait("make revision 3 stable", healthy_at(3)).await;
+    assert_eq!(outcome(&m, 1), Some(Outcome::Superseded));
+    assert_eq!(outcome(&m, 2), Some(Outcome::RolledBack));
+    assert_eq!(condition(&m, "Degraded").0, "False");
+}
+
+#[tokio::test]
+async fn bad_to_bad_stays_on_the_original_stable_and_image_pull_failures_count() {
+    let s = setup("ro-bad-bad").await;
+    s.create(version("1.0", None), 600).await;
+    s.wait("make revision 1 stable", healthy_at(1)).await;
+    s.set(version("1.1", Some("image-pull-error"))).await;
+    let m = s.wait("roll back revision 2", rolled_back(2)).await;
+    let entry = m
+        .status
+        .as_ref()
+        .unwrap()
+        .history
+        .iter()
+        .find(|e| e.revision == 2)
+        .unwrap()
+        .clone();
+    assert_eq!(entry.reason, "ImagePullFailed");
+    s.set(version("1.2", Some("crash-loop"))).await;
+    let m = s.wait("roll back revision 3", rolled_back(3)).await;
+    assert_eq!(revisions(&m), (Some(1), Some(1), Some(3)));
+    assert_eq!(s.template_revision().await.as_deref(), Some("1"));
+}
+
+#[tokio::test]
+async fn never_ready_fails_at_the_progress_deadline() {
+    let s = setup("ro-deadline").await;
+    s.create(version("1.0", None), 10).await;
+    s.wait("make revision 1 stable", healthy_at(1)).await;
+    s.set(version("1.1", Some("never-ready"))).await;
+    let m = s.wait("roll back revision 2", rolled_back(2)).await;
+    let entry = m
+        .status
+        .as_ref()
+        .unwrap()
+        .history
+        .iter()
+        .find(|e| e.revision == 2)
+        .unwrap()
+        .clone();
+    assert_eq!(entry.reason, "ProgressDeadlineExceeded");
+}
+
+#[tokio::test]
+async fn a_bad_first_revision_is_degraded_without_flapping() {
+    let s = setup("ro-first-bad").await;
+    s.create(version("1.0", Some("crash-loop")), 600).await;
+    let m = s
+        .wait("fail revision 1", |m| {
+            phase(m) == Some(Phase::Degraded) && outcome(m, 1) == Some(Outcome::Failed)
+        })
+        .await;
+    assert_eq!(condition(&m, "Ready").0, "False");
+    let (_, reason, message) = condition(&m, "Degraded");
+    assert_eq!(reason, "RolloutFailed");
+    assert!(
+        message.contains("no stable revision to roll back to"),
+        "{message}"
+    );
+    // No flapping: the verdict stays while the pods keep crashing.
+    let version_before = m.metadata.resource_version.clone();
+    tokio::time::sleep(Duration::from_secs(8)).await;
+    let later = s.mds.get("m").await.unwrap();
+    assert_eq!(outcome(&later, 1), Some(Outcome::Failed));
+    assert_eq!(
+        later.metadata.resource_version, version_before,
+        "status was rewritten while nothing changed"
+    );
+}
+
+#[tokio::test]
+async fn going_back_to_a_known_good_version_reuses_its_revision() {
+    let s = setup("ro-known-good").await;
+    s.create(version("1.0", None), 600).await;
+    s.wait("make revision 1 stable", healthy_at(1)).await;
+    s.set(version("2.0", None)).await;
+    s.wait("make revision 2 stable", healthy_at(2)).await;
+    s.set(version("1.0", None)).await;
+    let m = s.wait("make revision 1 stable again", healthy_at(1)).await;
+    assert_eq!(revisions(&m), (Some(1), Some(1), Some(1)));
+    assert_eq!(outcome(&m, 2), Some(Outcome::Superseded));
+    assert_eq!(
+        m.status.as_ref().unwrap().history.len(),
+        2,
+        "no new revision for a known version"
+    );
+}
+
+#[tokio::test]
+async fn a_version_change_and_a_replicas_change_together() {
+    let s = setup("ro-both").await;
+    s.create(version("1.0", None), 600).await;
+    s.wait("make revision 1 stable", healthy_at(1)).await;
+    let mut both = version("2.0", None);
+    both["replicas"] = json!(4);
+    s.set(both).await;
+    let m = s
+        .wait("serve revision 2 on 4 pods", |m| {
+            healthy_at(2)(m) && m.status.as_ref().unwrap().available_replicas == 4
+        })
+        .await;
+    assert_eq!(m.status.unwrap().ready_summary.as_deref(), Some("4/4"));
+    // A replicas change alone is not a new revision.
+    s.set(json!({"replicas": 3})).await;
+    let m = s
+        .wait("scale to 3", |m| {
+            healthy_at(2)(m) && m.status.as_ref().unwrap().available_replicas == 3
+        })
+        .await;
+    assert_eq!(m.status.unwrap().history.len(), 2);
+}
+
+#[tokio::test]
+async fn pause_holds_the_running_revision_until_resumed() {
+    let s = setup("ro-pause").await;
+    s.create(version("1.0", None), 600).await;
+    s.wait("make revision 1 stable", healthy_at(1)).await;
+    let mut paused = version("2.0", None);
+    paused["paused"] = json!(true);
+    s.set(paused).await;
+    let m = s
+        .wait("be paused", |m| phase(m) == Some(Phase::Paused))
+        .await;
+    assert_eq!(condition(&m, "Progressing").1, "Paused");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        s.template_revision().await.as_deref(),
+        Some("1"),
+        "nothing rolls out while paused"
+    );
+    s.set(json!({"paused": false})).await;
+    let m = s
+        .wait("roll revision 2 out once resumed", healthy_at(2))
+        .await;
+    assert_eq!(revisions(&m).1, Some(2));
+}
+
+#[tokio::test]
+async fn an_explicit_retry_tries_a_failed_revision_again() {
+    let s = setup("ro-retry").await;
+    s.create(version("1.0", None), 600).await;
+    s.wait("make revision 1 stable", healthy_at(1)).await;
+    s.set(version("2.0", Some("crash-loop"))).await;
+    let m = s.wait("roll back revision 2", rolled_back(2)).await;
+    let finished = |m: &ModelDeployment| {
+        m.status
+            .as_ref()
+            .and_then(|s| s.history.iter().find(|e| e.revision == 2))
+            .and_then(|e| e.finished_at.clone())
+    };
+    let first_failure = finished(&m);
+    // Event times have second precision: make the second failure distinguishable.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    let retry = json!({"metadata": {"annotations": {"mlops.dev/retry": "first-retry"}}});
+    s.mds
+        .patch("m", &PatchParams::default(), &Patch::Merge(retry))
+        .await
+        .unwrap();
+    let m = s
+        .wait("record the retry", |m| {
+            let e = m
+                .status
+                .as_ref()
+                .and_then(|s| s.history.iter().find(|e| e.revision == 2));
+            e.and_then(|e| e.retry_token.as_deref()) == Some("first-retry")
+                && e.map(|e| e.outcome) == Some(Outcome::RolledBack)
+        })
+        .await;
+    assert_eq!(
+        revisions(&m),
+        (Some(1), Some(1), Some(2)),
+        "tried and rolled back again"
+    );
+    // The token is recorded only when a rollout starts; the failure is new.
+    assert!(
+        finished(&m) > first_failure,
+        "revision 2 failed again after the retry"
+    );
+}
+
+#[tokio::test]
+async fn a_rollout_survives_the_operator_being_killed() {
+    let mut s = setup("ro-kill").await;
+    s.create(version("1.0", None), 15).await;
+    s.wait("make revision 1 stable", healthy_at(1)).await;
+
+    // Never-ready pods fail only at the 15 s deadline: a real window to kill
+    // the operator mid-rollout, and let the cluster move on without it.
+    s.set(version("2.0", Some("never-ready"))).await;
+    s.wait("start revision 2", |m| {
+        outcome(m, 2) == Some(Outcome::Progressing)
+    })
+    .await;
+    s.operator.kill();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    s.operator.restart();
+    let m = s
+        .wait("roll back revision 2 after a restart", rolled_back(2))
+        .await;
+    assert_eq!(revisions(&m), (Some(1), Some(1), Some(2)));
+    let numbers: Vec<i64> = m
+        .status
+        .as_ref()
+        .unwrap()
+        .history
+        .iter()
+        .map(|e| e.revision)
+        .collect();
+    assert_eq!(numbers, vec![1, 2], "no duplicates or gaps");
+
+    // And a good version started before a kill finishes after it.
+    s.set(version("3.0", None)).await;
+    s.wait("start revision 3", |m| {
+        outcome(m, 3) == Some(Outcome::Progressing)
+    })
+    .await;
+    s.operator.kill();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    s.operator.restart();
+    s.wait("make revision 3 stable after a restart", healthy_at(3))
+        .await;
+}
