@@ -1,7 +1,7 @@
 # The development loop. `make run` and `make test` are the two commands a
 # newcomer needs; the rest are their parts.
 
-.PHONY: run test test-unit test-e2e lint crds tools cluster-up cluster-down monitoring-up monitoring-down
+.PHONY: run test test-unit lint crds bench-rollback tools cluster-up cluster-down monitoring-up monitoring-down
 
 # Local cluster + CRD + samples + the operator in the foreground.
 run:
@@ -15,6 +15,11 @@ test: cluster-up monitoring-up
 # Pure logic only: no cluster needed.
 test-unit:
 	cargo test --lib --bins --test crd_in_sync
+
+# Rollback latency over 20 bad rollouts (ROLLBACKS=n to change); figures are
+# printed and written to .local/bench/rollback.json, never asserted.
+bench-rollback: cluster-up
+	KUBECONFIG=$(CURDIR)/.local/kubeconfig cargo bench --bench rollback_latency
 
 lint:
 	cargo fmt --all -- --check
