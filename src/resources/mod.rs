@@ -36,3 +36,6 @@ fn owner_reference(md: &ModelDeployment) -> Option<OwnerReference> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod proptests;

@@ -439,4 +439,74 @@ mod tests {
             assert_eq!(d.changes, c.want_changes, "{}: changes", c.name);
         }
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn any_outcome() -> impl Strategy<Value = Outcome> {
+            prop_oneof![
+                Just(Outcome::Progressing),
+                Just(Outcome::Stable),
+                Just(Outcome::RolledBack),
+                Just(Outcome::Failed),
+                Just(Outcome::Superseded),
+            ]
+        }
+
+        fn any_health() -> impl Strategy<Value = Health> {
+            prop_oneof![
+                Just(Health::Rolling),
+                Just(Health::Complete),
+                Just(Health::Failed(crash()))
+            ]
+        }
+
+        proptest! {
+            /// A revision marked failed is never rolled out again unless the
+            /// request is new (the spec moved away and back, or a new retry
+            /// token), and a revision that just failed is never the target
+            /// when there is a stable one to go back to.
+            #[test]
+            fn never_rolls_forward_onto_a_failed_revision(
+                outcomes in proptest::collection::vec(any_outcome(), 1..6),
+                requested in 1..7i64,
+                previous_update in proptest::option::of(1..7i64),
+                current in proptest::option::of(1..7i64),
+                stable in proptest::option::of(1..7i64),
+                paused: bool,
+                auto_rollback: bool,
+                token in proptest::option::of(Just("t")),
+                recorded_token in proptest::option::of(Just("t")),
+                health in any_health(),
+            ) {
+                let history: Vec<HistoryEntry> = outcomes
+                    .iter()
+                    .enumerate()
+                    .map(|(i, o)| HistoryEntry { revision: i as i64 + 1, outcome: *o, retry_token: recorded_token.map(str::to_string), ..HistoryEntry::default() })
+                    .collect();
+                let inputs = Inputs { requested, previous_update, current, stable, history: &history, paused, auto_rollback, retry_token: token, health };
+                let d = decide(&inputs);
+                let entry = history.iter().find(|e| e.revision == requested);
+                let failed = entry.is_some_and(|e| matches!(e.outcome, Outcome::RolledBack | Outcome::Failed));
+                let same_request = previous_update == Some(requested) && entry.and_then(|e| e.retry_token.as_deref()) == token;
+                if failed && same_request {
+                    prop_assert!(!d.changes.contains(&Change::Start { revision: requested }), "{:?}", d);
+                    if current != Some(requested) && !paused {
+                        prop_assert!(d.target != requested || current.is_none(), "{:?}", d);
+                    }
+                }
+                let just_failed = d.changes.iter().find_map(|c| match c { Change::Fail { revision, .. } => Some(*revision), _ => None });
+                if let (Some(f), Some(s)) = (just_failed, d.stable)
+                    && auto_rollback
+                    && s != f
+                    && f == requested
+                {
+                    prop_assert_eq!(d.target, s);
+                }
+                // Deterministic.
+                prop_assert_eq!(decide(&inputs), d);
+            }
+        }
+    }
 }
