@@ -5,7 +5,9 @@ mod conditions;
 mod context;
 mod drift;
 mod error;
+mod events;
 mod reconcile;
+mod revisions;
 mod status;
 
 pub use conditions::{DEGRADED, PROGRESSING, READY};

@@ -3,30 +3,29 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams};
 use kube::runtime::controller::Action;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
-use super::apply::{Outcome, ensure};
-use super::conditions::{self, DEGRADED};
+use super::apply::ensure;
 use super::context::{Context, cached, of_instance};
-use super::drift::Need;
 use super::error::Error;
+use super::events::{announce_changes, announce_transitions, publish, report_apply};
+use super::revisions::{
+    describe_revision, ensure_revision, health_of, known_revisions, prune_revisions,
+};
 use super::status::{Observed, Revisions, derive};
-use crate::api::{ModelDeployment, ModelDeploymentStatus, Phase, ServedVersion};
+use crate::api::{ModelDeployment, ModelDeploymentStatus, ServedVersion};
 use crate::resources::{self, labels::MANAGER};
-use crate::rollout::decide::{Change, Health, Inputs, decide};
-use crate::rollout::health::{self, Failure};
-use crate::rollout::history::{self, Described};
-use crate::rollout::revision::{self, Revision};
-use crate::rollout::{Progress, progress};
+use crate::rollout::decide::{Inputs, decide};
+use crate::rollout::history;
 use crate::validate;
 
 /// Setting this annotation to a new value retries a failed revision.
@@ -196,154 +195,6 @@ async fn finish(
     Ok(())
 }
 
-/// The health of the revision the Deployment runs.
-fn health_of(current: Option<i64>, deployment: Option<&Deployment>, pods: &[Arc<Pod>]) -> Health {
-    let (Some(current), Some(deployment)) = (current, deployment) else {
-        return Health::Rolling;
-    };
-    if let Some(failure) = health::judge(pods.iter().map(Arc::as_ref), current) {
-        return Health::Failed(failure);
-    }
-    match progress(deployment) {
-        Progress::Complete => Health::Complete,
-        Progress::DeadlineExceeded { message } => Health::Failed(Failure {
-            reason: "ProgressDeadlineExceeded",
-            message,
-        }),
-        _ => Health::Rolling,
-    }
-}
-
-fn describe_revision(
-    revision: i64,
-    requested: i64,
-    served: &ServedVersion,
-    known: &[Revision],
-) -> Described {
-    let of = |s: &ServedVersion| Described {
-        model_version: s.model.version.clone(),
-        image: s.server.image.clone(),
-    };
-    if revision == requested {
-        return of(served);
-    }
-    known.iter().find(|r| r.number == revision).map_or(
-        Described {
-            model_version: String::new(),
-            image: String::new(),
-        },
-        |r| of(&r.served),
-    )
-}
-
-/// The revisions this ModelDeployment owns, from the cache.
-fn known_revisions(md: &ModelDeployment, namespace: &str, ctx: &Context) -> Vec<Revision> {
-    of_instance(&ctx.stores.revisions, namespace, &md.name_any())
-        .iter()
-        .filter(|cr| owned_by(cr.as_ref(), md))
-        .filter_map(|cr| revision::parse(cr))
-        .collect()
-}
-
-/// The spec's revision number, creating its snapshot when it is new.
-async fn ensure_revision(
-    md: &ModelDeployment,
-    served: &ServedVersion,
-    known: &[Revision],
-    previous: &Revisions,
-    ctx: &Context,
-) -> Result<i64, Error> {
-    let highest_recorded = previous
-        .history
-        .iter()
-        .map(|e| e.revision)
-        .chain(previous.requested)
-        .max()
-        .unwrap_or(0);
-    let (number, is_new) = revision::resolve(known, served, highest_recorded);
-    if !is_new {
-        return Ok(number);
-    }
-    let namespace = md.namespace().ok_or(Error::NoNamespace)?;
-    let api = Api::<ControllerRevision>::namespaced(ctx.client.clone(), &namespace);
-    match api
-        .create(&PostParams::default(), &revision::build(md, number, served))
-        .await
-    {
-        Ok(_) => Ok(number),
-        // The cache lagged behind our own create, or another operator took
-        // the number: only the former may use it.
-        Err(kube::Error::Api(s)) if s.code == 409 => {
-            let existing = api.get(&revision::name(&md.name_any(), number)).await?;
-            match revision::parse(&existing) {
-                Some(r) if r.hash == revision::served_hash(served) => Ok(number),
-                _ => Err(Error::RevisionTaken { revision: number }),
-            }
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Deletes snapshots of revisions the history no longer remembers.
-async fn prune_revisions(
-    md: &ModelDeployment,
-    namespace: &str,
-    known: &[Revision],
-    planned: &Revisions,
-    ctx: &Context,
-) -> Result<(), Error> {
-    let remembered =
-        |n: i64| planned.history.iter().any(|e| e.revision == n) || planned.requested == Some(n);
-    let api = Api::<ControllerRevision>::namespaced(ctx.client.clone(), namespace);
-    for r in known.iter().filter(|r| !remembered(r.number)) {
-        match api
-            .delete(
-                &revision::name(&md.name_any(), r.number),
-                &DeleteParams::default(),
-            )
-            .await
-        {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(())
-}
-
-/// Events for rollouts starting; failures are announced by the Degraded
-/// condition's transition, with the full story.
-async fn announce_changes(
-    md: &ModelDeployment,
-    changes: &[Change],
-    planned: &Revisions,
-    ctx: &Context,
-) {
-    for change in changes {
-        if let Change::Start { revision } = change {
-            let entry = planned.history.iter().find(|e| e.revision == *revision);
-            let note = entry.map_or_else(
-                || format!("rolling out revision {revision}"),
-                |e| {
-                    format!(
-                        "rolling out revision {revision} (model {}, image {})",
-                        e.model_version, e.image
-                    )
-                },
-            );
-            publish(
-                md,
-                ctx,
-                EventType::Normal,
-                "RolloutStarted",
-                "Rollout",
-                note,
-            )
-            .await;
-        }
-    }
-}
-
 /// Applies the Deployment first: it is the child the API server is most
 /// likely to refuse, and a refusal must leave everything else as it was.
 /// Returns the Deployment as it now is, when it was looked at.
@@ -413,92 +264,12 @@ async fn delete_hpa(api: &Api<HorizontalPodAutoscaler>, name: &str) -> Result<()
     }
 }
 
-fn owned_by<K: Resource>(child: &K, md: &ModelDeployment) -> bool {
+pub(super) fn owned_by<K: Resource>(child: &K, md: &ModelDeployment) -> bool {
     let uid = md.meta().uid.as_deref();
     child
         .owner_references()
         .iter()
         .any(|r| Some(r.uid.as_str()) == uid && r.controller == Some(true))
-}
-
-async fn report_apply<K>(md: &ModelDeployment, kind: &str, outcome: &Outcome<K>, ctx: &Context) {
-    let (reason, note) = match outcome.need {
-        Need::Nothing => return,
-        Need::Create => ("Created", format!("created {kind} {}", md.name_any())),
-        Need::Update => (
-            "Updated",
-            format!("updated {kind} {} to match the spec", md.name_any()),
-        ),
-        Need::RestoreDrift => (
-            "DriftCorrected",
-            format!(
-                "restored {kind} {}: fields the operator manages had been changed by hand",
-                md.name_any()
-            ),
-        ),
-    };
-    publish(md, ctx, EventType::Normal, reason, "Apply", note).await;
-}
-
-/// Events for status changes a person should see in `kubectl describe`.
-/// Sent on transitions only, so a resync never repeats them.
-async fn announce_transitions(
-    md: &ModelDeployment,
-    old: Option<&ModelDeploymentStatus>,
-    new: &ModelDeploymentStatus,
-    ctx: &Context,
-) {
-    let degraded = |s: Option<&ModelDeploymentStatus>| {
-        s.and_then(|s| conditions::find(&s.conditions, DEGRADED))
-            .filter(|c| c.status == "True")
-            .map(|c| (c.reason.clone(), c.message.clone()))
-    };
-    let now_degraded = degraded(Some(new));
-    if let Some((reason, message)) = now_degraded.clone()
-        && degraded(old) != now_degraded
-    {
-        publish(md, ctx, EventType::Warning, &reason, "Reconcile", message).await;
-    }
-    let became_healthy =
-        new.phase == Some(Phase::Healthy) && old.and_then(|s| s.phase) != Some(Phase::Healthy);
-    if became_healthy {
-        let note = format!(
-            "model {} {} serves on {} pods",
-            new.model.as_deref().unwrap_or_default(),
-            md.spec.model.version,
-            new.available_replicas
-        );
-        publish(
-            md,
-            ctx,
-            EventType::Normal,
-            "RolloutComplete",
-            "Rollout",
-            note,
-        )
-        .await;
-    }
-}
-
-/// Events are best effort: a failure to record one never fails a reconcile.
-async fn publish(
-    md: &ModelDeployment,
-    ctx: &Context,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: action.to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &md.object_ref(&())).await {
-        tracing::warn!(name = %md.name_any(), error = %e, "could not record event");
-    }
 }
 
 /// Server-side apply of the whole status: fields the new status leaves out

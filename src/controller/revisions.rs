@@ -1,0 +1,143 @@
+//! Revisions in the cluster: the spec's revision number (creating its
+//! snapshot when new), the running revision's health, and pruning.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, PostParams};
+use kube::{Api, ResourceExt};
+
+use super::context::{Context, of_instance};
+use super::error::Error;
+use super::reconcile::owned_by;
+use super::status::Revisions;
+use crate::api::{ModelDeployment, ServedVersion};
+use crate::rollout::decide::Health;
+use crate::rollout::health::{self, Failure};
+use crate::rollout::history::Described;
+use crate::rollout::revision::{self, Revision};
+use crate::rollout::{Progress, progress};
+
+/// The health of the revision the Deployment runs.
+pub(super) fn health_of(
+    current: Option<i64>,
+    deployment: Option<&Deployment>,
+    pods: &[Arc<Pod>],
+) -> Health {
+    let (Some(current), Some(deployment)) = (current, deployment) else {
+        return Health::Rolling;
+    };
+    if let Some(failure) = health::judge(pods.iter().map(Arc::as_ref), current) {
+        return Health::Failed(failure);
+    }
+    match progress(deployment) {
+        Progress::Complete => Health::Complete,
+        Progress::DeadlineExceeded { message } => Health::Failed(Failure {
+            reason: "ProgressDeadlineExceeded",
+            message,
+        }),
+        _ => Health::Rolling,
+    }
+}
+
+pub(super) fn describe_revision(
+    revision: i64,
+    requested: i64,
+    served: &ServedVersion,
+    known: &[Revision],
+) -> Described {
+    let of = |s: &ServedVersion| Described {
+        model_version: s.model.version.clone(),
+        image: s.server.image.clone(),
+    };
+    if revision == requested {
+        return of(served);
+    }
+    known.iter().find(|r| r.number == revision).map_or(
+        Described {
+            model_version: String::new(),
+            image: String::new(),
+        },
+        |r| of(&r.served),
+    )
+}
+
+/// The revisions this ModelDeployment owns, from the cache.
+pub(super) fn known_revisions(
+    md: &ModelDeployment,
+    namespace: &str,
+    ctx: &Context,
+) -> Vec<Revision> {
+    of_instance(&ctx.stores.revisions, namespace, &md.name_any())
+        .iter()
+        .filter(|cr| owned_by(cr.as_ref(), md))
+        .filter_map(|cr| revision::parse(cr))
+        .collect()
+}
+
+/// The spec's revision number, creating its snapshot when it is new.
+pub(super) async fn ensure_revision(
+    md: &ModelDeployment,
+    served: &ServedVersion,
+    known: &[Revision],
+    previous: &Revisions,
+    ctx: &Context,
+) -> Result<i64, Error> {
+    let highest_recorded = previous
+        .history
+        .iter()
+        .map(|e| e.revision)
+        .chain(previous.requested)
+        .max()
+        .unwrap_or(0);
+    let (number, is_new) = revision::resolve(known, served, highest_recorded);
+    if !is_new {
+        return Ok(number);
+    }
+    let namespace = md.namespace().ok_or(Error::NoNamespace)?;
+    let api = Api::<ControllerRevision>::namespaced(ctx.client.clone(), &namespace);
+    match api
+        .create(&PostParams::default(), &revision::build(md, number, served))
+        .await
+    {
+        Ok(_) => Ok(number),
+        // The cache lagged behind our own create, or another operator took
+        // the number: only the former may use it.
+        Err(kube::Error::Api(s)) if s.code == 409 => {
+            let existing = api.get(&revision::name(&md.name_any(), number)).await?;
+            match revision::parse(&existing) {
+                Some(r) if r.hash == revision::served_hash(served) => Ok(number),
+                _ => Err(Error::RevisionTaken { revision: number }),
+            }
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deletes snapshots of revisions the history no longer remembers.
+pub(super) async fn prune_revisions(
+    md: &ModelDeployment,
+    namespace: &str,
+    known: &[Revision],
+    planned: &Revisions,
+    ctx: &Context,
+) -> Result<(), Error> {
+    let remembered =
+        |n: i64| planned.history.iter().any(|e| e.revision == n) || planned.requested == Some(n);
+    let api = Api::<ControllerRevision>::namespaced(ctx.client.clone(), namespace);
+    for r in known.iter().filter(|r| !remembered(r.number)) {
+        match api
+            .delete(
+                &revision::name(&md.name_any(), r.number),
+                &DeleteParams::default(),
+            )
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
