@@ -1,0 +1,337 @@
+//! `kubectl model`: what people do by hand during an incident.
+//! Uses the kubeconfig and context the way kubectl does.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use kube::api::{Patch, PatchParams};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::{Api, Client, Config};
+use model_operator::api::{ModelDeployment, ModelDeploymentStatus, Outcome};
+use model_operator::rollout::revision;
+use serde_json::json;
+
+/// Inspect and steer ModelDeployments.
+#[derive(Parser)]
+#[command(name = "kubectl-model", version, about)]
+struct Cli {
+    /// Namespace (default: the context's, else "default").
+    #[arg(short, long, global = true)]
+    namespace: Option<String>,
+    /// Kubeconfig context to use (default: the current one).
+    #[arg(long, global = true)]
+    context: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Phase, revisions, replicas and conditions.
+    Status {
+        name: String,
+        /// Print again whenever the status changes (Ctrl-C to stop).
+        #[arg(short, long)]
+        watch: bool,
+    },
+    /// Every remembered revision and how it ended.
+    History { name: String },
+    /// Set the spec back to a revision's model and server.
+    Rollback {
+        name: String,
+        /// Revision to go back to (default: the stable one, or the newest
+        /// earlier revision that was stable).
+        #[arg(long)]
+        to_revision: Option<i64>,
+    },
+    /// Try a failed revision again.
+    Retry { name: String },
+    /// Hold the running revision; spec changes wait.
+    Pause { name: String },
+    /// Let spec changes roll out again.
+    Resume { name: String },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let options = KubeConfigOptions {
+        context: cli.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let kubeconfig = Kubeconfig::read().map_err(|e| format!("no kubeconfig: {e}"))?;
+    let config = Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .map_err(|e| format!("kubeconfig is not usable: {e}"))?;
+    let namespace = cli
+        .namespace
+        .clone()
+        .unwrap_or_else(|| config.default_namespace.clone());
+    let client = Client::try_from(config).map_err(|e| format!("cannot build a client: {e}"))?;
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &namespace);
+    let explain = |e: kube::Error, name: &str| explain(e, name, &namespace);
+
+    match cli.command {
+        Command::Status { name, watch } => {
+            let mut last = None;
+            loop {
+                let md = mds.get(&name).await.map_err(|e| explain(e, &name))?;
+                if last != md.metadata.resource_version {
+                    print!("{}", status_table(&md));
+                    last = md.metadata.resource_version.clone();
+                }
+                if !watch {
+                    return Ok(());
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        }
+        Command::History { name } => {
+            let md = mds.get(&name).await.map_err(|e| explain(e, &name))?;
+            print!("{}", history_table(&md));
+            Ok(())
+        }
+        Command::Rollback { name, to_revision } => {
+            let md = mds.get(&name).await.map_err(|e| explain(e, &name))?;
+            let status = md.status.clone().unwrap_or_default();
+            let target = to_revision
+                .or_else(|| default_rollback_target(&status))
+                .ok_or_else(|| {
+                    format!(
+                        "{name} has no stable revision to go back to; name one with --to-revision"
+                    )
+                })?;
+            let revisions = Api::<ControllerRevision>::namespaced(client.clone(), &namespace);
+            let cr = revisions
+                .get(&revision::name(&name, target))
+                .await
+                .map_err(|e| explain(e, &revision::name(&name, target)))?;
+            let snapshot = revision::parse(&cr)
+                .ok_or_else(|| format!("revision {target} of {name} is damaged"))?;
+            let current = serde_json::to_value(&md.spec).map_err(|e| e.to_string())?;
+            let target_spec = json!({
+                "model": snapshot.served.model,
+                "server": snapshot.served.server,
+                "podMetadata": snapshot.served.pod_metadata,
+            });
+            let mut patch = serde_json::Map::new();
+            for field in ["model", "server", "podMetadata"] {
+                patch.insert(
+                    field.into(),
+                    merge_patch_to(&current[field], &target_spec[field]),
+                );
+            }
+            mds.patch(
+                &name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": patch})),
+            )
+            .await
+            .map_err(|e| explain(e, &name))?;
+            println!(
+                "{name}: spec set back to revision {target} (model {}, image {}).",
+                snapshot.served.model.version, snapshot.served.server.image
+            );
+            eprintln!(
+                "warning: if {name} is managed with GitOps, commit the same change to Git, or the next sync will undo it."
+            );
+            Ok(())
+        }
+        Command::Retry { name } => {
+            let token = format!(
+                "{}",
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0)
+            );
+            let patch = json!({"metadata": {"annotations": {"mlops.dev/retry": token}}});
+            mds.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
+                .await
+                .map_err(|e| explain(e, &name))?;
+            println!("{name}: retry requested (mlops.dev/retry={token}).");
+            Ok(())
+        }
+        Command::Pause { name } => set_paused(&mds, &name, true, explain).await,
+        Command::Resume { name } => set_paused(&mds, &name, false, explain).await,
+    }
+}
+
+async fn set_paused(
+    mds: &Api<ModelDeployment>,
+    name: &str,
+    paused: bool,
+    explain: impl Fn(kube::Error, &str) -> String,
+) -> Result<(), String> {
+    let patch = json!({"spec": {"paused": paused}});
+    mds.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map_err(|e| explain(e, name))?;
+    println!("{name}: {}", if paused { "paused" } else { "resumed" });
+    Ok(())
+}
+
+/// A JSON merge patch turning `current` into `target`: what `target` lacks is
+/// set to null, so fields added since that revision are removed too.
+fn merge_patch_to(current: &serde_json::Value, target: &serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match (current, target) {
+        (Value::Object(c), Value::Object(t)) => {
+            let mut patch = serde_json::Map::new();
+            for (k, v) in t {
+                patch.insert(
+                    k.clone(),
+                    merge_patch_to(c.get(k).unwrap_or(&Value::Null), v),
+                );
+            }
+            for k in c.keys().filter(|k| !t.contains_key(*k)) {
+                patch.insert(k.clone(), Value::Null);
+            }
+            Value::Object(patch)
+        }
+        (_, t) => t.clone(),
+    }
+}
+
+/// The stable revision when the spec asks for something else, else the
+/// newest earlier revision that was stable.
+fn default_rollback_target(status: &ModelDeploymentStatus) -> Option<i64> {
+    if let Some(stable) = status
+        .stable_revision
+        .filter(|s| Some(*s) != status.update_revision)
+    {
+        return Some(stable);
+    }
+    let current = status.update_revision.unwrap_or(i64::MAX);
+    status
+        .history
+        .iter()
+        .rev()
+        .filter(|e| e.revision < current)
+        .find(|e| matches!(e.outcome, Outcome::Stable | Outcome::Superseded))
+        .map(|e| e.revision)
+}
+
+fn explain(e: kube::Error, name: &str, namespace: &str) -> String {
+    match e {
+        kube::Error::Api(s) if s.code == 404 => {
+            format!("{name} not found in namespace {namespace}")
+        }
+        kube::Error::Api(s) if s.code == 403 => format!("forbidden: {}", s.message),
+        kube::Error::Api(s) => format!("the API server refused: {}", s.message),
+        other => format!("cannot reach the cluster: {other}"),
+    }
+}
+
+fn status_table(md: &ModelDeployment) -> String {
+    let name = md.metadata.name.clone().unwrap_or_default();
+    let Some(s) = md.status.as_ref() else {
+        return format!("{name}: no status yet (is the operator running?)\n");
+    };
+    let opt = |v: Option<i64>| v.map_or("-".to_string(), |v| v.to_string());
+    let mut out = String::new();
+    let row = |out: &mut String, k: &str, v: String| out.push_str(&format!("{k:<12} {v}\n"));
+    row(&mut out, "NAME", name);
+    row(
+        &mut out,
+        "PHASE",
+        s.phase.map(|p| p.to_string()).unwrap_or_default(),
+    );
+    row(
+        &mut out,
+        "MODEL",
+        format!(
+            "{} {} (requested)",
+            s.model.clone().unwrap_or_default(),
+            md.spec.model.version
+        ),
+    );
+    row(
+        &mut out,
+        "READY",
+        s.ready_summary.clone().unwrap_or_default(),
+    );
+    row(
+        &mut out,
+        "REPLICAS",
+        format!(
+            "{} total, {} updated, {} available",
+            s.replicas, s.updated_replicas, s.available_replicas
+        ),
+    );
+    row(
+        &mut out,
+        "REVISIONS",
+        format!(
+            "running {}, stable {}, requested {}",
+            opt(s.current_revision),
+            opt(s.stable_revision),
+            opt(s.update_revision)
+        ),
+    );
+    row(&mut out, "URL", s.url.clone().unwrap_or_default());
+    let generation = md.metadata.generation.unwrap_or(0);
+    if s.observed_generation.unwrap_or(0) < generation {
+        row(
+            &mut out,
+            "NOTE",
+            format!(
+                "status describes generation {} of {generation}",
+                opt(s.observed_generation)
+            ),
+        );
+    }
+    out.push_str(&format!(
+        "\n{:<12} {:<7} {:<24} MESSAGE\n",
+        "CONDITION", "STATUS", "REASON"
+    ));
+    for c in &s.conditions {
+        out.push_str(&format!(
+            "{:<12} {:<7} {:<24} {}\n",
+            c.type_, c.status, c.reason, c.message
+        ));
+    }
+    out
+}
+
+fn history_table(md: &ModelDeployment) -> String {
+    let status = md.status.clone().unwrap_or_default();
+    let time = |t: &Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>| {
+        t.as_ref().map_or("-".to_string(), |t| t.0.to_string())
+    };
+    let mut out = format!(
+        "{:<9} {:<14} {:<30} {:<11} {:<21} {:<21} {:<24} MESSAGE\n",
+        "REVISION", "MODEL", "IMAGE", "OUTCOME", "CREATED", "FINISHED", "REASON"
+    );
+    for e in &status.history {
+        let mut revision = e.revision.to_string();
+        if status.current_revision == Some(e.revision) {
+            revision.push('*');
+        }
+        out.push_str(&format!(
+            "{:<9} {:<14} {:<30} {:<11} {:<21} {:<21} {:<24} {}\n",
+            revision,
+            e.model_version,
+            e.image,
+            format!("{:?}", e.outcome),
+            time(&e.created_at),
+            time(&e.finished_at),
+            e.reason,
+            e.message
+        ));
+    }
+    out.push_str("(* running now)\n");
+    out
+}

@@ -1,0 +1,149 @@
+//! Every `kubectl model` subcommand against the local cluster.
+
+mod support;
+
+use std::process::{Command, Output};
+use std::time::Duration;
+
+use kube::Api;
+use kube::api::{Patch, PatchParams, PostParams};
+use model_operator::api::{ModelDeployment, Phase};
+use serde_json::json;
+use support::*;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+fn plugin(ns: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_kubectl-model"))
+        .args(["-n", ns])
+        .args(args)
+        .env("KUBECONFIG", kubeconfig_path())
+        .output()
+        .expect("run kubectl-model")
+}
+
+fn stdout(o: &Output) -> String {
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn healthy_at(revision: i64) -> impl Fn(&ModelDeployment) -> bool {
+    move |m| {
+        let s = m.status.as_ref();
+        s.and_then(|s| s.observed_generation) == m.metadata.generation
+            && s.and_then(|s| s.phase) == Some(Phase::Healthy)
+            && s.and_then(|s| s.current_revision) == Some(revision)
+    }
+}
+
+#[tokio::test]
+async fn every_subcommand_works_against_the_cluster() {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "plugin").await;
+    let _operator = Operator::start(&ns.name);
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    let md: ModelDeployment = serde_json::from_value(json!({
+        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"},
+        "spec": {"model": {"version": "1.0"}, "server": {"image": "srv:1"}},
+    }))
+    .unwrap();
+    mds.create(&PostParams::default(), &md).await.unwrap();
+    wait_for(&mds, "m", "serve revision 1", TIMEOUT, healthy_at(1)).await;
+    let v2 = json!({"spec": {"model": {"version": "2.0"}, "server": {"image": "srv:2", "args": ["--fast"]}}});
+    mds.patch("m", &PatchParams::default(), &Patch::Merge(v2))
+        .await
+        .unwrap();
+    wait_for(&mds, "m", "serve revision 2", TIMEOUT, healthy_at(2)).await;
+
+    let status = stdout(&plugin(&ns.name, &["status", "m"]));
+    assert!(
+        status.contains("Healthy") && status.contains("running 2, stable 2, requested 2"),
+        "{status}"
+    );
+    assert!(
+        status.contains("Ready") && status.contains("Serving"),
+        "{status}"
+    );
+
+    let history = stdout(&plugin(&ns.name, &["history", "m"]));
+    assert!(
+        history.contains("1.0") && history.contains("Superseded"),
+        "{history}"
+    );
+    assert!(
+        history.contains("2*") && history.contains("srv:2") && history.contains("Stable"),
+        "{history}"
+    );
+
+    // Rollback defaults to the newest earlier stable revision, and sets the
+    // spec exactly to it (the args added since are gone).
+    let out = plugin(&ns.name, &["rollback", "m"]);
+    assert!(stdout(&out).contains("revision 1"));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("GitOps"),
+        "warns that Git should follow"
+    );
+    let m = wait_for(&mds, "m", "serve revision 1 again", TIMEOUT, healthy_at(1)).await;
+    assert_eq!(
+        (m.spec.model.version.as_str(), m.spec.server.image.as_str()),
+        ("1.0", "srv:1")
+    );
+    assert_eq!(m.spec.server.args, None);
+    // --to-revision picks one explicitly.
+    stdout(&plugin(&ns.name, &["rollback", "m", "--to-revision", "2"]));
+    wait_for(&mds, "m", "serve revision 2 again", TIMEOUT, healthy_at(2)).await;
+
+    stdout(&plugin(&ns.name, &["pause", "m"]));
+    assert!(mds.get("m").await.unwrap().spec.paused);
+    stdout(&plugin(&ns.name, &["resume", "m"]));
+    assert!(!mds.get("m").await.unwrap().spec.paused);
+
+    stdout(&plugin(&ns.name, &["retry", "m"]));
+    let m = mds.get("m").await.unwrap();
+    assert!(
+        m.metadata
+            .annotations
+            .unwrap_or_default()
+            .contains_key("mlops.dev/retry")
+    );
+
+    // Clear errors.
+    let missing = plugin(&ns.name, &["status", "nope"]);
+    assert!(!missing.status.success());
+    let err = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        err.contains(&format!("nope not found in namespace {}", ns.name)),
+        "{err}"
+    );
+    let no_cluster = Command::new(env!("CARGO_BIN_EXE_kubectl-model"))
+        .args(["status", "m"])
+        .env("KUBECONFIG", repo_root().join("target/no-such-kubeconfig"))
+        .output()
+        .unwrap();
+    assert!(!no_cluster.status.success());
+    assert!(String::from_utf8_lossy(&no_cluster.stderr).contains("kubeconfig"));
+
+    // And through kubectl's own plugin discovery.
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_kubectl-model"))
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let kubectl_bin = repo_root().join(".local/bin/kubectl");
+    let via_kubectl = Command::new(kubectl_bin)
+        .args(["model", "-n", &ns.name, "status", "m"])
+        .env("KUBECONFIG", kubeconfig_path())
+        .env("PATH", path)
+        .output()
+        .unwrap();
+    assert!(stdout(&via_kubectl).contains("running 2"));
+}
