@@ -785,3 +785,49 @@ fn json_merge(base: &mut Value, patch: Value) {
         (b, p) => *b = p,
     }
 }
+
+/// The API server's PodSecurity admission enforces the restricted standard
+/// in this namespace: model pods are admitted only if they meet it.
+#[tokio::test]
+async fn model_pods_are_admitted_under_the_restricted_pod_security_standard() {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::with_labels(
+        &client,
+        "md-restricted",
+        json!({"pod-security.kubernetes.io/enforce": "restricted", "pod-security.kubernetes.io/enforce-version": "latest"}),
+    )
+    .await;
+    let _operator = Operator::start(&ns.name);
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    mds.create(
+        &PostParams::default(),
+        &model(
+            "strict",
+            json!({"model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": 2}),
+        ),
+    )
+    .await
+    .unwrap();
+    let md = wait_for(
+        &mds,
+        "strict",
+        "be Healthy under restricted PSS",
+        TIMEOUT,
+        is_healthy,
+    )
+    .await;
+    assert_eq!(md.status.unwrap().available_replicas, 2);
+
+    // Control: the same namespace refuses a pod that does not meet the standard.
+    let pods = Api::<k8s_openapi::api::core::v1::Pod>::namespaced(client.clone(), &ns.name);
+    let plain: k8s_openapi::api::core::v1::Pod = serde_json::from_value(json!({
+        "metadata": {"name": "plain"},
+        "spec": {"containers": [{"name": "c", "image": "srv:1"}]}
+    }))
+    .unwrap();
+    match pods.create(&PostParams::default(), &plain).await {
+        Err(kube::Error::Api(s)) if s.code == 403 && s.message.contains("restricted") => {}
+        other => panic!("a non-compliant pod should be forbidden, got {other:?}"),
+    }
+}
