@@ -43,18 +43,6 @@ fn crash_looping(pod: &Pod, revision: &str) -> bool {
             })
 }
 
-fn template_revision(d: &Deployment) -> Option<String> {
-    d.spec
-        .as_ref()?
-        .template
-        .metadata
-        .as_ref()?
-        .labels
-        .as_ref()?
-        .get("mlops.dev/revision")
-        .cloned()
-}
-
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[index.min(sorted.len() - 1)]
@@ -124,9 +112,9 @@ async fn main() {
                 Ok(Seen::Pod(p)) if observable.is_none() && crash_looping(&p, "2") => {
                     observable = Some(Instant::now())
                 }
-                Ok(Seen::Deployment(d)) => match template_revision(&d).as_deref() {
-                    Some("2") => went_bad = true,
-                    Some("1") if went_bad && observable.is_some() => {
+                Ok(Seen::Deployment(d)) => match model_operator::resources::revision_of(&d) {
+                    Some(2) => went_bad = true,
+                    Some(1) if went_bad && observable.is_some() => {
                         let ms = observable
                             .map(|t| t.elapsed().as_secs_f64() * 1000.0)
                             .unwrap_or_default();

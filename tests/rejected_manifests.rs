@@ -1,0 +1,232 @@
+//! Bad input is refused at `kubectl apply`, by the CRD's schema and CEL
+//! rules, with a message that says what to fix.
+
+mod support;
+
+use kube::Api;
+use kube::api::PostParams;
+use model_operator::api::ModelDeployment;
+use serde_json::{Value, json};
+use support::*;
+
+/// Every manifest here is refused by the API server (schema or CEL rule),
+/// with a message that says what is wrong.
+#[tokio::test]
+async fn invalid_manifests_are_refused_with_clear_messages() {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "md-reject").await;
+    let api = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    let base = json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}});
+    let with = |patch: Value| {
+        let mut spec = base.clone();
+        json_merge(&mut spec, patch);
+        spec
+    };
+    let cases: Vec<(&str, &str, Value, &str)> = vec![
+        (
+            "empty version",
+            "m",
+            with(json!({"model": {"version": ""}})),
+            "model.version must not be empty",
+        ),
+        (
+            "version with spaces",
+            "m",
+            with(json!({"model": {"version": "2.1 beta"}})),
+            "model.version must be letters, digits",
+        ),
+        (
+            "version too long",
+            "m",
+            with(json!({"model": {"version": "1".repeat(64)}})),
+            "spec.model.version: Too long",
+        ),
+        (
+            "model name not a label",
+            "m",
+            with(json!({"model": {"name": "fraud/detector"}})),
+            "model.name must be letters, digits",
+        ),
+        (
+            "empty image",
+            "m",
+            with(json!({"server": {"image": ""}})),
+            "server.image must not be empty",
+        ),
+        (
+            "image with a space",
+            "m",
+            with(json!({"server": {"image": "srv 1"}})),
+            "server.image must not contain spaces",
+        ),
+        (
+            "negative replicas",
+            "m",
+            with(json!({"replicas": -1})),
+            "spec.replicas in body should be greater than or equal to 0",
+        ),
+        (
+            "min above max",
+            "m",
+            with(json!({"autoscaling": {"minReplicas": 5, "maxReplicas": 2}})),
+            "autoscaling.minReplicas must not be greater than autoscaling.maxReplicas",
+        ),
+        (
+            "min below one",
+            "m",
+            with(json!({"autoscaling": {"minReplicas": 0, "maxReplicas": 2}})),
+            "spec.autoscaling.minReplicas in body should be greater than or equal to 1",
+        ),
+        (
+            "server port too high",
+            "m",
+            with(json!({"server": {"port": 70000}})),
+            "spec.server.port in body should be less than or equal to 65535",
+        ),
+        (
+            "service port zero",
+            "m",
+            with(json!({"service": {"port": 0}})),
+            "spec.service.port in body should be greater than or equal to 1",
+        ),
+        (
+            "cpu target above 100",
+            "m",
+            with(json!({"autoscaling": {"maxReplicas": 2, "targetCPUUtilizationPercentage": 150}})),
+            "less than or equal to 100",
+        ),
+        (
+            "cpu target zero",
+            "m",
+            with(json!({"autoscaling": {"maxReplicas": 2, "targetCPUUtilizationPercentage": 0}})),
+            "greater than or equal to 1",
+        ),
+        (
+            "unknown service type",
+            "m",
+            with(json!({"service": {"type": "ExternalName"}})),
+            "Unsupported value: \"ExternalName\"",
+        ),
+        (
+            "surge and unavailable both zero",
+            "m",
+            with(json!({"rollout": {"maxSurge": 0, "maxUnavailable": 0}})),
+            "must not both be 0",
+        ),
+        (
+            "bad surge",
+            "m",
+            with(json!({"rollout": {"maxSurge": "lots"}})),
+            "rollout.maxSurge must be a non-negative number or a percentage",
+        ),
+        (
+            "unavailable above 100%",
+            "m",
+            with(json!({"rollout": {"maxUnavailable": "150%"}})),
+            "from 0% to 100%",
+        ),
+        (
+            "reserved env var",
+            "m",
+            with(json!({"server": {"env": [{"name": "MODEL_VERSION", "value": "9"}]}})),
+            "server.env may not set MODEL_NAME",
+        ),
+        (
+            "operator label override",
+            "m",
+            with(json!({"podMetadata": {"labels": {"app.kubernetes.io/version": "x"}}})),
+            "may not set the operator's own labels",
+        ),
+        (
+            "name not a DNS label",
+            "fraud.detector",
+            base.clone(),
+            "metadata.name must be at most 63 lowercase letters",
+        ),
+        (
+            "missing version",
+            "m",
+            json!({"model": {}, "server": {"image": "srv:1"}}),
+            "spec.model.version: Required value",
+        ),
+        (
+            "bad quantity",
+            "m",
+            with(json!({"server": {"resources": {"limits": {"cpu": "lots"}}}})),
+            "spec.server.resources.limits[cpu]: Invalid value: \"lots\": must be a quantity",
+        ),
+        (
+            "zero progress deadline",
+            "m",
+            with(json!({"rollout": {"progressDeadlineSeconds": 0}})),
+            "greater than or equal to 1",
+        ),
+    ];
+    assert!(cases.len() >= 12);
+    let mut failures = Vec::new();
+    for (what, name, spec, expected) in &cases {
+        let body = json!({"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name}, "spec": spec});
+        let md: ModelDeployment = match serde_json::from_value(body.clone()) {
+            Ok(md) => md,
+            Err(_) => {
+                // Not even our own type can hold it (e.g. a missing field):
+                // send it as raw JSON through kubectl instead.
+                failures.extend(check_with_kubectl(&ns.name, what, &body, expected));
+                continue;
+            }
+        };
+        match api.create(&PostParams::default(), &md).await {
+            Ok(_) => failures.push(format!("{what}: was accepted")),
+            Err(kube::Error::Api(status))
+                if status.code == 422 && status.message.contains(expected) => {}
+            Err(e) => failures.push(format!(
+                "{what}: expected a 422 mentioning {expected:?}, got {e}"
+            )),
+        }
+    }
+    // And through kubectl apply, the way users meet it.
+    let body = json!({"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"}, "spec": with(json!({"replicas": -3}))});
+    failures.extend(check_with_kubectl(
+        &ns.name,
+        "kubectl apply",
+        &body,
+        "spec.replicas in body should be greater than or equal to 0",
+    ));
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+fn check_with_kubectl(ns: &str, what: &str, body: &Value, expected: &str) -> Option<String> {
+    let dir = repo_root().join("target/e2e-logs");
+    std::fs::create_dir_all(&dir).ok()?;
+    let file = dir.join(format!("{ns}-manifest.json"));
+    std::fs::write(&file, body.to_string()).ok()?;
+    let out = kubectl(&["-n", ns, "apply", "-f", file.to_str()?]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() {
+        Some(format!("{what}: kubectl apply was accepted"))
+    } else if !stderr.contains(expected) {
+        Some(format!(
+            "{what}: kubectl said {stderr:?}, expected {expected:?}"
+        ))
+    } else {
+        None
+    }
+}
+
+fn json_merge(base: &mut Value, patch: Value) {
+    match (base, patch) {
+        (Value::Object(b), Value::Object(p)) => {
+            for (k, v) in p {
+                json_merge(b.entry(k).or_insert(Value::Null), v);
+            }
+        }
+        (b, p) => *b = p,
+    }
+}
