@@ -8,6 +8,8 @@
 
 pub mod api;
 pub mod controller;
+pub mod http;
+pub mod metrics;
 pub mod quantity;
 pub mod resources;
 pub mod rollout;

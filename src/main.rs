@@ -26,6 +26,12 @@ enum Command {
         /// the env var). Default: the whole cluster.
         #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
         namespaces: Vec<String>,
+        /// Where `/metrics` listens.
+        #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:8080")]
+        metrics_addr: std::net::SocketAddr,
+        /// Where `/healthz` and `/readyz` listen (may equal --metrics-addr).
+        #[arg(long, env = "HEALTH_ADDR", default_value = "127.0.0.1:8081")]
+        health_addr: std::net::SocketAddr,
     },
     /// Print the ModelDeployment CustomResourceDefinition as YAML.
     Crd,
@@ -47,17 +53,28 @@ fn main() -> ExitCode {
             log_format,
             concurrency,
             namespaces,
+            metrics_addr,
+            health_addr,
         } => {
             telemetry::init(log_format);
-            run(Settings {
+            let (ready, ready_rx) = tokio::sync::watch::channel(false);
+            let settings = Settings {
                 concurrency,
                 namespaces,
-            })
+                metrics: Default::default(),
+                ready,
+            };
+            run(settings, metrics_addr, health_addr, ready_rx)
         }
     }
 }
 
-fn run(settings: Settings) -> ExitCode {
+fn run(
+    settings: Settings,
+    metrics_addr: std::net::SocketAddr,
+    health_addr: std::net::SocketAddr,
+    ready: tokio::sync::watch::Receiver<bool>,
+) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,7 +93,15 @@ fn run(settings: Settings) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match controller::run(client, settings).await {
+        let endpoints = model_operator::http::serve(metrics_addr, health_addr, settings.metrics.clone(), ready);
+        let endpoints = tokio::spawn(async move {
+            if let Err(e) = endpoints.await {
+                tracing::error!(error = %e, "metrics and health endpoints stopped");
+            }
+        });
+        let result = controller::run(client, settings).await;
+        endpoints.abort();
+        match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 tracing::error!(error = %e, "controller stopped");

@@ -107,4 +107,5 @@ pub struct Context {
     pub client: Client,
     pub stores: Stores,
     pub recorder: Recorder,
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

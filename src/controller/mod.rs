@@ -31,29 +31,48 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::api::ModelDeployment;
+use crate::metrics::{Metrics, ReconcileLabels};
 use crate::resources::labels::{MANAGER, managed_selector};
+use tokio::sync::watch;
 
 /// How the controller runs.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Settings {
     /// ModelDeployments reconciled at once (per watched namespace).
     pub concurrency: u16,
     /// Namespaces to watch; empty means the whole cluster.
     pub namespaces: Vec<String>,
+    pub metrics: Arc<Metrics>,
+    /// Set to true once every watched scope has its caches filled.
+    pub ready: watch::Sender<bool>,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C: one controller for the whole
 /// cluster, or one per watched namespace (each with its own caches, so the
 /// operator needs no cluster-wide permissions in namespaced mode).
 pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
-    if settings.namespaces.is_empty() {
-        return run_scope(client, None, settings.concurrency).await;
-    }
-    let scopes = settings
-        .namespaces
-        .iter()
-        .map(|ns| run_scope(client.clone(), Some(ns.as_str()), settings.concurrency));
-    futures::future::try_join_all(scopes).await?;
+    let scopes: Vec<Option<&str>> = if settings.namespaces.is_empty() {
+        vec![None]
+    } else {
+        settings
+            .namespaces
+            .iter()
+            .map(|ns| Some(ns.as_str()))
+            .collect()
+    };
+    let pending = Arc::new(std::sync::atomic::AtomicUsize::new(scopes.len()));
+    let runs = scopes.into_iter().map(|scope| {
+        let on_ready = {
+            let (pending, ready) = (pending.clone(), settings.ready.clone());
+            move || {
+                if pending.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) == 1 {
+                    let _ = ready.send(true);
+                }
+            }
+        };
+        run_scope(client.clone(), scope, &settings, on_ready)
+    });
+    futures::future::try_join_all(runs).await?;
     Ok(())
 }
 
@@ -67,7 +86,13 @@ where
     }
 }
 
-async fn run_scope(client: Client, namespace: Option<&str>, concurrency: u16) -> Result<(), Error> {
+async fn run_scope(
+    client: Client,
+    namespace: Option<&str>,
+    settings: &Settings,
+    on_ready: impl FnOnce() + Send + 'static,
+) -> Result<(), Error> {
+    let concurrency = settings.concurrency;
     let mds = scoped_api::<ModelDeployment>(&client, namespace);
     // Fail fast with a clear error when the CRD is not installed or the
     // operator may not read ModelDeployments here.
@@ -87,6 +112,7 @@ async fn run_scope(client: Client, namespace: Option<&str>, concurrency: u16) ->
     let ctx = Arc::new(Context {
         client: client.clone(),
         stores: Stores::new(deployments, services, hpas, revisions, pods),
+        metrics: settings.metrics.clone(),
         recorder: Recorder::new(
             client,
             Reporter {
@@ -96,6 +122,11 @@ async fn run_scope(client: Client, namespace: Option<&str>, concurrency: u16) ->
         ),
     });
     let backoff = Arc::new(Backoff::default());
+    let stores = ctx.stores.clone();
+    tokio::spawn(async move {
+        stores.wait_until_ready().await;
+        on_ready();
+    });
 
     Controller::new(mds, watcher::Config::default())
         .owns_stream(deployment_events)
@@ -112,10 +143,18 @@ async fn run_scope(client: Client, namespace: Option<&str>, concurrency: u16) ->
         .run(
             {
                 let backoff = backoff.clone();
-                move |md, ctx| {
+                move |md: Arc<ModelDeployment>, ctx: Arc<Context>| {
                     let backoff = backoff.clone();
                     async move {
+                        let metrics = ctx.metrics.clone();
+                        let start = std::time::Instant::now();
                         let result = reconcile(md.clone(), ctx).await;
+                        metrics.reconcile_duration.observe(start.elapsed().as_secs_f64());
+                        let outcome = match &result {
+                            Ok(_) => "ok",
+                            Err(e) => e.kind(),
+                        };
+                        metrics.reconciles.get_or_create(&ReconcileLabels { outcome: outcome.into() }).inc();
                         if result.is_ok() {
                             backoff.reset(&ObjectRef::from_obj(md.as_ref()));
                         }

@@ -142,6 +142,7 @@ fn mock_context(stores: Stores) -> (Arc<Context>, MockHandle) {
             client,
             stores,
             recorder,
+            metrics: Arc::default(),
         }),
         handle,
     )

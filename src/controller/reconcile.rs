@@ -23,8 +23,9 @@ use super::revisions::{
 };
 use super::status::{Observed, Revisions, derive};
 use crate::api::{ModelDeployment, ModelDeploymentStatus, ServedVersion};
+use crate::metrics::RevisionLabels;
 use crate::resources::{self, labels::MANAGER};
-use crate::rollout::decide::{Inputs, decide};
+use crate::rollout::decide::{Change, Inputs, decide};
 use crate::rollout::history;
 use crate::validate;
 
@@ -129,6 +130,7 @@ pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Ac
         version = write_status(&md, &namespace, &status, version, &ctx).await?;
         stored = Some(status);
         announce_changes(&md, &decision.changes, &planned, &ctx).await;
+        count_outcomes(&decision.changes, &ctx);
     }
 
     // Act: the Deployment runs the decided revision.
@@ -177,6 +179,31 @@ pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Ac
         Some(_) => Action::await_change(),
         None => Action::requeue(RESYNC),
     })
+}
+
+/// Counts revisions whose rollout ended, for `/metrics`.
+fn count_outcomes(changes: &[Change], ctx: &Context) {
+    for change in changes {
+        let (outcome, reason) = match change {
+            Change::Succeed { .. } => ("Stable", "RolloutComplete"),
+            Change::Fail {
+                replaced_by: Some(_),
+                failure,
+                ..
+            } => ("RolledBack", failure.reason),
+            Change::Fail {
+                replaced_by: None,
+                failure,
+                ..
+            } => ("Failed", failure.reason),
+            Change::Start { .. } | Change::Supersede { .. } => continue,
+        };
+        let labels = RevisionLabels {
+            outcome: outcome.into(),
+            reason: reason.into(),
+        };
+        ctx.metrics.revision_outcomes.get_or_create(&labels).inc();
+    }
 }
 
 /// Announces and writes `status` when it differs from what is stored.

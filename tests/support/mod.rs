@@ -201,18 +201,34 @@ pub struct Operator {
     child: Option<Child>,
     pub namespace: String,
     pub log: PathBuf,
+    args: Vec<String>,
 }
 
 impl Operator {
+    /// Its endpoints on ports the system picks, so tests never collide.
     pub fn start(namespace: &str) -> Self {
+        Self::start_with(
+            namespace,
+            &[
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--health-addr",
+                "127.0.0.1:0",
+            ],
+        )
+    }
+
+    pub fn start_with(namespace: &str, args: &[&str]) -> Self {
         let log_dir = repo_root().join("target/e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let log = log_dir.join(format!("{namespace}.log"));
-        let child = spawn_operator(namespace, &log);
+        let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        let child = spawn_operator(namespace, &log, &args);
         Self {
             child: Some(child),
             namespace: namespace.to_string(),
             log,
+            args,
         }
     }
 
@@ -226,7 +242,7 @@ impl Operator {
 
     pub fn restart(&mut self) {
         self.kill();
-        self.child = Some(spawn_operator(&self.namespace, &self.log));
+        self.child = Some(spawn_operator(&self.namespace, &self.log, &self.args));
     }
 
     pub fn logs(&self) -> String {
@@ -234,7 +250,7 @@ impl Operator {
     }
 }
 
-fn spawn_operator(namespace: &str, log: &Path) -> Child {
+fn spawn_operator(namespace: &str, log: &Path, args: &[String]) -> Child {
     let out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -243,6 +259,7 @@ fn spawn_operator(namespace: &str, log: &Path) -> Child {
     let err = out.try_clone().expect("log handle");
     Command::new(env!("CARGO_BIN_EXE_model-operator"))
         .args(["run", "--namespace", namespace])
+        .args(args)
         .env("KUBECONFIG", kubeconfig_path())
         .env(
             "RUST_LOG",
@@ -259,6 +276,14 @@ impl Drop for Operator {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// A port nothing listens on right now, on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 /// Deletes an object, ignoring "not found".

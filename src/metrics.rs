@@ -1,0 +1,65 @@
+//! The operator's own Prometheus metrics.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    /// `ok`, or the error kind (`api`, `conflict`, `rejected`, …).
+    pub outcome: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RevisionLabels {
+    /// `Stable`, `RolledBack` or `Failed`.
+    pub outcome: String,
+    /// CamelCase cause, e.g. `CrashLoopBackOff`.
+    pub reason: String,
+}
+
+/// Counters and histograms, registered under the `model_operator` prefix.
+pub struct Metrics {
+    pub reconciles: Family<ReconcileLabels, Counter>,
+    pub reconcile_duration: Histogram,
+    pub revision_outcomes: Family<RevisionLabels, Counter>,
+    pub registry: Registry,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::with_prefix("model_operator");
+        let reconciles = Family::<ReconcileLabels, Counter>::default();
+        registry.register("reconciles", "Reconciles by outcome", reconciles.clone());
+        let reconcile_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "reconcile_duration_seconds",
+            "Time one reconcile took",
+            reconcile_duration.clone(),
+        );
+        let revision_outcomes = Family::<RevisionLabels, Counter>::default();
+        registry.register(
+            "revision_outcomes",
+            "Revisions that ended a rollout, by outcome and reason",
+            revision_outcomes.clone(),
+        );
+        Self {
+            reconciles,
+            reconcile_duration,
+            revision_outcomes,
+            registry,
+        }
+    }
+}
+
+impl Metrics {
+    /// The exposition text for `/metrics`.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+}
