@@ -308,8 +308,13 @@ async fn a_bad_first_revision_is_degraded_without_flapping() {
         message.contains("no stable revision to roll back to"),
         "{message}"
     );
-    // No flapping: the verdict stays while the pods keep crashing.
-    let version_before = m.metadata.resource_version.clone();
+    // No flapping: once the verdict has settled it stays, with no further
+    // writes, while the pods keep crashing. (The reconcile that decides
+    // writes twice: the decision first, then the status observed after
+    // acting on it; the baseline is taken after both.)
+    assert_eq!(outcome(&m, 1), Some(Outcome::Failed));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let version_before = s.mds.get("m").await.unwrap().metadata.resource_version;
     tokio::time::sleep(Duration::from_secs(8)).await;
     let later = s.mds.get("m").await.unwrap();
     assert_eq!(outcome(&later, 1), Some(Outcome::Failed));
