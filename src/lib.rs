@@ -6,6 +6,8 @@
 //! (apply, status, events, the loop).
 #![forbid(unsafe_code)]
 
+pub mod alerts;
+pub mod analysis;
 pub mod api;
 pub mod controller;
 pub mod http;
@@ -13,5 +15,6 @@ pub mod metrics;
 pub mod quantity;
 pub mod resources;
 pub mod rollout;
+pub mod secrets;
 pub mod telemetry;
 pub mod validate;

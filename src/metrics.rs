@@ -1,8 +1,11 @@
 //! The operator's own Prometheus metrics.
 
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -20,11 +23,36 @@ pub struct RevisionLabels {
     pub reason: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct MetricValueLabels {
+    pub namespace: String,
+    pub modeldeployment: String,
+    /// The analysis metric's name from the spec.
+    pub metric: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    /// Pass, Fail or Inconclusive.
+    pub verdict: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeliveryLabels {
+    /// alertmanager or webhook.
+    pub channel: String,
+    /// ok or error.
+    pub result: String,
+}
+
 /// Counters and histograms, registered under the `model_operator` prefix.
 pub struct Metrics {
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub revision_outcomes: Family<RevisionLabels, Counter>,
+    pub analysis_value: Family<MetricValueLabels, Gauge<f64, AtomicU64>>,
+    pub analysis_checks: Family<CheckLabels, Counter>,
+    pub alert_deliveries: Family<DeliveryLabels, Counter>,
     pub registry: Registry,
 }
 
@@ -45,10 +73,31 @@ impl Default for Metrics {
             "Revisions that ended a rollout, by outcome and reason",
             revision_outcomes.clone(),
         );
+        let analysis_value = Family::<MetricValueLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "analysis_value",
+            "Last value of each analysed metric, per ModelDeployment",
+            analysis_value.clone(),
+        );
+        let analysis_checks = Family::<CheckLabels, Counter>::default();
+        registry.register(
+            "analysis_checks",
+            "Metric checks by verdict",
+            analysis_checks.clone(),
+        );
+        let alert_deliveries = Family::<DeliveryLabels, Counter>::default();
+        registry.register(
+            "alert_deliveries",
+            "Alert deliveries by channel and result",
+            alert_deliveries.clone(),
+        );
         Self {
             reconciles,
             reconcile_duration,
             revision_outcomes,
+            analysis_value,
+            analysis_checks,
+            alert_deliveries,
             registry,
         }
     }

@@ -7,7 +7,9 @@
 
 use std::collections::BTreeMap;
 
-use crate::api::ModelDeploymentSpec;
+use crate::analysis::duration;
+use crate::analysis::template::{self, Vars};
+use crate::api::{AnalysisSpec, ModelDeploymentSpec};
 
 /// The first problem found, as a sentence for a person.
 pub fn spec(spec: &ModelDeploymentSpec) -> Result<(), String> {
@@ -24,6 +26,34 @@ pub fn spec(spec: &ModelDeploymentSpec) -> Result<(), String> {
         "spec.server.nodeSelector",
         spec.server.node_selector.as_ref(),
     )?;
+    if let Some(analysis) = &spec.rollout.analysis {
+        analysis_spec(analysis)?;
+    }
+    Ok(())
+}
+
+/// Durations and query templates: the CRD checks their shape, this checks
+/// they mean something (a typo in a variable would query the wrong series).
+fn analysis_spec(analysis: &AnalysisSpec) -> Result<(), String> {
+    duration::parse(&analysis.interval)
+        .map_err(|why| format!("spec.rollout.analysis.interval: {why}"))?;
+    duration::parse(&analysis.bake_time)
+        .map_err(|why| format!("spec.rollout.analysis.bakeTime: {why}"))?;
+    let sample = Vars {
+        namespace: "ns",
+        name: "name",
+        model: "model",
+        version: "1",
+        revision: 1,
+    };
+    for metric in &analysis.metrics {
+        template::render(&metric.query, &sample).map_err(|why| {
+            format!(
+                "spec.rollout.analysis.metrics[{}].query: {why}",
+                metric.name
+            )
+        })?;
+    }
     Ok(())
 }
 
@@ -152,6 +182,21 @@ mod tests {
                 "node selector",
                 json!({"server": {"image": "i", "nodeSelector": {"gpu type": "a100"}}}),
                 Some("spec.server.nodeSelector"),
+            ),
+            (
+                "analysis with known variables",
+                json!({"rollout": {"analysis": {"prometheus": {"address": "http://p:9090"}, "metrics": [{"name": "e", "query": "m{v=\"{{ version }}\",r=\"{{revision}}\"}", "max": 1.0}]}}}),
+                None,
+            ),
+            (
+                "analysis query with an unknown variable",
+                json!({"rollout": {"analysis": {"prometheus": {"address": "http://p:9090"}, "metrics": [{"name": "e", "query": "m{v=\"{{versoin}}\"}", "max": 1.0}]}}}),
+                Some("spec.rollout.analysis.metrics[e].query: unknown variable {{versoin}}"),
+            ),
+            (
+                "analysis interval that is no duration",
+                json!({"rollout": {"analysis": {"prometheus": {"address": "http://p:9090"}, "interval": "soon", "metrics": [{"name": "e", "query": "up", "max": 1.0}]}}}),
+                Some("spec.rollout.analysis.interval"),
             ),
         ];
         for (name, extra, want) in cases {

@@ -1,9 +1,16 @@
 //! The `ModelDeployment` custom resource (`mlops.dev/v1alpha1`).
 
+mod analysis;
+mod checks;
 mod served;
 mod spec;
 mod status;
 
+pub use analysis::{
+    AlertmanagerSpec, AlertsSpec, AnalysisSpec, BreachAction, MetricGate, OnNoData,
+    PostPromotionSpec, PrometheusSpec, SecretKeyRef, WebhookSpec,
+};
+pub use checks::{AnalysisPhase, AnalysisStatus, FiringAlert, MetricCheck, Verdict};
 pub use served::ServedVersion;
 
 pub use spec::{

@@ -11,6 +11,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
+use super::analysis::{AlertsSpec, AnalysisSpec};
 use super::status::ModelDeploymentStatus;
 
 /// A machine-learning model served on Kubernetes, rolled out safely.
@@ -78,6 +79,11 @@ pub struct ModelDeploymentSpec {
     /// Hold the running revision: spec changes wait until this is false again.
     #[serde(default)]
     pub paused: bool,
+
+    /// Where alerts go besides Kubernetes Events: rollbacks, failed rollouts,
+    /// stopped analyses and post-promotion breaches.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alerts: Option<AlertsSpec>,
 }
 
 fn default_replicas() -> i32 {
@@ -323,6 +329,11 @@ pub struct RolloutSpec {
     /// never changed: status, history and events say what happened.
     #[serde(default = "default_true")]
     pub auto_rollback: bool,
+
+    /// Metric gates on Prometheus a new revision must pass before it is
+    /// Stable, and the guard on the Stable revision after that.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisSpec>,
 }
 
 fn default_true() -> bool {
@@ -336,6 +347,7 @@ impl Default for RolloutSpec {
             max_unavailable: default_max_unavailable(),
             progress_deadline_seconds: default_progress_deadline(),
             auto_rollback: true,
+            analysis: None,
         }
     }
 }

@@ -4,6 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
+use super::checks::{AnalysisStatus, FiringAlert, MetricCheck};
+
 /// Observed state of a ModelDeployment. Written only by the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -68,6 +70,15 @@ pub struct ModelDeploymentStatus {
     #[schemars(schema_with = "history_schema")]
     pub history: Vec<HistoryEntry>,
 
+    /// The metric analysis of the revision being rolled out or guarded: the
+    /// latest value, baseline, bound and verdict of every metric.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<AnalysisStatus>,
+
+    /// Alerts raised and not yet resolved.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<FiringAlert>,
+
     /// Standard conditions: Ready (the model serves at the desired capacity),
     /// Progressing (a rollout is under way) and Degraded (something needs a
     /// person's attention; the reason says what).
@@ -102,6 +113,12 @@ pub struct HistoryEntry {
     /// The outcome explained.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub message: String,
+    /// When it last became the Stable revision.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_at: Option<Time>,
+    /// The metric checks as they stood when its rollout was decided.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub analysis: Vec<MetricCheck>,
     /// The `mlops.dev/retry` annotation when this revision last started
     /// rolling out; a failed revision is tried again only when it changes.
     #[serde(default, skip_serializing_if = "Option::is_none")]

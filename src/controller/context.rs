@@ -108,4 +108,6 @@ pub struct Context {
     pub stores: Stores,
     pub recorder: Recorder,
     pub metrics: Arc<crate::metrics::Metrics>,
+    /// Prometheus and the alert channels.
+    pub outbound: Arc<super::analysis::Outbound>,
 }

@@ -24,6 +24,9 @@ pub enum Error {
 
     #[error("ModelDeployment has no namespace")]
     NoNamespace,
+
+    #[error("cannot build the HTTP client for Prometheus and alerts: {0}")]
+    HttpClient(#[from] reqwest::Error),
 }
 
 impl Error {
@@ -37,6 +40,7 @@ impl Error {
             Error::RevisionTaken { .. } => "revision_taken",
             Error::MissingRevision { .. } => "missing_revision",
             Error::NoNamespace => "no_namespace",
+            Error::HttpClient(_) => "http_client",
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The ModelDeployment controller: watches, caches and the reconcile loop.
 
+mod analysis;
 mod apply;
 mod conditions;
 mod context;
@@ -60,6 +61,10 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
             .map(|ns| Some(ns.as_str()))
             .collect()
     };
+    let outbound = Arc::new(analysis::Outbound::new(
+        client.clone(),
+        settings.metrics.clone(),
+    )?);
     let pending = Arc::new(std::sync::atomic::AtomicUsize::new(scopes.len()));
     let runs = scopes.into_iter().map(|scope| {
         let on_ready = {
@@ -70,7 +75,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
                 }
             }
         };
-        run_scope(client.clone(), scope, &settings, on_ready)
+        run_scope(client.clone(), scope, &settings, outbound.clone(), on_ready)
     });
     futures::future::try_join_all(runs).await?;
     Ok(())
@@ -90,6 +95,7 @@ async fn run_scope(
     client: Client,
     namespace: Option<&str>,
     settings: &Settings,
+    outbound: Arc<analysis::Outbound>,
     on_ready: impl FnOnce() + Send + 'static,
 ) -> Result<(), Error> {
     let concurrency = settings.concurrency;
@@ -113,6 +119,7 @@ async fn run_scope(
         client: client.clone(),
         stores: Stores::new(deployments, services, hpas, revisions, pods),
         metrics: settings.metrics.clone(),
+        outbound,
         recorder: Recorder::new(
             client,
             Reporter {

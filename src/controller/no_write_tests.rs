@@ -112,8 +112,12 @@ fn converged_status(md: &ModelDeployment, deployment: &Deployment) -> ModelDeplo
             outcome: Outcome::Stable,
             reason: "RolloutComplete".into(),
             message: "every pod ran it and was available".into(),
+            promoted_at: Some(at.clone()),
+            analysis: Vec::new(),
             retry_token: None,
         }],
+        analysis: None,
+        alerts: Vec::new(),
     };
     let observed = Observed {
         md,
@@ -137,12 +141,15 @@ fn mock_context(stores: Stores) -> (Arc<Context>, MockHandle) {
         instance: None,
     };
     let recorder = Recorder::new(client.clone(), reporter);
+    let outbound =
+        Arc::new(super::analysis::Outbound::new(client.clone(), Arc::default()).unwrap());
     (
         Arc::new(Context {
             client,
             stores,
             recorder,
             metrics: Arc::default(),
+            outbound,
         }),
         handle,
     )

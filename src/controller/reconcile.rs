@@ -14,6 +14,7 @@ use kube::runtime::events::EventType;
 use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
+use super::analysis::{Running, Subject, analyse};
 use super::apply::ensure;
 use super::context::{Context, cached, of_instance};
 use super::error::Error;
@@ -22,6 +23,7 @@ use super::revisions::{
     describe_revision, ensure_revision, health_of, known_revisions, prune_revisions,
 };
 use super::status::{Observed, Revisions, derive};
+use crate::alerts::{self, deliver::Target};
 use crate::api::{ModelDeployment, ModelDeploymentStatus, ServedVersion};
 use crate::metrics::RevisionLabels;
 use crate::resources::{self, labels::MANAGER};
@@ -78,6 +80,43 @@ pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Ac
         .as_deref()
         .and_then(resources::revision_of);
     let pods = of_instance(&ctx.stores.pods, &namespace, &name);
+    let health = health_of(current, cached_deployment.as_deref(), &pods);
+    let now = Time(Timestamp::now());
+    let retry_token = md.annotations().get(RETRY_ANNOTATION).map(String::as_str);
+
+    // Measure the running revision's metrics when a round is due.
+    let served_of = |r: i64| -> Option<ServedVersion> {
+        if r == requested {
+            return Some(served.clone());
+        }
+        known
+            .iter()
+            .find(|k| k.number == r)
+            .map(|k| k.served.clone())
+    };
+    let version_of = |r: i64| served_of(r).map(|s| s.model.version);
+    let running = current.and_then(served_of);
+    let analysed = analyse(
+        md.spec.rollout.analysis.as_ref(),
+        &Subject {
+            namespace: &namespace,
+            name: &name,
+            paused: md.spec.paused,
+            retry_token,
+            previous: &previous,
+            version_of: &version_of,
+        },
+        current.zip(running.as_ref()).map(|(revision, s)| Running {
+            revision,
+            model: s.model_name(),
+            version: &s.model.version,
+            health: &health,
+        }),
+        &ctx,
+        &now,
+    )
+    .await;
+
     let decision = decide(&Inputs {
         requested,
         previous_update: previous.requested,
@@ -86,18 +125,20 @@ pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Ac
         history: &previous.history,
         paused: md.spec.paused,
         auto_rollback: md.spec.rollout.auto_rollback,
-        retry_token: md.annotations().get(RETRY_ANNOTATION).map(String::as_str),
-        health: health_of(current, cached_deployment.as_deref(), &pods),
+        retry_token,
+        health,
+        analysis: analysed.gate.clone(),
+        breach: analysed.breach.clone(),
     });
-    let now = Time(Timestamp::now());
     let describe = |r: i64| describe_revision(r, requested, &served, &known);
-    let history = history::apply(
+    let mut history = history::apply(
         &previous.history,
         &decision.changes,
         describe,
-        md.annotations().get(RETRY_ANNOTATION).map(String::as_str),
+        retry_token,
         &now,
     );
+    history::record_checks(&mut history, &decision.changes, analysed.status.as_ref());
     let pinned: Vec<i64> = [Some(requested), Some(decision.target), decision.stable]
         .into_iter()
         .flatten()
@@ -105,12 +146,28 @@ pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Ac
     let limit = usize::try_from(md.spec.revision_history_limit)
         .unwrap_or(1)
         .max(1);
-    let planned = Revisions {
+    let mut planned = Revisions {
         requested: Some(requested),
         current: Some(decision.target),
         stable: decision.stable,
         history: history::prune(history, limit, &pinned),
+        analysis: analysed.status.clone(),
+        alerts: Vec::new(),
     };
+    let raised = alerts::desired(&alerts::desired::State {
+        requested: planned.requested,
+        current: planned.current,
+        history: &planned.history,
+        analysis: planned.analysis.as_ref(),
+        failure_limit: md
+            .spec
+            .rollout
+            .analysis
+            .as_ref()
+            .map_or(0, |a| a.failure_limit),
+    });
+    let alert_changes = alerts::transition(&previous.alerts, raised, &now);
+    planned.alerts = alert_changes.next.clone();
 
     // Persist the decision before acting on it: a process killed in between
     // finds it in status and carries it out, instead of deciding afresh from
@@ -164,6 +221,7 @@ pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Ac
     let status = derive(&observed, &Time(Timestamp::now()));
     let phase = status.phase.map(|p| p.to_string()).unwrap_or_default();
     finish(&md, &namespace, stored.as_ref(), status, version, &ctx).await?;
+    deliver_alerts(&md, &namespace, &served, &alert_changes, &ctx);
     prune_revisions(&md, &namespace, &known, &planned, &ctx).await?;
     tracing::info!(
         namespace,
@@ -177,8 +235,33 @@ pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Ac
     Ok(match invalid {
         // Nothing changes until the user edits the spec, which wakes us.
         Some(_) => Action::await_change(),
-        None => Action::requeue(RESYNC),
+        None => Action::requeue(analysed.next_round.map_or(RESYNC, |next| next.min(RESYNC))),
     })
+}
+
+/// Hands the alerts that changed (and those due a refresh) to the delivery
+/// tasks; Events were already sent by the Degraded condition's transition.
+fn deliver_alerts(
+    md: &ModelDeployment,
+    namespace: &str,
+    served: &ServedVersion,
+    changes: &alerts::Transition,
+    ctx: &Context,
+) {
+    let Some(channels) = md.spec.alerts.as_ref() else {
+        return;
+    };
+    if channels.alertmanager.is_none() && channels.webhook.is_none() {
+        return;
+    }
+    let target = Target {
+        namespace: namespace.to_string(),
+        name: md.name_any(),
+        model: served.model_name().to_string(),
+        alertmanager: channels.alertmanager.as_ref().map(|a| a.url.clone()),
+        webhook: channels.webhook.as_ref().map(|w| w.url_secret_ref.clone()),
+    };
+    ctx.outbound.deliverer.deliver(&target, changes);
 }
 
 /// Counts revisions whose rollout ended, for `/metrics`.
@@ -196,7 +279,7 @@ fn count_outcomes(changes: &[Change], ctx: &Context) {
                 failure,
                 ..
             } => ("Failed", failure.reason),
-            Change::Start { .. } | Change::Supersede { .. } => continue,
+            Change::Start { .. } | Change::Supersede { .. } | Change::Reinstate { .. } => continue,
         };
         let labels = RevisionLabels {
             outcome: outcome.into(),

@@ -7,7 +7,8 @@ use kube::ResourceExt;
 
 use super::conditions::{self, DEGRADED, PROGRESSING, READY, Verdict};
 use crate::api::{
-    HistoryEntry, ModelDeployment, ModelDeploymentStatus, Outcome, Phase, ServedVersion,
+    AnalysisPhase, AnalysisStatus, FiringAlert, HistoryEntry, MetricCheck, ModelDeployment,
+    ModelDeploymentStatus, Outcome, Phase, ServedVersion,
 };
 use crate::resources::{labels, service_url};
 use crate::rollout::{Counts, Progress, progress};
@@ -33,6 +34,10 @@ pub struct Revisions {
     pub current: Option<i64>,
     pub stable: Option<i64>,
     pub history: Vec<HistoryEntry>,
+    /// The analysis of the revision being rolled out or guarded.
+    pub analysis: Option<AnalysisStatus>,
+    /// Alerts firing.
+    pub alerts: Vec<FiringAlert>,
 }
 
 impl Revisions {
@@ -43,12 +48,36 @@ impl Revisions {
             current: s.current_revision,
             stable: s.stable_revision,
             history: s.history.clone(),
+            analysis: s.analysis.clone(),
+            alerts: s.alerts.clone(),
         })
     }
 
     fn entry(&self, revision: Option<i64>) -> Option<&HistoryEntry> {
         let revision = revision?;
         self.history.iter().find(|e| e.revision == revision)
+    }
+
+    /// The analysis of the revision the Deployment runs.
+    fn running_analysis(&self) -> Option<&AnalysisStatus> {
+        self.analysis
+            .as_ref()
+            .filter(|a| Some(a.revision) == self.current)
+    }
+
+    /// An analysis that stopped for lack of answers: it waits for a person.
+    fn halted(&self) -> Option<&AnalysisStatus> {
+        self.running_analysis()
+            .filter(|a| a.phase == AnalysisPhase::Inconclusive)
+    }
+
+    /// A rollout analysis still deciding about the running revision.
+    fn analysing(&self) -> Option<&AnalysisStatus> {
+        let running = self.entry(self.current)?;
+        self.running_analysis().filter(|a| {
+            running.outcome == Outcome::Progressing
+                && matches!(a.phase, AnalysisPhase::Running | AnalysisPhase::Baking)
+        })
     }
 
     /// The requested revision's failure, when it failed and is not running.
@@ -60,6 +89,19 @@ impl Revisions {
             _ => None,
         }
     }
+}
+
+/// The first metric of the guarded Stable revision out of bounds for more
+/// than `failureLimit` checks in a row.
+fn breach<'a>(observed: &'a Observed<'_>) -> Option<&'a MetricCheck> {
+    let limit = observed.md.spec.rollout.analysis.as_ref()?.failure_limit;
+    observed
+        .revisions
+        .running_analysis()
+        .filter(|a| a.phase == AnalysisPhase::Guarding)?
+        .metrics
+        .iter()
+        .find(|m| m.failed > limit)
 }
 
 fn describe(entry: &HistoryEntry) -> String {
@@ -101,6 +143,8 @@ pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
         stable_revision: revisions.stable,
         update_revision: revisions.requested,
         history: revisions.history.clone(),
+        analysis: revisions.analysis.clone(),
+        alerts: revisions.alerts.clone(),
         conditions: conditions::stamp(&verdicts, previous, md.metadata.generation, now),
     }
 }
@@ -156,6 +200,24 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
         };
         let message = format!("{} failed: {}", describe(failed), failed.message);
         return Verdict::new(PROGRESSING, false, reason, message);
+    }
+    if let Some(halted) = revisions.halted() {
+        return Verdict::new(
+            PROGRESSING,
+            false,
+            "AnalysisInconclusive",
+            format!("{target}: analysis {}", halted.message),
+        );
+    }
+    if let Some(analysis) = revisions.analysing()
+        && matches!(progress, Some(Progress::Complete))
+    {
+        return Verdict::new(
+            PROGRESSING,
+            true,
+            "Analysing",
+            format!("{target} is rolled out; analysis {}", analysis.message),
+        );
     }
     if observed.md.spec.paused {
         return Verdict::new(
@@ -240,6 +302,24 @@ fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
     if let Some(Progress::DeadlineExceeded { message }) = progress {
         return Verdict::new(DEGRADED, true, "ProgressDeadlineExceeded", message.clone());
     }
+    if let Some(halted) = revisions.halted() {
+        let message = format!(
+            "the rollout of revision {} stopped: {}",
+            halted.revision, halted.message
+        );
+        return Verdict::new(DEGRADED, true, "AnalysisInconclusive", message);
+    }
+    if let Some(metric) = breach(observed) {
+        let message = format!(
+            "stable revision {} breaches metric {}: {}; bound {}; query: {}",
+            revisions.current.unwrap_or_default(),
+            metric.name,
+            metric.message,
+            metric.bound,
+            metric.query
+        );
+        return Verdict::new(DEGRADED, true, "MetricBreach", message);
+    }
     Verdict::new(DEGRADED, false, "AsExpected", "")
 }
 
@@ -255,8 +335,11 @@ fn phase(observed: &Observed<'_>, progress: Option<&Progress>, n: Counts) -> Pha
         }
         _ if observed.revisions.failure().is_some() => Phase::Degraded,
         Some(Progress::DeadlineExceeded { .. }) => Phase::Degraded,
+        _ if observed.revisions.halted().is_some() => Phase::Paused,
+        _ if breach(observed).is_some() => Phase::Degraded,
         _ if observed.md.spec.paused => Phase::Paused,
         None => Phase::Pending,
+        Some(Progress::Complete) if observed.revisions.analysing().is_some() => Phase::Progressing,
         Some(Progress::Complete) => Phase::Healthy,
         Some(_) if n.available == 0 && n.desired > 0 => Phase::Pending,
         Some(_) => Phase::Progressing,
@@ -524,6 +607,7 @@ mod tests {
                     "2/2 new pods in CrashLoopBackOff",
                 ),
             ],
+            ..Revisions::default()
         };
         let observed = Observed {
             md: &md,

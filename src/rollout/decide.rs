@@ -6,6 +6,7 @@
 use crate::api::{HistoryEntry, Outcome};
 
 use super::health::Failure;
+pub use crate::analysis::run::Gate;
 
 /// How the revision the Deployment runs is doing.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -34,6 +35,21 @@ pub struct Inputs<'a> {
     pub retry_token: Option<&'a str>,
     /// Health of `current`.
     pub health: Health,
+    /// The metric analysis of `current` while it rolls out (`Passed` when
+    /// no analysis is configured).
+    pub analysis: Gate,
+    /// A post-promotion breach of the Stable `current` whose action is to
+    /// roll back.
+    pub breach: Option<Breach>,
+}
+
+/// The Stable revision broke its metric gates after promotion.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Breach {
+    pub failure: Failure,
+    /// The Stable revision before it, to go back to (`None`: there is none,
+    /// so the breach can only be reported).
+    pub previous_stable: Option<i64>,
 }
 
 /// What happened to a revision.
@@ -52,6 +68,9 @@ pub enum Change {
     },
     /// A newer revision replaced it.
     Supersede { revision: i64, by: i64 },
+    /// An earlier Stable revision is Stable again: the one promoted after it
+    /// (`after`) breached its metric gates.
+    Reinstate { revision: i64, after: i64 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,11 +97,16 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         };
     }
 
-    // 1. Judge the revision being rolled out.
+    // 1. Judge the revision being rolled out: it must be healthy and pass
+    //    its metric gates; either failing fails it.
     let mut just_failed = None;
+    let mut reinstated = None;
     if let Some(current) = i.current.filter(|c| outcome(*c) == Outcome::Progressing) {
-        match &i.health {
-            Health::Complete => {
+        match (&i.health, &i.analysis) {
+            (Health::Failed(failure), _) | (_, Gate::Failed(failure)) => {
+                just_failed = Some((current, failure.clone()));
+            }
+            (Health::Complete, Gate::Passed) => {
                 changes.push(Change::Succeed { revision: current });
                 if let Some(old) = stable.filter(|s| *s != current) {
                     changes.push(Change::Supersede {
@@ -92,9 +116,19 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
                 }
                 stable = Some(current);
             }
-            Health::Failed(failure) => just_failed = Some((current, failure.clone())),
-            Health::Rolling => {}
+            _ => {}
         }
+    } else if let (Some(current), Some(breach)) = (i.current, &i.breach)
+        && stable == Some(current)
+        && i.requested == current
+        && i.auto_rollback
+        && let Some(previous) = breach.previous_stable.filter(|p| *p != current)
+    {
+        // After promotion: the Stable revision broke its gates; the one
+        // before it becomes Stable again.
+        just_failed = Some((current, breach.failure.clone()));
+        stable = Some(previous);
+        reinstated = Some((previous, current));
     }
 
     // 2. Is what the spec asks for barred? A failed revision is tried again
@@ -118,6 +152,9 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         requested
     };
 
+    if let Some((revision, after)) = reinstated.filter(|(r, _)| *r == target) {
+        changes.push(Change::Reinstate { revision, after });
+    }
     if let Some((revision, failure)) = just_failed {
         let replaced_by = (target != revision).then_some(target);
         changes.push(Change::Fail {
@@ -169,6 +206,13 @@ mod tests {
         }
     }
 
+    fn metric() -> Failure {
+        Failure {
+            reason: "AnalysisFailed",
+            message: "metric error-rate failed 1 checks".into(),
+        }
+    }
+
     fn crash() -> Failure {
         Failure {
             reason: "CrashLoopBackOff",
@@ -187,6 +231,8 @@ mod tests {
         auto_rollback: bool,
         retry: Option<&'static str>,
         health: Health,
+        analysis: Gate,
+        breach: Option<Breach>,
         want_target: i64,
         want_stable: Option<i64>,
         want_changes: Vec<Change>,
@@ -204,6 +250,8 @@ mod tests {
             auto_rollback: true,
             retry: None,
             health: Health::Rolling,
+            analysis: Gate::Passed,
+            breach: None,
             want_target: 1,
             want_stable: None,
             want_changes: vec![],
@@ -421,6 +469,124 @@ mod tests {
                 want_stable: Some(1),
                 ..base("a stable revision is not judged by rollout health")
             },
+            Case {
+                requested: 2,
+                previous_update: Some(2),
+                current: Some(2),
+                stable: Some(1),
+                history: vec![e(1, Outcome::Stable), e(2, Outcome::Progressing)],
+                health: Health::Complete,
+                analysis: Gate::Pending,
+                want_target: 2,
+                want_stable: Some(1),
+                ..base("healthy but still analysing: not promoted yet")
+            },
+            Case {
+                requested: 2,
+                previous_update: Some(2),
+                current: Some(2),
+                stable: Some(1),
+                history: vec![e(1, Outcome::Stable), e(2, Outcome::Progressing)],
+                health: Health::Complete,
+                analysis: Gate::Halted("no data".into()),
+                want_target: 2,
+                want_stable: Some(1),
+                ..base("an inconclusive analysis holds: neither promoted nor rolled back")
+            },
+            Case {
+                requested: 2,
+                previous_update: Some(2),
+                current: Some(2),
+                stable: Some(1),
+                history: vec![e(1, Outcome::Stable), e(2, Outcome::Progressing)],
+                health: Health::Complete,
+                analysis: Gate::Passed,
+                want_target: 2,
+                want_stable: Some(2),
+                want_changes: vec![Succeed { revision: 2 }, Supersede { revision: 1, by: 2 }],
+                ..base("healthy and every gate passed: promoted")
+            },
+            Case {
+                requested: 2,
+                previous_update: Some(2),
+                current: Some(2),
+                stable: Some(1),
+                history: vec![e(1, Outcome::Stable), e(2, Outcome::Progressing)],
+                health: Health::Rolling,
+                analysis: Gate::Failed(metric()),
+                want_target: 1,
+                want_stable: Some(1),
+                want_changes: vec![Fail {
+                    revision: 2,
+                    replaced_by: Some(1),
+                    failure: metric(),
+                }],
+                ..base("a failed metric gate rolls back, even before every pod is updated")
+            },
+            Case {
+                requested: 2,
+                previous_update: Some(2),
+                current: Some(2),
+                stable: Some(2),
+                history: vec![e(1, Outcome::Superseded), e(2, Outcome::Stable)],
+                breach: Some(Breach {
+                    failure: metric(),
+                    previous_stable: Some(1),
+                }),
+                want_target: 1,
+                want_stable: Some(1),
+                want_changes: vec![
+                    Reinstate {
+                        revision: 1,
+                        after: 2,
+                    },
+                    Fail {
+                        revision: 2,
+                        replaced_by: Some(1),
+                        failure: metric(),
+                    },
+                ],
+                ..base("a post-promotion breach goes back to the previous stable revision")
+            },
+            Case {
+                requested: 2,
+                previous_update: Some(2),
+                current: Some(2),
+                stable: Some(2),
+                history: vec![e(2, Outcome::Stable)],
+                breach: Some(Breach {
+                    failure: metric(),
+                    previous_stable: None,
+                }),
+                want_target: 2,
+                want_stable: Some(2),
+                ..base("a breach with nothing before it is only reported")
+            },
+            Case {
+                requested: 3,
+                previous_update: Some(2),
+                current: Some(2),
+                stable: Some(2),
+                history: vec![e(1, Outcome::Superseded), e(2, Outcome::Stable)],
+                breach: Some(Breach {
+                    failure: metric(),
+                    previous_stable: Some(1),
+                }),
+                want_target: 3,
+                want_stable: Some(2),
+                want_changes: vec![Start { revision: 3 }],
+                ..base("a breach gives way to a newer version the spec asks for")
+            },
+            Case {
+                requested: 2,
+                previous_update: Some(2),
+                current: Some(1),
+                stable: Some(1),
+                history: vec![e(1, Outcome::Stable), e(2, Outcome::RolledBack)],
+                want_target: 1,
+                want_stable: Some(1),
+                ..base("after a breach rollback the breached revision stays barred")
+            },
         ];
         for c in cases {
             let d = decide(&Inputs {
@@ -433,6 +599,8 @@ mod tests {
                 auto_rollback: c.auto_rollback,
                 retry_token: c.retry,
                 health: c.health,
+                analysis: c.analysis,
+                breach: c.breach,
             });
             assert_eq!(d.target, c.want_target, "{}: target", c.name);
             assert_eq!(d.stable, c.want_stable, "{}: stable", c.name);
@@ -479,13 +647,15 @@ mod tests {
                 token in proptest::option::of(Just("t")),
                 recorded_token in proptest::option::of(Just("t")),
                 health in any_health(),
+                analysis in prop_oneof![Just(Gate::Pending), Just(Gate::Passed), Just(Gate::Failed(metric())), Just(Gate::Halted("x".into()))],
+                breach in proptest::option::of((proptest::option::of(1..7i64)).prop_map(|previous_stable| Breach { failure: metric(), previous_stable })),
             ) {
                 let history: Vec<HistoryEntry> = outcomes
                     .iter()
                     .enumerate()
                     .map(|(i, o)| HistoryEntry { revision: i as i64 + 1, outcome: *o, retry_token: recorded_token.map(str::to_string), ..HistoryEntry::default() })
                     .collect();
-                let inputs = Inputs { requested, previous_update, current, stable, history: &history, paused, auto_rollback, retry_token: token, health };
+                let inputs = Inputs { requested, previous_update, current, stable, history: &history, paused, auto_rollback, retry_token: token, health, analysis: analysis.clone(), breach: breach.clone() };
                 let d = decide(&inputs);
                 let entry = history.iter().find(|e| e.revision == requested);
                 let failed = entry.is_some_and(|e| matches!(e.outcome, Outcome::RolledBack | Outcome::Failed));
@@ -503,6 +673,10 @@ mod tests {
                     && f == requested
                 {
                     prop_assert_eq!(d.target, s);
+                }
+                // Never promoted on an analysis that has not passed.
+                if !matches!(analysis, Gate::Passed) {
+                    prop_assert!(!d.changes.iter().any(|c| matches!(c, Change::Succeed { .. })), "{:?}", d);
                 }
                 // Deterministic.
                 prop_assert_eq!(decide(&inputs), d);

@@ -4,7 +4,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::decide::Change;
-use crate::api::{HistoryEntry, Outcome};
+use crate::api::{AnalysisStatus, HistoryEntry, Outcome};
 
 /// What a history entry shows of a revision.
 pub struct Described {
@@ -25,7 +25,8 @@ pub fn apply(
             Change::Start { revision }
             | Change::Succeed { revision }
             | Change::Fail { revision, .. }
-            | Change::Supersede { revision, .. } => *revision,
+            | Change::Supersede { revision, .. }
+            | Change::Reinstate { revision, .. } => *revision,
         };
         let index = match history.iter().position(|e| e.revision == revision) {
             Some(i) => i,
@@ -52,11 +53,24 @@ pub fn apply(
                     "rolling out".to_string(),
                 )
             }
-            Change::Succeed { .. } => (
-                Outcome::Stable,
-                "RolloutComplete".to_string(),
-                "every pod ran it and was available".to_string(),
-            ),
+            Change::Succeed { .. } => {
+                entry.promoted_at = Some(now.clone());
+                (
+                    Outcome::Stable,
+                    "RolloutComplete".to_string(),
+                    "every pod ran it and was available".to_string(),
+                )
+            }
+            Change::Reinstate { after, .. } => {
+                entry.promoted_at = Some(now.clone());
+                (
+                    Outcome::Stable,
+                    "Reinstated".to_string(),
+                    format!(
+                        "stable again: revision {after} breached its metric gates after promotion"
+                    ),
+                )
+            }
             Change::Fail {
                 replaced_by,
                 failure,
@@ -84,6 +98,39 @@ pub fn apply(
     }
     history.sort_by_key(|e| e.revision);
     history
+}
+
+/// Keeps, in the entries of revisions whose rollout was just decided, the
+/// metric checks the decision rested on.
+pub fn record_checks(
+    history: &mut [HistoryEntry],
+    changes: &[Change],
+    analysis: Option<&AnalysisStatus>,
+) {
+    let Some(analysis) = analysis else { return };
+    for change in changes {
+        let decided = match change {
+            Change::Succeed { revision } | Change::Fail { revision, .. } => *revision,
+            Change::Start { .. } | Change::Supersede { .. } | Change::Reinstate { .. } => continue,
+        };
+        if decided != analysis.revision {
+            continue;
+        }
+        if let Some(entry) = history.iter_mut().find(|e| e.revision == decided) {
+            entry.analysis = analysis.metrics.clone();
+        }
+    }
+}
+
+/// The Stable revision before `current`: the newest other revision that was
+/// promoted and has not failed since.
+pub fn previous_stable(history: &[HistoryEntry], current: i64) -> Option<i64> {
+    history
+        .iter()
+        .filter(|e| e.revision != current && e.promoted_at.is_some())
+        .filter(|e| matches!(e.outcome, Outcome::Stable | Outcome::Superseded))
+        .max_by_key(|e| e.promoted_at.as_ref().map(|t| t.0))
+        .map(|e| e.revision)
 }
 
 /// Keeps the newest `limit` entries, and always the ones in `keep`.

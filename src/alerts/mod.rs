@@ -1,0 +1,8 @@
+//! Alerts: which ones a ModelDeployment's state raises (pure), and their
+//! delivery to Alertmanager and a webhook (never in the reconcile's way).
+
+pub mod deliver;
+pub mod desired;
+
+pub use deliver::Deliverer;
+pub use desired::{Transition, desired, transition};

@@ -1,0 +1,8 @@
+//! Metric analysis: Prometheus queries with templating, verdicts on their
+//! values, and the progress of a revision's analysis.
+
+pub mod duration;
+pub mod prometheus;
+pub mod run;
+pub mod template;
+pub mod verdict;

@@ -1,0 +1,188 @@
+//! Instant queries against Prometheus's HTTP API, reduced to one number.
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use super::verdict::Answer;
+
+/// A shared HTTP client for Prometheus (and the alert channels).
+#[derive(Clone)]
+pub struct Prometheus {
+    http: reqwest::Client,
+}
+
+impl Prometheus {
+    pub fn new(http: reqwest::Client) -> Self {
+        Self { http }
+    }
+
+    /// Runs `query` at `address`; every failure is an answer, never an error
+    /// of the reconcile: a metric that cannot be measured is inconclusive.
+    pub async fn query(
+        &self,
+        address: &str,
+        query: &str,
+        timeout: Duration,
+        bearer_token: Option<&str>,
+    ) -> Answer {
+        let url = format!("{}/api/v1/query", address.trim_end_matches('/'));
+        let mut request = self
+            .http
+            .post(url)
+            .timeout(timeout)
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(format!("query={}", encode(query)));
+        if let Some(token) = bearer_token {
+            request = request.bearer_auth(token);
+        }
+        let response = match request.send().await {
+            Ok(r) => r,
+            Err(e) if e.is_timeout() => {
+                return Answer::Error(format!("no answer within {}s", timeout.as_secs()));
+            }
+            Err(e) => return Answer::Error(format!("cannot reach {address}: {}", root_cause(&e))),
+        };
+        let status = response.status();
+        match response.bytes().await {
+            Ok(body) => parse(status.as_u16(), &body),
+            Err(e) if e.is_timeout() => {
+                Answer::Error(format!("no answer within {}s", timeout.as_secs()))
+            }
+            Err(e) => Answer::Error(format!("reading the answer failed: {}", root_cause(&e))),
+        }
+    }
+}
+
+/// The innermost error: reqwest's own message is only "error sending request".
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}
+
+/// Percent-encoding for a form body.
+fn encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 3);
+    for b in text.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(char::from(b));
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Response {
+    status: String,
+    #[serde(default)]
+    data: Option<Data>,
+    #[serde(default)]
+    error_type: Option<String>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Data {
+    result_type: String,
+    result: serde_json::Value,
+}
+
+/// Reduces an API answer to one number, or says why it is not one.
+pub fn parse(http_status: u16, body: &[u8]) -> Answer {
+    let response: Response = match serde_json::from_slice(body) {
+        Ok(r) => r,
+        Err(_) => {
+            let text = String::from_utf8_lossy(body);
+            let text: String = text.chars().take(200).collect();
+            return Answer::Error(format!(
+                "HTTP {http_status}, not a Prometheus answer: {text}"
+            ));
+        }
+    };
+    if response.status != "success" {
+        return Answer::Error(format!(
+            "{}: {}",
+            response.error_type.as_deref().unwrap_or("error"),
+            response.error.as_deref().unwrap_or("no message")
+        ));
+    }
+    let Some(data) = response.data else {
+        return Answer::Error("the answer has no data".into());
+    };
+    let sample = match data.result_type.as_str() {
+        "scalar" => data.result.get(1).cloned(),
+        "vector" => {
+            let series = data.result.as_array().map_or(0, Vec::len);
+            match series {
+                0 => return Answer::NoData("the query returned no series".into()),
+                1 => data
+                    .result
+                    .get(0)
+                    .and_then(|s| s.get("value"))
+                    .and_then(|v| v.get(1))
+                    .cloned(),
+                n => {
+                    return Answer::Error(format!(
+                        "the query returned {n} series; it must return one number (aggregate it, e.g. with sum())"
+                    ));
+                }
+            }
+        }
+        other => {
+            return Answer::Error(format!(
+                "the query returned a {other}; it must return one number (an instant vector of one series, or a scalar)"
+            ));
+        }
+    };
+    let Some(text) = sample.as_ref().and_then(serde_json::Value::as_str) else {
+        return Answer::Error("the answer's sample has no value".into());
+    };
+    match text.parse::<f64>() {
+        Ok(v) if v.is_nan() => Answer::NoData("the value is NaN (e.g. 0/0: no traffic)".into()),
+        Ok(v) if v.is_infinite() => {
+            Answer::NoData(format!("the value is {text} (a division by zero)"))
+        }
+        Ok(v) => Answer::Value(v),
+        Err(_) => Answer::Error(format!("the value {text:?} is not a number")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn answers() {
+        let cases: Vec<(&str, u16, &str, Answer)> = vec![
+            ("one series", 200, r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"0.25"]}]}}"#, Answer::Value(0.25)),
+            ("scalar", 200, r#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}"#, Answer::Value(3.0)),
+            ("empty", 200, r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#, Answer::NoData("the query returned no series".into())),
+            ("NaN", 200, r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"NaN"]}]}}"#, Answer::NoData("the value is NaN (e.g. 0/0: no traffic)".into())),
+            ("Inf", 200, r#"{"status":"success","data":{"resultType":"scalar","result":[1,"+Inf"]}}"#, Answer::NoData("the value is +Inf (a division by zero)".into())),
+            ("two series", 200, r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"1"},"value":[1,"1"]},{"metric":{"a":"2"},"value":[1,"2"]}]}}"#, Answer::Error("the query returned 2 series; it must return one number (aggregate it, e.g. with sum())".into())),
+            ("matrix", 200, r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#, Answer::Error("the query returned a matrix; it must return one number (an instant vector of one series, or a scalar)".into())),
+            ("bad query", 400, r#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#, Answer::Error("bad_data: parse error at char 5".into())),
+            ("not Prometheus", 502, "Bad Gateway", Answer::Error("HTTP 502, not a Prometheus answer: Bad Gateway".into())),
+        ];
+        for (name, status, body, want) in cases {
+            assert_eq!(parse(status, body.as_bytes()), want, "{name}");
+        }
+    }
+
+    #[test]
+    fn queries_are_form_encoded() {
+        assert_eq!(
+            encode(r#"sum(x{a="b c"})"#),
+            "sum%28x%7Ba%3D%22b%20c%22%7D%29"
+        );
+    }
+}
