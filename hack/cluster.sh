@@ -10,8 +10,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib.sh
 source "$root/hack/lib.sh"
 bin="$root/.local/bin"
-name=model-operator
-kubeconfig="$root/.local/kubeconfig"
+# CLUSTER_NAME and CLUSTER_KUBECONFIG run a second, independent cluster
+# beside the default one (e.g. for work that must not share its CRD).
+name=${CLUSTER_NAME:-model-operator}
+kubeconfig=${CLUSTER_KUBECONFIG:-$root/.local/kubeconfig}
 kwok_dir="$root/hack/kwok"
 # kwokctl keeps each cluster (pki, etcd data, logs, pids) under this folder.
 export KWOK_WORKDIR="$root/.local/kwok"
