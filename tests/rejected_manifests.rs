@@ -162,6 +162,82 @@ async fn invalid_manifests_are_refused_with_clear_messages() {
             with(json!({"rollout": {"progressDeadlineSeconds": 0}})),
             "greater than or equal to 1",
         ),
+        (
+            "analysis interval that is not a duration",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"interval": "soon"}))}})),
+            "analysis.interval must be a duration from 1s to 1h",
+        ),
+        (
+            "analysis interval too short",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"interval": "100ms"}))}})),
+            "analysis.interval must be a duration from 1s to 1h",
+        ),
+        (
+            "bake time that is not a duration",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"bakeTime": "2 minutes"}))}})),
+            "analysis.bakeTime must be a duration up to 24h",
+        ),
+        (
+            "metric without any bound",
+            "m",
+            with(
+                json!({"rollout": {"analysis": analysis(json!({"metrics": [{"name": "e", "query": "up"}]}))}}),
+            ),
+            "every analysis metric needs a bound",
+        ),
+        (
+            "metric min above max",
+            "m",
+            with(
+                json!({"rollout": {"analysis": analysis(json!({"metrics": [{"name": "e", "query": "up", "min": 2.0, "max": 1.0}]}))}}),
+            ),
+            "analysis metric min must not be greater than max",
+        ),
+        (
+            "two metrics with one name",
+            "m",
+            with(
+                json!({"rollout": {"analysis": analysis(json!({"metrics": [{"name": "e", "query": "up", "max": 1.0}, {"name": "e", "query": "down", "max": 1.0}]}))}}),
+            ),
+            "every metric needs a unique name",
+        ),
+        (
+            "no metrics",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"metrics": []}))}})),
+            "spec.rollout.analysis.metrics: Invalid value: 0",
+        ),
+        (
+            "Prometheus address that is not a URL",
+            "m",
+            with(
+                json!({"rollout": {"analysis": analysis(json!({"prometheus": {"address": "prometheus:9090"}}))}}),
+            ),
+            "analysis.prometheus.address must be an http:// or https:// URL",
+        ),
+        (
+            "unknown onNoData",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"onNoData": "Ignore"}))}})),
+            "spec.rollout.analysis.onNoData: Unsupported value: \"Ignore\"",
+        ),
+        (
+            "negative relative bound",
+            "m",
+            with(
+                json!({"rollout": {"analysis": analysis(json!({"metrics": [{"name": "e", "query": "up", "maxIncreasePercent": -5.0}]}))}}),
+            ),
+            "maxIncreasePercent must not be negative",
+        ),
+        (
+            "alertmanager URL that is not a URL",
+            "m",
+            with(json!({"alerts": {"alertmanager": {"url": "alertmanager"}}})),
+            "alerts.alertmanager.url must be an http:// or https:// URL",
+        ),
     ];
     assert!(cases.len() >= 12);
     let mut failures = Vec::new();
@@ -218,6 +294,16 @@ fn check_with_kubectl(ns: &str, what: &str, body: &Value, expected: &str) -> Opt
     } else {
         None
     }
+}
+
+/// A valid analysis with `patch` merged in.
+fn analysis(patch: Value) -> Value {
+    let mut a = json!({
+        "prometheus": {"address": "http://127.0.0.1:9090"},
+        "metrics": [{"name": "error-rate", "query": "up", "max": 0.05}],
+    });
+    json_merge(&mut a, patch);
+    a
 }
 
 fn json_merge(base: &mut Value, patch: Value) {
