@@ -704,3 +704,24 @@ async fn a_post_promotion_breach_alerts_and_rolls_back_when_asked() {
     s.wait_alert(json!({"alertname": "ModelRolledBack", "modeldeployment": "m", "revision": "2", "reason": "PostPromotionBreach"}))
         .await;
 }
+
+#[tokio::test]
+async fn the_metric_gates_example_is_accepted_by_the_api_server() {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "analysis-example").await;
+    let file = repo_root().join("config/examples/metric-gates.yaml");
+    let out = kubectl(&[
+        "-n",
+        &ns.name,
+        "apply",
+        "--dry-run=server",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -9,7 +9,7 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::api::{Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use model_operator::api::{ModelDeployment, ModelDeploymentStatus, Outcome};
+use model_operator::api::{AnalysisStatus, ModelDeployment, ModelDeploymentStatus, Outcome};
 use model_operator::rollout::revision;
 use serde_json::json;
 
@@ -303,6 +303,55 @@ fn status_table(md: &ModelDeployment) -> String {
             c.type_, c.status, c.reason, c.message
         ));
     }
+    if let Some(a) = &s.analysis {
+        out.push_str(&analysis_table(a));
+    }
+    if !s.alerts.is_empty() {
+        out.push_str(&format!(
+            "\n{:<26} {:<9} {:<9} {:<14} SINCE\n",
+            "ALERT", "SEVERITY", "REVISION", "METRIC"
+        ));
+        for a in &s.alerts {
+            out.push_str(&format!(
+                "{:<26} {:<9} {:<9} {:<14} {}\n",
+                a.alertname,
+                a.severity,
+                a.revision,
+                if a.metric.is_empty() { "-" } else { &a.metric },
+                a.since
+                    .as_ref()
+                    .map_or("-".to_string(), |t| t.0.to_string())
+            ));
+        }
+    }
+    out
+}
+
+/// The latest check of every metric: value, baseline, bound and verdict.
+fn analysis_table(a: &AnalysisStatus) -> String {
+    let num = |v: Option<f64>| v.map_or("-".to_string(), model_operator::analysis::verdict::num);
+    let mut out = format!(
+        "\nANALYSIS     revision {}: {} ({})\n",
+        a.revision, a.phase, a.message
+    );
+    out.push_str(&format!(
+        "{:<16} {:<13} {:<10} {:<10} {:<40} {:<21} MESSAGE\n",
+        "METRIC", "VERDICT", "VALUE", "BASELINE", "BOUND", "CHECKED"
+    ));
+    for m in &a.metrics {
+        out.push_str(&format!(
+            "{:<16} {:<13} {:<10} {:<10} {:<40} {:<21} {}\n",
+            m.name,
+            m.verdict.to_string(),
+            num(m.value),
+            num(m.baseline),
+            m.bound,
+            m.checked_at
+                .as_ref()
+                .map_or("-".to_string(), |t| t.0.to_string()),
+            m.message
+        ));
+    }
     out
 }
 
@@ -334,4 +383,36 @@ fn history_table(md: &ModelDeployment) -> String {
     }
     out.push_str("(* running now)\n");
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_shows_the_last_analysis_and_firing_alerts() {
+        let md: ModelDeployment = serde_json::from_value(json!({
+            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": "fraud", "generation": 2},
+            "spec": {"model": {"version": "2.0"}, "server": {"image": "srv:1"}},
+            "status": {
+                "observedGeneration": 2, "phase": "Paused",
+                "analysis": {"revision": 2, "phase": "Inconclusive", "message": "stopped",
+                    "metrics": [{"name": "error-rate", "verdict": "Inconclusive", "value": 0.012, "baseline": 0.01,
+                        "bound": "<= 0.05", "message": "no data: the query returned no series", "passed": 0, "failed": 0, "inconclusive": 3}]},
+                "alerts": [{"alertname": "ModelAnalysisInconclusive", "severity": "warning", "revision": 2, "modelVersion": "2.0", "metric": "error-rate"}],
+            },
+        }))
+        .unwrap();
+        let table = status_table(&md);
+        for part in [
+            "ANALYSIS     revision 2: Inconclusive (stopped)",
+            "error-rate       Inconclusive  0.012      0.01       <= 0.05",
+            "no data: the query returned no series",
+            "ModelAnalysisInconclusive  warning   2         error-rate",
+        ] {
+            assert!(table.contains(part), "missing {part:?} in\n{table}");
+        }
+    }
 }
