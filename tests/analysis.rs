@@ -585,6 +585,8 @@ async fn prometheus_down_is_inconclusive_and_never_promotes() {
     let s = setup("analysis-promdown").await;
     // Nothing listens on this port: every query fails to connect.
     let dead = format!("http://127.0.0.1:{}", free_port());
+    // The alert channel is down too: that must not hold anything up.
+    let dead_alertmanager = format!("http://127.0.0.1:{}", free_port());
     s.create(
         "1.0",
         analysis(
@@ -592,7 +594,7 @@ async fn prometheus_down_is_inconclusive_and_never_promotes() {
             0.05,
             None,
         ),
-        json!(null),
+        json!({"alertmanager": {"url": dead_alertmanager}}),
     )
     .await;
     let m = s
@@ -618,6 +620,31 @@ async fn prometheus_down_is_inconclusive_and_never_promotes() {
     );
     assert!(check.inconclusive > 2, "{check:?}");
     assert_eq!(outcome(&m, 1), Some(Outcome::Progressing));
+    assert_eq!(
+        status.alerts.first().map(|a| a.alertname.as_str()),
+        Some("ModelAnalysisInconclusive")
+    );
+    // The failed delivery was counted, and reconciling went on regardless.
+    let metrics_url = format!("http://127.0.0.1:{}/metrics", s.metrics_port);
+    let start = std::time::Instant::now();
+    loop {
+        let text = reqwest::get(&metrics_url)
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        if text.contains(
+            r#"model_operator_alert_deliveries_total{channel="alertmanager",result="error"}"#,
+        ) {
+            break;
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "no failed delivery counted:\n{text}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 #[tokio::test]
