@@ -349,6 +349,7 @@ fn phase(observed: &Observed<'_>, progress: Option<&Progress>, n: Counts) -> Pha
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Verdict;
     use k8s_openapi::jiff::Timestamp;
     use serde_json::json;
 
@@ -630,5 +631,104 @@ mod tests {
             (s.current_revision, s.stable_revision, s.update_revision),
             (Some(3), Some(3), Some(4))
         );
+    }
+
+    #[test]
+    fn metric_analysis_shows_in_phase_and_conditions() {
+        let mut md = md(false);
+        md.spec.rollout.analysis = Some(
+            serde_json::from_value(json!({
+                "prometheus": {"address": "http://127.0.0.1:9090"},
+                "failureLimit": 1,
+                "metrics": [{"name": "error-rate", "query": "q", "max": 0.05}],
+            }))
+            .unwrap(),
+        );
+        let served = ServedVersion::requested(&md);
+        let complete = deployment(
+            json!({"observedGeneration": 7, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
+        );
+        let entry = |revision: i64, outcome: Outcome| HistoryEntry {
+            revision,
+            model_version: format!("{revision}.0"),
+            outcome,
+            ..HistoryEntry::default()
+        };
+        let analysis = |phase: AnalysisPhase, failed: i32| AnalysisStatus {
+            revision: 2,
+            phase,
+            message: "the analysis says".into(),
+            metrics: vec![MetricCheck {
+                name: "error-rate".into(),
+                verdict: if failed > 0 {
+                    Verdict::Fail
+                } else {
+                    Verdict::Pass
+                },
+                message: "0.2 is above 0.05".into(),
+                failed,
+                ..MetricCheck::default()
+            }],
+            ..AnalysisStatus::default()
+        };
+        let rolling = |phase| Revisions {
+            requested: Some(2),
+            current: Some(2),
+            stable: Some(1),
+            history: vec![entry(1, Outcome::Stable), entry(2, Outcome::Progressing)],
+            analysis: Some(analysis(phase, 0)),
+            alerts: Vec::new(),
+        };
+        let guarded = |failed| Revisions {
+            requested: Some(2),
+            current: Some(2),
+            stable: Some(2),
+            history: vec![entry(1, Outcome::Superseded), entry(2, Outcome::Stable)],
+            analysis: Some(analysis(AnalysisPhase::Guarding, failed)),
+            alerts: Vec::new(),
+        };
+        let cases = [
+            (
+                "baking",
+                rolling(AnalysisPhase::Baking),
+                Phase::Progressing,
+                ("True", "Analysing"),
+                ("False", "AsExpected"),
+            ),
+            (
+                "stopped",
+                rolling(AnalysisPhase::Inconclusive),
+                Phase::Paused,
+                ("False", "AnalysisInconclusive"),
+                ("True", "AnalysisInconclusive"),
+            ),
+            (
+                "guarded, in bounds",
+                guarded(1),
+                Phase::Healthy,
+                ("False", "RolloutComplete"),
+                ("False", "AsExpected"),
+            ),
+            (
+                "guarded, breach",
+                guarded(2),
+                Phase::Degraded,
+                ("False", "RolloutComplete"),
+                ("True", "MetricBreach"),
+            ),
+        ];
+        for (name, revisions, phase, progressing, degraded) in cases {
+            let observed = Observed {
+                md: &md,
+                served: &served,
+                deployment: Some(&complete),
+                invalid: None,
+                revisions: &revisions,
+            };
+            let s = derive(&observed, &now());
+            assert_eq!(s.phase, Some(phase), "{name}");
+            assert_eq!(cond(&s, PROGRESSING), progressing, "{name}");
+            assert_eq!(cond(&s, DEGRADED), degraded, "{name}");
+        }
     }
 }
