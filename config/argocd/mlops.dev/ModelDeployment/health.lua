@@ -92,9 +92,13 @@ if phase == "RolledBack" then
   return hs
 end
 
+-- A metric analysis that stopped for lack of answers waits for a person,
+-- like a paused rollout: Suspended (step 4), not Degraded.
+local stopped = phase == "Paused" and degraded ~= nil and degraded.reason == "AnalysisInconclusive"
+
 -- 3. Something needs a person: InvalidSpec, RolloutFailed,
---    ProgressDeadlineExceeded (or RolledBack without the phase).
-if isTrue(degraded) or phase == "Degraded" then
+--    ProgressDeadlineExceeded, MetricBreach (or RolledBack without the phase).
+if (isTrue(degraded) and not stopped) or phase == "Degraded" then
   hs.status = "Degraded"
   if isTrue(degraded) then
     hs.message = explain(degraded, "Degraded")
@@ -104,9 +108,14 @@ if isTrue(degraded) or phase == "Degraded" then
   return hs
 end
 
--- 4. spec.paused: spec changes wait.
+-- 4. spec.paused, or a stopped metric analysis: nothing moves until a
+--    person acts.
 if phase == "Paused" then
   hs.status = "Suspended"
+  if stopped then
+    hs.message = explain(progressing, explain(degraded, "AnalysisInconclusive"))
+    return hs
+  end
   local msg = nil
   if progressing ~= nil and progressing.reason == "Paused" then
     msg = messageOf(progressing)
