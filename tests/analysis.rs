@@ -752,3 +752,84 @@ async fn the_metric_gates_example_is_accepted_by_the_api_server() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// A stand-in for Prometheus's query API that answers every query with one
+/// number and remembers the Authorization headers it was sent. (The real
+/// Prometheus here has no authentication to check a token against.)
+async fn fake_prometheus(
+    value: &str,
+) -> (u16, Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let shared = seen.clone();
+    let body = format!(
+        r#"{{"status":"success","data":{{"resultType":"scalar","result":[0,"{value}"]}}}}"#
+    );
+    let task = tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let (shared, body) = (shared.clone(), body.clone());
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                let Ok(n) = conn.read(&mut buf).await else {
+                    return;
+                };
+                let request = String::from_utf8_lossy(&buf[..n]).to_string();
+                let auth = request
+                    .lines()
+                    .find_map(|l| {
+                        l.strip_prefix("authorization: ")
+                            .or_else(|| l.strip_prefix("Authorization: "))
+                    })
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                shared.lock().unwrap().push(auth);
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = conn.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    (port, seen, task)
+}
+
+#[tokio::test]
+async fn the_bearer_token_from_a_secret_is_sent_and_never_logged() {
+    let s = setup("analysis-token").await;
+    let (port, seen, task) = fake_prometheus("0.01").await;
+    let secret: Secret = serde_json::from_value(json!({
+        "metadata": {"name": "prometheus-token"},
+        "stringData": {"token": "t0k3n-v4lue\n"},
+    }))
+    .unwrap();
+    Api::<Secret>::namespaced(s.client.clone(), &s.ns.name)
+        .create(&PostParams::default(), &secret)
+        .await
+        .unwrap();
+    let prometheus = json!({"address": format!("http://127.0.0.1:{port}"), "bearerTokenSecretRef": {"name": "prometheus-token", "key": "token"}});
+    s.create(
+        "1.0",
+        analysis(json!({"prometheus": prometheus}), 0.05, None),
+        json!(null),
+    )
+    .await;
+    s.wait("promote 1.0 on the token-protected answers", |m| {
+        stable(m) == Some(1)
+    })
+    .await;
+    let headers = seen.lock().unwrap().clone();
+    assert!(!headers.is_empty());
+    assert!(
+        headers.iter().all(|h| h == "Bearer t0k3n-v4lue"),
+        "{headers:?}"
+    );
+    assert!(
+        !s._operator.logs().contains("t0k3n"),
+        "the token leaked into the logs"
+    );
+    task.abort();
+}
