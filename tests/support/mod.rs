@@ -3,6 +3,9 @@
 //! operator as a real process.
 #![allow(dead_code)] // each test binary uses its own part of the support
 
+pub mod fakes;
+pub mod gates;
+
 use std::fmt::Debug;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
