@@ -257,7 +257,14 @@ fn judge_rollout(
         u64::try_from(now.0.as_millisecond() - bake_start.0.as_millisecond()).unwrap_or(0),
     );
     let measured = status.metrics.len() == total;
-    if baked >= bake_time && measured && passing == total {
+    // Promotion rests on checks of the revision as it finally runs: every
+    // metric's latest check must come after all pods were updated.
+    let fresh = status.metrics.iter().all(|m| {
+        m.checked_at
+            .as_ref()
+            .is_some_and(|t| t.0.as_second() >= bake_start.0.as_second())
+    });
+    if baked >= bake_time && measured && fresh && passing == total {
         status.phase = AnalysisPhase::Passed;
         status.message = format!(
             "every metric passed ({total}/{total}) after baking for {}",
@@ -274,6 +281,8 @@ fn judge_rollout(
         )
     } else if !measured {
         "baked; waiting for the first check of every metric".to_string()
+    } else if !fresh {
+        "baked; waiting for a check made after every pod was updated".to_string()
     } else {
         format!(
             "baked; waiting for a passing check on real data of: {}",

@@ -398,3 +398,35 @@ fn durations_read_like_the_spec() {
         assert_eq!(human(Duration::from_secs(secs)), text);
     }
 }
+
+#[test]
+fn promotion_waits_for_a_check_made_after_every_pod_was_updated() {
+    let s = spec(1, 2);
+    let step = |second: i64, mode: Mode, previous: Option<&AnalysisStatus>, checks| {
+        let now = at(second);
+        advance(Step {
+            spec: &s,
+            bake_time: Duration::ZERO,
+            revision: 2,
+            mode,
+            previous,
+            retry_token: None,
+            now: &now,
+            checks,
+        })
+    };
+    let (rolling, _) = step(0, ROLLING, None, round(Pass, Pass));
+    let (done, gate) = step(5, DONE, Some(&rolling), None);
+    assert_eq!(
+        (done.phase, gate),
+        (AnalysisPhase::Baking, Gate::Pending),
+        "{}",
+        done.message
+    );
+    assert_eq!(
+        done.message,
+        "baked; waiting for a check made after every pod was updated"
+    );
+    let (checked, gate) = step(6, DONE, Some(&done), round(Pass, Pass));
+    assert_eq!((checked.phase, gate), (AnalysisPhase::Passed, Gate::Passed));
+}
