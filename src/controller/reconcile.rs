@@ -154,19 +154,7 @@ pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Ac
         analysis: analysed.status.clone(),
         alerts: Vec::new(),
     };
-    let raised = alerts::desired(&alerts::desired::State {
-        requested: planned.requested,
-        current: planned.current,
-        history: &planned.history,
-        analysis: planned.analysis.as_ref(),
-        failure_limit: md
-            .spec
-            .rollout
-            .analysis
-            .as_ref()
-            .map_or(0, |a| a.failure_limit),
-    });
-    let alert_changes = alerts::transition(&previous.alerts, raised, &now);
+    let alert_changes = raise_alerts(&md, &previous, &planned, &now);
     planned.alerts = alert_changes.next.clone();
 
     // Persist the decision before acting on it: a process killed in between
@@ -237,6 +225,29 @@ pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Ac
         Some(_) => Action::await_change(),
         None => Action::requeue(analysed.next_round.map_or(RESYNC, |next| next.min(RESYNC))),
     })
+}
+
+/// The alerts the planned state raises, against those already raised.
+fn raise_alerts(
+    md: &ModelDeployment,
+    previous: &Revisions,
+    planned: &Revisions,
+    now: &Time,
+) -> alerts::Transition {
+    let failure_limit = md
+        .spec
+        .rollout
+        .analysis
+        .as_ref()
+        .map_or(0, |a| a.failure_limit);
+    let raised = alerts::desired(&alerts::desired::State {
+        requested: planned.requested,
+        current: planned.current,
+        history: &planned.history,
+        analysis: planned.analysis.as_ref(),
+        failure_limit,
+    });
+    alerts::transition(&previous.alerts, raised, now)
 }
 
 /// Hands the alerts that changed (and those due a refresh) to the delivery
