@@ -30,9 +30,11 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 
-# crds/ is generated from src/api; never edit it by hand.
+# crds/ is generated from src/api; never edit it by hand. The Helm chart
+# ships the same file (tests/crd_in_sync.rs checks both).
 crds:
 	cargo run --quiet --bin model-operator -- crd > crds/mlops.dev_modeldeployments.yaml
+	cp crds/mlops.dev_modeldeployments.yaml charts/model-operator/files/
 
 tools:
 	hack/build-tools.sh
