@@ -1,7 +1,7 @@
 # The development loop. `make run` and `make test` are the two commands a
 # newcomer needs; the rest are their parts.
 
-.PHONY: run test test-unit test-argocd lint crds bench-rollback tools cluster-up cluster-down monitoring-up monitoring-down
+.PHONY: run test test-unit test-argocd operator-identity lint crds bench-rollback tools cluster-up cluster-down monitoring-up monitoring-down
 
 # Local cluster + CRD + samples + the operator in the foreground.
 run:
@@ -9,13 +9,19 @@ run:
 
 # Every test: unit, request-level and end-to-end on the local control plane
 # with the local Prometheus and Alertmanager (started when not running).
-test: cluster-up monitoring-up test-argocd
-	KUBECONFIG=$(CURDIR)/.local/kubeconfig cargo test --all-targets
+# Every operator process runs as the Helm chart's ServiceAccount.
+test: cluster-up monitoring-up test-argocd operator-identity
+	KUBECONFIG=$(CURDIR)/.local/kubeconfig OPERATOR_KUBECONFIG=$(CURDIR)/.local/operator-kubeconfig cargo test --all-targets
 
 # The Argo CD health script, run in gopher-lua (the Lua VM Argo CD embeds)
 # against the fixtures in config/argocd.
 test-argocd:
 	cd hack/argocd-health && go test ./...
+
+# The chart's ServiceAccount and RBAC in the local cluster, and
+# .local/operator-kubeconfig with its token, for the e2e tests' operators.
+operator-identity: cluster-up
+	hack/operator-identity.sh
 
 # Pure logic only: no cluster needed.
 test-unit:

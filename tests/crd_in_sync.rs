@@ -1,5 +1,6 @@
 //! `crds/` is generated from the code and never edited by hand: this fails
-//! when it is stale. Regenerate with `make crds`.
+//! when it is stale. Regenerate with `make crds`, which also copies it into
+//! the Helm chart.
 
 use std::process::Command;
 
@@ -27,5 +28,18 @@ fn the_crd_subcommand_prints_the_same_crd() {
     assert_eq!(
         String::from_utf8(out.stdout).unwrap(),
         model_operator::api::crd_yaml().unwrap()
+    );
+}
+
+#[test]
+fn the_helm_chart_ships_the_same_crd() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let read = |path: &str| {
+        std::fs::read_to_string(root.join(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+    };
+    assert!(
+        read("charts/model-operator/files/mlops.dev_modeldeployments.yaml")
+            == read("crds/mlops.dev_modeldeployments.yaml"),
+        "the Helm chart's CRD differs from crds/: run `make crds`"
     );
 }

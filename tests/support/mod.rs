@@ -5,8 +5,11 @@
 
 pub mod fakes;
 pub mod gates;
+pub mod helm;
+pub mod identity;
 
 use std::fmt::Debug;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -34,8 +37,12 @@ pub fn kubeconfig_path() -> PathBuf {
 }
 
 pub async fn client() -> Client {
-    let path = kubeconfig_path();
-    let kubeconfig = Kubeconfig::read_from(&path).unwrap_or_else(|e| {
+    client_from(&kubeconfig_path()).await
+}
+
+/// A client with the identity of the given kubeconfig's current context.
+pub async fn client_from(path: &Path) -> Client {
+    let kubeconfig = Kubeconfig::read_from(path).unwrap_or_else(|e| {
         panic!(
             "no kubeconfig at {}: start the local cluster with `make cluster-up` ({e})",
             path.display()
@@ -186,16 +193,22 @@ pub async fn ensure_crd(client: &Client) {
 
 /// Runs the real kubectl (the pinned one) against the test cluster.
 pub fn kubectl(args: &[&str]) -> Output {
-    let bin = repo_root().join(".local/bin/kubectl");
+    run_tool("kubectl", args)
+}
+
+/// Runs a pinned tool from .local/bin (else from PATH) against the test
+/// cluster.
+pub fn run_tool(name: &str, args: &[&str]) -> Output {
+    let bin = repo_root().join(".local/bin").join(name);
     Command::new(if bin.exists() {
         bin
     } else {
-        PathBuf::from("kubectl")
+        PathBuf::from(name)
     })
     .args(args)
     .env("KUBECONFIG", kubeconfig_path())
     .output()
-    .expect("run kubectl")
+    .unwrap_or_else(|e| panic!("run {name}: {e}"))
 }
 
 /// The operator binary as a real process, watching one namespace. Killed when
@@ -205,6 +218,7 @@ pub struct Operator {
     pub namespace: String,
     pub log: PathBuf,
     args: Vec<String>,
+    kubeconfig: PathBuf,
 }
 
 impl Operator {
@@ -222,16 +236,23 @@ impl Operator {
     }
 
     pub fn start_with(namespace: &str, args: &[&str]) -> Self {
+        Self::start_as(&operator_kubeconfig(), namespace, args)
+    }
+
+    /// With the given kubeconfig's identity instead of the chart's
+    /// ServiceAccount.
+    pub fn start_as(kubeconfig: &Path, namespace: &str, args: &[&str]) -> Self {
         let log_dir = repo_root().join("target/e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
         let log = log_dir.join(format!("{namespace}.log"));
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
-        let child = spawn_operator(namespace, &log, &args);
+        let child = spawn_operator(namespace, &log, &args, kubeconfig);
         Self {
             child: Some(child),
             namespace: namespace.to_string(),
             log,
             args,
+            kubeconfig: kubeconfig.to_path_buf(),
         }
     }
 
@@ -245,7 +266,12 @@ impl Operator {
 
     pub fn restart(&mut self) {
         self.kill();
-        self.child = Some(spawn_operator(&self.namespace, &self.log, &self.args));
+        self.child = Some(spawn_operator(
+            &self.namespace,
+            &self.log,
+            &self.args,
+            &self.kubeconfig,
+        ));
     }
 
     pub fn logs(&self) -> String {
@@ -253,17 +279,46 @@ impl Operator {
     }
 }
 
-fn spawn_operator(namespace: &str, log: &Path, args: &[String]) -> Child {
-    let out = std::fs::OpenOptions::new()
+/// The kubeconfig operator processes run with: the Helm chart's
+/// ServiceAccount (written by hack/operator-identity.sh, which `make test`
+/// runs), so every end-to-end test also shows the chart's RBAC is enough.
+/// `make test` sets `OPERATOR_KUBECONFIG`, which makes it mandatory; without
+/// it a missing or stale file falls back to the admin kubeconfig, and the
+/// operator's log says so.
+pub fn operator_kubeconfig() -> PathBuf {
+    if let Some(path) = std::env::var_os("OPERATOR_KUBECONFIG").map(PathBuf::from) {
+        if let Err(why) = identity::usable(&path) {
+            panic!("OPERATOR_KUBECONFIG: {why}; run hack/operator-identity.sh");
+        }
+        return path;
+    }
+    let path = repo_root().join(".local/operator-kubeconfig");
+    match identity::usable(&path) {
+        Ok(()) => path,
+        Err(why) => {
+            eprintln!(
+                "e2e: {why}: the operator runs with the admin kubeconfig, not the Helm chart's \
+                 ServiceAccount (run hack/operator-identity.sh, or make test)"
+            );
+            kubeconfig_path()
+        }
+    }
+}
+
+fn spawn_operator(namespace: &str, log: &Path, args: &[String], kubeconfig: &Path) -> Child {
+    let mut out = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .expect("operator log file");
+    // Which identity the operator had is the first question when it is
+    // refused something.
+    let _ = writeln!(out, "e2e: operator runs with {}", kubeconfig.display());
     let err = out.try_clone().expect("log handle");
     Command::new(env!("CARGO_BIN_EXE_model-operator"))
         .args(["run", "--namespace", namespace])
         .args(args)
-        .env("KUBECONFIG", kubeconfig_path())
+        .env("KUBECONFIG", kubeconfig)
         .env(
             "RUST_LOG",
             std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "info,kube=warn".into()),

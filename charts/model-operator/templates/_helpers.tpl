@@ -57,11 +57,11 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 same rules whether granted cluster-wide or per namespace. Read
 src/controller before adding anything: only what the code uses. */}}
 {{- define "model-operator.rules" -}}
-# Watched (list/watch) and read when reconciling (get). The operator never
-# writes a ModelDeployment's spec: no update, patch or delete here.
+# Watched (list/watch); reconciles work from the watch cache, so no get. The
+# operator never writes a ModelDeployment's spec: no update, patch or delete.
 - apiGroups: ["mlops.dev"]
   resources: ["modeldeployments"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["list", "watch"]
 # Status is written with server-side apply (a patch).
 - apiGroups: ["mlops.dev"]
   resources: ["modeldeployments/status"]
