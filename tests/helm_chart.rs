@@ -392,12 +392,7 @@ async fn install_upgrade_with_a_crd_change_and_uninstall_keeping_the_crd() {
     )
     .await;
     let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
-    let md: ModelDeployment = serde_json::from_value(json!({
-        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "kept"},
-        "spec": {"model": {"version": "1.0"}, "server": {"image": "srv:1"}},
-    }))
-    .expect("ModelDeployment");
-    mds.create(&PostParams::default(), &md)
+    mds.create(&PostParams::default(), &minimal_model("kept"))
         .await
         .expect("create");
 

@@ -14,10 +14,14 @@ use support::*;
 const TIMEOUT: Duration = Duration::from_secs(120);
 
 fn plugin(ns: &str, args: &[&str]) -> Output {
+    plugin_as(&kubeconfig_path(), ns, args)
+}
+
+fn plugin_as(kubeconfig: &std::path::Path, ns: &str, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_kubectl-model"))
         .args(["-n", ns])
         .args(args)
-        .env("KUBECONFIG", kubeconfig_path())
+        .env("KUBECONFIG", kubeconfig)
         .output()
         .expect("run kubectl-model")
 }
@@ -146,4 +150,66 @@ async fn every_subcommand_works_against_the_cluster() {
         .output()
         .unwrap();
     assert!(stdout(&via_kubectl).contains("running 2"));
+}
+
+/// Asserts the plugin failed because the user may not do `verb`, and said
+/// so in words a person on call understands.
+fn assert_forbidden(out: &Output, user: &str, verb: &str) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded without the rights");
+    for part in [
+        "error: forbidden:",
+        user,
+        &format!("cannot {verb} resource \"modeldeployments\""),
+        "kubectl auth can-i --list",
+    ] {
+        assert!(stderr.contains(part), "{part:?} missing from:\n{stderr}");
+    }
+}
+
+#[tokio::test]
+async fn a_user_without_the_rights_is_told_it_is_forbidden() {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "plugin-forbidden").await;
+    let n = ns.name.as_str();
+    Api::<ModelDeployment>::namespaced(client.clone(), n)
+        .create(&PostParams::default(), &minimal_model("m"))
+        .await
+        .unwrap();
+    // "nobody" may do nothing; "viewer" may read ModelDeployments only.
+    for args in [
+        &["create", "serviceaccount", "nobody"][..],
+        &["create", "serviceaccount", "viewer"],
+        &[
+            "create",
+            "role",
+            "viewer",
+            "--verb=get,list",
+            "--resource=modeldeployments.mlops.dev",
+        ],
+        &[
+            "create",
+            "rolebinding",
+            "viewer",
+            "--role=viewer",
+            &format!("--serviceaccount={n}:viewer"),
+        ],
+    ] {
+        let out = kubectl(&[&["-n", n][..], args].concat());
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    let nobody = support::identity::service_account_kubeconfig(n, "nobody");
+    let out = plugin_as(&nobody, n, &["status", "m"]);
+    assert_forbidden(&out, &format!("system:serviceaccount:{n}:nobody"), "get");
+
+    let viewer = support::identity::service_account_kubeconfig(n, "viewer");
+    assert!(stdout(&plugin_as(&viewer, n, &["status", "m"])).contains("m"));
+    let out = plugin_as(&viewer, n, &["pause", "m"]);
+    assert_forbidden(&out, &format!("system:serviceaccount:{n}:viewer"), "patch");
 }

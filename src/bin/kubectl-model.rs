@@ -229,7 +229,19 @@ fn explain(e: kube::Error, name: &str, namespace: &str) -> String {
         kube::Error::Api(s) if s.code == 404 => {
             format!("{name} not found in namespace {namespace}")
         }
-        kube::Error::Api(s) if s.code == 403 => format!("forbidden: {}", s.message),
+        // The API server's message names the user, verb, resource and
+        // namespace; say what to do about it.
+        kube::Error::Api(s) if s.code == 403 => format!(
+            "forbidden: {}\nYour kubeconfig's user lacks this permission: \
+             `kubectl auth can-i --list -n {namespace}` shows what it may do; \
+             ask a cluster admin for a Role that grants the rest.",
+            s.message
+        ),
+        kube::Error::Api(s) if s.code == 401 => format!(
+            "unauthorized: the API server did not accept the kubeconfig's credentials \
+             (expired token?): {}",
+            s.message
+        ),
         kube::Error::Api(s) => format!("the API server refused: {}", s.message),
         other => format!("cannot reach the cluster: {other}"),
     }

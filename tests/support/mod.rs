@@ -191,6 +191,15 @@ pub async fn ensure_crd(client: &Client) {
     .await;
 }
 
+/// The smallest valid ModelDeployment: model 1.0 on image srv:1.
+pub fn minimal_model(name: &str) -> ModelDeployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
+        "spec": {"model": {"version": "1.0"}, "server": {"image": "srv:1"}},
+    }))
+    .expect("ModelDeployment")
+}
+
 /// Runs the real kubectl (the pinned one) against the test cluster.
 pub fn kubectl(args: &[&str]) -> Output {
     run_tool("kubectl", args)

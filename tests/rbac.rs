@@ -1,0 +1,304 @@
+//! The Helm chart's RBAC from the other side: what the operator's
+//! ServiceAccount may not do, shown with real API calls answered 403, in
+//! cluster-wide and namespaced mode; and the operator itself running with
+//! the namespaced identity: it serves its namespace and is refused others.
+//! (That the RBAC is enough is shown by every e2e test: `make test` runs
+//! their operators as the chart's ServiceAccount.)
+
+mod support;
+
+use std::fmt::Debug;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret};
+use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use kube::Api;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
+use model_operator::api::{ModelDeployment, Phase};
+use serde_json::json;
+use support::helm::{Release, chart};
+use support::identity::service_account_kubeconfig;
+use support::*;
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+/// The chart's ServiceAccount and RBAC only (no operator pod, no CRD: the
+/// tests install it from the code), as release `model-operator` in `ns`.
+fn install_identity(ns: &str, sets: &[&str]) -> (Release, PathBuf) {
+    let mut args = vec!["--set", "replicas=0", "--set", "crds.install=false"];
+    for set in sets {
+        args.extend(["--set", set]);
+    }
+    let release = Release::install("model-operator", ns, &chart(), &args);
+    (release, service_account_kubeconfig(ns, "model-operator"))
+}
+
+fn forbidden<T: Debug>(what: &str, result: Result<T, kube::Error>) {
+    match result {
+        Err(kube::Error::Api(s)) if s.code == 403 => {}
+        other => panic!("{what}: expected 403 Forbidden, got {other:?}"),
+    }
+}
+
+/// Authorized: it succeeded, or failed for another reason than RBAC (a
+/// missing object is a 404 only for someone allowed to look).
+fn allowed<T: Debug>(what: &str, result: Result<T, kube::Error>) {
+    if let Err(kube::Error::Api(s)) = &result
+        && s.code == 403
+    {
+        panic!("{what}: forbidden: {}", s.message);
+    }
+}
+
+fn a_deployment() -> Deployment {
+    serde_json::from_value(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "intruder"},
+        "spec": {"selector": {"matchLabels": {"a": "b"}}, "template": {
+            "metadata": {"labels": {"a": "b"}}, "spec": {"containers": [{"name": "c", "image": "i"}]}}},
+    }))
+    .expect("Deployment")
+}
+
+#[tokio::test]
+async fn cluster_wide_the_operator_cannot_do_what_it_does_not_need() {
+    let admin = client().await;
+    ensure_crd(&admin).await;
+    let ns = TestNamespace::new(&admin, "rbac-cluster").await;
+    let (_release, kubeconfig) = install_identity(&ns.name, &[]);
+    let op = client_from(&kubeconfig).await;
+    let n = ns.name.as_str();
+
+    // What it needs.
+    allowed(
+        "list ModelDeployments everywhere",
+        Api::<ModelDeployment>::all(op.clone())
+            .list(&ListParams::default())
+            .await,
+    );
+    allowed(
+        "read a Secret by name",
+        Api::<Secret>::namespaced(op.clone(), n)
+            .get("prometheus-token")
+            .await,
+    );
+
+    // Secrets only by name: never listed or watched, here or anywhere.
+    forbidden(
+        "list Secrets cluster-wide",
+        Api::<Secret>::all(op.clone())
+            .list(&ListParams::default())
+            .await,
+    );
+    forbidden(
+        "list Secrets in a namespace",
+        Api::<Secret>::namespaced(op.clone(), n)
+            .list(&ListParams::default())
+            .await,
+    );
+    forbidden(
+        "watch Secrets cluster-wide",
+        Api::<Secret>::all(op.clone())
+            .watch(&WatchParams::default(), "0")
+            .await
+            .map(|_| ()),
+    );
+    // Nothing cluster-scoped, nothing it does not manage.
+    forbidden(
+        "delete a namespace",
+        Api::<Namespace>::all(op.clone())
+            .delete(n, &DeleteParams::default())
+            .await,
+    );
+    forbidden(
+        "list nodes",
+        Api::<Node>::all(op.clone())
+            .list(&ListParams::default())
+            .await,
+    );
+    forbidden(
+        "create a ClusterRole",
+        Api::<ClusterRole>::all(op.clone())
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": format!("{n}-escalate")}}))
+                    .expect("ClusterRole"),
+            )
+            .await,
+    );
+    forbidden(
+        "list ConfigMaps",
+        Api::<ConfigMap>::namespaced(op.clone(), n)
+            .list(&ListParams::default())
+            .await,
+    );
+    forbidden(
+        "create a Pod",
+        Api::<Pod>::namespaced(op.clone(), n)
+            .create(
+                &PostParams::default(),
+                &serde_json::from_value(json!({"metadata": {"name": "p"},
+                    "spec": {"containers": [{"name": "c", "image": "i"}]}}))
+                .expect("Pod"),
+            )
+            .await,
+    );
+    forbidden(
+        "delete a Deployment (garbage collection does that)",
+        Api::<Deployment>::namespaced(op.clone(), n)
+            .delete("m", &DeleteParams::default())
+            .await,
+    );
+    // The spec is the user's: the operator writes status only.
+    let mds = Api::<ModelDeployment>::namespaced(op.clone(), n);
+    forbidden(
+        "change a ModelDeployment's spec",
+        mds.patch(
+            "m",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await,
+    );
+    forbidden(
+        "create a ModelDeployment",
+        mds.create(&PostParams::default(), &minimal_model("m"))
+            .await,
+    );
+    forbidden(
+        "delete a ModelDeployment",
+        mds.delete("m", &DeleteParams::default()).await,
+    );
+    // Leases only in its own namespace.
+    forbidden(
+        "read a Lease in kube-system",
+        Api::<Lease>::namespaced(op.clone(), "kube-system")
+            .get("kube-scheduler")
+            .await,
+    );
+    allowed(
+        "read its leader-election Lease",
+        Api::<Lease>::namespaced(op, n).get("model-operator").await,
+    );
+}
+
+fn is_healthy(md: &ModelDeployment) -> bool {
+    let status = md.status.as_ref();
+    status.and_then(|s| s.observed_generation) == md.metadata.generation
+        && status.and_then(|s| s.phase) == Some(Phase::Healthy)
+}
+
+#[tokio::test]
+async fn namespaced_the_operator_serves_its_namespaces_and_nothing_else() {
+    let admin = client().await;
+    ensure_crd(&admin).await;
+    let ops = TestNamespace::new(&admin, "rbac-ops").await;
+    let watched = TestNamespace::new(&admin, "rbac-watched").await;
+    let other = TestNamespace::new(&admin, "rbac-other").await;
+    let set = format!("watchNamespaces={{{}}}", watched.name);
+    let (_release, kubeconfig) = install_identity(&ops.name, &[&set]);
+    let op = client_from(&kubeconfig).await;
+    let (w, o) = (watched.name.as_str(), other.name.as_str());
+
+    // The operator, as this identity, runs a model in its namespace: the
+    // Role is enough for children, revisions, pods, status and events.
+    let _operator = Operator::start_as(
+        &kubeconfig,
+        w,
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--health-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    let mds = Api::<ModelDeployment>::namespaced(admin.clone(), w);
+    mds.create(&PostParams::default(), &minimal_model("m"))
+        .await
+        .expect("create");
+    wait_for(&mds, "m", "become Healthy", TIMEOUT, is_healthy).await;
+    let events = Api::<Event>::namespaced(admin.clone(), w)
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    assert!(
+        events
+            .items
+            .iter()
+            .any(|e| e.reason.as_deref() == Some("RolloutComplete")),
+        "the operator could not record events"
+    );
+
+    // Outside its namespaces it may do nothing.
+    forbidden(
+        "list ModelDeployments cluster-wide",
+        Api::<ModelDeployment>::all(op.clone())
+            .list(&ListParams::default())
+            .await,
+    );
+    forbidden(
+        "list ModelDeployments in another namespace",
+        Api::<ModelDeployment>::namespaced(op.clone(), o)
+            .list(&ListParams::default())
+            .await,
+    );
+    forbidden(
+        "create a Deployment in another namespace",
+        Api::<Deployment>::namespaced(op.clone(), o)
+            .patch(
+                "intruder",
+                &PatchParams::apply("model-operator").force(),
+                &Patch::Apply(a_deployment()),
+            )
+            .await,
+    );
+    forbidden(
+        "read a Secret in another namespace",
+        Api::<Secret>::namespaced(op.clone(), o)
+            .get("prometheus-token")
+            .await,
+    );
+    forbidden(
+        "list Secrets in its own namespace",
+        Api::<Secret>::namespaced(op.clone(), w)
+            .list(&ListParams::default())
+            .await,
+    );
+    forbidden(
+        "list namespaces",
+        Api::<Namespace>::all(op.clone())
+            .list(&ListParams::default())
+            .await,
+    );
+    allowed(
+        "read a Secret by name in its namespace",
+        Api::<Secret>::namespaced(op, w)
+            .get("prometheus-token")
+            .await,
+    );
+
+    // Told to watch a namespace it has no Role in, it stops at once and
+    // says why.
+    let refused = Operator::start_as(
+        &kubeconfig,
+        o,
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--health-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    let start = Instant::now();
+    while !refused.logs().contains("forbidden") {
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "the operator did not report being forbidden:\n{}",
+            refused.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
