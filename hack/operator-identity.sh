@@ -14,8 +14,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 bin="$root/.local/bin"
 admin="$root/.local/kubeconfig"
 out="$root/.local/operator-kubeconfig"
-release=model-operator
-namespace=model-operator-e2e
+release=model-operator  # tests/support/identity.rs: E2E_RELEASE
+namespace=model-operator-e2e  # and E2E_NAMESPACE
 values=(--set replicas=0 --set crds.install=false)
 
 log() { echo "operator-identity: $*" >&2; }

@@ -205,6 +205,7 @@ async fn namespaced_the_operator_serves_its_namespaces_and_nothing_else() {
 
     // The operator, as this identity, runs a model in its namespace: the
     // Role is enough for children, revisions, pods, status and events.
+    support::identity::grant_leader_election(&ops.name, "model-operator", w);
     let _operator = Operator::start_as(
         &kubeconfig,
         w,

@@ -7,6 +7,11 @@ use std::time::Duration;
 
 use super::{kubeconfig_path, kubectl, repo_root};
 
+/// Where hack/operator-identity.sh installs the chart's ServiceAccount and
+/// RBAC, and the release's (and ServiceAccount's) name.
+pub const E2E_NAMESPACE: &str = "model-operator-e2e";
+pub const E2E_RELEASE: &str = "model-operator";
+
 /// hack/operator-identity.sh asks for 24-hour tokens; an hour of margin.
 const TOKEN_LIFETIME: Duration = Duration::from_secs(23 * 3600);
 
@@ -75,4 +80,48 @@ pub fn service_account_kubeconfig(namespace: &str, name: &str) -> PathBuf {
     let path = dir.join(format!("{namespace}-{name}.yaml"));
     std::fs::write(&path, config.to_string()).expect("write kubeconfig");
     path
+}
+
+/// The chart grants leader election on Leases in the release namespace only,
+/// but an e2e operator keeps its Lease in its test namespace (so tests
+/// running at once do not elect one leader among them). This copies the
+/// release's leader-election Role, as the chart rendered it, into
+/// `namespace` and binds it to the release's ServiceAccount: the chart's
+/// rules, in the namespace the test uses as its "release namespace".
+pub fn grant_leader_election(release_namespace: &str, release: &str, namespace: &str) {
+    let name = format!("{release}-leader-election");
+    let out = kubectl(&["-n", release_namespace, "get", "role", &name, "-o", "json"]);
+    assert!(
+        out.status.success(),
+        "the chart's leader-election Role {release_namespace}/{name}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let role: serde_json::Value = serde_json::from_slice(&out.stdout).expect("Role JSON");
+    let objects = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "List",
+        "items": [
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+                "metadata": {"name": name, "namespace": namespace},
+                "rules": role["rules"],
+            },
+            {
+                "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                "metadata": {"name": name, "namespace": namespace},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+                "subjects": [{"kind": "ServiceAccount", "name": release, "namespace": release_namespace}],
+            },
+        ],
+    });
+    let dir = repo_root().join("target/e2e-kubeconfigs");
+    std::fs::create_dir_all(&dir).expect("kubeconfig dir");
+    let path = dir.join(format!("{namespace}-leader-election.json"));
+    std::fs::write(&path, objects.to_string()).expect("write RBAC");
+    let out = kubectl(&["apply", "-f", &path.to_string_lossy()]);
+    assert!(
+        out.status.success(),
+        "grant leader election in {namespace}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -245,7 +245,15 @@ impl Operator {
     }
 
     pub fn start_with(namespace: &str, args: &[&str]) -> Self {
-        Self::start_as(&operator_kubeconfig(), namespace, args)
+        let kubeconfig = operator_kubeconfig();
+        if kubeconfig != kubeconfig_path() {
+            identity::grant_leader_election(
+                identity::E2E_NAMESPACE,
+                identity::E2E_RELEASE,
+                namespace,
+            );
+        }
+        Self::start_as(&kubeconfig, namespace, args)
     }
 
     /// With the given kubeconfig's identity instead of the chart's
