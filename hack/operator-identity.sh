@@ -41,6 +41,14 @@ if [ "$wanted" != "$current" ]; then
   log "installed the chart's RBAC (release $release in namespace $namespace)"
 fi
 
+# The API server's authorizer learns of new bindings through a watch: wait
+# until it has, or the first operators started would be refused.
+user=system:serviceaccount:$namespace:$release
+for _ in $(seq 100); do
+  kubectl auth can-i list modeldeployments.mlops.dev --all-namespaces --as "$user" >/dev/null && break
+  sleep 0.1
+done
+
 # A fresh token every run; 24 hours covers a day of `cargo test` by hand
 # (tests/support ignores an older file and says so).
 token=$(kubectl -n "$namespace" create token "$release" --duration 24h)
@@ -57,15 +65,15 @@ clusters:
     server: $server
     certificate-authority-data: $ca
 users:
-- name: system:serviceaccount:$namespace:$release
+- name: $user
   user:
     token: $token
 contexts:
 - name: operator
   context:
     cluster: local
-    user: system:serviceaccount:$namespace:$release
+    user: $user
 current-context: operator
 YAML
 mv "$tmp" "$out"
-log "wrote $out (system:serviceaccount:$namespace:$release)"
+log "wrote $out ($user)"

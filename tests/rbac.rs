@@ -21,7 +21,7 @@ use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchP
 use model_operator::api::{ModelDeployment, Phase};
 use serde_json::json;
 use support::helm::{Release, chart};
-use support::identity::service_account_kubeconfig;
+use support::identity::{service_account_kubeconfig, wait_authorized};
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(60);
@@ -34,6 +34,21 @@ fn install_identity(ns: &str, sets: &[&str]) -> (Release, PathBuf) {
         args.extend(["--set", set]);
     }
     let release = Release::install("model-operator", ns, &chart(), &args);
+    let user = format!("system:serviceaccount:{ns}:model-operator");
+    let scope = match sets
+        .iter()
+        .find_map(|s| s.strip_prefix("watchNamespaces={"))
+    {
+        Some(list) => vec![
+            "-n",
+            list.trim_end_matches('}').split(',').next().unwrap_or(ns),
+        ],
+        None => vec!["--all-namespaces"],
+    };
+    wait_authorized(
+        &user,
+        &[&["list", "modeldeployments.mlops.dev"][..], &scope].concat(),
+    );
     (release, service_account_kubeconfig(ns, "model-operator"))
 }
 

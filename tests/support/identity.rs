@@ -124,4 +124,28 @@ pub fn grant_leader_election(release_namespace: &str, release: &str, namespace: 
         "grant leader election in {namespace}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
+    let user = format!("system:serviceaccount:{release_namespace}:{release}");
+    wait_authorized(
+        &user,
+        &["get", "leases.coordination.k8s.io", "-n", namespace],
+    );
+}
+
+/// Waits until the API server's authorizer has seen a new binding: it
+/// learns of RBAC objects through a watch, so a request made right after
+/// creating one may still be refused (an operator would exit at once).
+pub fn wait_authorized(user: &str, can_i: &[&str]) {
+    let start = std::time::Instant::now();
+    loop {
+        let out = kubectl(&[&["auth", "can-i", "--as", user][..], can_i].concat());
+        if out.status.success() {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "{user} still may not {can_i:?}: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
 }
