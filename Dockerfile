@@ -12,7 +12,8 @@ COPY benches ./benches
 COPY src ./src
 RUN cargo build --release --locked --bin model-operator
 
-# No shell, no package manager; uid/gid 65532 ("nonroot").
+# No shell, no package manager; CA certificates (for an HTTPS Prometheus or
+# webhook); uid/gid 65532 ("nonroot").
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /src/target/release/model-operator /model-operator
 # Numeric, so runAsNonRoot can verify it without a passwd lookup.
