@@ -3,7 +3,8 @@
 //!
 //! The module tree is the reconcile pipeline: `api` (the resource), `validate`,
 //! `resources` (pure builders), `rollout` (pure decisions) and `controller`
-//! (apply, status, events, the loop).
+//! (apply, status, events, the loop); `leader` elects the one replica that
+//! reconciles.
 #![forbid(unsafe_code)]
 
 pub mod alerts;
@@ -11,6 +12,7 @@ pub mod analysis;
 pub mod api;
 pub mod controller;
 pub mod http;
+pub mod leader;
 pub mod metrics;
 pub mod quantity;
 pub mod resources;

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use model_operator::controller::{self, Settings};
+use model_operator::leader::{self, Election, ElectionArgs};
 use model_operator::telemetry::{self, LogFormat};
 
 /// Runs machine-learning models in production safely.
@@ -32,6 +33,8 @@ enum Command {
         /// Where `/healthz` and `/readyz` listen (may equal --metrics-addr).
         #[arg(long, env = "HEALTH_ADDR", default_value = "127.0.0.1:8081")]
         health_addr: std::net::SocketAddr,
+        #[command(flatten)]
+        election: ElectionArgs,
     },
     /// Print the ModelDeployment CustomResourceDefinition as YAML.
     Crd,
@@ -55,8 +58,16 @@ fn main() -> ExitCode {
             namespaces,
             metrics_addr,
             health_addr,
+            election,
         } => {
             telemetry::init(log_format);
+            let election = match Election::from_args(election) {
+                Ok(e) => e,
+                Err(e) => {
+                    tracing::error!(error = %e, "invalid flags");
+                    return ExitCode::FAILURE;
+                }
+            };
             let (ready, ready_rx) = tokio::sync::watch::channel(false);
             let settings = Settings {
                 concurrency,
@@ -64,13 +75,14 @@ fn main() -> ExitCode {
                 metrics: Default::default(),
                 ready,
             };
-            run(settings, metrics_addr, health_addr, ready_rx)
+            run(settings, election, metrics_addr, health_addr, ready_rx)
         }
     }
 }
 
 fn run(
     settings: Settings,
+    election: Option<Election>,
     metrics_addr: std::net::SocketAddr,
     health_addr: std::net::SocketAddr,
     ready: tokio::sync::watch::Receiver<bool>,
@@ -99,12 +111,27 @@ fn run(
                 tracing::error!(error = %e, "metrics and health endpoints stopped");
             }
         });
-        let result = controller::run(client, settings).await;
+        let result = match election {
+            Some(election) => {
+                let status = leader::Status {
+                    metrics: settings.metrics.clone(),
+                    ready: settings.ready.clone(),
+                };
+                leader::run(client, election, status, |client| {
+                    controller::run(client, settings)
+                })
+                .await
+            }
+            None => {
+                settings.metrics.leader.set(1);
+                controller::run(client, settings).await.map_err(Into::into)
+            }
+        };
         endpoints.abort();
         match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
-                tracing::error!(error = %e, "controller stopped");
+                tracing::error!(error = %e, "operator stopped");
                 ExitCode::FAILURE
             }
         }

@@ -53,6 +53,9 @@ pub struct Metrics {
     pub analysis_value: Family<MetricValueLabels, Gauge<f64, AtomicU64>>,
     pub analysis_checks: Family<CheckLabels, Counter>,
     pub alert_deliveries: Family<DeliveryLabels, Counter>,
+    /// 1 while this replica holds the leader lease (or runs without leader
+    /// election), 0 while it stands by.
+    pub leader: Gauge,
     pub registry: Registry,
 }
 
@@ -91,6 +94,12 @@ impl Default for Metrics {
             "Alert deliveries by channel and result",
             alert_deliveries.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica is the one that reconciles",
+            leader.clone(),
+        );
         Self {
             reconciles,
             reconcile_duration,
@@ -98,6 +107,7 @@ impl Default for Metrics {
             analysis_value,
             analysis_checks,
             alert_deliveries,
+            leader,
             registry,
         }
     }
