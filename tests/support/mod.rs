@@ -245,6 +245,12 @@ impl Operator {
     }
 
     pub fn start_with(namespace: &str, args: &[&str]) -> Self {
+        Self::start_replica(namespace, "", args)
+    }
+
+    /// One of several replicas in a namespace, each with its own log file
+    /// (`replica` names it; empty for the only one).
+    pub fn start_replica(namespace: &str, replica: &str, args: &[&str]) -> Self {
         let kubeconfig = operator_kubeconfig();
         if kubeconfig != kubeconfig_path() {
             identity::grant_leader_election(
@@ -253,15 +259,24 @@ impl Operator {
                 namespace,
             );
         }
-        Self::start_as(&kubeconfig, namespace, args)
+        Self::spawn(&kubeconfig, namespace, replica, args)
     }
 
     /// With the given kubeconfig's identity instead of the chart's
     /// ServiceAccount.
     pub fn start_as(kubeconfig: &Path, namespace: &str, args: &[&str]) -> Self {
+        Self::spawn(kubeconfig, namespace, "", args)
+    }
+
+    fn spawn(kubeconfig: &Path, namespace: &str, replica: &str, args: &[&str]) -> Self {
         let log_dir = repo_root().join("target/e2e-logs");
         std::fs::create_dir_all(&log_dir).expect("log dir");
-        let log = log_dir.join(format!("{namespace}.log"));
+        let suffix = if replica.is_empty() {
+            String::new()
+        } else {
+            format!("-{replica}")
+        };
+        let log = log_dir.join(format!("{namespace}{suffix}.log"));
         let args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let child = spawn_operator(namespace, &log, &args, kubeconfig);
         Self {
@@ -278,6 +293,34 @@ impl Operator {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
+        }
+    }
+
+    /// Sends a signal (`TERM`, `STOP`, `CONT`, ...) with the real kill(1).
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("the operator is running");
+        let status = Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} failed");
+    }
+
+    /// Waits for the process to end by itself; its exit status.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> std::process::ExitStatus {
+        let start = Instant::now();
+        let child = self.child.as_mut().expect("the operator was started");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the operator") {
+                self.child = None;
+                return status;
+            }
+            assert!(
+                start.elapsed() < timeout,
+                "the operator still runs after {timeout:?}; log {}",
+                self.log.display()
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
 
@@ -336,6 +379,9 @@ fn spawn_operator(namespace: &str, log: &Path, args: &[String], kubeconfig: &Pat
         .args(["run", "--namespace", namespace])
         .args(args)
         .env("KUBECONFIG", kubeconfig)
+        // A Lease per test namespace, so tests running at once do not elect
+        // one leader among them (--lease-namespace overrides it).
+        .env("LEASE_NAMESPACE", namespace)
         .env(
             "RUST_LOG",
             std::env::var("OPERATOR_LOG").unwrap_or_else(|_| "info,kube=warn".into()),

@@ -1,0 +1,462 @@
+//! Two operator replicas on the real control plane: one leads, the other
+//! stands by without writing; killing, stopping (SIGTERM) or freezing the
+//! leader hands over without double writes, even mid-rollout.
+
+mod support;
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use model_operator::api::{ModelDeployment, Outcome, Phase};
+use serde_json::json;
+use support::*;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Shorter than the defaults (15s/10s/2s) so a takeover after a kill fits
+/// the tests' patience; the same proportions.
+const LEASE_TIMING: [&str; 6] = [
+    "--lease-duration",
+    "10s",
+    "--renew-deadline",
+    "6s",
+    "--retry-period",
+    "2s",
+];
+
+struct Replica {
+    operator: Operator,
+    metrics: String,
+    health: String,
+}
+
+impl Replica {
+    fn start(namespace: &str, name: &str) -> Self {
+        let metrics = format!("127.0.0.1:{}", free_port());
+        let health = format!("127.0.0.1:{}", free_port());
+        let mut args = vec!["--metrics-addr", &metrics, "--health-addr", &health];
+        args.extend(LEASE_TIMING);
+        let operator = Operator::start_replica(namespace, name, &args);
+        Self {
+            operator,
+            metrics,
+            health,
+        }
+    }
+
+    /// The sum of a metric's samples; `None` when `/metrics` does not answer.
+    async fn metric(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(format!("http://{}/metrics", self.metrics))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        Some(
+            text.lines()
+                .filter(|l| l.starts_with(name) && !l.starts_with('#'))
+                .filter(|l| l[name.len()..].starts_with([' ', '{']))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum(),
+        )
+    }
+
+    async fn leads(&self) -> Option<bool> {
+        Some(self.metric("model_operator_leader").await? == 1.0)
+    }
+
+    async fn ready(&self) -> bool {
+        reqwest::get(format!("http://{}/readyz", self.health))
+            .await
+            .is_ok_and(|r| r.status().is_success())
+    }
+}
+
+/// Polls `check` until it yields a value, or panics after `timeout`.
+async fn until<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    timeout: Duration,
+    check: impl Fn() -> F,
+) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out after {timeout:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn holder(leases: &Api<Lease>) -> Option<String> {
+    leases
+        .get_opt("model-operator")
+        .await
+        .ok()??
+        .spec?
+        .holder_identity
+}
+
+struct Setup {
+    client: Client,
+    ns: TestNamespace,
+    replicas: [Replica; 2],
+    mds: Api<ModelDeployment>,
+    deployments: Api<Deployment>,
+    leases: Api<Lease>,
+}
+
+async fn setup(prefix: &str) -> Setup {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, prefix).await;
+    let replicas = [Replica::start(&ns.name, "a"), Replica::start(&ns.name, "b")];
+    Setup {
+        mds: Api::namespaced(client.clone(), &ns.name),
+        deployments: Api::namespaced(client.clone(), &ns.name),
+        leases: Api::namespaced(client.clone(), &ns.name),
+        client,
+        ns,
+        replicas,
+    }
+}
+
+impl Setup {
+    /// Waits until exactly one replica leads and the Lease names a holder:
+    /// (the leader's index, the holder's identity).
+    async fn elected(&self) -> (usize, String) {
+        until("one replica leads", TIMEOUT, || async {
+            let a = self.replicas[0].leads().await?;
+            let b = self.replicas[1].leads().await?;
+            let holder = holder(&self.leases).await?;
+            match (a, b) {
+                (true, false) => Some((0, holder)),
+                (false, true) => Some((1, holder)),
+                _ => None,
+            }
+        })
+        .await
+    }
+
+    /// Waits until the replica `index` leads under a holder other than
+    /// `old`; its identity.
+    async fn taken_over(&self, index: usize, old: &str) -> String {
+        until("the standby takes the lease over", TIMEOUT, || async {
+            let holder = holder(&self.leases).await?;
+            (holder != old && self.replicas[index].leads().await?).then_some(holder)
+        })
+        .await
+    }
+
+    async fn create(&self, version: &str, progress_deadline: i32) {
+        let md: ModelDeployment = serde_json::from_value(json!({
+            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"},
+            "spec": {"model": {"version": version}, "server": {"image": "srv:1"}, "replicas": 2,
+                "rollout": {"maxSurge": 1, "maxUnavailable": 0, "progressDeadlineSeconds": progress_deadline}},
+        }))
+        .unwrap();
+        self.mds
+            .create(&PostParams::default(), &md)
+            .await
+            .expect("create");
+    }
+
+    /// A new model version; `simulate` makes its pods misbehave.
+    async fn set(&self, version: &str, simulate: Option<&str>) {
+        let patch = json!({"spec": {"model": {"version": version},
+            "podMetadata": {"labels": {"mlops.dev/simulate": simulate}}}});
+        self.mds
+            .patch("m", &PatchParams::default(), &Patch::Merge(patch))
+            .await
+            .expect("patch");
+    }
+
+    async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment {
+        wait_for(&self.mds, "m", what, TIMEOUT, |m| {
+            m.status.as_ref().and_then(|s| s.observed_generation) == m.metadata.generation && ok(m)
+        })
+        .await
+    }
+
+    async fn wait_template(&self, revision: i64) -> Deployment {
+        wait_for(
+            &self.deployments,
+            "m",
+            &format!("run revision {revision}"),
+            TIMEOUT,
+            |d| model_operator::resources::revision_of(d) == Some(revision),
+        )
+        .await
+    }
+
+    /// RolledBack Events, counting repeats folded into an event series.
+    async fn rollback_events(&self) -> i32 {
+        Api::<Event>::namespaced(self.client.clone(), &self.ns.name)
+            .list(&ListParams::default())
+            .await
+            .expect("list events")
+            .items
+            .iter()
+            .filter(|e| e.reason.as_deref() == Some("RolledBack"))
+            .map(|e| e.series.as_ref().map_or(1, |s| s.count))
+            .sum()
+    }
+
+    async fn revision_objects(&self) -> Vec<i64> {
+        let mut numbers: Vec<i64> =
+            Api::<ControllerRevision>::namespaced(self.client.clone(), &self.ns.name)
+                .list(&ListParams::default())
+                .await
+                .expect("list revisions")
+                .items
+                .iter()
+                .map(|c| c.revision)
+                .collect();
+        numbers.sort();
+        numbers
+    }
+}
+
+fn history(m: &ModelDeployment) -> Vec<(i64, Outcome)> {
+    m.status
+        .as_ref()
+        .map(|s| s.history.iter().map(|e| (e.revision, e.outcome)).collect())
+        .unwrap_or_default()
+}
+
+fn outcome(m: &ModelDeployment, revision: i64) -> Option<Outcome> {
+    history(m)
+        .into_iter()
+        .find(|(r, _)| *r == revision)
+        .map(|(_, o)| o)
+}
+
+fn phase(m: &ModelDeployment) -> Option<Phase> {
+    m.status.as_ref()?.phase
+}
+
+fn healthy_at(revision: i64) -> impl Fn(&ModelDeployment) -> bool {
+    move |m| {
+        phase(m) == Some(Phase::Healthy)
+            && outcome(m, revision) == Some(Outcome::Stable)
+            && m.status.as_ref().and_then(|s| s.current_revision) == Some(revision)
+    }
+}
+
+fn rolled_back(revision: i64) -> impl Fn(&ModelDeployment) -> bool {
+    move |m| {
+        phase(m) == Some(Phase::RolledBack) && outcome(m, revision) == Some(Outcome::RolledBack)
+    }
+}
+
+fn revisions(m: &ModelDeployment) -> (Option<i64>, Option<i64>, Option<i64>) {
+    let s = m.status.as_ref().expect("status");
+    (s.current_revision, s.stable_revision, s.update_revision)
+}
+
+#[tokio::test]
+async fn two_replicas_elect_one_leader_and_fail_over_when_it_is_killed() {
+    let mut s = setup("le-kill").await;
+    let (leader, identity) = s.elected().await;
+    let standby = 1 - leader;
+
+    s.create("1", 600).await;
+    s.wait("make revision 1 stable", healthy_at(1)).await;
+
+    // The standby stands by: ready for its Service, but it has never
+    // reconciled, and reconciles are where every write of the operator
+    // happens.
+    assert_eq!(s.replicas[standby].leads().await, Some(false));
+    until("the standby is ready", TIMEOUT, || async {
+        s.replicas[standby].ready().await.then_some(())
+    })
+    .await;
+    assert_eq!(
+        s.replicas[standby]
+            .metric("model_operator_reconciles_total")
+            .await,
+        Some(0.0),
+        "the standby reconciled"
+    );
+    assert!(
+        s.replicas[leader]
+            .metric("model_operator_reconciles_total")
+            .await
+            .is_some_and(|n| n > 0.0)
+    );
+    assert_eq!(holder(&s.leases).await.as_deref(), Some(identity.as_str()));
+
+    // SIGKILL: no hand-over; the standby waits out the lease.
+    s.replicas[leader].operator.kill();
+    let killed = Instant::now();
+    let successor = s.taken_over(standby, &identity).await;
+    println!(
+        "takeover after a kill: {:?} ({identity} -> {successor})",
+        killed.elapsed()
+    );
+
+    // The new leader reconciles new changes.
+    s.set("2", None).await;
+    let m = s.wait("make revision 2 stable", healthy_at(2)).await;
+    assert_eq!(
+        history(&m),
+        vec![(1, Outcome::Superseded), (2, Outcome::Stable)]
+    );
+    assert!(s.replicas[standby].ready().await);
+}
+
+#[tokio::test]
+async fn sigterm_hands_the_lease_over() {
+    let mut s = setup("le-term").await;
+    let (leader, identity) = s.elected().await;
+    let standby = 1 - leader;
+    s.create("1", 600).await;
+    s.wait("make revision 1 stable", healthy_at(1)).await;
+
+    s.replicas[leader].operator.signal("TERM");
+    let stopped = Instant::now();
+    let status = s.replicas[leader]
+        .operator
+        .wait_exit(Duration::from_secs(30))
+        .await;
+    assert!(status.success(), "a graceful stop exits 0: {status}");
+    assert!(
+        s.replicas[leader]
+            .operator
+            .logs()
+            .contains("released the lease"),
+        "the leader released the lease:\n{}",
+        s.replicas[leader].operator.logs()
+    );
+    let successor = s.taken_over(standby, &identity).await;
+    // Figures, not assertions: about one retry period, not a lease duration.
+    println!(
+        "hand-over after SIGTERM: {:?} ({identity} -> {successor})",
+        stopped.elapsed()
+    );
+    s.set("2", None).await;
+    s.wait("make revision 2 stable", healthy_at(2)).await;
+}
+
+/// The leader starts a bad rollout; it dies before or after deciding; the
+/// rollout ends rolled back exactly once.
+async fn assert_rolled_back_once(s: &Setup) {
+    let m = s.wait("roll revision 2 back", rolled_back(2)).await;
+    s.wait_template(1).await;
+    assert_eq!(revisions(&m), (Some(1), Some(1), Some(2)));
+    assert_eq!(
+        history(&m),
+        vec![(1, Outcome::Stable), (2, Outcome::RolledBack)],
+        "no duplicates or gaps"
+    );
+    assert_eq!(s.revision_objects().await, vec![1, 2]);
+    // The Event is recorded after the status: wait for it, then count.
+    until("the rollback Event is recorded", TIMEOUT, || async {
+        (s.rollback_events().await > 0).then_some(())
+    })
+    .await;
+    assert_eq!(s.rollback_events().await, 1, "one rollback, one Event");
+}
+
+fn at_freeze(m: &ModelDeployment) -> &'static str {
+    if outcome(m, 2) == Some(Outcome::RolledBack) {
+        "after the old leader had decided the rollback"
+    } else {
+        "before the rollback was decided"
+    }
+}
+
+/// Crash-looping pods are judged within a fraction of a second here, too
+/// fast to aim a kill between the start of a rollout and its verdict; pods
+/// that never get ready fail at the progress deadline, which leaves a window.
+#[tokio::test]
+async fn killing_the_leader_mid_rollout_rolls_back_exactly_once() {
+    let mut s = setup("le-rollout-kill").await;
+    let (leader, identity) = s.elected().await;
+    s.create("1.0", 15).await;
+    s.wait("make revision 1 stable", healthy_at(1)).await;
+
+    s.set("2.0", Some("never-ready")).await;
+    // The leader has started the rollout: kill it at once.
+    s.wait_template(2).await;
+    s.replicas[leader].operator.kill();
+    let m = s.mds.get("m").await.expect("get");
+    assert_eq!(
+        outcome(&m, 2),
+        Some(Outcome::Progressing),
+        "killed mid-rollout"
+    );
+
+    s.taken_over(1 - leader, &identity).await;
+    assert_rolled_back_once(&s).await;
+}
+
+/// A partition without a network: SIGSTOP freezes the leader mid-rollout,
+/// the standby takes over and rolls back; the old leader, thawed, must find
+/// its lease gone and exit without writing.
+#[tokio::test]
+async fn a_frozen_leader_thawed_after_the_takeover_writes_nothing() {
+    let mut s = setup("le-rollout-freeze").await;
+    let (leader, identity) = s.elected().await;
+    s.create("1.0", 600).await;
+    s.wait("make revision 1 stable", healthy_at(1)).await;
+
+    s.set("2.0", Some("crash-loop")).await;
+    s.wait_template(2).await;
+    s.replicas[leader].operator.signal("STOP");
+    let m = s.mds.get("m").await.expect("get");
+    println!("the leader was frozen {}", at_freeze(&m));
+
+    s.taken_over(1 - leader, &identity).await;
+    assert_rolled_back_once(&s).await;
+    let before = s.mds.get("m").await.expect("get");
+    let generation = s
+        .deployments
+        .get("m")
+        .await
+        .expect("get")
+        .metadata
+        .generation;
+
+    s.replicas[leader].operator.signal("CONT");
+    let status = s.replicas[leader]
+        .operator
+        .wait_exit(Duration::from_secs(60))
+        .await;
+    let logs = s.replicas[leader].operator.logs();
+    assert!(
+        !status.success(),
+        "a leader that lost its lease exits non-zero"
+    );
+    assert!(logs.contains("lost the leader lease"), "{logs}");
+    println!(
+        "writes the thawed leader tried and the fence refused: {}",
+        logs.matches("write refused").count()
+    );
+
+    // Nothing the old leader might have written shows: the same history, the
+    // same Deployment spec, still one rollback.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = s.mds.get("m").await.expect("get");
+    assert_eq!(history(&after), history(&before));
+    assert_eq!(revisions(&after), revisions(&before));
+    assert_eq!(
+        s.deployments
+            .get("m")
+            .await
+            .expect("get")
+            .metadata
+            .generation,
+        generation,
+        "the Deployment was not rewritten"
+    );
+    assert_eq!(s.rollback_events().await, 1);
+}
