@@ -264,12 +264,8 @@ fn revisions(m: &ModelDeployment) -> (Option<i64>, Option<i64>, Option<i64>) {
 
 #[tokio::test]
 async fn two_replicas_elect_one_leader_and_fail_over_when_it_is_killed() {
-    let mut s = setup("le-kill").await;
-    let (leader, identity) = s.elected().await;
+    let (mut s, leader, identity) = stable("le-kill", 600).await;
     let standby = 1 - leader;
-
-    s.create("1", 600).await;
-    s.wait("make revision 1 stable", healthy_at(1)).await;
 
     // The standby stands by: ready for its Service, but it has never
     // reconciled, and reconciles are where every write of the operator
@@ -315,11 +311,8 @@ async fn two_replicas_elect_one_leader_and_fail_over_when_it_is_killed() {
 
 #[tokio::test]
 async fn sigterm_hands_the_lease_over() {
-    let mut s = setup("le-term").await;
-    let (leader, identity) = s.elected().await;
+    let (mut s, leader, identity) = stable("le-term", 600).await;
     let standby = 1 - leader;
-    s.create("1", 600).await;
-    s.wait("make revision 1 stable", healthy_at(1)).await;
 
     s.replicas[leader].operator.signal("TERM");
     let stopped = Instant::now();
@@ -346,8 +339,30 @@ async fn sigterm_hands_the_lease_over() {
     s.wait("make revision 2 stable", healthy_at(2)).await;
 }
 
-/// The leader starts a bad rollout; it dies before or after deciding; the
-/// rollout ends rolled back exactly once.
+/// Two replicas, one elected, and revision 1 stable: (setup, the leader's
+/// index, its identity).
+async fn stable(prefix: &str, progress_deadline: i32) -> (Setup, usize, String) {
+    let s = setup(prefix).await;
+    let (leader, identity) = s.elected().await;
+    s.create("1", progress_deadline).await;
+    s.wait("make revision 1 stable", healthy_at(1)).await;
+    (s, leader, identity)
+}
+
+/// Two replicas, revision 1 stable, then a bad revision 2 that the leader
+/// has just started rolling out: (setup, the leader's index, its identity).
+/// Its pods never get ready, so it fails at a 15 s progress deadline: a
+/// window to hit the leader before the verdict. (Crash-looping pods are
+/// judged here within a fraction of a second of the new template, too fast
+/// to aim at.)
+async fn bad_rollout(prefix: &str) -> (Setup, usize, String) {
+    let (s, leader, identity) = stable(prefix, 15).await;
+    s.set("2", Some("never-ready")).await;
+    s.wait_template(2).await;
+    (s, leader, identity)
+}
+
+/// The rollout ends rolled back exactly once, by whichever replica.
 async fn assert_rolled_back_once(s: &Setup) {
     let m = s.wait("roll revision 2 back", rolled_back(2)).await;
     s.wait_template(1).await;
@@ -366,34 +381,17 @@ async fn assert_rolled_back_once(s: &Setup) {
     assert_eq!(s.rollback_events().await, 1, "one rollback, one Event");
 }
 
-fn at_freeze(m: &ModelDeployment) -> &'static str {
-    if outcome(m, 2) == Some(Outcome::RolledBack) {
-        "after the old leader had decided the rollback"
-    } else {
-        "before the rollback was decided"
-    }
+/// Revision 2 has started and is undecided.
+async fn assert_mid_rollout(s: &Setup) {
+    let m = s.mds.get("m").await.expect("get");
+    assert_eq!(outcome(&m, 2), Some(Outcome::Progressing), "mid-rollout");
 }
 
-/// Crash-looping pods are judged within a fraction of a second here, too
-/// fast to aim a kill between the start of a rollout and its verdict; pods
-/// that never get ready fail at the progress deadline, which leaves a window.
 #[tokio::test]
 async fn killing_the_leader_mid_rollout_rolls_back_exactly_once() {
-    let mut s = setup("le-rollout-kill").await;
-    let (leader, identity) = s.elected().await;
-    s.create("1.0", 15).await;
-    s.wait("make revision 1 stable", healthy_at(1)).await;
-
-    s.set("2.0", Some("never-ready")).await;
-    // The leader has started the rollout: kill it at once.
-    s.wait_template(2).await;
+    let (mut s, leader, identity) = bad_rollout("le-rollout-kill").await;
     s.replicas[leader].operator.kill();
-    let m = s.mds.get("m").await.expect("get");
-    assert_eq!(
-        outcome(&m, 2),
-        Some(Outcome::Progressing),
-        "killed mid-rollout"
-    );
+    assert_mid_rollout(&s).await;
 
     s.taken_over(1 - leader, &identity).await;
     assert_rolled_back_once(&s).await;
@@ -404,16 +402,9 @@ async fn killing_the_leader_mid_rollout_rolls_back_exactly_once() {
 /// its lease gone and exit without writing.
 #[tokio::test]
 async fn a_frozen_leader_thawed_after_the_takeover_writes_nothing() {
-    let mut s = setup("le-rollout-freeze").await;
-    let (leader, identity) = s.elected().await;
-    s.create("1.0", 600).await;
-    s.wait("make revision 1 stable", healthy_at(1)).await;
-
-    s.set("2.0", Some("crash-loop")).await;
-    s.wait_template(2).await;
+    let (mut s, leader, identity) = bad_rollout("le-rollout-freeze").await;
     s.replicas[leader].operator.signal("STOP");
-    let m = s.mds.get("m").await.expect("get");
-    println!("the leader was frozen {}", at_freeze(&m));
+    assert_mid_rollout(&s).await;
 
     s.taken_over(1 - leader, &identity).await;
     assert_rolled_back_once(&s).await;
