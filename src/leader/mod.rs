@@ -268,82 +268,67 @@ mod tests {
         }
     }
 
-    /// An API server that answers every request for the Lease with `answer`.
-    fn api_server(
-        answer: impl Fn() -> (u16, serde_json::Value) + Send + 'static,
-    ) -> (Api<Lease>, tokio::task::JoinHandle<()>) {
+    /// Runs `hold` against an API server that answers every read of the
+    /// Lease with `answer`, the fence open for `trusted`, and the crate
+    /// reporting `leading`; the reason it gave up. The fence must be closed.
+    async fn hold_until_lost(
+        answer: (u16, serde_json::Value),
+        trusted: Duration,
+        leading: bool,
+    ) -> String {
         use http::{Request, Response};
         use kube::client::Body;
         let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
         let server = tokio::spawn(async move {
             while let Some((request, send)) = handle.next_request().await {
                 assert_eq!(request.method(), http::Method::GET, "hold only reads");
-                let (code, body) = answer();
                 send.send_response(
                     Response::builder()
-                        .status(code)
-                        .body(Body::from(serde_json::to_vec(&body).expect("json")))
+                        .status(answer.0)
+                        .body(Body::from(serde_json::to_vec(&answer.1).expect("json")))
                         .expect("response"),
                 );
             }
         });
-        (Api::namespaced(Client::new(service, "ops"), "ops"), server)
+        let leases = Api::namespaced(Client::new(service, "ops"), "ops");
+        let fence = WriteFence::default();
+        fence.open_until(Instant::now() + trusted);
+        let (tx, mut reported) = watch::channel(true);
+        if !leading {
+            tx.send_replace(false);
+        }
+        let lost = hold(&leases, &election(), &fence, &mut reported).await;
+        server.abort();
+        assert!(!fence.allows_writes(), "the fence is closed");
+        match lost {
+            Error::Lost(why) => why,
+            other => panic!("{other}"),
+        }
     }
 
     #[tokio::test]
     async fn a_leader_whose_lease_another_replica_holds_stops_at_once() {
-        let (leases, server) = api_server(|| {
-            let lease = serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-                "metadata": {"name": "model-operator", "namespace": "ops"},
-                "spec": {"holderIdentity": "them-2", "renewTime": "2026-01-01T00:00:00.000000Z", "leaseDurationSeconds": 3}});
-            (200, lease)
-        });
-        let fence = WriteFence::default();
-        fence.open_until(Instant::now() + Duration::from_secs(60));
-        let (_tx, mut leading) = watch::channel(true);
-        let lost = hold(&leases, &election(), &fence, &mut leading).await;
-        assert!(
-            matches!(&lost, Error::Lost(why) if why.contains("another replica")),
-            "{lost}"
-        );
-        assert!(!fence.allows_writes());
-        server.abort();
+        let lease = serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
+            "metadata": {"name": "model-operator", "namespace": "ops"},
+            "spec": {"holderIdentity": "them-2", "renewTime": "2026-01-01T00:00:00.000000Z", "leaseDurationSeconds": 3}});
+        let why = hold_until_lost((200, lease), Duration::from_secs(60), true).await;
+        assert!(why.contains("another replica"), "{why}");
     }
 
     /// The API server is unreachable (errors): the crate would keep saying
     /// "leader"; the fence closes at the renew deadline all the same.
     #[tokio::test]
     async fn a_leader_that_cannot_confirm_its_lease_stops_at_the_renew_deadline() {
-        let (leases, server) = api_server(|| {
-            let status = serde_json::json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
-                "message": "etcd is down", "reason": "InternalError", "code": 500});
-            (500, status)
-        });
-        let fence = WriteFence::default();
-        fence.open_until(Instant::now() + election().renew_deadline);
-        let (_tx, mut leading) = watch::channel(true);
-        let lost = hold(&leases, &election(), &fence, &mut leading).await;
-        assert!(
-            matches!(&lost, Error::Lost(why) if why.contains("renew deadline")),
-            "{lost}"
-        );
-        assert!(!fence.allows_writes());
-        server.abort();
+        let status = serde_json::json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+            "message": "etcd is down", "reason": "InternalError", "code": 500});
+        let why = hold_until_lost((500, status), election().renew_deadline, true).await;
+        assert!(why.contains("renew deadline"), "{why}");
     }
 
     #[tokio::test]
     async fn a_leader_the_lease_manager_reports_deposed_stops() {
-        let (leases, server) = api_server(|| (500, serde_json::json!({})));
-        let fence = WriteFence::default();
-        fence.open_until(Instant::now() + Duration::from_secs(60));
-        let (tx, mut leading) = watch::channel(true);
-        tx.send_replace(false);
-        let lost = hold(&leases, &election(), &fence, &mut leading).await;
-        assert!(
-            matches!(&lost, Error::Lost(why) if why.contains("lease manager")),
-            "{lost}"
-        );
-        assert!(!fence.allows_writes());
-        server.abort();
+        let why =
+            hold_until_lost((500, serde_json::json!({})), Duration::from_secs(60), false).await;
+        assert!(why.contains("lease manager"), "{why}");
     }
 }
