@@ -19,7 +19,9 @@ pub struct ElectionArgs {
     /// Name of the Lease.
     #[arg(long, env = "LEASE_NAME", default_value = "model-operator")]
     pub lease_name: String,
-    /// Namespace of the Lease. Default: $POD_NAMESPACE, else `default`.
+    /// Namespace of the Lease. Default: $POD_NAMESPACE, else the client's
+    /// namespace (in a pod: its own; else the kubeconfig context's, or
+    /// `default`).
     #[arg(long, env = "LEASE_NAMESPACE")]
     pub lease_namespace: Option<String>,
     /// How long a lease stays valid after its last renewal: a crashed
@@ -49,7 +51,8 @@ fn seconds(value: &str) -> Result<Duration, String> {
 #[derive(Clone, Debug)]
 pub struct Election {
     pub lease_name: String,
-    pub namespace: String,
+    /// `None`: the client's namespace.
+    pub namespace: Option<String>,
     /// Unique per process: the host (pod) name plus a random suffix, so a
     /// restarted pod never mistakes its predecessor's lease for its own.
     pub identity: String,
@@ -74,8 +77,7 @@ impl Election {
         let namespace = args
             .lease_namespace
             .or_else(|| std::env::var("POD_NAMESPACE").ok())
-            .filter(|ns| !ns.is_empty())
-            .unwrap_or_else(|| "default".into());
+            .filter(|ns| !ns.is_empty());
         Ok(Some(Self {
             lease_name: args.lease_name,
             namespace,
@@ -84,6 +86,13 @@ impl Election {
             renew_deadline: deadline,
             retry_period: retry,
         }))
+    }
+
+    /// Where the Lease lives.
+    pub fn namespace<'a>(&'a self, client: &'a kube::Client) -> &'a str {
+        self.namespace
+            .as_deref()
+            .unwrap_or_else(|| client.default_namespace())
     }
 
     pub(super) fn params(&self) -> LeaseParams {
@@ -138,8 +147,8 @@ mod tests {
             )
         );
         assert_eq!(
-            (e.lease_name.as_str(), e.namespace.as_str()),
-            ("model-operator", "ops")
+            (e.lease_name.as_str(), e.namespace.as_deref()),
+            ("model-operator", Some("ops"))
         );
         let params = e.params();
         assert_eq!(params, LeaseParams::new(e.identity.clone(), 15, 13));

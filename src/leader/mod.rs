@@ -68,7 +68,7 @@ where
     F: Future<Output = Result<(), crate::controller::Error>>,
 {
     tracing::info!(identity = %election.identity, lease = %election.lease_name,
-        namespace = %election.namespace, "joining leader election");
+        namespace = election.namespace(&client), "joining leader election");
     let manager = tokio::select! {
         manager = campaign(&client, &election, &status) => manager?,
         () = shutdown_signal() => {
@@ -76,7 +76,7 @@ where
             return Ok(());
         }
     };
-    let leases = Api::<Lease>::namespaced(client.clone(), &election.namespace);
+    let leases = Api::<Lease>::namespaced(client.clone(), election.namespace(&client));
     let fence = WriteFence::default();
     // Not a single write before our renewal is confirmed.
     match confirm(&leases, &election).await {
@@ -134,7 +134,7 @@ async fn campaign(
         let manager = LeaseManager::new(
             client.clone(),
             &election.lease_name,
-            &election.namespace,
+            election.namespace(client),
             election.params(),
             LeaseCreateMode::AutoCreate,
         )
@@ -160,7 +160,7 @@ async fn campaign(
         }
         if !standing_by {
             standing_by = true;
-            let holder = Api::<Lease>::namespaced(client.clone(), &election.namespace)
+            let holder = Api::<Lease>::namespaced(client.clone(), election.namespace(client))
                 .get_opt(&election.lease_name)
                 .await
                 .ok()
@@ -260,7 +260,7 @@ mod tests {
     fn election() -> Election {
         Election {
             lease_name: "model-operator".into(),
-            namespace: "ops".into(),
+            namespace: Some("ops".into()),
             identity: "me-1".into(),
             lease_duration: Duration::from_secs(3),
             renew_deadline: Duration::from_secs(2),
