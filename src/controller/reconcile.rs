@@ -171,8 +171,10 @@ pub async fn reconcile(md: Arc<ModelDeployment>, ctx: Arc<Context>) -> Result<Ac
             revisions: &planned,
         };
         let status = derive(&observed, &now);
-        announce_transitions(&md, stored.as_ref(), &status, &ctx).await;
+        // Announced only once written: a refused write is retried, and its
+        // events must not repeat with every attempt.
         version = write_status(&md, &namespace, &status, version, &ctx).await?;
+        announce_transitions(&md, stored.as_ref(), &status, &ctx).await;
         stored = Some(status);
         announce_changes(&md, &decision.changes, &planned, &ctx).await;
         count_outcomes(&decision.changes, &ctx);
@@ -300,7 +302,8 @@ fn count_outcomes(changes: &[Change], ctx: &Context) {
     }
 }
 
-/// Announces and writes `status` when it differs from what is stored.
+/// Writes `status` when it differs from what is stored, then announces
+/// what changed (after the write, so a refused write repeats no event).
 async fn finish(
     md: &ModelDeployment,
     namespace: &str,
@@ -309,10 +312,10 @@ async fn finish(
     version: Option<String>,
     ctx: &Context,
 ) -> Result<(), Error> {
-    announce_transitions(md, stored, &status, ctx).await;
     if stored != Some(&status) {
         write_status(md, namespace, &status, version, ctx).await?;
     }
+    announce_transitions(md, stored, &status, ctx).await;
     Ok(())
 }
 
