@@ -37,6 +37,31 @@ pub fn usable(path: &Path) -> Result<(), String> {
             path.display()
         ));
     }
+    // A second local cluster (CLUSTER_NAME) has its own server: the token of
+    // the default cluster's ServiceAccount means nothing there.
+    let server = |config: &Path| {
+        std::fs::read_to_string(config).ok().and_then(|text| {
+            text.lines()
+                .find_map(|l| {
+                    l.trim()
+                        .strip_prefix("server:")
+                        .map(|s| s.trim().to_string())
+                })
+                .or_else(|| {
+                    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+                    json["clusters"][0]["cluster"]["server"]
+                        .as_str()
+                        .map(str::to_string)
+                })
+        })
+    };
+    if server(path) != server(&kubeconfig_path()) {
+        return Err(format!(
+            "{} is for another cluster than {}",
+            path.display(),
+            kubeconfig_path().display()
+        ));
+    }
     Ok(())
 }
 
