@@ -10,6 +10,7 @@
 pub mod alerts;
 pub mod analysis;
 pub mod api;
+pub mod client;
 pub mod controller;
 pub mod http;
 pub mod leader;

@@ -98,7 +98,7 @@ fn run(
         }
     };
     runtime.block_on(async {
-        let client = match kube::Client::try_default().await {
+        let client = match model_operator::client::counted(settings.metrics.clone()).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::error!(error = %e, "no Kubernetes configuration (kubeconfig or in-cluster)");

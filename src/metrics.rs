@@ -45,6 +45,14 @@ pub struct DeliveryLabels {
     pub result: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiRequestLabels {
+    /// Kubernetes verb: `get`, `list`, `watch`, `create`, `patch`, …
+    pub verb: String,
+    /// Plural resource, with `/subresource` (e.g. `modeldeployments/status`).
+    pub resource: String,
+}
+
 /// Counters and histograms, registered under the `model_operator` prefix.
 pub struct Metrics {
     pub reconciles: Family<ReconcileLabels, Counter>,
@@ -56,6 +64,7 @@ pub struct Metrics {
     /// 1 while this replica holds the leader lease (or runs without leader
     /// election), 0 while it stands by.
     pub leader: Gauge,
+    pub api_requests: Family<ApiRequestLabels, Counter>,
     pub registry: Registry,
 }
 
@@ -100,6 +109,12 @@ impl Default for Metrics {
             "1 while this replica is the one that reconciles",
             leader.clone(),
         );
+        let api_requests = Family::<ApiRequestLabels, Counter>::default();
+        registry.register(
+            "api_requests",
+            "Requests sent to the Kubernetes API server, by verb and resource (counted when sent)",
+            api_requests.clone(),
+        );
         Self {
             reconciles,
             reconcile_duration,
@@ -108,6 +123,7 @@ impl Default for Metrics {
             analysis_checks,
             alert_deliveries,
             leader,
+            api_requests,
             registry,
         }
     }

@@ -11,6 +11,8 @@ use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 use tokio::sync::watch;
 
+use super::index::Indexed;
+
 /// Caches of the operator's children (label-scoped watches), so a converged
 /// ModelDeployment is checked without a single API request.
 #[derive(Clone)]
@@ -18,8 +20,9 @@ pub struct Stores {
     pub deployments: Store<Deployment>,
     pub services: Store<Service>,
     pub hpas: Store<HorizontalPodAutoscaler>,
-    pub revisions: Store<ControllerRevision>,
-    pub pods: Store<Pod>,
+    /// Indexed by instance: every reconcile looks its revisions and pods up.
+    pub revisions: Indexed<ControllerRevision>,
+    pub pods: Indexed<Pod>,
     ready: watch::Receiver<bool>,
 }
 
@@ -30,8 +33,8 @@ impl Stores {
         deployments: Store<Deployment>,
         services: Store<Service>,
         hpas: Store<HorizontalPodAutoscaler>,
-        revisions: Store<ControllerRevision>,
-        pods: Store<Pod>,
+        revisions: Indexed<ControllerRevision>,
+        pods: Indexed<Pod>,
     ) -> Self {
         // `Store::wait_until_ready` wakes only the most recent of several
         // concurrent waiters (kube-runtime 5.0 keeps one waker per store), so
@@ -43,8 +46,8 @@ impl Stores {
             deployments.clone(),
             services.clone(),
             hpas.clone(),
-            revisions.clone(),
-            pods.clone(),
+            revisions.store.clone(),
+            pods.store.clone(),
         );
         tokio::spawn(async move {
             // A store's writer is only dropped at shutdown; then there is
@@ -75,24 +78,13 @@ impl Stores {
     }
 }
 
-/// Objects of one ModelDeployment (by the instance label) in a namespace.
-pub fn of_instance<K>(store: &Store<K>, namespace: &str, instance: &str) -> Vec<Arc<K>>
+/// Objects of one ModelDeployment (by the instance label) in a namespace:
+/// an index lookup, not a scan of the cache.
+pub fn of_instance<K>(indexed: &Indexed<K>, namespace: &str, instance: &str) -> Vec<Arc<K>>
 where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
-    store
-        .state()
-        .into_iter()
-        .filter(|o| {
-            o.meta().namespace.as_deref() == Some(namespace)
-                && o.meta()
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get(crate::resources::labels::INSTANCE))
-                    .map(String::as_str)
-                    == Some(instance)
-        })
-        .collect()
+    indexed.of_instance(namespace, instance)
 }
 
 /// Looks a child up by namespace and name.

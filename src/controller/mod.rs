@@ -7,6 +7,7 @@ mod context;
 mod drift;
 mod error;
 mod events;
+mod index;
 mod reconcile;
 mod revisions;
 mod status;
@@ -14,13 +15,14 @@ mod status;
 pub use conditions::{DEGRADED, PROGRESSING, READY};
 pub use context::{Context, Stores};
 pub use error::Error;
+pub use index::{Indexed, IndexedWriter, indexed_store};
 pub use reconcile::reconcile;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::{Stream, StreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Pod, Service};
@@ -111,10 +113,14 @@ async fn run_scope(
     let (deployments, deployment_events) = child_cache::<Deployment>(&client, namespace);
     let (services, service_events) = child_cache::<Service>(&client, namespace);
     let (hpas, hpa_events) = child_cache::<HorizontalPodAutoscaler>(&client, namespace);
-    let (revisions, revision_events) = child_cache::<ControllerRevision>(&client, namespace);
+    let (revisions, writer) = indexed_store::<ControllerRevision>();
+    let revision_events = indexed_child_cache(writer, &client, namespace, |_| {});
     // Pods are owned by ReplicaSets, not by the ModelDeployment: they are
-    // mapped to it by their instance label.
-    let (pods, pod_events) = child_cache::<Pod>(&client, namespace);
+    // mapped to it by their instance label. Only their labels and status are
+    // read (rollout::health), so the spec is not kept: at 1,000 pods it is
+    // most of the pod cache.
+    let (pods, writer) = indexed_store::<Pod>();
+    let pod_events = indexed_child_cache(writer, &client, namespace, |p: &mut Pod| p.spec = None);
     let ctx = Arc::new(Context {
         client: client.clone(),
         stores: Stores::new(deployments, services, hpas, revisions, pods),
@@ -135,7 +141,10 @@ async fn run_scope(
         on_ready();
     });
 
-    Controller::new(mds, watcher::Config::default())
+    // Lists come from the API server's watch cache (any_semantic) rather
+    // than a quorum read of etcd: a restart or relist of 1,000 objects is
+    // then cheap for the API server, and the watch continues from there.
+    Controller::new(mds, watcher::Config::default().any_semantic())
         .owns_stream(deployment_events)
         .owns_stream(service_events)
         .owns_stream(hpa_events)
@@ -191,6 +200,29 @@ async fn run_scope(
     Ok(())
 }
 
+/// What a watched child kind must be.
+trait Child:
+    Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+    + Clone
+    + DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Child for K where
+    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// A label-scoped watch of one child kind, cached without managedFields
 /// (they are most of an object's size and the operator never reads them).
 fn child_cache<K>(
@@ -201,24 +233,48 @@ fn child_cache<K>(
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
 )
 where
-    K: Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Child,
 {
     let (store, writer) = reflector::store();
-    let config = watcher::Config::default()
-        .labels(&managed_selector())
-        .any_semantic();
-    let events = watcher(scoped_api::<K>(client, namespace), config)
-        .default_backoff()
-        .modify(|o: &mut K| o.meta_mut().managed_fields = None)
+    let events = child_watch(client, namespace, |_: &mut K| {})
         .reflect(writer)
         .touched_objects();
     (store, events)
+}
+
+/// Like `child_cache`, into a store indexed by instance; `trim` drops what
+/// the operator never reads before the object is cached.
+fn indexed_child_cache<K>(
+    mut writer: IndexedWriter<K>,
+    client: &Client,
+    namespace: Option<&str>,
+    trim: fn(&mut K),
+) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
+where
+    K: Child,
+{
+    child_watch(client, namespace, trim)
+        .inspect_ok(move |event| writer.apply_watcher_event(event))
+        .touched_objects()
+}
+
+fn child_watch<K>(
+    client: &Client,
+    namespace: Option<&str>,
+    trim: fn(&mut K),
+) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
+where
+    K: Child,
+{
+    let config = watcher::Config::default()
+        .labels(&managed_selector())
+        .any_semantic();
+    watcher(scoped_api::<K>(client, namespace), config)
+        .default_backoff()
+        .modify(move |o: &mut K| {
+            o.meta_mut().managed_fields = None;
+            trim(o);
+        })
 }
 
 /// Per-object exponential backoff for failed reconciles, so one broken object

@@ -38,17 +38,34 @@ fn as_stored<K: Serialize + DeserializeOwned>(desired: K, status: serde_json::Va
     serde_json::from_value(v).unwrap()
 }
 
+/// The events of a watch's first list of `objects`.
+fn listed<K>(objects: Vec<K>) -> Vec<watcher::Event<K>> {
+    std::iter::once(watcher::Event::Init)
+        .chain(objects.into_iter().map(watcher::Event::InitApply))
+        .chain(std::iter::once(watcher::Event::InitDone))
+        .collect()
+}
+
 fn store_of<K>(objects: Vec<K>) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
     let (store, mut writer) = reflector::store();
-    writer.apply_watcher_event(&watcher::Event::Init);
-    for o in objects {
-        writer.apply_watcher_event(&watcher::Event::InitApply(o));
-    }
-    writer.apply_watcher_event(&watcher::Event::InitDone);
+    listed(objects)
+        .iter()
+        .for_each(|e| writer.apply_watcher_event(e));
     store
+}
+
+fn indexed_of<K>(objects: Vec<K>) -> super::Indexed<K>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + 'static,
+{
+    let (indexed, mut writer) = super::indexed_store();
+    listed(objects)
+        .iter()
+        .for_each(|e| writer.apply_watcher_event(e));
+    indexed
 }
 
 fn converged_world(autoscaling: bool) -> (ModelDeployment, Stores) {
@@ -89,8 +106,8 @@ fn converged_world(autoscaling: bool) -> (ModelDeployment, Stores) {
         store_of(vec![deployment]),
         store_of(vec![service]),
         store_of(hpas),
-        store_of(vec![snapshot]),
-        store_of(Vec::<Pod>::new()),
+        indexed_of(vec![snapshot]),
+        indexed_of(Vec::<Pod>::new()),
     );
     (md, stores)
 }
@@ -227,8 +244,8 @@ async fn every_concurrent_reconcile_gets_past_the_cache_gate() {
     let (deployments, mut dw) = reflector::store::<Deployment>();
     let (services, mut sw) = reflector::store::<Service>();
     let (hpas, mut hw) = reflector::store::<HorizontalPodAutoscaler>();
-    let revisions = store_of(Vec::<k8s_openapi::api::apps::v1::ControllerRevision>::new());
-    let pods = store_of(Vec::<Pod>::new());
+    let revisions = indexed_of(Vec::<k8s_openapi::api::apps::v1::ControllerRevision>::new());
+    let pods = indexed_of(Vec::<Pod>::new());
     let stores = Stores::new(deployments, services, hpas, revisions, pods);
     let waiters: Vec<_> = (0..8)
         .map(|_| {
