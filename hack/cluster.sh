@@ -4,19 +4,27 @@
 # processes (kwokctl's binary runtime), no Docker, no kubelet, loopback only.
 # Pods are simulated by kwok on a few fake nodes; see docs/local-cluster.md.
 #
-# Usage: hack/cluster.sh up|down|status
+# Usage: hack/cluster.sh up|down|status|stop-apiserver|start-apiserver
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=lib.sh
 source "$root/hack/lib.sh"
 bin="$root/.local/bin"
 # CLUSTER_NAME and CLUSTER_KUBECONFIG run a second, independent cluster
-# beside the default one (e.g. for work that must not share its CRD).
+# beside the default one (e.g. for work that must not share its CRD);
+# CLUSTER_WORKDIR optionally keeps its state elsewhere than .local/kwok (a
+# throwaway cluster under target/, tests/fault_apiserver.rs).
+# A name without its own kubeconfig would overwrite (and `down` delete) the
+# shared cluster's.
+if [ -n "${CLUSTER_NAME:-}" ] && [ -z "${CLUSTER_KUBECONFIG:-}" ]; then
+  echo "cluster: CLUSTER_NAME needs CLUSTER_KUBECONFIG too" >&2
+  exit 2
+fi
 name=${CLUSTER_NAME:-model-operator}
 kubeconfig=${CLUSTER_KUBECONFIG:-$root/.local/kubeconfig}
 kwok_dir="$root/hack/kwok"
 # kwokctl keeps each cluster (pki, etcd data, logs, pids) under this folder.
-export KWOK_WORKDIR="$root/.local/kwok"
+export KWOK_WORKDIR=${CLUSTER_WORKDIR:-$root/.local/kwok}
 cluster_dir="$KWOK_WORKDIR/clusters/$name"
 # kwokctl has no flag for kubectl; without this `kwokctl kubectl` would try
 # to download one.
@@ -191,4 +199,47 @@ status() {
   done < <(cluster_pids)
 }
 
-dispatch "$@"
+# Fault injection, for throwaway clusters only (never the shared one, which
+# other people's tests use): stop-apiserver kills kube-apiserver; the
+# command lines of all components are kept first, because the
+# controller-manager and scheduler exit on their own once they cannot renew
+# their leases. start-apiserver starts every component that is no longer
+# running again, with the command line kwokctl gave it. (`kwokctl start
+# cluster` does not: it takes the unreaped pid of the killed apiserver for a
+# live one.)
+stop_apiserver() {
+  local component pid
+  mkdir -p "$cluster_dir/cmdlines"
+  while read -r component pid; do
+    alive "$pid" && cp "/proc/$pid/cmdline" "$cluster_dir/cmdlines/$component"
+  done < <(cluster_pids)
+  pid=$(<"$cluster_dir/pids/kube-apiserver.pid")
+  kill -9 "$pid"
+  wait_for 10 "kube-apiserver (pid $pid) to exit" eval "! alive $pid"
+  log "kube-apiserver stopped"
+}
+
+start_apiserver() {
+  local component pid f args
+  while read -r component pid; do
+    alive "$pid" && continue
+    f="$cluster_dir/cmdlines/$component"
+    [ -s "$f" ] || { log "no command line kept for $component"; return 1; }
+    mapfile -d '' args <"$f"
+    setsid "${args[@]}" >>"$cluster_dir/logs/$component.log" 2>&1 </dev/null &
+    printf '%s' "$!" >"$cluster_dir/pids/$component.pid"
+    log "$component started again (pid $!)"
+  done < <(cluster_pids)
+  wait_for 60 "kube-apiserver /readyz" kubectl get --raw /readyz
+}
+
+case "${1:-}" in
+  stop-apiserver | start-apiserver)
+    if [ -z "${CLUSTER_NAME:-}" ]; then
+      echo "cluster: $1 is only for a throwaway cluster (set CLUSTER_NAME and CLUSTER_KUBECONFIG)" >&2
+      exit 2
+    fi
+    "${1/-/_}"
+    ;;
+  *) dispatch "$@" ;;
+esac
