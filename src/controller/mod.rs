@@ -11,6 +11,7 @@ mod index;
 mod reconcile;
 mod revisions;
 mod status;
+mod watch_backoff;
 
 pub use conditions::{DEGRADED, PROGRESSING, READY};
 pub use context::{Context, Stores};
@@ -37,6 +38,7 @@ use crate::api::ModelDeployment;
 use crate::metrics::{Metrics, ReconcileLabels};
 use crate::resources::labels::{MANAGER, managed_selector};
 use tokio::sync::watch;
+use watch_backoff::{SharedPause, WatchBackoff};
 
 /// How the controller runs.
 #[derive(Clone)]
@@ -144,7 +146,14 @@ async fn run_scope(
     // Lists come from the API server's watch cache (any_semantic) rather
     // than a quorum read of etcd: a restart or relist of 1,000 objects is
     // then cheap for the API server, and the watch continues from there.
-    Controller::new(mds, watcher::Config::default().any_semantic())
+    let (md_store, md_writer) = reflector::store();
+    let md_events = watcher(mds, watcher::Config::default().any_semantic())
+        .backoff(WatchBackoff::default())
+        .modify(|md: &mut ModelDeployment| md.meta_mut().managed_fields = None)
+        .reflect(md_writer)
+        .applied_objects();
+    Controller::for_stream(md_events, md_store)
+        .trigger_backoff(SharedPause)
         .owns_stream(deployment_events)
         .owns_stream(service_events)
         .owns_stream(hpa_events)
@@ -270,7 +279,7 @@ where
         .labels(&managed_selector())
         .any_semantic();
     watcher(scoped_api::<K>(client, namespace), config)
-        .default_backoff()
+        .backoff(WatchBackoff::default())
         .modify(move |o: &mut K| {
             o.meta_mut().managed_fields = None;
             trim(o);

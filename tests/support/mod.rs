@@ -523,3 +523,61 @@ pub async fn prometheus_query(query: &str) -> Result<Option<f64>, String> {
         .and_then(|s| s["value"][1].as_str())
         .and_then(|v| v.parse().ok()))
 }
+
+/// One line of the operator's request counter.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Requests {
+    pub verb: String,
+    pub resource: String,
+    pub count: f64,
+}
+
+/// The operator's `model_operator_api_requests_total` series, read from its
+/// `/metrics` on 127.0.0.1:`port`.
+pub async fn operator_requests(port: u16) -> Result<Vec<Requests>, String> {
+    let text = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .map_err(|e| e.to_string())?
+        .text()
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(parse_requests(&text))
+}
+
+pub fn parse_requests(text: &str) -> Vec<Requests> {
+    let label = |labels: &str, name: &str| {
+        labels
+            .split(',')
+            .find_map(|kv| kv.strip_prefix(&format!("{name}=\"")))
+            .map(|v| v.trim_end_matches('"').to_string())
+            .unwrap_or_default()
+    };
+    text.lines()
+        .filter_map(|line| line.strip_prefix("model_operator_api_requests_total{"))
+        .filter_map(|rest| {
+            let (labels, value) = rest.split_once("} ")?;
+            Some(Requests {
+                verb: label(labels, "verb"),
+                resource: label(labels, "resource"),
+                count: value.trim().parse().ok()?,
+            })
+        })
+        .collect()
+}
+
+/// Requests counted in `after` but not yet in `before`, by verb and resource.
+pub fn requests_between(before: &[Requests], after: &[Requests]) -> Vec<Requests> {
+    after
+        .iter()
+        .filter_map(|a| {
+            let earlier = before
+                .iter()
+                .find(|b| b.verb == a.verb && b.resource == a.resource)
+                .map_or(0.0, |b| b.count);
+            (a.count > earlier).then(|| Requests {
+                count: a.count - earlier,
+                ..a.clone()
+            })
+        })
+        .collect()
+}
