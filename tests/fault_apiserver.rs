@@ -113,23 +113,7 @@ async fn the_operator_backs_off_while_the_api_server_is_down_and_converges_after
     let deployments = Api::<Deployment>::namespaced(client.clone(), "fault");
     let timeout = Duration::from_secs(120);
 
-    let md: ModelDeployment = serde_json::from_value(json!({
-        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"},
-        "spec": {"model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": 2,
-                 "rollout": {"maxSurge": 1, "maxUnavailable": 0, "progressDeadlineSeconds": 600}},
-    }))
-    .unwrap();
-    mds.create(&PostParams::default(), &md).await.unwrap();
-    let outcome = |m: &ModelDeployment, r: i64| {
-        m.status
-            .as_ref()
-            .and_then(|s| s.history.iter().find(|e| e.revision == r))
-            .map(|e| e.outcome)
-    };
-    wait_for(&mds, "m", "make revision 1 stable", timeout, |m| {
-        outcome(m, 1) == Some(Outcome::Stable)
-    })
-    .await;
+    create_stable_m(&mds).await;
 
     // A bad version whose pods never become ready: it fails only at its
     // progress deadline, which passes while the API server is away, so the
@@ -142,7 +126,7 @@ async fn the_operator_backs_off_while_the_api_server_is_down_and_converges_after
         .await
         .unwrap();
     wait_for(&mds, "m", "start revision 2", timeout, |m| {
-        outcome(m, 2) == Some(Outcome::Progressing)
+        outcome_of(m, 2) == Some(Outcome::Progressing)
     })
     .await;
     assert!(cluster.script("stop-apiserver"), "stop the API server");
@@ -169,7 +153,7 @@ async fn the_operator_backs_off_while_the_api_server_is_down_and_converges_after
         CONVERGE,
         |m| {
             m.status.as_ref().and_then(|s| s.phase) == Some(Phase::RolledBack)
-                && outcome(m, 2) == Some(Outcome::RolledBack)
+                && outcome_of(m, 2) == Some(Outcome::RolledBack)
         },
     )
     .await;

@@ -9,7 +9,7 @@ mod support;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use model_operator::api::{ModelDeployment, Outcome, Phase};
 use serde_json::json;
@@ -62,23 +62,7 @@ async fn the_operators_fields_win_and_the_users_other_fields_stay() {
     let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns.name);
 
-    let md: ModelDeployment = serde_json::from_value(json!({
-        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"},
-        "spec": {"model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": 2,
-                 "rollout": {"maxSurge": 1, "maxUnavailable": 0, "progressDeadlineSeconds": 600}},
-    }))
-    .unwrap();
-    mds.create(&PostParams::default(), &md).await.unwrap();
-    let outcome = |m: &ModelDeployment, r: i64| {
-        m.status
-            .as_ref()
-            .and_then(|s| s.history.iter().find(|e| e.revision == r))
-            .map(|e| e.outcome)
-    };
-    wait_for(&mds, "m", "make revision 1 stable", TIMEOUT, |m| {
-        outcome(m, 1) == Some(Outcome::Stable)
-    })
-    .await;
+    create_stable_m(&mds).await;
 
     // A rollout that stays under way: never-ready pods, a far deadline.
     let v2 = json!({"spec": {"model": {"version": "2"}, "server": {"image": "srv:2"},
@@ -139,7 +123,7 @@ async fn the_operators_fields_win_and_the_users_other_fields_stay() {
         .await
         .unwrap();
     wait_for(&mds, "m", "make revision 3 stable", TIMEOUT, |m| {
-        outcome(m, 3) == Some(Outcome::Stable)
+        outcome_of(m, 3) == Some(Outcome::Stable)
             && m.status.as_ref().and_then(|s| s.phase) == Some(Phase::Healthy)
     })
     .await;

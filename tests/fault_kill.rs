@@ -82,15 +82,6 @@ fn expected(plan: &[Version]) -> (BTreeMap<i64, Outcome>, i64) {
     (outcomes, stable)
 }
 
-fn outcome_of(m: &ModelDeployment, revision: i64) -> Option<Outcome> {
-    let status = m.status.as_ref()?;
-    status
-        .history
-        .iter()
-        .find(|e| e.revision == revision)
-        .map(|e| e.outcome)
-}
-
 /// The rollout of `revision` is over, as `version` must end.
 fn ended(m: &ModelDeployment, revision: i64, version: Version) -> bool {
     let Some(status) = m.status.as_ref() else {

@@ -581,3 +581,36 @@ pub fn requests_between(before: &[Requests], after: &[Requests]) -> Vec<Requests
         })
         .collect()
 }
+
+/// How revision `revision` of `m` ended (or that it is still rolling out),
+/// from its status history.
+pub fn outcome_of(m: &ModelDeployment, revision: i64) -> Option<model_operator::api::Outcome> {
+    m.status
+        .as_ref()?
+        .history
+        .iter()
+        .find(|e| e.revision == revision)
+        .map(|e| e.outcome)
+}
+
+/// Creates ModelDeployment `m` (version 1 on `srv:1`, 2 replicas, a 600 s
+/// progress deadline) and waits until revision 1 is stable.
+pub async fn create_stable_m(mds: &Api<ModelDeployment>) {
+    let md: ModelDeployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"},
+        "spec": {"model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": 2,
+                 "rollout": {"maxSurge": 1, "maxUnavailable": 0, "progressDeadlineSeconds": 600}},
+    }))
+    .expect("manifest");
+    mds.create(&PostParams::default(), &md)
+        .await
+        .expect("create m");
+    wait_for(
+        mds,
+        "m",
+        "make revision 1 stable",
+        Duration::from_secs(120),
+        |m| outcome_of(m, 1) == Some(model_operator::api::Outcome::Stable),
+    )
+    .await;
+}
