@@ -1,7 +1,7 @@
 # The development loop. `make run` and `make test` are the two commands a
 # newcomer needs; the rest are their parts.
 
-.PHONY: run test test-unit test-argocd operator-identity lint crds bench-rollback tools cluster-up cluster-down monitoring-up monitoring-down
+.PHONY: run test test-unit test-argocd operator-identity lint crds bench bench-rollback tools cluster-up cluster-down monitoring-up monitoring-down
 
 # Local cluster + CRD + samples + the operator in the foreground.
 run:
@@ -27,10 +27,18 @@ operator-identity: cluster-up
 test-unit:
 	cargo test --lib --bins --test crd_in_sync
 
-# Rollback latency over 20 bad rollouts (ROLLBACKS=n to change); figures are
-# printed and written to .local/bench/rollback.json, never asserted.
+# The benchmark suite (benches/operator/main.rs): N=100 and N=1,000 against
+# the plain-client floor, 5 minutes of API quietness, memory, restart,
+# single-object and rollback latency. Figures are printed as a table and
+# written to .local/bench/operator.json, never asserted. BENCH_N=100 and
+# BENCH_QUIET_SECS=30 make a quick run; BENCH_ONLY=latency,rollback a partial
+# one.
+bench: cluster-up
+	KUBECONFIG=$(CURDIR)/.local/kubeconfig cargo bench --bench operator
+
+# Rollback latency alone, over 20 bad rollouts (BENCH_ROLLBACKS=n).
 bench-rollback: cluster-up
-	KUBECONFIG=$(CURDIR)/.local/kubeconfig cargo bench --bench rollback_latency
+	KUBECONFIG=$(CURDIR)/.local/kubeconfig BENCH_ONLY=rollback cargo bench --bench operator
 
 lint:
 	cargo fmt --all -- --check

@@ -66,10 +66,25 @@ proptest! {
         prop_assert_eq!(pod_sc.run_as_non_root, Some(true));
         prop_assert_eq!(pod.host_network, None);
         prop_assert_eq!(pod.host_pid, None);
+        prop_assert_eq!(pod.host_ipc, None);
+        prop_assert_eq!(pod.automount_service_account_token, Some(false));
+        prop_assert_eq!(
+            pod_sc.seccomp_profile.map(|p| p.type_),
+            Some("RuntimeDefault".to_string())
+        );
+        // No volume at all, so certainly no hostPath.
+        prop_assert!(pod.volumes.iter().flatten().all(|v| v.host_path.is_none()));
+        prop_assert!(pod.init_containers.is_none() && pod.ephemeral_containers.is_none());
         for c in &pod.containers {
             let sc = c.security_context.clone().unwrap();
             prop_assert_eq!(sc.privileged, Some(false));
             prop_assert_eq!(sc.allow_privilege_escalation, Some(false));
+            prop_assert_eq!(sc.run_as_non_root, Some(true));
+            prop_assert_ne!(sc.run_as_user, Some(0));
+            prop_assert_eq!(
+                sc.seccomp_profile.map(|p| p.type_),
+                Some("RuntimeDefault".to_string())
+            );
             prop_assert_eq!(sc.capabilities.unwrap().drop, Some(vec!["ALL".to_string()]));
             prop_assert!(c.ports.iter().flatten().all(|p| p.host_port.is_none()));
         }

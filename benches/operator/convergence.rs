@@ -1,0 +1,303 @@
+//! N ModelDeployments against the floor, then, with all N converged: API
+//! quietness, memory, and a restart.
+//!
+//! The floor is what the operator's job costs the cluster without it: a
+//! plain client creating the very Deployments and Services the operator's
+//! builders produce (same pods, same concurrency) and waiting for the same
+//! pods to be Ready. The operator's figure is from the first create of a
+//! ModelDeployment to the last one reporting `Ready=True` in its status.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::Service;
+use kube::api::PostParams;
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client, Resource, ResourceExt};
+use model_operator::api::{ModelDeployment, ServedVersion};
+use serde::de::DeserializeOwned;
+use serde_json::json;
+use tokio::sync::watch;
+
+use crate::probe::{Probed, describe, non_watch, writes};
+use crate::report::{Row, mib};
+use crate::support::{TestNamespace, kubectl, requests_between};
+
+/// Creates at once, like the operator's default `--concurrency`.
+pub const CONCURRENCY: usize = 16;
+/// How long N objects may take to converge before the bench gives up.
+const CONVERGE_TIMEOUT: Duration = Duration::from_secs(900);
+
+pub struct Settings {
+    pub n: usize,
+    pub quiet: Duration,
+}
+
+fn model(name: &str, namespace: &str) -> ModelDeployment {
+    serde_json::from_value(json!({
+        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": 1},
+    }))
+    .expect("bench manifest")
+}
+
+/// Names of the objects in `api` for which `ready` holds, kept current by a
+/// watch; the receiver sees the count.
+fn count_ready<K>(api: Api<K>, ready: fn(&K) -> bool) -> watch::Receiver<usize>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
+{
+    let (tx, rx) = watch::channel(0);
+    tokio::spawn(async move {
+        let mut names = HashSet::new();
+        let mut events = watcher(api, watcher::Config::default())
+            .default_backoff()
+            .applied_objects()
+            .boxed();
+        while let Some(event) = events.next().await {
+            let Ok(obj) = event else { continue };
+            if ready(&obj) {
+                names.insert(obj.name_any());
+            } else {
+                names.remove(&obj.name_any());
+            }
+            if tx.send(names.len()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+async fn until_count(rx: &mut watch::Receiver<usize>, n: usize) -> bool {
+    tokio::time::timeout(CONVERGE_TIMEOUT, rx.wait_for(|c| *c >= n))
+        .await
+        .is_ok_and(|r| r.is_ok())
+}
+
+fn deployment_ready(d: &Deployment) -> bool {
+    d.status.as_ref().and_then(|s| s.ready_replicas) == Some(1)
+}
+
+fn md_ready(m: &ModelDeployment) -> bool {
+    m.status.as_ref().is_some_and(|s| {
+        s.conditions
+            .iter()
+            .any(|c| c.type_ == "Ready" && c.status == "True")
+    })
+}
+
+/// Deletes a bench namespace and waits until it is gone, so the next phase
+/// neither competes with its pods nor leaves them behind.
+pub async fn delete_namespace(ns: &TestNamespace) {
+    let name = ns.name.clone();
+    let _ = tokio::task::spawn_blocking(move || {
+        kubectl(&["delete", "namespace", &name, "--timeout=600s"])
+    })
+    .await;
+}
+
+/// Creates each of `0..n` with at most CONCURRENCY at once; the time taken.
+async fn create_all<F, Fut>(n: usize, create: F)
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<(), kube::Error>>,
+{
+    futures::stream::iter(0..n)
+        .map(|i| create(i))
+        .buffer_unordered(CONCURRENCY)
+        .try_collect::<Vec<()>>()
+        .await
+        .expect("bench create");
+}
+
+/// The floor: seconds until N Deployments (and their Services) made by a
+/// plain client all have their pod Ready.
+async fn floor(client: &Client, n: usize) -> f64 {
+    let ns = TestNamespace::new(client, &format!("bench-floor-{n}")).await;
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns.name);
+    let services = Api::<Service>::namespaced(client.clone(), &ns.name);
+    let mut ready = count_ready(deployments.clone(), deployment_ready);
+    let start = Instant::now();
+    create_all(n, |i| {
+        let (deployments, services) = (deployments.clone(), services.clone());
+        // The operator's own builders, from an object that was never stored:
+        // no owner reference, nothing else differs.
+        let md = model(&format!("m{i}"), &ns.name);
+        let served = ServedVersion::requested(&md);
+        async move {
+            let pp = PostParams::default();
+            deployments
+                .create(&pp, &model_operator::resources::deployment(&md, &served, 1))
+                .await?;
+            let name = served.model_name().to_string();
+            services
+                .create(&pp, &model_operator::resources::service(&md, &name))
+                .await?;
+            Ok(())
+        }
+    })
+    .await;
+    assert!(until_count(&mut ready, n).await, "floor: pods not Ready");
+    let seconds = start.elapsed().as_secs_f64();
+    delete_namespace(&ns).await;
+    seconds
+}
+
+/// Distinct ModelDeployments the operator logged as reconciled after byte
+/// `offset` of its (JSON) log.
+fn reconciled_since(log: &std::path::Path, offset: u64) -> usize {
+    let text = std::fs::read(log).unwrap_or_default();
+    let tail = String::from_utf8_lossy(text.get(offset as usize..).unwrap_or_default());
+    tail.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("reconciled"))
+        })
+        .filter_map(|v| v["fields"]["name"].as_str().map(String::from))
+        .collect::<HashSet<_>>()
+        .len()
+}
+
+pub async fn run(client: &Client, settings: &Settings) -> Vec<Row> {
+    let n = settings.n;
+    let mut rows = Vec::new();
+    eprintln!("bench: N={n}: floor");
+    let floor_s = floor(client, n).await;
+
+    eprintln!("bench: N={n}: operator");
+    let ns = TestNamespace::new(client, &format!("bench-op-{n}")).await;
+    let mut op = Probed::start(&ns.name);
+    op.until_ready(Duration::from_secs(60))
+        .await
+        .expect("operator ready");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle = op.memory().map(|(rss, _)| rss).unwrap_or_default();
+
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    let mut ready = count_ready(mds.clone(), md_ready);
+    let requests_before = op.requests().await;
+    let start = Instant::now();
+    create_all(n, |i| {
+        let mds = mds.clone();
+        let md = model(&format!("m{i}"), &ns.name);
+        async move {
+            mds.create(&PostParams::default(), &md).await?;
+            Ok(())
+        }
+    })
+    .await;
+    assert!(until_count(&mut ready, n).await, "operator: not all Ready");
+    let operator_s = start.elapsed().as_secs_f64();
+    let ratio = operator_s / floor_s;
+    let converging = requests_between(&requests_before, &op.requests().await);
+    rows.push(
+        Row::new(
+            format!("N={n}: all Ready, operator vs floor"),
+            format!("{operator_s:.1} s vs {floor_s:.1} s = {ratio:.2}×"),
+        )
+        .target("≤ 1.25×", ratio <= 1.25)
+        .data(json!({"n": n, "operator_s": operator_s, "floor_s": floor_s, "ratio": ratio})),
+    );
+
+    rows.push(
+        Row::new(
+            format!("N={n}: operator requests while converging"),
+            format!(
+                "{:.1} writes per ModelDeployment ({})",
+                writes(&converging) as f64 / n as f64,
+                describe(&converging)
+            ),
+        )
+        .data(json!({"n": n, "writes": writes(&converging),
+                     "requests": converging.iter().map(|r| json!([r.verb, r.resource, r.count])).collect::<Vec<_>>()})),
+    );
+
+    eprintln!("bench: N={n}: quiet window of {:?}", settings.quiet);
+    // The last status writes of the convergence land in the first seconds.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let before = op.requests().await;
+    tokio::time::sleep(settings.quiet).await;
+    let during = requests_between(&before, &op.requests().await);
+    let (w, other) = (writes(&during), non_watch(&during));
+    rows.push(
+        Row::new(
+            format!("N={n}: requests in {} s converged", settings.quiet.as_secs()),
+            format!("{w} writes, {other} non-watch requests ({})", describe(&during)),
+        )
+        .target("0 writes, only watches", w == 0 && other == 0)
+        .data(json!({"n": n, "window_s": settings.quiet.as_secs(), "writes": w, "non_watch": other,
+                     "requests": during.iter().map(|r| json!([r.verb, r.resource, r.count])).collect::<Vec<_>>()})),
+    );
+    let at_n = op.memory().map(|(rss, _)| rss).unwrap_or_default();
+    rows.push(
+        Row::new(
+            "operator RSS, idle (no ModelDeployment)",
+            format!("{:.1} MiB", mib(idle)),
+        )
+        .target("≤ 30 MiB", mib(idle) <= 30.0)
+        .data(json!({"rss_kib": idle})),
+    );
+    let at_n_met = n < 1000 || mib(at_n) <= 80.0;
+    rows.push(
+        Row::new(
+            format!("N={n}: operator RSS, converged"),
+            format!("{:.1} MiB", mib(at_n)),
+        )
+        .target("≤ 80 MiB at 1,000", at_n_met)
+        .data(json!({"n": n, "rss_kib": at_n})),
+    );
+
+    eprintln!("bench: N={n}: restart");
+    let offset = std::fs::metadata(&op.operator.log)
+        .map(|m| m.len())
+        .unwrap_or(0);
+    op.restart();
+    let synced = op
+        .until_ready(Duration::from_secs(300))
+        .await
+        .expect("operator ready after restart");
+    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    while reconciled_since(&op.operator.log, offset) < n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let all = op.started.elapsed();
+    // Writes made late in the restart still count.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let restart_requests = op.requests().await;
+    let restart_writes = writes(&restart_requests);
+    let peak = op.memory().map(|(_, hwm)| hwm).unwrap_or_default();
+    rows.push(
+        Row::new(
+            format!("N={n}: restart → caches synced / all reconciled"),
+            format!(
+                "{:.2} s / {:.2} s, {restart_writes} writes ({})",
+                synced.as_secs_f64(),
+                all.as_secs_f64(),
+                describe(&restart_requests)
+            ),
+        )
+        .target("0 writes", restart_writes == 0)
+        .data(
+            json!({"n": n, "synced_s": synced.as_secs_f64(), "all_reconciled_s": all.as_secs_f64(),
+                     "writes": restart_writes}),
+        ),
+    );
+    rows.push(
+        Row::new(
+            format!("N={n}: operator peak RSS (VmHWM) of a fresh start listing all"),
+            format!("{:.1} MiB", mib(peak)),
+        )
+        .data(json!({"n": n, "hwm_kib": peak})),
+    );
+
+    drop(op);
+    eprintln!("bench: N={n}: deleting");
+    delete_namespace(&ns).await;
+    rows
+}

@@ -1,0 +1,115 @@
+//! What the bench reads from the operator process: its memory from /proc,
+//! its readiness, reconcile and request counters from its own endpoints.
+
+use std::time::{Duration, Instant};
+
+use crate::support::{Operator, Requests, operator_requests};
+
+/// An operator with its metrics and probes on one known port.
+pub struct Probed {
+    pub operator: Operator,
+    pub port: u16,
+    pub started: Instant,
+}
+
+impl Probed {
+    /// Logs as JSON, so the bench can tell which objects were reconciled.
+    pub fn start(namespace: &str) -> Self {
+        let port = crate::support::free_port();
+        let addr = format!("127.0.0.1:{port}");
+        let started = Instant::now();
+        let operator = Operator::start_with(
+            namespace,
+            &[
+                "--metrics-addr",
+                &addr,
+                "--health-addr",
+                &addr,
+                "--log-format",
+                "json",
+            ],
+        );
+        Self {
+            operator,
+            port,
+            started,
+        }
+    }
+
+    /// Kills this process and starts a fresh one on the same port.
+    pub fn restart(&mut self) {
+        self.operator.kill();
+        self.started = Instant::now();
+        self.operator.restart();
+    }
+
+    async fn get(&self, path: &str) -> Option<(u16, String)> {
+        let response = reqwest::get(format!("http://127.0.0.1:{}{path}", self.port))
+            .await
+            .ok()?;
+        let status = response.status().as_u16();
+        Some((status, response.text().await.ok()?))
+    }
+
+    /// Waits until `/readyz` says the caches are synced; the time since start.
+    pub async fn until_ready(&self, timeout: Duration) -> Option<Duration> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Some((200, _)) = self.get("/readyz").await {
+                return Some(self.started.elapsed());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        None
+    }
+
+    pub async fn requests(&self) -> Vec<Requests> {
+        operator_requests(self.port).await.unwrap_or_default()
+    }
+
+    /// (VmRSS, VmHWM) in KiB.
+    pub fn memory(&self) -> Option<(u64, u64)> {
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.operator.pid()?)).ok()?;
+        let field = |name: &str| -> Option<u64> {
+            status
+                .lines()
+                .find(|l| l.starts_with(name))?
+                .split_whitespace()
+                .nth(1)?
+                .parse()
+                .ok()
+        };
+        Some((field("VmRSS:")?, field("VmHWM:")?))
+    }
+}
+
+/// Requests that write.
+pub fn writes(requests: &[Requests]) -> u64 {
+    requests
+        .iter()
+        .filter(|r| model_operator::client::is_write(&r.verb))
+        .map(|r| r.count as u64)
+        .sum()
+}
+
+/// Requests other than (re)opened watches.
+pub fn non_watch(requests: &[Requests]) -> u64 {
+    requests
+        .iter()
+        .filter(|r| r.verb != "watch")
+        .map(|r| r.count as u64)
+        .sum()
+}
+
+/// "verb resource ×n" for a report.
+pub fn describe(requests: &[Requests]) -> String {
+    if requests.is_empty() {
+        return "none".into();
+    }
+    requests
+        .iter()
+        .map(|r| format!("{} {} ×{}", r.verb, r.resource, r.count))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
