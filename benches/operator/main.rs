@@ -11,12 +11,13 @@
 //!
 //! Environment: BENCH_N (comma-separated sizes; full: 100,1000),
 //! BENCH_QUIET_SECS (full: 300), BENCH_APPLIES (200), BENCH_ROLLBACKS (20),
-//! BENCH_ONLY (comma-separated parts: convergence, latency, rollback).
+//! BENCH_ONLY (comma-separated parts: index, convergence, latency, rollback).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
 mod convergence;
+mod index;
 mod latency;
 mod probe;
 mod report;
@@ -84,6 +85,9 @@ async fn main() {
     let client = support::client().await;
     support::ensure_crd(&client).await;
     let mut rows = Vec::new();
+    if part("index") {
+        rows.extend(sizes.iter().map(|&n| index::run(n)));
+    }
     if part("convergence") {
         for &n in &sizes {
             rows.extend(convergence::run(&client, &convergence::Settings { n, quiet }).await);
