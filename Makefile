@@ -33,11 +33,11 @@ test-unit:
 # written to .local/bench/operator.json, never asserted. BENCH_N=100 and
 # BENCH_QUIET_SECS=30 make a quick run; BENCH_ONLY=latency,rollback a partial
 # one.
-bench: cluster-up
+bench: cluster-up monitoring-up
 	KUBECONFIG=$(CURDIR)/.local/kubeconfig cargo bench --bench operator
 
 # Rollback latency alone, over 20 bad rollouts (BENCH_ROLLBACKS=n).
-bench-rollback: cluster-up
+bench-rollback: cluster-up monitoring-up
 	KUBECONFIG=$(CURDIR)/.local/kubeconfig BENCH_ONLY=rollback cargo bench --bench operator
 
 lint:

@@ -1,7 +1,8 @@
 //! The operator's benchmark suite, against the local control plane
 //! (`make cluster-up`): convergence of N ModelDeployments against a
 //! plain-client floor, API quietness when converged, memory, restart,
-//! single-object latency and rollback latency. Figures are printed as a
+//! single-object latency and rollback latency (crash-loop and failing metric
+//! check; the latter needs `make monitoring-up`). Figures are printed as a
 //! table and written to `.local/bench/operator.json`; nothing is asserted
 //! about them.
 //!
@@ -19,6 +20,7 @@ mod support;
 mod convergence;
 mod index;
 mod latency;
+mod metric_rollback;
 mod probe;
 mod report;
 mod rollback;
@@ -98,6 +100,7 @@ async fn main() {
     }
     if part("rollback") {
         rows.extend(rollback::run(&client, rounds).await);
+        rows.push(metric_rollback::run(&client, rounds).await);
     }
 
     println!(

@@ -5,10 +5,8 @@
 //! operator's reaction time plus its writes, not polling delay.
 //!
 //!
-//! The other way a revision goes bad, a failing metric check, is judged by
-//! the Prometheus analysis (not merged yet): its row says "not measured yet"
-//! until `metric_check` measures it the same way (from the moment the query
-//! first returns the failing value to the template reverted).
+//! The other way a revision goes bad, a failing metric check, is measured by
+//! `metric_rollback`.
 
 use std::time::{Duration, Instant};
 
@@ -134,16 +132,5 @@ pub async fn run(client: &Client, rounds: usize) -> Vec<Row> {
             format!("p50 {p50:.0} ms, max {max:.0} ms"),
         )
         .data(json!({"rollouts": rounds, "measured": s.len(), "p50_ms": p50, "max_ms": max, "samples_ms": latencies})),
-        metric_check(),
     ]
-}
-
-/// Rollback after a failing metric check: not measured until the analysis
-/// exists; a row that says so rather than a figure.
-fn metric_check() -> Row {
-    Row::new(
-        "rollback, failing metric check → template reverted",
-        "not measured yet (Prometheus analysis not merged)",
-    )
-    .data(json!({"measured": 0}))
 }
