@@ -32,13 +32,14 @@ test-unit:
 # single-object and rollback latency. Figures are printed as a table and
 # written to .local/bench/operator.json, never asserted. BENCH_N=100 and
 # BENCH_QUIET_SECS=30 make a quick run; BENCH_ONLY=latency,rollback a partial
-# one.
-bench: cluster-up monitoring-up
-	KUBECONFIG=$(CURDIR)/.local/kubeconfig cargo bench --bench operator
+# one. It runs on a cluster of its own, created and deleted by hack/bench.sh
+# (BENCH_CLUSTER=shared: on the shared one).
+bench: tools monitoring-up
+	hack/bench.sh
 
 # Rollback latency alone, over 20 bad rollouts (BENCH_ROLLBACKS=n).
-bench-rollback: cluster-up monitoring-up
-	KUBECONFIG=$(CURDIR)/.local/kubeconfig BENCH_ONLY=rollback cargo bench --bench operator
+bench-rollback: tools monitoring-up
+	BENCH_ONLY=rollback hack/bench.sh
 
 lint:
 	cargo fmt --all -- --check

@@ -147,12 +147,14 @@ up() {
     --etcd-binary "$bin/etcd" \
     --extra-args kube-apiserver=advertise-address=127.0.0.1 \
     --extra-args kube-apiserver=endpoint-reconciler-type=none \
+    --extra-args kube-apiserver=service-cluster-ip-range=10.0.0.0/16 \
     --extra-args etcd=unsafe-no-fsync=true \
     --quiet-pull
   # The apiserver otherwise advertises the address of the default route,
   # which this machine may not have. It cannot publish a loopback address as
   # the `kubernetes` Service's endpoint (validation forbids it, every 10s),
-  # and nothing in this cluster runs in a pod to use it anyway. etcd's
+  # and nothing in this cluster runs in a pod to use it anyway. The default
+  # Service range (/24) holds 254 Services, too few for 1,000 models. etcd's
   # fsyncs only slow a throwaway cluster down.
 
   wait_for 60 "kube-apiserver /readyz" kubectl get --raw /readyz

@@ -87,20 +87,28 @@ async fn main() {
     let client = support::client().await;
     support::ensure_crd(&client).await;
     let mut rows = Vec::new();
+    // Each figure is printed as soon as it is measured, so a run that fails
+    // late still shows what it measured.
+    let mut emit = |new: Vec<report::Row>| {
+        for r in &new {
+            eprintln!("bench: | {} | {} |", r.what, r.figure);
+        }
+        rows.extend(new);
+    };
     if part("index") {
-        rows.extend(sizes.iter().map(|&n| index::run(n)));
+        emit(sizes.iter().map(|&n| index::run(n)).collect());
     }
     if part("convergence") {
         for &n in &sizes {
-            rows.extend(convergence::run(&client, &convergence::Settings { n, quiet }).await);
+            emit(convergence::run(&client, &convergence::Settings { n, quiet }).await);
         }
     }
     if part("latency") {
-        rows.extend(latency::run(&client, applies).await);
+        emit(latency::run(&client, applies).await);
     }
     if part("rollback") {
-        rows.extend(rollback::run(&client, rounds).await);
-        rows.push(metric_rollback::run(&client, rounds).await);
+        emit(rollback::run(&client, rounds).await);
+        emit(vec![metric_rollback::run(&client, rounds).await]);
     }
 
     println!(
