@@ -107,7 +107,7 @@ where
     Fut: std::future::Future<Output = Result<(), kube::Error>>,
 {
     futures::stream::iter(0..n)
-        .map(|i| create(i))
+        .map(create)
         .buffer_unordered(CONCURRENCY)
         .try_collect::<Vec<()>>()
         .await
