@@ -17,6 +17,6 @@ fi
 export CLUSTER_NAME=model-operator-bench
 export CLUSTER_WORKDIR="$root/target/bench-cluster/kwok"
 export CLUSTER_KUBECONFIG="$root/target/bench-cluster/kubeconfig"
-trap 'hack/cluster.sh down || true' EXIT
+trap 'hack/cluster.sh down || true; rm -rf "$root/target/bench-cluster"' EXIT
 hack/cluster.sh up
 KUBECONFIG="$CLUSTER_KUBECONFIG" cargo bench --bench operator
