@@ -98,7 +98,12 @@ async fn the_operator_backs_off_while_the_api_server_is_down_and_converges_after
         .expect("namespace");
     let metrics_port = free_port();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    // Declared after the cluster, so it is dropped (killed) first.
+    // Declared after the cluster, so it is dropped (killed) first. One
+    // replica without leader election: an elected leader exits by design
+    // once it cannot renew its Lease for 10 s (tests/leader_election.rs),
+    // and its restart would then be the kubelet's, which this test has none
+    // of; what is measured here is how the client and the watches ride out
+    // the gap.
     let operator = Operator::start_as(
         &kubeconfig,
         "fault",
@@ -107,6 +112,7 @@ async fn the_operator_backs_off_while_the_api_server_is_down_and_converges_after
             &metrics_addr,
             "--health-addr",
             "127.0.0.1:0",
+            "--leader-elect=false",
         ],
     );
     let mds = Api::<ModelDeployment>::namespaced(client.clone(), "fault");

@@ -228,7 +228,10 @@ pub async fn run(client: &Client, settings: &Settings) -> Vec<Row> {
     rows.push(
         Row::new(
             format!("N={n}: requests in {} s converged", settings.quiet.as_secs()),
-            format!("{w} writes, {other} non-watch requests ({})", describe(&during)),
+            format!(
+                "{w} writes, {other} non-watch requests besides the leader Lease ({})",
+                describe(&during)
+            ),
         )
         .target("0 writes, only watches", w == 0 && other == 0)
         .data(json!({"n": n, "window_s": settings.quiet.as_secs(), "writes": w, "non_watch": other,
@@ -257,7 +260,7 @@ pub async fn run(client: &Client, settings: &Settings) -> Vec<Row> {
     let offset = std::fs::metadata(&op.operator.log)
         .map(|m| m.len())
         .unwrap_or(0);
-    op.restart();
+    op.restart().await;
     let synced = op
         .until_ready(Duration::from_secs(300))
         .await
@@ -276,7 +279,7 @@ pub async fn run(client: &Client, settings: &Settings) -> Vec<Row> {
         Row::new(
             format!("N={n}: restart → caches synced / all reconciled"),
             format!(
-                "{:.2} s / {:.2} s, {restart_writes} writes ({})",
+                "{:.2} s / {:.2} s, {restart_writes} writes besides the leader Lease ({})",
                 synced.as_secs_f64(),
                 all.as_secs_f64(),
                 describe(&restart_requests)

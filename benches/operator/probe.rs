@@ -36,9 +36,23 @@ impl Probed {
         }
     }
 
-    /// Kills this process and starts a fresh one on the same port.
-    pub fn restart(&mut self) {
-        self.operator.kill();
+    /// Stops this process with SIGTERM (so it hands its leader Lease over
+    /// instead of making the next one wait for it to expire) and starts a
+    /// fresh one on the same port.
+    pub async fn restart(&mut self) {
+        if let Some(pid) = self.operator.pid() {
+            let _ = std::process::Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(15);
+            // Exited but not yet reaped shows as a zombie ("Z").
+            while Instant::now() < deadline
+                && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .is_ok_and(|s| !s.contains(") Z "))
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
         self.started = Instant::now();
         self.operator.restart();
     }
@@ -84,20 +98,26 @@ impl Probed {
     }
 }
 
-/// Requests that write.
+/// The leader-election Lease's renewals: the price of leader election, not
+/// of the ModelDeployments, so reported but not counted against "quiet".
+fn lease(r: &Requests) -> bool {
+    r.resource == "leases"
+}
+
+/// Requests that write, besides the Lease's.
 pub fn writes(requests: &[Requests]) -> u64 {
     requests
         .iter()
-        .filter(|r| model_operator::client::is_write(&r.verb))
+        .filter(|r| !lease(r) && model_operator::client::is_write(&r.verb))
         .map(|r| r.count as u64)
         .sum()
 }
 
-/// Requests other than (re)opened watches.
+/// Requests other than (re)opened watches and the Lease's.
 pub fn non_watch(requests: &[Requests]) -> u64 {
     requests
         .iter()
-        .filter(|r| r.verb != "watch")
+        .filter(|r| !lease(r) && r.verb != "watch")
         .map(|r| r.count as u64)
         .sum()
 }
