@@ -86,9 +86,19 @@ start() {
   local name=$1
   shift
   if running_pid "$name" >/dev/null; then return 0; fi
+  local exe=$1 pid="" tries=0
   # setsid: the daemon must outlive the shell (and make) that started it.
   setsid nohup "$@" >"$state/$name.log" 2>&1 </dev/null &
-  echo $! >"$state/$name.pid"
+  # setsid forks when it is already a process group leader (a shell with job
+  # control makes every background job one), so $! can be a parent that has
+  # exited already: record the process that was exec'd with our listen
+  # address instead (nohup execs the daemon, so its command line starts with
+  # the daemon's name, unlike setsid's own).
+  while [ -z "$pid" ] && [ "$tries" -lt 50 ]; do
+    pid=$(pgrep -n -f -- "^$exe .*--web.listen-address=$(addr_of "$name")" || true)
+    if [ -z "$pid" ]; then sleep 0.1; tries=$((tries + 1)); fi
+  done
+  echo "${pid:-$!}" >"$state/$name.pid"
 }
 
 start_prometheus() {
