@@ -10,8 +10,10 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 source "$root/hack/lib.sh"
 conf_dir="$root/hack/monitoring"
 state="$root/.local/monitoring"
-prometheus_addr=127.0.0.1:19090
-alertmanager_addr=127.0.0.1:19093
+# PROMETHEUS_PORT and ALERTMANAGER_PORT let a second work tree run its own
+# pair beside these (the tests read the same variables).
+prometheus_addr=127.0.0.1:${PROMETHEUS_PORT:-19090}
+alertmanager_addr=127.0.0.1:${ALERTMANAGER_PORT:-19093}
 packages=(prometheus prometheus-alertmanager curl)
 
 log() { echo "monitoring: $*" >&2; }
@@ -119,11 +121,13 @@ start_alertmanager() {
     --cluster.listen-address=
 }
 
-# Copies a config into place; a running daemon is told to reload it.
+# Copies a config into place, with the addresses in use; a running daemon is
+# told to reload it.
 install_config() {
-  local name=$1 file=$2
-  if cmp -s "$conf_dir/$file" "$state/$file"; then return 0; fi
-  cp "$conf_dir/$file" "$state/$file"
+  local name=$1 file=$2 rendered
+  rendered=$(sed -e "s/127\.0\.0\.1:19090/$prometheus_addr/g" -e "s/127\.0\.0\.1:19093/$alertmanager_addr/g" "$conf_dir/$file")
+  if [ -f "$state/$file" ] && [ "$rendered" = "$(cat "$state/$file")" ]; then return 0; fi
+  printf '%s\n' "$rendered" >"$state/$file"
   if running_pid "$name" >/dev/null; then
     log "reloading $name"
     curl -fsS -X POST "http://$(addr_of "$name")/-/reload" >/dev/null || true

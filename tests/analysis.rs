@@ -33,7 +33,7 @@ async fn a_version_with_a_higher_error_rate_is_rolled_back_and_alerted() {
     s.create(
         "1.0",
         analysis(json!({}), 0.05, None),
-        json!({"alertmanager": {"url": ALERTMANAGER}, "webhook": {"urlSecretRef": {"name": "model-alerts", "key": "url"}}}),
+        json!({"alertmanager": {"url": alertmanager()}, "webhook": {"urlSecretRef": {"name": "model-alerts", "key": "url"}}}),
     )
     .await;
     s.wait("promote 1.0", |m| {
@@ -199,7 +199,7 @@ async fn no_data_stops_the_rollout_without_promotion_until_retried() {
     s.create(
         "1.0",
         analysis(json!({}), 0.05, None),
-        json!({"alertmanager": {"url": ALERTMANAGER}}),
+        json!({"alertmanager": {"url": alertmanager()}}),
     )
     .await;
     s.wait("promote 1.0", |m| stable(m) == Some(1)).await;

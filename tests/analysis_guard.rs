@@ -24,7 +24,7 @@ async fn a_post_promotion_breach_alerts_and_rolls_back_when_asked() {
     s.create(
         "1.0",
         analysis(json!({}), 0.05, None),
-        json!({"alertmanager": {"url": ALERTMANAGER}}),
+        json!({"alertmanager": {"url": alertmanager()}}),
     )
     .await;
     s.wait("promote 1.0", |m| stable(m) == Some(1)).await;

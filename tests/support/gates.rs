@@ -14,7 +14,12 @@ use serde_json::{Value, json};
 use super::*;
 
 pub const TIMEOUT: Duration = Duration::from_secs(120);
-pub const ALERTMANAGER: &str = "http://127.0.0.1:19093";
+/// Where the local Alertmanager (hack/monitoring.sh) listens: port 19093,
+/// or `ALERTMANAGER_PORT` as for hack/monitoring.sh.
+pub fn alertmanager() -> String {
+    let port = std::env::var("ALERTMANAGER_PORT").unwrap_or_else(|_| "19093".into());
+    format!("http://127.0.0.1:{port}")
+}
 
 /// The query every test gates on: the exporter's error ratio of one version
 /// in the test's namespace.
@@ -160,7 +165,7 @@ impl Setup {
     pub async fn alertmanager_alerts(&self) -> Vec<Value> {
         let filter = format!("namespace=\"{}\"", self.ns.name);
         let alerts: Value = reqwest::Client::new()
-            .get(format!("{ALERTMANAGER}/api/v2/alerts"))
+            .get(format!("{}/api/v2/alerts", alertmanager()))
             .query(&[("filter", filter.as_str())])
             .send()
             .await
@@ -217,7 +222,7 @@ pub fn has_labels(alert: &Value, labels: &Value) -> bool {
 /// Fast settings: checks every 2s (Prometheus scrapes every 2s here).
 pub fn analysis(extra: Value, max: f64, increase: Option<f64>) -> Value {
     let mut a = json!({
-        "prometheus": {"address": PROMETHEUS, "timeoutSeconds": 2},
+        "prometheus": {"address": prometheus(), "timeoutSeconds": 2},
         "interval": "2s",
         "bakeTime": "4s",
         "failureLimit": 0,

@@ -472,8 +472,12 @@ impl Drop for Exporter {
     }
 }
 
-/// Where the local Prometheus (hack/monitoring.sh) listens.
-pub const PROMETHEUS: &str = "http://127.0.0.1:19090";
+/// Where the local Prometheus (hack/monitoring.sh) listens: port 19090, or
+/// `PROMETHEUS_PORT` as for hack/monitoring.sh.
+pub fn prometheus() -> String {
+    let port = std::env::var("PROMETHEUS_PORT").unwrap_or_else(|_| "19090".into());
+    format!("http://127.0.0.1:{port}")
+}
 
 /// Registers a scrape target with the local Prometheus (file-based service
 /// discovery); removed when dropped.
@@ -506,14 +510,15 @@ impl Drop for ScrapeTarget {
 
 /// Runs an instant query; `None` when the result is empty.
 pub async fn prometheus_query(query: &str) -> Result<Option<f64>, String> {
+    let prometheus = prometheus();
     let response: serde_json::Value = reqwest::Client::new()
-        .get(format!("{PROMETHEUS}/api/v1/query"))
+        .get(format!("{prometheus}/api/v1/query"))
         .query(&[("query", query)])
         .send()
         .await
         .map_err(|e| {
             format!(
-                "Prometheus at {PROMETHEUS} did not answer (is `make monitoring-up` running?): {e}"
+                "Prometheus at {prometheus} did not answer (is `make monitoring-up` running?): {e}"
             )
         })?
         .json()
