@@ -4,5 +4,6 @@
 pub mod duration;
 pub mod prometheus;
 pub mod run;
+pub mod schedule;
 pub mod template;
 pub mod verdict;

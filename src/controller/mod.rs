@@ -1,5 +1,6 @@
 //! The ModelDeployment controller: watches, caches and the reconcile loop.
 
+mod act;
 mod analysis;
 mod apply;
 mod conditions;
@@ -8,6 +9,9 @@ mod drift;
 mod error;
 mod events;
 mod index;
+mod observe;
+mod persist;
+mod plan;
 mod reconcile;
 mod revisions;
 mod status;
@@ -128,6 +132,7 @@ async fn run_scope(
         stores: Stores::new(deployments, services, hpas, revisions, pods),
         metrics: settings.metrics.clone(),
         outbound,
+        status_writes: Default::default(),
         recorder: Recorder::new(
             client,
             Reporter {

@@ -10,6 +10,7 @@ use crate::api::{
     AnalysisPhase, AnalysisStatus, FiringAlert, HistoryEntry, MetricCheck, ModelDeployment,
     ModelDeploymentStatus, Outcome, Phase, ServedVersion,
 };
+use crate::reasons;
 use crate::resources::{labels, service_url};
 use crate::rollout::{Counts, Progress, progress};
 
@@ -22,6 +23,9 @@ pub struct Observed<'a> {
     /// Why the spec cannot be applied, when it cannot.
     pub invalid: Option<&'a str>,
     pub revisions: &'a Revisions,
+    /// The Deployment is about to get another template (a decision written
+    /// before it is carried out): its progress is not known yet.
+    pub template_pending: bool,
 }
 
 /// The revision bookkeeping, as decided for this reconcile.
@@ -114,7 +118,12 @@ fn describe(entry: &HistoryEntry) -> String {
 pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
     let md = observed.md;
     let counts = observed.deployment.map(Counts::of).unwrap_or_default();
-    let progress = observed.deployment.map(progress);
+    let progress = observed
+        .deployment
+        .map(|d| match observed.template_pending {
+            true => Progress::NotObserved,
+            false => progress(d),
+        });
     let verdicts = [
         ready(observed.deployment.is_some(), counts),
         progressing(observed, progress.as_ref()),
@@ -155,20 +164,20 @@ fn ready(exists: bool, n: Counts) -> Verdict {
         Verdict::new(
             READY,
             false,
-            "Pending",
+            reasons::PENDING,
             "the model server Deployment does not exist yet",
         )
     } else if n.desired == 0 {
         Verdict::new(
             READY,
             false,
-            "ScaledToZero",
+            reasons::SCALED_TO_ZERO,
             "replicas is 0: no pod serves the model",
         )
     } else if n.available >= n.desired {
-        Verdict::new(READY, true, "Serving", summary)
+        Verdict::new(READY, true, reasons::SERVING, summary)
     } else {
-        Verdict::new(READY, false, "NotEnoughReplicas", summary)
+        Verdict::new(READY, false, reasons::NOT_ENOUGH_REPLICAS, summary)
     }
 }
 
@@ -188,15 +197,15 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
         return Verdict::new(
             PROGRESSING,
             false,
-            "InvalidSpec",
+            reasons::INVALID_SPEC,
             "nothing rolls out until the spec is fixed",
         );
     }
     if let Some((failed, rolled_back)) = revisions.failure() {
         let reason = if rolled_back {
-            "RolledBack"
+            reasons::ROLLED_BACK
         } else {
-            "RolloutFailed"
+            reasons::ROLLOUT_FAILED
         };
         let message = format!("{} failed: {}", describe(failed), failed.message);
         return Verdict::new(PROGRESSING, false, reason, message);
@@ -205,7 +214,7 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
         return Verdict::new(
             PROGRESSING,
             false,
-            "AnalysisInconclusive",
+            reasons::ANALYSIS_INCONCLUSIVE,
             format!("{target}: analysis {}", halted.message),
         );
     }
@@ -215,7 +224,7 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
         return Verdict::new(
             PROGRESSING,
             true,
-            "Analysing",
+            reasons::ANALYSING,
             format!("{target} is rolled out; analysis {}", analysis.message),
         );
     }
@@ -223,7 +232,7 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
         return Verdict::new(
             PROGRESSING,
             false,
-            "Paused",
+            reasons::PAUSED,
             "spec.paused is true: spec changes wait until it is false",
         );
     }
@@ -231,19 +240,19 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
         None => Verdict::new(
             PROGRESSING,
             true,
-            "Creating",
+            reasons::CREATING,
             format!("creating the Deployment for {target}"),
         ),
         Some(Progress::NotObserved) => Verdict::new(
             PROGRESSING,
             true,
-            "RolloutInProgress",
+            reasons::ROLLOUT_IN_PROGRESS,
             format!("waiting for the Deployment controller to act on {target}"),
         ),
         Some(Progress::Rolling { updated, desired }) => Verdict::new(
             PROGRESSING,
             true,
-            "RolloutInProgress",
+            reasons::ROLLOUT_IN_PROGRESS,
             format!("{updated}/{desired} pods updated to {target}"),
         ),
         Some(Progress::Finishing {
@@ -253,19 +262,19 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
         }) => Verdict::new(
             PROGRESSING,
             true,
-            "RolloutInProgress",
+            reasons::ROLLOUT_IN_PROGRESS,
             format!("{available}/{desired} pods of {target} available, {total} pods in total"),
         ),
         Some(Progress::Complete) => Verdict::new(
             PROGRESSING,
             false,
-            "RolloutComplete",
+            reasons::ROLLOUT_COMPLETE,
             format!("{target} is rolled out"),
         ),
         Some(Progress::DeadlineExceeded { message }) => Verdict::new(
             PROGRESSING,
             false,
-            "ProgressDeadlineExceeded",
+            reasons::PROGRESS_DEADLINE_EXCEEDED,
             message.clone(),
         ),
     }
@@ -273,7 +282,7 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
 
 fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
     if let Some(cause) = observed.invalid {
-        return Verdict::new(DEGRADED, true, "InvalidSpec", cause);
+        return Verdict::new(DEGRADED, true, reasons::INVALID_SPEC, cause);
     }
     let revisions = observed.revisions;
     if let Some((failed, rolled_back)) = revisions.failure() {
@@ -286,7 +295,7 @@ fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
                 describe(failed),
                 failed.message
             );
-            return Verdict::new(DEGRADED, true, "RolledBack", message);
+            return Verdict::new(DEGRADED, true, reasons::ROLLED_BACK, message);
         }
         let why = if revisions
             .stable
@@ -297,17 +306,22 @@ fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
             "no stable revision to roll back to"
         };
         let message = format!("{} failed: {}; {why}", describe(failed), failed.message);
-        return Verdict::new(DEGRADED, true, "RolloutFailed", message);
+        return Verdict::new(DEGRADED, true, reasons::ROLLOUT_FAILED, message);
     }
     if let Some(Progress::DeadlineExceeded { message }) = progress {
-        return Verdict::new(DEGRADED, true, "ProgressDeadlineExceeded", message.clone());
+        return Verdict::new(
+            DEGRADED,
+            true,
+            reasons::PROGRESS_DEADLINE_EXCEEDED,
+            message.clone(),
+        );
     }
     if let Some(halted) = revisions.halted() {
         let message = format!(
             "the rollout of revision {} stopped: {}",
             halted.revision, halted.message
         );
-        return Verdict::new(DEGRADED, true, "AnalysisInconclusive", message);
+        return Verdict::new(DEGRADED, true, reasons::ANALYSIS_INCONCLUSIVE, message);
     }
     if let Some(metric) = breach(observed) {
         let message = format!(
@@ -318,9 +332,9 @@ fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
             metric.bound,
             metric.query
         );
-        return Verdict::new(DEGRADED, true, "MetricBreach", message);
+        return Verdict::new(DEGRADED, true, reasons::METRIC_BREACH, message);
     }
-    Verdict::new(DEGRADED, false, "AsExpected", "")
+    Verdict::new(DEGRADED, false, reasons::AS_EXPECTED, "")
 }
 
 fn phase(observed: &Observed<'_>, progress: Option<&Progress>, n: Counts) -> Phase {

@@ -5,19 +5,7 @@
 
 use crate::api::{HistoryEntry, Outcome};
 
-use super::health::Failure;
-pub use crate::analysis::run::Gate;
-
-/// How the revision the Deployment runs is doing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Health {
-    /// Pods are still starting or being replaced.
-    Rolling,
-    /// Every pod runs it and is available.
-    Complete,
-    /// It cannot run: crash loop, image pull failure, or progress deadline.
-    Failed(Failure),
-}
+use crate::gates::{Breach, Failure, Gate, Health};
 
 pub struct Inputs<'a> {
     /// Revision the spec asks for.
@@ -41,15 +29,6 @@ pub struct Inputs<'a> {
     /// A post-promotion breach of the Stable `current` whose action is to
     /// roll back.
     pub breach: Option<Breach>,
-}
-
-/// The Stable revision broke its metric gates after promotion.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Breach {
-    pub failure: Failure,
-    /// The Stable revision before it, to go back to (`None`: there is none,
-    /// so the breach can only be reported).
-    pub previous_stable: Option<i64>,
 }
 
 /// What happened to a revision.
@@ -97,6 +76,16 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
         };
     }
 
+    // 0. The Deployment runs the requested revision but the history does
+    //    not know it: its start was acted on and the process died before
+    //    writing it. Record it now, so the history has no gaps.
+    let requested = i.requested;
+    if i.current == Some(requested) && entry(requested).is_none() {
+        changes.push(Change::Start {
+            revision: requested,
+        });
+    }
+
     // 1. Judge the revision being rolled out: it must be healthy and pass
     //    its metric gates; either failing fails it.
     let mut just_failed = None;
@@ -134,7 +123,6 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
     // 2. Is what the spec asks for barred? A failed revision is tried again
     //    only when the spec moved away and came back, or the retry
     //    annotation changed: never in a loop.
-    let requested = i.requested;
     let failed_before = matches!(
         entry(requested).map(|e| e.outcome),
         Some(Outcome::RolledBack | Outcome::Failed)

@@ -4,27 +4,20 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::gates::Failure;
+use crate::reasons;
 use crate::resources::labels;
-
-/// Why a revision's pods are failing, for status, history and events.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// CamelCase reason: CrashLoopBackOff, ImagePullFailed or ContainerFailed.
-    pub reason: &'static str,
-    /// E.g. "2/2 new pods in CrashLoopBackOff".
-    pub message: String,
-}
 
 /// Container waiting reasons that mean the revision cannot run, by the
 /// failure reason they map to.
 fn classify(waiting_reason: &str) -> Option<&'static str> {
     match waiting_reason {
-        "CrashLoopBackOff" => Some("CrashLoopBackOff"),
+        "CrashLoopBackOff" => Some(reasons::CRASH_LOOP),
         "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
-            Some("ImagePullFailed")
+            Some(reasons::IMAGE_PULL_FAILED)
         }
         "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
-            Some("ContainerFailed")
+            Some(reasons::CONTAINER_FAILED)
         }
         _ => None,
     }

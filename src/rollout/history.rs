@@ -5,6 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::decide::Change;
 use crate::api::{AnalysisStatus, HistoryEntry, Outcome};
+use crate::reasons;
 
 /// What a history entry shows of a revision.
 pub struct Described {
@@ -49,7 +50,7 @@ pub fn apply(
                 entry.finished_at = None;
                 (
                     Outcome::Progressing,
-                    "RolloutStarted".to_string(),
+                    reasons::ROLLOUT_STARTED.to_string(),
                     "rolling out".to_string(),
                 )
             }
@@ -57,7 +58,7 @@ pub fn apply(
                 entry.promoted_at = Some(now.clone());
                 (
                     Outcome::Stable,
-                    "RolloutComplete".to_string(),
+                    reasons::ROLLOUT_COMPLETE.to_string(),
                     "every pod ran it and was available".to_string(),
                 )
             }
@@ -65,7 +66,7 @@ pub fn apply(
                 entry.promoted_at = Some(now.clone());
                 (
                     Outcome::Stable,
-                    "Reinstated".to_string(),
+                    reasons::REINSTATED.to_string(),
                     format!(
                         "stable again: revision {after} breached its metric gates after promotion"
                     ),
@@ -85,7 +86,7 @@ pub fn apply(
             }
             Change::Supersede { by, .. } => (
                 Outcome::Superseded,
-                "Superseded".to_string(),
+                reasons::SUPERSEDED.to_string(),
                 format!("replaced by revision {by}"),
             ),
         };
@@ -147,7 +148,7 @@ pub fn prune(history: Vec<HistoryEntry>, limit: usize, keep: &[i64]) -> Vec<Hist
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::health::Failure;
+    use crate::gates::Failure;
     use k8s_openapi::jiff::Timestamp;
 
     fn at(s: i64) -> Time {
