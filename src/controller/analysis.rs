@@ -118,15 +118,7 @@ pub(super) async fn measure(
             ..Analysed::unchanged(None)
         };
     };
-    let running = seen.current.and_then(|revision| {
-        let served = seen.served_of(revision, requested)?;
-        Some(Running {
-            revision,
-            model: served.model_name(),
-            version: &served.model.version,
-        })
-    });
-    let Some(running) = running else {
+    let Some(running) = running(seen, requested) else {
         return Analysed::unchanged(previous.analysis.as_ref());
     };
     let guard_key = format!("{}/{}/{}", seen.namespace, seen.name, running.revision);
@@ -191,6 +183,17 @@ pub(super) async fn measure(
         &previous.history,
         &seen.now,
     )
+}
+
+/// The revision the Deployment runs, with its model and version.
+fn running(seen: &Snapshot, requested: i64) -> Option<Running<'_>> {
+    let revision = seen.current?;
+    let served = seen.served_of(revision, requested)?;
+    Some(Running {
+        revision,
+        model: served.model_name(),
+        version: &served.model.version,
+    })
 }
 
 /// Queries every metric (and its baseline) at once.

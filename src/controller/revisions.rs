@@ -29,7 +29,7 @@ pub(super) fn health_of(
     let (Some(current), Some(deployment)) = (current, deployment) else {
         return Health::Rolling;
     };
-    if let Some(failure) = health::judge(pods.iter().map(Arc::as_ref), current) {
+    if let Some(failure) = health::failure_of(pods.iter().map(Arc::as_ref), current) {
         return Health::Failed(failure);
     }
     match progress(deployment) {

@@ -5,7 +5,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use super::conditions::{self, DEGRADED, PROGRESSING, READY, Verdict};
+use super::conditions::{self, DEGRADED, Draft, PROGRESSING, READY};
 use crate::api::{
     AnalysisPhase, AnalysisStatus, FiringAlert, HistoryEntry, MetricCheck, ModelDeployment,
     ModelDeploymentStatus, Outcome, Phase, ServedVersion,
@@ -124,7 +124,7 @@ pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
             true => Progress::NotObserved,
             false => progress(d),
         });
-    let verdicts = [
+    let drafts = [
         ready(observed.deployment.is_some(), counts),
         progressing(observed, progress.as_ref()),
         degraded(observed, progress.as_ref()),
@@ -154,34 +154,34 @@ pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
         history: revisions.history.clone(),
         analysis: revisions.analysis.clone(),
         alerts: revisions.alerts.clone(),
-        conditions: conditions::stamp(&verdicts, previous, md.metadata.generation, now),
+        conditions: conditions::stamp(&drafts, previous, md.metadata.generation, now),
     }
 }
 
-fn ready(exists: bool, n: Counts) -> Verdict {
+fn ready(exists: bool, n: Counts) -> Draft {
     let summary = format!("{}/{} pods available", n.available, n.desired);
     if !exists {
-        Verdict::new(
+        Draft::new(
             READY,
             false,
             reasons::PENDING,
             "the model server Deployment does not exist yet",
         )
     } else if n.desired == 0 {
-        Verdict::new(
+        Draft::new(
             READY,
             false,
             reasons::SCALED_TO_ZERO,
             "replicas is 0: no pod serves the model",
         )
     } else if n.available >= n.desired {
-        Verdict::new(READY, true, reasons::SERVING, summary)
+        Draft::new(READY, true, reasons::SERVING, summary)
     } else {
-        Verdict::new(READY, false, reasons::NOT_ENOUGH_REPLICAS, summary)
+        Draft::new(READY, false, reasons::NOT_ENOUGH_REPLICAS, summary)
     }
 }
 
-fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
+fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Draft {
     // Name what the Deployment runs: during a rollback that is the stable
     // revision, not the version the spec asks for.
     let revisions = observed.revisions;
@@ -194,7 +194,7 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
         ),
     };
     if observed.invalid.is_some() {
-        return Verdict::new(
+        return Draft::new(
             PROGRESSING,
             false,
             reasons::INVALID_SPEC,
@@ -208,10 +208,10 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
             reasons::ROLLOUT_FAILED
         };
         let message = format!("{} failed: {}", describe(failed), failed.message);
-        return Verdict::new(PROGRESSING, false, reason, message);
+        return Draft::new(PROGRESSING, false, reason, message);
     }
     if let Some(halted) = revisions.halted() {
-        return Verdict::new(
+        return Draft::new(
             PROGRESSING,
             false,
             reasons::ANALYSIS_INCONCLUSIVE,
@@ -221,7 +221,7 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
     if let Some(analysis) = revisions.analysing()
         && matches!(progress, Some(Progress::Complete))
     {
-        return Verdict::new(
+        return Draft::new(
             PROGRESSING,
             true,
             reasons::ANALYSING,
@@ -229,27 +229,33 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
         );
     }
     if observed.md.spec.paused {
-        return Verdict::new(
+        return Draft::new(
             PROGRESSING,
             false,
             reasons::PAUSED,
             "spec.paused is true: spec changes wait until it is false",
         );
     }
+    rolling(progress, &target)
+}
+
+/// Progressing while nothing stopped the rollout: how far the Deployment
+/// got with `target`.
+fn rolling(progress: Option<&Progress>, target: &str) -> Draft {
     match progress {
-        None => Verdict::new(
+        None => Draft::new(
             PROGRESSING,
             true,
             reasons::CREATING,
             format!("creating the Deployment for {target}"),
         ),
-        Some(Progress::NotObserved) => Verdict::new(
+        Some(Progress::NotObserved) => Draft::new(
             PROGRESSING,
             true,
             reasons::ROLLOUT_IN_PROGRESS,
             format!("waiting for the Deployment controller to act on {target}"),
         ),
-        Some(Progress::Rolling { updated, desired }) => Verdict::new(
+        Some(Progress::Rolling { updated, desired }) => Draft::new(
             PROGRESSING,
             true,
             reasons::ROLLOUT_IN_PROGRESS,
@@ -259,19 +265,19 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
             available,
             desired,
             total,
-        }) => Verdict::new(
+        }) => Draft::new(
             PROGRESSING,
             true,
             reasons::ROLLOUT_IN_PROGRESS,
             format!("{available}/{desired} pods of {target} available, {total} pods in total"),
         ),
-        Some(Progress::Complete) => Verdict::new(
+        Some(Progress::Complete) => Draft::new(
             PROGRESSING,
             false,
             reasons::ROLLOUT_COMPLETE,
             format!("{target} is rolled out"),
         ),
-        Some(Progress::DeadlineExceeded { message }) => Verdict::new(
+        Some(Progress::DeadlineExceeded { message }) => Draft::new(
             PROGRESSING,
             false,
             reasons::PROGRESS_DEADLINE_EXCEEDED,
@@ -280,9 +286,9 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
     }
 }
 
-fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
+fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Draft {
     if let Some(cause) = observed.invalid {
-        return Verdict::new(DEGRADED, true, reasons::INVALID_SPEC, cause);
+        return Draft::new(DEGRADED, true, reasons::INVALID_SPEC, cause);
     }
     let revisions = observed.revisions;
     if let Some((failed, rolled_back)) = revisions.failure() {
@@ -295,7 +301,7 @@ fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
                 describe(failed),
                 failed.message
             );
-            return Verdict::new(DEGRADED, true, reasons::ROLLED_BACK, message);
+            return Draft::new(DEGRADED, true, reasons::ROLLED_BACK, message);
         }
         let why = if revisions
             .stable
@@ -306,10 +312,10 @@ fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
             "no stable revision to roll back to"
         };
         let message = format!("{} failed: {}; {why}", describe(failed), failed.message);
-        return Verdict::new(DEGRADED, true, reasons::ROLLOUT_FAILED, message);
+        return Draft::new(DEGRADED, true, reasons::ROLLOUT_FAILED, message);
     }
     if let Some(Progress::DeadlineExceeded { message }) = progress {
-        return Verdict::new(
+        return Draft::new(
             DEGRADED,
             true,
             reasons::PROGRESS_DEADLINE_EXCEEDED,
@@ -321,7 +327,7 @@ fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
             "the rollout of revision {} stopped: {}",
             halted.revision, halted.message
         );
-        return Verdict::new(DEGRADED, true, reasons::ANALYSIS_INCONCLUSIVE, message);
+        return Draft::new(DEGRADED, true, reasons::ANALYSIS_INCONCLUSIVE, message);
     }
     if let Some(metric) = breach(observed) {
         let message = format!(
@@ -332,9 +338,9 @@ fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
             metric.bound,
             metric.query
         );
-        return Verdict::new(DEGRADED, true, reasons::METRIC_BREACH, message);
+        return Draft::new(DEGRADED, true, reasons::METRIC_BREACH, message);
     }
-    Verdict::new(DEGRADED, false, reasons::AS_EXPECTED, "")
+    Draft::new(DEGRADED, false, reasons::AS_EXPECTED, "")
 }
 
 fn phase(observed: &Observed<'_>, progress: Option<&Progress>, n: Counts) -> Phase {

@@ -36,7 +36,7 @@ fn failing_reason(pod: &Pod) -> Option<String> {
 }
 
 /// Judges the live (not terminating) pods of `revision` among `pods`.
-pub fn judge<'a>(pods: impl IntoIterator<Item = &'a Pod>, revision: i64) -> Option<Failure> {
+pub fn failure_of<'a>(pods: impl IntoIterator<Item = &'a Pod>, revision: i64) -> Option<Failure> {
     let revision = revision.to_string();
     let of_revision: Vec<&Pod> = pods
         .into_iter()
@@ -144,7 +144,7 @@ mod tests {
             ("no pods yet", vec![], None),
         ];
         for (name, pods, want) in cases {
-            let got = judge(&pods, 2);
+            let got = failure_of(&pods, 2);
             assert_eq!(
                 got.as_ref().map(|f| (f.reason, f.message.as_str())),
                 want,
