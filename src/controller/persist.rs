@@ -6,6 +6,12 @@
 //! written at most once per `PROGRESS_WINDOW` per ModelDeployment: a user
 //! still sees counts move within a couple of seconds, and a rollout of N
 //! pods costs a few writes instead of one per pod event.
+//!
+//! A new ModelDeployment's first status counts as progress too, with the
+//! window starting at its creation: a model that is Ready within the window
+//! gets one status write, not three. Nothing is lost by waiting: the
+//! decision of a first rollout is derived again from the cluster on the next
+//! pass (`rollout::decide` records a running revision the history lacks).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -35,7 +41,8 @@ pub enum Due {
 }
 
 /// `since_last_write`: how long ago this operator last wrote this
-/// ModelDeployment's status (`None`: not within the window, or never).
+/// ModelDeployment's status, or for one without status, how long ago it was
+/// created (`None`: not within the window).
 pub fn due(
     stored: Option<&ModelDeploymentStatus>,
     new: &ModelDeploymentStatus,
@@ -44,7 +51,7 @@ pub fn due(
     if stored == Some(new) {
         return Due::Never;
     }
-    let progress_only = stored.is_some_and(|s| without_progress(s) == without_progress(new));
+    let progress_only = stored.is_none_or(|s| without_progress(s) == without_progress(new));
     match since_last_write {
         Some(elapsed) if progress_only && elapsed < PROGRESS_WINDOW => {
             Due::After(PROGRESS_WINDOW - elapsed)
@@ -78,11 +85,21 @@ pub struct WriteTimes {
 }
 
 impl WriteTimes {
-    pub fn since_last(&self, key: &str) -> Option<Duration> {
+    /// Time since the last status write of `seen`'s ModelDeployment, or,
+    /// when it has no status yet, since it was created; `None` once that is
+    /// longer than the window.
+    pub fn since_last(&self, seen: &Snapshot) -> Option<Duration> {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.get(key)
-            .map(Instant::elapsed)
-            .filter(|e| *e < PROGRESS_WINDOW)
+        let since = match last.get(&key(seen)) {
+            Some(at) => Some(at.elapsed()),
+            None if seen.md.status.is_none() => {
+                let created = seen.md.metadata.creation_timestamp.as_ref()?;
+                let age = seen.now.0.as_second() - created.0.as_second();
+                u64::try_from(age).ok().map(Duration::from_secs)
+            }
+            None => None,
+        };
+        since.filter(|e| *e < PROGRESS_WINDOW)
     }
 
     fn wrote(&self, key: &str) {
@@ -122,7 +139,7 @@ pub async fn write(
     Ok(written.resource_version())
 }
 
-pub fn key(seen: &Snapshot) -> String {
+fn key(seen: &Snapshot) -> String {
     format!("{}/{}", seen.namespace, seen.name)
 }
 
@@ -181,7 +198,20 @@ mod tests {
                 just,
                 Due::Now,
             ),
-            ("first status", None, &stored, just, Due::Now),
+            (
+                "first status, created half a second ago",
+                None,
+                &stored,
+                just,
+                Due::After(Duration::from_millis(1500)),
+            ),
+            (
+                "first status of an object created long ago",
+                None,
+                &stored,
+                None,
+                Due::Now,
+            ),
         ];
         for (what, stored, new, since, want) in cases {
             assert_eq!(due(stored, new, since), want, "{what}");

@@ -105,7 +105,11 @@ async fn report(
             }
         }
         None => {
-            let since = ctx.status_writes.since_last(&persist::key(seen));
+            // A refused child waits for the user: no later pass would write.
+            let since = match acted.invalid {
+                Some(_) => None,
+                None => ctx.status_writes.since_last(seen),
+            };
             match persist::due(before.as_ref(), &status, since) {
                 Due::Now => {
                     persist::write(seen, &status, seen.md.resource_version(), ctx).await?;
