@@ -23,91 +23,100 @@ pub struct State<'a> {
 }
 
 pub fn desired(state: &State<'_>) -> Vec<FiringAlert> {
-    let entry = |r: i64| state.history.iter().find(|e| e.revision == r);
-    let version = |r: i64| {
-        entry(r)
-            .map(|e| e.model_version.clone())
-            .unwrap_or_default()
+    let mut alerts: Vec<FiringAlert> = failed_rollout(state).into_iter().collect();
+    alerts.extend(analysis_alerts(state));
+    alerts
+}
+
+fn entry<'a>(state: &State<'a>, revision: i64) -> Option<&'a HistoryEntry> {
+    state.history.iter().find(|e| e.revision == revision)
+}
+
+/// The requested revision rolled back, or failed with nothing to go back to.
+fn failed_rollout(state: &State<'_>) -> Option<FiringAlert> {
+    let failed = state.requested.and_then(|r| entry(state, r))?;
+    let rolled_back = failed.outcome == Outcome::RolledBack && state.current != state.requested;
+    if !rolled_back && failed.outcome != Outcome::Failed {
+        return None;
+    }
+    let metric = failed
+        .analysis
+        .iter()
+        .find(|m| m.verdict == Verdict::Fail)
+        .map(|m| m.name.clone())
+        .unwrap_or_default();
+    let (alertname, severity, what) = if rolled_back {
+        let to = state
+            .current
+            .map_or_else(String::new, |c| format!(", serving revision {c}"));
+        (ROLLED_BACK, "warning", format!("rolled back{to}"))
+    } else {
+        (
+            ROLLOUT_FAILED,
+            "critical",
+            "failed with nothing to roll back to".to_string(),
+        )
     };
-    let mut alerts = Vec::new();
-    if let Some(failed) = state.requested.and_then(entry) {
-        let rolled_back = failed.outcome == Outcome::RolledBack && state.current != state.requested;
-        if rolled_back || failed.outcome == Outcome::Failed {
-            let metric = failed
-                .analysis
+    Some(FiringAlert {
+        alertname: alertname.into(),
+        severity: severity.into(),
+        revision: failed.revision,
+        model_version: failed.model_version.clone(),
+        metric,
+        reason: failed.reason.clone(),
+        message: format!(
+            "revision {} (model {}) {what}: {}",
+            failed.revision, failed.model_version, failed.message
+        ),
+        since: None,
+    })
+}
+
+/// The running revision's analysis stopped for lack of answers, or the
+/// guarded Stable revision breaches its gates.
+fn analysis_alerts(state: &State<'_>) -> Vec<FiringAlert> {
+    let Some(analysis) = state.analysis.filter(|a| Some(a.revision) == state.current) else {
+        return Vec::new();
+    };
+    let version = entry(state, analysis.revision)
+        .map(|e| e.model_version.clone())
+        .unwrap_or_default();
+    match analysis.phase {
+        AnalysisPhase::Inconclusive => vec![FiringAlert {
+            alertname: ANALYSIS_INCONCLUSIVE.into(),
+            severity: "warning".into(),
+            revision: analysis.revision,
+            model_version: version,
+            metric: analysis
+                .metrics
                 .iter()
-                .find(|m| m.verdict == Verdict::Fail)
+                .find(|m| m.verdict == Verdict::Inconclusive)
                 .map(|m| m.name.clone())
-                .unwrap_or_default();
-            let (alertname, severity, what) = if rolled_back {
-                let to = state
-                    .current
-                    .map_or_else(String::new, |c| format!(", serving revision {c}"));
-                (ROLLED_BACK, "warning", format!("rolled back{to}"))
-            } else {
-                (
-                    ROLLOUT_FAILED,
-                    "critical",
-                    "failed with nothing to roll back to".to_string(),
-                )
-            };
-            alerts.push(FiringAlert {
-                alertname: alertname.into(),
-                severity: severity.into(),
-                revision: failed.revision,
-                model_version: failed.model_version.clone(),
-                metric,
-                reason: failed.reason.clone(),
+                .unwrap_or_default(),
+            reason: reasons::ANALYSIS_INCONCLUSIVE.into(),
+            message: analysis.message.clone(),
+            since: None,
+        }],
+        AnalysisPhase::Guarding => analysis
+            .metrics
+            .iter()
+            .filter(|m| m.failed > state.failure_limit)
+            .map(|m| FiringAlert {
+                alertname: METRIC_BREACH.into(),
+                severity: "critical".into(),
+                revision: analysis.revision,
+                model_version: version.clone(),
+                metric: m.name.clone(),
+                reason: reasons::POST_PROMOTION_BREACH.into(),
                 message: format!(
-                    "revision {} (model {}) {what}: {}",
-                    failed.revision, failed.model_version, failed.message
+                    "stable revision {} breaches metric {}: {}; bound {}; query: {}",
+                    analysis.revision, m.name, m.message, m.bound, m.query
                 ),
                 since: None,
-            });
-        }
+            })
+            .collect(),
+        _ => Vec::new(),
     }
-    if let Some(analysis) = state.analysis.filter(|a| Some(a.revision) == state.current) {
-        match analysis.phase {
-            AnalysisPhase::Inconclusive => alerts.push(FiringAlert {
-                alertname: ANALYSIS_INCONCLUSIVE.into(),
-                severity: "warning".into(),
-                revision: analysis.revision,
-                model_version: version(analysis.revision),
-                metric: analysis
-                    .metrics
-                    .iter()
-                    .find(|m| m.verdict == Verdict::Inconclusive)
-                    .map(|m| m.name.clone())
-                    .unwrap_or_default(),
-                reason: reasons::ANALYSIS_INCONCLUSIVE.into(),
-                message: analysis.message.clone(),
-                since: None,
-            }),
-            AnalysisPhase::Guarding => {
-                for m in analysis
-                    .metrics
-                    .iter()
-                    .filter(|m| m.failed > state.failure_limit)
-                {
-                    alerts.push(FiringAlert {
-                        alertname: METRIC_BREACH.into(),
-                        severity: "critical".into(),
-                        revision: analysis.revision,
-                        model_version: version(analysis.revision),
-                        metric: m.name.clone(),
-                        reason: reasons::POST_PROMOTION_BREACH.into(),
-                        message: format!(
-                            "stable revision {} breaches metric {}: {}; bound {}; query: {}",
-                            analysis.revision, m.name, m.message, m.bound, m.query
-                        ),
-                        since: None,
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
-    alerts
 }
 
 /// What changed between the stored alerts and the desired ones.
