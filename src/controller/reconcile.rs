@@ -315,6 +315,8 @@ async fn finish(
     if stored != Some(&status) {
         write_status(md, namespace, &status, version, ctx).await?;
     }
+    ctx.metrics
+        .record_state(namespace, &md.name_any(), stored, &status);
     announce_transitions(md, stored, &status, ctx).await;
     Ok(())
 }
