@@ -1,7 +1,7 @@
 # The development loop. `make run` and `make test` are the two commands a
 # newcomer needs; the rest are their parts.
 
-.PHONY: run test test-unit test-argocd operator-identity lint crds bench bench-rollback tools cluster-up cluster-down monitoring-up monitoring-down
+.PHONY: run test test-unit test-argocd operator-identity lint crds bench bench-rollback tools cluster-up cluster-down monitoring-up monitoring-down image test-image
 
 # Local cluster + CRD + samples + the operator in the foreground.
 run:
@@ -44,6 +44,18 @@ bench-rollback: tools monitoring-up
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+
+# The operator's OCI image, without a container runtime: .local/image/oci
+# (OCI layout) and .local/image/model-operator.tar (docker load, kind load
+# image-archive, ctr images import). See hack/image.sh.
+image:
+	hack/image.sh build
+
+# Layout and tarball valid, user 65532, entrypoint, labels equal to the
+# Dockerfile's, and `model-operator --version` run from the extracted rootfs
+# under chroot (needs root).
+test-image:
+	hack/image.sh check
 
 # crds/ is generated from src/api; never edit it by hand. The Helm chart
 # ships the same file (tests/crd_in_sync.rs checks both).
