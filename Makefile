@@ -51,6 +51,8 @@ bench-rollback: tools monitoring-up
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	hack/build-tools.sh actionlint >/dev/null
+	.local/bin/actionlint -no-color
 
 # The operator's OCI image, without a container runtime: .local/image/oci
 # (OCI layout) and .local/image/model-operator.tar (docker load, kind load
