@@ -9,10 +9,11 @@
 #   hack/image.sh check   oci-image check: layout and tarball valid, config
 #                         (user 65532, entrypoint, labels) equal to the
 #                         Dockerfile's, `model-operator --version` run from
-#                         the extracted rootfs under chroot (needs root)
+#                         the extracted rootfs under chroot (needs root); then
+#                         skopeo copies both forms (a second, independent reader)
 #
-# Installs what is missing: the Rust musl target (rustup), musl-tools and
-# ca-certificates (apt-get, as root). IMAGE_SOURCE sets the
+# Installs what is missing: the Rust musl target (rustup), musl-tools,
+# ca-certificates and skopeo (apt-get, as root). IMAGE_SOURCE sets the
 # org.opencontainers.image.source label (default: origin when it is https).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -78,6 +79,20 @@ check() {
   [ -d "$out/oci" ] || { log "no image in $out: run make image first"; exit 1; }
   "$tool" check --out "$out" --dockerfile Dockerfile --version "$version" \
     --revision "$revision" --source "$source_url"
+  # A second reader, not go-containerregistry: skopeo (containers/image, what
+  # podman load uses) copies both forms, verifying every digest on the way.
+  if ! command -v skopeo >/dev/null; then
+    log "installing skopeo"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends skopeo >/dev/null
+  fi
+  local tmp
+  tmp=$(mktemp -d)
+  # shellcheck disable=SC2064
+  trap "rm -rf '$tmp'" EXIT
+  skopeo copy -q "docker-archive:$out/model-operator.tar" "dir:$tmp/archive"
+  skopeo copy -q "oci:$out/oci:$version" "dir:$tmp/layout"
+  log "skopeo read the docker-archive tarball and the OCI layout ($version)"
 }
 
 case "${1:-build}" in
