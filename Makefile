@@ -1,7 +1,7 @@
 # The development loop. `make run` and `make test` are the two commands a
 # newcomer needs; the rest are their parts.
 
-.PHONY: run test test-unit test-argocd operator-identity lint crds bench bench-rollback tools cluster-up cluster-down monitoring-up monitoring-down
+.PHONY: run test test-unit test-argocd test-rules operator-identity lint crds bench bench-rollback tools cluster-up cluster-down monitoring-up monitoring-down image test-image
 
 # Local cluster + CRD + samples + the operator in the foreground.
 run:
@@ -10,13 +10,20 @@ run:
 # Every test: unit, request-level and end-to-end on the local control plane
 # with the local Prometheus and Alertmanager (started when not running).
 # Every operator process runs as the Helm chart's ServiceAccount.
-test: cluster-up monitoring-up test-argocd operator-identity
+test: cluster-up monitoring-up test-argocd test-rules operator-identity
 	KUBECONFIG=$(CURDIR)/.local/kubeconfig OPERATOR_KUBECONFIG=$(CURDIR)/.local/operator-kubeconfig cargo test --all-targets
 
-# The Argo CD health script, run in gopher-lua (the Lua VM Argo CD embeds)
-# against the fixtures in config/argocd.
+# The Argo CD health script's fixtures (config/argocd), run by Argo CD's own
+# Lua package (github.com/argoproj/argo-cd/v3/util/lua, VM.ExecuteHealthLua).
 test-argocd:
 	cd hack/argocd-health && go test ./...
+
+# The chart's alert rules: promtool's syntax check and its unit tests
+# (hack/monitoring/rules-test.yaml). promtool comes with Debian's prometheus
+# package, which monitoring-up installs.
+test-rules: monitoring-up
+	promtool check rules charts/model-operator/files/prometheus-rules.yaml
+	promtool test rules hack/monitoring/rules-test.yaml
 
 # The chart's ServiceAccount and RBAC in the local cluster, and
 # .local/operator-kubeconfig with its token, for the e2e tests' operators.
@@ -45,6 +52,20 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	hack/lint-shell.sh
+	hack/build-tools.sh actionlint >/dev/null
+	.local/bin/actionlint -no-color
+
+# The operator's OCI image, without a container runtime: .local/image/oci
+# (OCI layout) and .local/image/model-operator.tar (docker load, kind load
+# image-archive, ctr images import). See hack/image.sh.
+image:
+	hack/image.sh build
+
+# Layout and tarball valid, user 65532, entrypoint, labels equal to the
+# Dockerfile's, and `model-operator --version` run from the extracted rootfs
+# under chroot (needs root).
+test-image:
+	hack/image.sh check
 
 # crds/ is generated from src/api; never edit it by hand. The Helm chart
 # ships the same file (tests/crd_in_sync.rs checks both).

@@ -6,7 +6,7 @@
 # rebuilt only when its binaries are missing or its pinned version changed
 # (recorded in .local/bin/.stamps/<tool>).
 #
-# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm ...]   (default: all)
+# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|actionlint ...]   (default: all)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=tools/versions.env
@@ -23,6 +23,7 @@ binaries_of() {
     etcd) echo etcd ;;
     kwok) echo kwok kwokctl ;;
     helm) echo helm ;;
+    actionlint) echo actionlint ;;
   esac
 }
 version_of() {
@@ -31,6 +32,7 @@ version_of() {
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
+    actionlint) echo "$ACTIONLINT_VERSION" ;;
   esac
 }
 packages_of() {
@@ -39,6 +41,7 @@ packages_of() {
     etcd) echo go.etcd.io/etcd/server/v3 ;;
     kwok) echo sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl ;;
     helm) echo helm.sh/helm/v3/cmd/helm ;;
+    actionlint) echo github.com/rhysd/actionlint/cmd/actionlint ;;
   esac
 }
 # Version stamping, as each project's release build does it, so that
@@ -62,6 +65,7 @@ ldflags_of() {
       echo "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
         "-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$minor" \
         "-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=$major -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$minor" ;;
+    actionlint) echo "-s -w -X github.com/rhysd/actionlint.version=$ACTIONLINT_VERSION" ;;
   esac
 }
 
@@ -87,5 +91,5 @@ build() {
 }
 
 tools=("$@")
-[ "${#tools[@]}" -gt 0 ] || tools=(etcd kwok kubernetes helm)
+[ "${#tools[@]}" -gt 0 ] || tools=(etcd kwok kubernetes helm actionlint)
 for t in "${tools[@]}"; do build "$t"; done

@@ -26,3 +26,8 @@ pub mod rollout;
 pub mod secrets;
 pub mod telemetry;
 pub mod validate;
+
+/// What `--version` prints after the binary's name: the crate version and,
+/// when the build knew it, the git commit, e.g. `0.1.0 (commit 41133e1a2b3c)`
+/// (build.rs).
+pub const VERSION: &str = env!("MODEL_OPERATOR_VERSION");

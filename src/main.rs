@@ -7,7 +7,7 @@ use model_operator::telemetry::{self, LogFormat};
 
 /// Runs machine-learning models in production safely.
 #[derive(Parser)]
-#[command(version, about)]
+#[command(version = model_operator::VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

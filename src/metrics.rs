@@ -9,6 +9,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::api::{FiringAlert, ModelDeploymentStatus, Phase};
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
     /// `ok`, or the error kind (`api`, `conflict`, `rejected`, …).
@@ -32,6 +34,15 @@ pub struct MetricValueLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BoundLabels {
+    pub namespace: String,
+    pub modeldeployment: String,
+    pub metric: String,
+    /// `lower` or `upper`.
+    pub bound: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CheckLabels {
     /// Pass, Fail or Inconclusive.
     pub verdict: String,
@@ -43,6 +54,24 @@ pub struct DeliveryLabels {
     pub channel: String,
     /// ok or error.
     pub result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PhaseLabels {
+    pub namespace: String,
+    pub modeldeployment: String,
+    /// `Pending`, `Progressing`, `Healthy`, `RolledBack`, `Degraded`, `Paused`.
+    pub phase: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FiringLabels {
+    pub namespace: String,
+    pub modeldeployment: String,
+    /// `ModelRolledBack`, `ModelRolloutFailed`, `ModelAnalysisInconclusive`,
+    /// `ModelMetricBreach` (src/alerts/desired.rs).
+    pub alertname: String,
+    pub severity: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -59,12 +88,19 @@ pub struct Metrics {
     pub reconcile_duration: Histogram,
     pub revision_outcomes: Family<RevisionLabels, Counter>,
     pub analysis_value: Family<MetricValueLabels, Gauge<f64, AtomicU64>>,
+    /// The tightest lower and upper limit each analysed metric was last
+    /// checked against (absolute and relative to the baseline).
+    pub analysis_bound: Family<BoundLabels, Gauge<f64, AtomicU64>>,
     pub analysis_checks: Family<CheckLabels, Counter>,
     pub alert_deliveries: Family<DeliveryLabels, Counter>,
     /// 1 while this replica holds the leader lease (or runs without leader
     /// election), 0 while it stands by.
     pub leader: Gauge,
     pub api_requests: Family<ApiRequestLabels, Counter>,
+    /// 1 for each ModelDeployment's current phase, 0 for the others.
+    pub phase: Family<PhaseLabels, Gauge>,
+    /// 1 per alert firing in a ModelDeployment's status; removed when resolved.
+    pub alert_firing: Family<FiringLabels, Gauge>,
     pub registry: Registry,
 }
 
@@ -91,6 +127,12 @@ impl Default for Metrics {
             "Last value of each analysed metric, per ModelDeployment",
             analysis_value.clone(),
         );
+        let analysis_bound = Family::<BoundLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "analysis_bound",
+            "Tightest lower/upper limit each analysed metric was last checked against",
+            analysis_bound.clone(),
+        );
         let analysis_checks = Family::<CheckLabels, Counter>::default();
         registry.register(
             "analysis_checks",
@@ -115,26 +157,140 @@ impl Default for Metrics {
             "Requests sent to the Kubernetes API server, by verb and resource (counted when sent)",
             api_requests.clone(),
         );
+        let phase = Family::<PhaseLabels, Gauge>::default();
+        registry.register(
+            "phase",
+            "1 for the phase each ModelDeployment is in, 0 for the others",
+            phase.clone(),
+        );
+        let alert_firing = Family::<FiringLabels, Gauge>::default();
+        registry.register(
+            "alert_firing",
+            "1 for each alert firing in a ModelDeployment's status",
+            alert_firing.clone(),
+        );
         Self {
             reconciles,
             reconcile_duration,
             revision_outcomes,
             analysis_value,
+            analysis_bound,
             analysis_checks,
             alert_deliveries,
             leader,
             api_requests,
+            phase,
+            alert_firing,
             registry,
         }
     }
 }
 
+/// Every phase, so that a ModelDeployment's phase series are all present
+/// (0 or 1) and a query like `phase{phase="RolledBack"} == 1` has a series to
+/// compare with from the first reconcile on.
+const PHASES: [Phase; 6] = [
+    Phase::Pending,
+    Phase::Progressing,
+    Phase::Healthy,
+    Phase::RolledBack,
+    Phase::Degraded,
+    Phase::Paused,
+];
+
 impl Metrics {
+    /// Mirrors a ModelDeployment's phase and firing alerts (its status as
+    /// just derived; `stored`: the one it replaces) into the per-object
+    /// gauges.
+    pub fn record_state(
+        &self,
+        namespace: &str,
+        name: &str,
+        stored: Option<&ModelDeploymentStatus>,
+        status: &ModelDeploymentStatus,
+    ) {
+        for phase in PHASES {
+            let labels = PhaseLabels {
+                namespace: namespace.into(),
+                modeldeployment: name.into(),
+                phase: phase.to_string(),
+            };
+            self.phase
+                .get_or_create(&labels)
+                .set(i64::from(status.phase == Some(phase)));
+        }
+        let firing = |alert: &FiringAlert| FiringLabels {
+            namespace: namespace.into(),
+            modeldeployment: name.into(),
+            alertname: alert.alertname.clone(),
+            severity: alert.severity.clone(),
+        };
+        let now: Vec<FiringLabels> = status.alerts.iter().map(firing).collect();
+        for gone in stored.map(|s| s.alerts.as_slice()).unwrap_or_default() {
+            let labels = firing(gone);
+            if !now.contains(&labels) {
+                self.alert_firing.remove(&labels);
+            }
+        }
+        for labels in &now {
+            self.alert_firing.get_or_create(labels).set(1);
+        }
+    }
+
     /// The exposition text for `/metrics`.
     pub fn encode(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(alertname: &str) -> FiringAlert {
+        FiringAlert {
+            alertname: alertname.into(),
+            severity: "warning".into(),
+            ..FiringAlert::default()
+        }
+    }
+
+    fn status(phase: Phase, alerts: Vec<FiringAlert>) -> ModelDeploymentStatus {
+        ModelDeploymentStatus {
+            phase: Some(phase),
+            alerts,
+            ..ModelDeploymentStatus::default()
+        }
+    }
+
+    #[test]
+    fn phase_and_firing_alerts_follow_status() {
+        let metrics = Metrics::default();
+        let rolled_back = status(Phase::RolledBack, vec![alert("ModelRolledBack")]);
+        metrics.record_state("ns", "m", None, &rolled_back);
+        let text = metrics.encode();
+        assert!(text.contains(
+            r#"model_operator_phase{namespace="ns",modeldeployment="m",phase="RolledBack"} 1"#
+        ));
+        assert!(text.contains(
+            r#"model_operator_phase{namespace="ns",modeldeployment="m",phase="Healthy"} 0"#
+        ));
+        assert!(text.contains(
+            r#"model_operator_alert_firing{namespace="ns",modeldeployment="m",alertname="ModelRolledBack",severity="warning"} 1"#
+        ));
+
+        let healthy = status(Phase::Healthy, vec![]);
+        metrics.record_state("ns", "m", Some(&rolled_back), &healthy);
+        let text = metrics.encode();
+        assert!(text.contains(
+            r#"model_operator_phase{namespace="ns",modeldeployment="m",phase="Healthy"} 1"#
+        ));
+        assert!(text.contains(
+            r#"model_operator_phase{namespace="ns",modeldeployment="m",phase="RolledBack"} 0"#
+        ));
+        assert!(!text.contains("ModelRolledBack"), "{text}");
     }
 }

@@ -106,6 +106,10 @@ fn the_chart_ships_the_crds_folder_crd_and_keeps_it_on_uninstall() {
         crd["metadata"]["annotations"]["helm.sh/resource-policy"], "keep",
         "helm uninstall must never delete the CRD (and every ModelDeployment with it)"
     );
+    assert_eq!(
+        crd["metadata"]["annotations"]["argocd.argoproj.io/sync-options"], "Delete=false",
+        "nor Argo CD, which does not read Helm's annotation"
+    );
     let committed =
         std::fs::read_to_string(repo_root().join("crds/mlops.dev_modeldeployments.yaml"))
             .expect("crds/ file");
@@ -247,6 +251,130 @@ fn the_service_monitor_is_off_by_default_and_scrapes_metrics_when_on() {
     assert_eq!(
         monitor["spec"]["selector"]["matchLabels"],
         service["spec"]["selector"]
+    );
+}
+
+fn chart_file(name: &str) -> String {
+    std::fs::read_to_string(chart().join("files").join(name)).expect("chart file")
+}
+
+#[test]
+fn the_prometheus_rule_is_off_by_default_and_ships_the_tested_rules_when_on() {
+    assert!(of_kind(&rendered(&[]), "PrometheusRule").is_empty());
+    let file: Value =
+        serde_yaml::from_str(&chart_file("prometheus-rules.yaml")).expect("rules file parses");
+    let expected = |selector: &str| -> Value {
+        let text = serde_json::to_string(&file["groups"]).expect("JSON");
+        serde_json::from_str(&text.replace(r#"job=\"model-operator\""#, selector)).expect("JSON")
+    };
+
+    let objects = rendered(&[
+        "prometheusRule.enabled=true",
+        "prometheusRule.labels.release=prom",
+    ]);
+    let rule = single(&objects, "PrometheusRule");
+    assert_eq!(rule["metadata"]["labels"]["release"], "prom");
+    assert_eq!(rule["metadata"]["namespace"], "ops");
+    // By default the job the ServiceMonitor's Service gives.
+    let service = single(&objects, "Service");
+    let job = service["metadata"]["name"].as_str().expect("service name");
+    assert_eq!(job, "model-operator-metrics");
+    assert_eq!(
+        rule["spec"]["groups"],
+        expected(&format!(r#"job=\"{job}\""#))
+    );
+    let alerts: Vec<&str> = rule["spec"]["groups"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|g| g["rules"].as_array().into_iter().flatten())
+        .filter_map(|r| r["alert"].as_str())
+        .collect();
+    for alert in [
+        "ModelDeploymentRolledBack",
+        "ModelDeploymentRolloutInconclusive",
+        "ModelDeploymentMetricBreach",
+        "ModelOperatorReconcileErrors",
+        "ModelOperatorNoLeader",
+        "ModelOperatorDown",
+        "ModelOperatorApiRequestRateHigh",
+    ] {
+        assert!(alerts.contains(&alert), "{alert} missing from {alerts:?}");
+    }
+    // Every selector was replaced.
+    assert!(
+        !rule["spec"]
+            .to_string()
+            .contains(r#"job=\"model-operator\""#)
+    );
+
+    let objects = rendered(&[
+        "prometheusRule.enabled=true",
+        r#"prometheusRule.operatorSelector=namespace="ops"\,service="mo""#,
+    ]);
+    let rule = single(&objects, "PrometheusRule");
+    assert_eq!(
+        rule["spec"]["groups"],
+        expected(r#"namespace=\"ops\",service=\"mo\""#)
+    );
+}
+
+#[test]
+fn the_dashboard_configmap_is_off_by_default_and_carries_the_sidecar_label() {
+    let is_dashboard = |o: &&Value| {
+        o["kind"] == "ConfigMap" && o["metadata"]["name"] == "model-operator-dashboard"
+    };
+    assert!(!rendered(&[]).iter().any(|o| is_dashboard(&o)));
+    let objects = rendered(&["grafanaDashboard.enabled=true"]);
+    let cm = objects
+        .iter()
+        .find(is_dashboard)
+        .expect("dashboard ConfigMap");
+    assert_eq!(cm["metadata"]["labels"]["grafana_dashboard"], "1");
+    assert_eq!(cm["metadata"]["namespace"], "ops");
+    let shipped: Value =
+        serde_json::from_str(cm["data"]["model-operator.json"].as_str().expect("data"))
+            .expect("JSON");
+    let file: Value = serde_json::from_str(&chart_file("dashboard.json")).expect("JSON");
+    assert_eq!(shipped, file);
+
+    let objects = rendered(&[
+        "grafanaDashboard.enabled=true",
+        "grafanaDashboard.namespace=monitoring",
+        "grafanaDashboard.annotations.grafana_folder=MLOps",
+    ]);
+    let cm = objects
+        .iter()
+        .find(is_dashboard)
+        .expect("dashboard ConfigMap");
+    assert_eq!(cm["metadata"]["namespace"], "monitoring");
+    assert_eq!(cm["metadata"]["annotations"]["grafana_folder"], "MLOps");
+}
+
+#[test]
+fn the_default_image_tag_is_the_crate_version() {
+    let chart_yaml: Value = serde_yaml::from_str(
+        &std::fs::read_to_string(chart().join("Chart.yaml")).expect("Chart.yaml"),
+    )
+    .expect("Chart.yaml parses");
+    assert_eq!(chart_yaml["appVersion"], env!("CARGO_PKG_VERSION"));
+    let dockerfile = std::fs::read_to_string(repo_root().join("Dockerfile")).expect("Dockerfile");
+    assert!(
+        dockerfile.contains(&format!("\nARG VERSION={}\n", env!("CARGO_PKG_VERSION"))),
+        "the Dockerfile's VERSION label default is not the crate version"
+    );
+    let objects = rendered(&[]);
+    let image =
+        &single(&objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]["image"];
+    assert_eq!(
+        image.as_str(),
+        Some(
+            format!(
+                "registry.example/model-operator:{}",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_str()
+        )
     );
 }
 

@@ -1,16 +1,22 @@
+// Package health runs the Argo CD resource health scripts under
+// config/argocd with Argo CD's own Lua package
+// (github.com/argoproj/argo-cd/v3/util/lua), the code the application
+// controller runs for a resource health check. A script is registered the
+// way argocd-cm registers it (resource.customizations.health.<group_Kind>),
+// looked up with VM.GetHealthScript and run with VM.ExecuteHealthLua.
 package health
 
 import (
-	"errors"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"testing"
 
-	lua "github.com/yuin/gopher-lua"
+	appv1 "github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
+	argolua "github.com/argoproj/argo-cd/v3/util/lua"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
 
@@ -22,14 +28,20 @@ type testFile struct {
 	Tests []testCase `json:"tests"`
 }
 
+type status struct {
+	Status  string `json:"status"`
+	Message string `json:"message,omitempty"`
+}
+
 type testCase struct {
-	HealthStatus Status `json:"healthStatus"`
+	HealthStatus status `json:"healthStatus"`
 	InputPath    string `json:"inputPath"`
 }
 
 // suite is one <group>/<Kind>/ folder: health.lua plus health_test.yaml.
 type suite struct {
 	dir    string
+	key    string // group/Kind, Argo CD's resource override key
 	script string
 	tests  []testCase
 }
@@ -60,7 +72,11 @@ func findSuites(t *testing.T) []suite {
 		if err != nil {
 			return err
 		}
-		suites = append(suites, suite{dir: dir, script: string(script), tests: tf.Tests})
+		rel, err := filepath.Rel(configRoot, dir)
+		if err != nil {
+			return err
+		}
+		suites = append(suites, suite{dir: dir, key: filepath.ToSlash(rel), script: string(script), tests: tf.Tests})
 		return nil
 	})
 	if err != nil {
@@ -72,7 +88,7 @@ func findSuites(t *testing.T) []suite {
 	return suites
 }
 
-func loadObject(path string) (map[string]any, error) {
+func loadObject(path string) (*unstructured.Unstructured, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -81,45 +97,53 @@ func loadObject(path string) (map[string]any, error) {
 	if err := yaml.Unmarshal(raw, &obj); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	return obj, nil
+	return &unstructured.Unstructured{Object: obj}, nil
 }
 
-// check runs one test case with the given libraries and says how it differs
-// from what the test expects.
-func check(s suite, tc testCase, libs Libs) error {
+// check runs one test case through Argo CD's VM and says how the result
+// differs from what the test expects.
+func check(s suite, tc testCase, useOpenLibs bool) error {
 	obj, err := loadObject(filepath.Join(s.dir, tc.InputPath))
 	if err != nil {
 		return err
 	}
-	got, err := Eval(s.script, obj, libs)
+	// As argocd-cm registers it: resource.customizations.health.mlops.dev_ModelDeployment,
+	// with resource.customizations.useOpenLibs.<key> unset (false) or true.
+	vm := argolua.VM{ResourceOverrides: map[string]appv1.ResourceOverride{
+		s.key: {HealthLua: s.script, UseOpenLibs: useOpenLibs},
+	}}
+	script, openLibs, err := vm.GetHealthScript(obj)
+	if err != nil {
+		return fmt.Errorf("GetHealthScript: %w", err)
+	}
+	if script != s.script {
+		return fmt.Errorf("Argo CD did not pick the registered script for %s (key %s)", obj.GroupVersionKind(), s.key)
+	}
+	vm.UseOpenLibs = openLibs
+	got, err := vm.ExecuteHealthLua(obj, script)
 	if err != nil {
 		return fmt.Errorf("health.lua failed: %w", err)
 	}
-	if got != tc.HealthStatus {
+	if got == nil {
+		return fmt.Errorf("no health status")
+	}
+	if string(got.Status) != tc.HealthStatus.Status || got.Message != tc.HealthStatus.Message {
 		return fmt.Errorf("got {status: %q, message: %q}, want {status: %q, message: %q}",
 			got.Status, got.Message, tc.HealthStatus.Status, tc.HealthStatus.Message)
 	}
 	return nil
 }
 
-func suiteName(s suite) string {
-	rel, err := filepath.Rel(configRoot, s.dir)
-	if err != nil {
-		return s.dir
-	}
-	return filepath.ToSlash(rel)
-}
-
-// TestHealthScripts runs every health_test.yaml case, under each set of
-// libraries, and compares status and message exactly.
+// TestHealthScripts runs every health_test.yaml case, as registered without
+// and with useOpenLibs, and compares status and message exactly.
 func TestHealthScripts(t *testing.T) {
 	for _, s := range findSuites(t) {
-		t.Run(suiteName(s), func(t *testing.T) {
+		t.Run(s.key, func(t *testing.T) {
 			for _, tc := range s.tests {
 				name := strings.TrimSuffix(filepath.Base(tc.InputPath), filepath.Ext(tc.InputPath))
-				for _, libs := range []Libs{Strict, ArgoCD, OpenLibs} {
-					t.Run(name+"/"+libs.String(), func(t *testing.T) {
-						if err := check(s, tc, libs); err != nil {
+				for _, open := range []bool{false, true} {
+					t.Run(fmt.Sprintf("%s/useOpenLibs=%t", name, open), func(t *testing.T) {
+						if err := check(s, tc, open); err != nil {
 							t.Errorf("%s: %v", tc.InputPath, err)
 						}
 					})
@@ -129,85 +153,17 @@ func TestHealthScripts(t *testing.T) {
 	}
 }
 
-// TestEveryFixtureIsUsed keeps testdata/ and health_test.yaml in step.
-func TestEveryFixtureIsUsed(t *testing.T) {
-	for _, s := range findSuites(t) {
-		used := map[string]bool{}
-		for _, tc := range s.tests {
-			used[filepath.Clean(tc.InputPath)] = true
+// TestCheckFailsOnWrongExpectation keeps the harness honest: a fixture with
+// a wrong expected status or message must fail.
+func TestCheckFailsOnWrongExpectation(t *testing.T) {
+	s := findSuites(t)[0]
+	tc := s.tests[0]
+	for _, wrong := range []testCase{
+		{HealthStatus: status{Status: "Unknown", Message: tc.HealthStatus.Message}, InputPath: tc.InputPath},
+		{HealthStatus: status{Status: tc.HealthStatus.Status, Message: tc.HealthStatus.Message + "!"}, InputPath: tc.InputPath},
+	} {
+		if err := check(s, wrong, false); err == nil {
+			t.Errorf("%s: a wrong expectation %+v passed", tc.InputPath, wrong.HealthStatus)
 		}
-		files, err := filepath.Glob(filepath.Join(s.dir, "testdata", "*.yaml"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var unused []string
-		for _, f := range files {
-			rel, _ := filepath.Rel(s.dir, f)
-			if !used[rel] {
-				unused = append(unused, rel)
-			}
-		}
-		sort.Strings(unused)
-		if len(unused) > 0 {
-			t.Errorf("%s: fixtures no test uses: %v", suiteName(s), unused)
-		}
-	}
-}
-
-// TestWrongExpectationFails makes sure a wrong expected status or message is
-// reported, so a green run means the scripts really match.
-func TestWrongExpectationFails(t *testing.T) {
-	for _, s := range findSuites(t) {
-		tc := s.tests[0]
-		wrongStatus := tc
-		wrongStatus.HealthStatus.Status = "Unknown"
-		wrongMessage := tc
-		wrongMessage.HealthStatus.Message += "!"
-		for _, bad := range []testCase{wrongStatus, wrongMessage} {
-			if err := check(s, bad, Strict); err == nil {
-				t.Errorf("%s: expecting %+v for %s passed", suiteName(s), bad.HealthStatus, tc.InputPath)
-			}
-		}
-	}
-}
-
-// TestStrictHasNoLibraries checks that the strict state really lacks the
-// libraries a script from argocd-cm must not rely on, and that a script using
-// one fails there.
-func TestStrictHasNoLibraries(t *testing.T) {
-	probe := `return {status = "Healthy", message = type(string) .. type(math) .. type(table) .. type(os) .. type(io)}`
-	got, err := Eval(probe, map[string]any{}, Strict)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got.Message != "nilnilnilnilnil" {
-		t.Errorf("strict state has libraries: %q", got.Message)
-	}
-	_, err = Eval(`return {status = string.upper("healthy")}`, map[string]any{}, Strict)
-	var apiErr *lua.ApiError
-	if !errors.As(err, &apiErr) {
-		t.Errorf("string.upper ran in the strict state: %v", err)
-	}
-	// `("x"):upper()` must fail too: without the string library strings
-	// have no methods.
-	if _, err := Eval(`local s = "x"; return {status = s:upper()}`, map[string]any{}, Strict); err == nil {
-		t.Error("a string method ran in the strict state")
-	}
-}
-
-// TestDecodeValue checks the object reaches Lua as Argo CD passes it.
-func TestDecodeValue(t *testing.T) {
-	obj, err := loadObject(filepath.Join(configRoot, "mlops.dev", "ModelDeployment", "testdata", "healthy.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	probe := `local c = obj.status.conditions
-return {status = "Healthy", message = tostring(#c) .. " " .. c[1].type .. " " .. tostring(obj.metadata.generation) .. " " .. type(obj.metadata.generation) .. " " .. tostring(obj.status.observedGeneration + 1) .. " " .. tostring(obj.spec.paused)}`
-	got, err := Eval(probe, obj, Strict)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := "3 Ready 3 number 4 nil"; got.Message != want {
-		t.Errorf("got %q, want %q", got.Message, want)
 	}
 }

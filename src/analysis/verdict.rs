@@ -212,6 +212,21 @@ impl Bounds {
     }
 }
 
+/// The tightest lower and upper limit a value is checked against, absolute
+/// and relative to `baseline` together (what a dashboard draws next to the
+/// value).
+pub fn effective_limits(gate: &MetricGate, baseline: Option<f64>) -> (Option<f64>, Option<f64>) {
+    let mut lower: Option<f64> = None;
+    let mut upper: Option<f64> = None;
+    for limit in Bounds::of(gate, baseline).limits {
+        match limit {
+            Limit::AtLeast(l, _) => lower = Some(lower.map_or(l, |x| x.max(l))),
+            Limit::AtMost(l, _) => upper = Some(upper.map_or(l, |x| x.min(l))),
+        }
+    }
+    (lower, upper)
+}
+
 /// Numbers as a person writes them: at most 6 significant digits.
 pub fn num(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
@@ -258,6 +273,24 @@ mod tests {
     }
 
     use Answer::{Error, NoData, Value};
+
+    #[test]
+    fn effective_limits_are_the_tightest() {
+        let g = gate(Some(0.9), Some(0.05), Some(20.0), Some(10.0));
+        // Without a baseline only the absolute bounds.
+        assert_eq!(effective_limits(&g, None), (Some(0.9), Some(0.05)));
+        // Baseline 0.04: +20% = 0.048 is tighter than 0.05; -10% = 0.036 is looser than 0.9.
+        let (lower, upper) = effective_limits(&g, Some(0.04));
+        assert_eq!(lower, Some(0.9));
+        assert!(
+            upper.is_some_and(|u| (u - 0.048).abs() < 1e-12),
+            "{upper:?}"
+        );
+        assert_eq!(
+            effective_limits(&gate(None, None, None, None), Some(1.0)),
+            (None, None)
+        );
+    }
 
     #[test]
     fn table() {

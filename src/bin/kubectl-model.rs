@@ -16,7 +16,7 @@ use serde_json::json;
 
 /// Inspect and steer ModelDeployments.
 #[derive(Parser)]
-#[command(name = "kubectl-model", version, about)]
+#[command(name = "kubectl-model", version = model_operator::VERSION, about)]
 struct Cli {
     /// Namespace (default: the context's, else "default").
     #[arg(short, long, global = true)]

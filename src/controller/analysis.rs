@@ -16,9 +16,9 @@ use crate::analysis::prometheus::Prometheus;
 use crate::analysis::run::{self, Check, Mode, Step};
 use crate::analysis::schedule::{Analysed, Due, conclude, schedule};
 use crate::analysis::template::{self, Vars};
-use crate::analysis::verdict::{Answer, Measurement, judge};
+use crate::analysis::verdict::{Answer, Measurement, effective_limits, judge};
 use crate::api::{AnalysisSpec, AnalysisStatus, Outcome, SecretKeyRef};
-use crate::metrics::{CheckLabels, MetricValueLabels, Metrics};
+use crate::metrics::{BoundLabels, CheckLabels, MetricValueLabels, Metrics};
 use crate::validate::Timing;
 
 /// A bearer token is read again after this long, so a rotated token is
@@ -159,7 +159,7 @@ pub(super) async fn measure(
         };
         let stored = stored.filter(|_| plan.continuing);
         let checks = round(spec, &subject, &running, plan.mode, stored, ctx).await;
-        record_metrics(&ctx.metrics, &subject, &checks);
+        record_metrics(&ctx.metrics, &subject, spec, &checks);
         Some(checks)
     } else {
         None
@@ -286,13 +286,32 @@ async fn round(
     futures::future::join_all(checks).await
 }
 
-fn record_metrics(metrics: &Metrics, subject: &Subject<'_>, checks: &[Check]) {
+fn record_metrics(metrics: &Metrics, subject: &Subject<'_>, spec: &AnalysisSpec, checks: &[Check]) {
     for check in checks {
         let labels = MetricValueLabels {
             namespace: subject.namespace.to_string(),
             modeldeployment: subject.name.to_string(),
             metric: check.name.clone(),
         };
+        if let Some(gate) = spec.metrics.iter().find(|g| g.name == check.name) {
+            let (lower, upper) = effective_limits(gate, check.judgement.baseline);
+            for (bound, limit) in [("lower", lower), ("upper", upper)] {
+                let labels = BoundLabels {
+                    namespace: labels.namespace.clone(),
+                    modeldeployment: labels.modeldeployment.clone(),
+                    metric: labels.metric.clone(),
+                    bound: bound.into(),
+                };
+                match limit {
+                    Some(l) => {
+                        metrics.analysis_bound.get_or_create(&labels).set(l);
+                    }
+                    None => {
+                        metrics.analysis_bound.remove(&labels);
+                    }
+                }
+            }
+        }
         // No value: NaN, which Prometheus shows as such (not as a stale 0).
         metrics
             .analysis_value

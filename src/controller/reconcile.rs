@@ -127,6 +127,12 @@ async fn report(
         count_outcomes(&plan.outcomes, ctx);
     }
     events::publish(&seen.md, announcements, ctx).await;
+    ctx.metrics.record_state(
+        &seen.namespace,
+        &seen.name,
+        seen.md.status.as_ref(),
+        &status,
+    );
     deliver_alerts(seen, &plan, ctx);
     prune_revisions(seen, &plan.revisions, ctx).await?;
     tracing::info!(
@@ -151,6 +157,8 @@ async fn report(
 async fn report_invalid(seen: &Snapshot, cause: &str, ctx: &Context) -> Result<Action, Error> {
     let stored = seen.md.status.as_ref();
     let status = plan::invalid_status(seen, cause);
+    ctx.metrics
+        .record_state(&seen.namespace, &seen.name, stored, &status);
     if stored != Some(&status) {
         persist::write(seen, &status, seen.md.resource_version(), ctx).await?;
         let announcements: Vec<Announcement> = events::for_transitions(&seen.md, stored, &status);
