@@ -45,14 +45,46 @@ fn analysis_spec(analysis: &AnalysisSpec) -> Result<(), String> {
         model: "model",
         version: "1",
         revision: 1,
+        window: "1m",
     };
+    if let Some(window) = &analysis.window {
+        duration::parse(window).map_err(|why| format!("spec.rollout.analysis.window: {why}"))?;
+    }
     for metric in &analysis.metrics {
-        template::render(&metric.query, &sample).map_err(|why| {
-            format!(
-                "spec.rollout.analysis.metrics[{}].query: {why}",
-                metric.name
-            )
-        })?;
+        let comparison = metric.comparison.as_ref();
+        let queries = [
+            ("query", metric.query.as_ref()),
+            (
+                "comparison.failures",
+                comparison.and_then(|c| c.failures.as_ref()),
+            ),
+            (
+                "comparison.total",
+                comparison.and_then(|c| c.total.as_ref()),
+            ),
+            (
+                "comparison.buckets",
+                comparison.and_then(|c| c.buckets.as_ref()),
+            ),
+        ];
+        for (field, query) in queries {
+            if let Some(query) = query {
+                template::render(query, &sample).map_err(|why| {
+                    format!(
+                        "spec.rollout.analysis.metrics[{}].{field}: {why}",
+                        metric.name
+                    )
+                })?;
+            }
+        }
+        if let Some(margin) = comparison.and_then(|c| c.margin.as_ref()) {
+            crate::analysis::judge::parse_margin(margin).map_err(|why| {
+                format!(
+                    "spec.rollout.analysis.metrics[{}].comparison.margin: {why}",
+                    metric.name
+                )
+            })?;
+        }
     }
     Ok(())
 }
@@ -197,6 +229,21 @@ mod tests {
                 "analysis interval that is no duration",
                 json!({"rollout": {"analysis": {"prometheus": {"address": "http://p:9090"}, "interval": "soon", "metrics": [{"name": "e", "query": "up", "max": 1.0}]}}}),
                 Some("spec.rollout.analysis.interval"),
+            ),
+            (
+                "comparison queries with known variables",
+                json!({"rollout": {"analysis": {"prometheus": {"address": "http://p:9090"}, "window": "10m", "metrics": [
+                    {"name": "e", "comparison": {"test": "TwoProportions", "failures": "sum(increase(f{v=\"{{version}}\"}[{{window}}]))", "total": "sum(increase(t{v=\"{{version}}\"}[{{ window }}]))", "margin": "10%"}},
+                    {"name": "l", "comparison": {"test": "MannWhitney", "buckets": "sum by (le) (increase(b{v=\"{{version}}\"}[{{window}}]))"}}]}}}),
+                None,
+            ),
+            (
+                "comparison query with an unknown variable",
+                json!({"rollout": {"analysis": {"prometheus": {"address": "http://p:9090"}, "metrics": [
+                    {"name": "e", "comparison": {"test": "TwoProportions", "failures": "f", "total": "t[{{windwo}}]", "margin": "10%"}}]}}}),
+                Some(
+                    "spec.rollout.analysis.metrics[e].comparison.total: unknown variable {{windwo}}",
+                ),
             ),
         ];
         for (name, extra, want) in cases {

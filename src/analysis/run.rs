@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::verdict::{Judgement, num};
-use crate::api::{AnalysisPhase, AnalysisSpec, AnalysisStatus, MetricCheck, Verdict};
+use crate::api::{AnalysisPhase, AnalysisSpec, AnalysisStatus, Finding, MetricCheck, Verdict};
 use crate::rollout::health::Failure;
 
 /// What the analysed revision is doing.
@@ -131,7 +131,11 @@ pub fn advance(step: Step<'_>) -> (AnalysisStatus, Gate) {
         status.bake_started_at = Some(step.now.clone());
     }
     if let Some(checks) = step.checks {
-        status.metrics = record(&status.metrics, checks, step.mode, spec, step.now);
+        let baked = status
+            .bake_started_at
+            .as_ref()
+            .is_some_and(|b| elapsed(b, step.now) >= step.bake_time);
+        status.metrics = record(&status.metrics, checks, step.mode, spec, step.now, baked);
     }
     match step.mode {
         Mode::Rollout { .. } => judge_rollout(status, spec, step.bake_time, step.now),
@@ -146,6 +150,7 @@ fn record(
     mode: Mode,
     spec: &AnalysisSpec,
     now: &Time,
+    baked: bool,
 ) -> Vec<MetricCheck> {
     checks
         .into_iter()
@@ -156,6 +161,13 @@ fn record(
                 .cloned()
                 .unwrap_or_default();
             let j = c.judgement;
+            // A comparison still collecting samples is no failure to answer:
+            // it counts against inconclusiveLimit only once the bake time is
+            // over (and never promotes).
+            let collecting = !baked
+                && j.evidence
+                    .as_ref()
+                    .is_some_and(|e| matches!(e.finding, Finding::Collecting | Finding::Undecided));
             let mut m = MetricCheck {
                 name: c.name,
                 verdict: j.verdict,
@@ -165,6 +177,7 @@ fn record(
                 message: j.message,
                 query: c.query,
                 checked_at: Some(now.clone()),
+                evidence: j.evidence,
                 ..old.clone()
             };
             match mode {
@@ -172,6 +185,7 @@ fn record(
                     Verdict::Pass if j.on_data => m.passed += 1,
                     Verdict::Pass => {}
                     Verdict::Fail => m.failed += 1,
+                    Verdict::Inconclusive if collecting => {}
                     Verdict::Inconclusive => m.inconclusive += 1,
                 },
                 // After promotion a breach is failures in a row; counters
@@ -253,9 +267,7 @@ fn judge_rollout(
             format!("checking while pods are replaced; {passing}/{total} metrics pass");
         return (status, Gate::Pending);
     };
-    let baked = Duration::from_millis(
-        u64::try_from(now.0.as_millisecond() - bake_start.0.as_millisecond()).unwrap_or(0),
-    );
+    let baked = elapsed(bake_start, now);
     let measured = status.metrics.len() == total;
     // Promotion rests on checks of the revision as it finally runs: every
     // metric's latest check must come after all pods were updated.
@@ -330,6 +342,12 @@ fn breach_message(m: &MetricCheck, limit: i32) -> String {
     format!(
         "metric {} failed {} checks (failureLimit {limit}): {}; value {value}, bound {}; query: {}",
         m.name, m.failed, m.message, m.bound, m.query
+    )
+}
+
+fn elapsed(since: &Time, now: &Time) -> Duration {
+    Duration::from_millis(
+        u64::try_from(now.0.as_millisecond() - since.0.as_millisecond()).unwrap_or(0),
     )
 }
 
