@@ -17,14 +17,17 @@ use serde_json::json;
 
 use crate::convergence::delete_namespace;
 use crate::report::{Row, percentile, sorted};
-use crate::support::prometheus;
 use crate::support::gates::{analysis, outcome, phase, setup, stable};
+use crate::support::prometheus;
 
 const NAME: &str = "rollback, failing metric check: template on the bad revision → reverted";
 
 pub async fn run(_client: &Client, rounds: usize) -> Row {
     eprintln!("bench: rollback latency over {rounds} metric-check failures");
-    if reqwest::get(format!("{}/-/ready", prometheus())).await.is_err() {
+    if reqwest::get(format!("{}/-/ready", prometheus()))
+        .await
+        .is_err()
+    {
         return Row::new(
             NAME,
             "not measured: Prometheus is not running (make monitoring-up)",

@@ -338,6 +338,63 @@ fn histograms(
     ))
 }
 
+/// The evidence on one line, for `kubectl model status`: "TwoProportions:
+/// Worse; samples 10,000 vs 10,000 (min 1,000); failures 150 vs 100;
+/// difference +0.5 pp, 95% bounds [+0.241, +0.759 pp], margin 0.1 pp;
+/// p = 0.0056".
+pub fn summary(e: &ComparisonEvidence) -> String {
+    let mut parts = vec![
+        format!("{}: {}", e.test, e.finding),
+        format!(
+            "samples {} vs {} (min {})",
+            count(e.samples as f64),
+            count(e.stable_samples as f64),
+            count(e.min_samples as f64)
+        ),
+    ];
+    if let (Some(f), Some(s)) = (e.failures, e.stable_failures) {
+        parts.push(format!(
+            "failures {} vs {}",
+            count(f as f64),
+            count(s as f64)
+        ));
+    }
+    let scale = |v: f64| match e.test {
+        ComparisonTest::TwoProportions => signed(v * 100.0),
+        ComparisonTest::MannWhitney => signed(v),
+    };
+    let unit = match e.test {
+        ComparisonTest::TwoProportions => " pp",
+        ComparisonTest::MannWhitney => "",
+    };
+    if let Some(d) = e.difference {
+        let mut text = format!(
+            "{} {}{unit}",
+            match e.test {
+                ComparisonTest::TwoProportions => "difference",
+                ComparisonTest::MannWhitney => "Cliff's delta",
+            },
+            scale(d)
+        );
+        if let (Some(lo), Some(hi)) = (e.lower_bound, e.upper_bound) {
+            text.push_str(&format!(
+                ", {} bounds [{}, {}{unit}]",
+                pct(e.confidence),
+                scale(lo),
+                scale(hi)
+            ));
+        }
+        if let Some(m) = e.margin {
+            text.push_str(&format!(", margin {} pp", num(m * 100.0)));
+        }
+        parts.push(text);
+    }
+    if let Some(p) = e.p_value {
+        parts.push(p_value(p));
+    }
+    parts.join("; ")
+}
+
 fn judgement(
     finding: Finding,
     value: Option<f64>,
