@@ -243,10 +243,21 @@ fn judge_rollout(
         .find(|m| m.inconclusive > spec.inconclusive_limit)
     {
         status.phase = AnalysisPhase::Inconclusive;
-        status.message = format!(
-            "stopped: metric {} had {} checks without an answer (inconclusiveLimit {}); last: {}. The revision is neither promoted nor rolled back: fix the metric or Prometheus, then `kubectl model retry`",
-            m.name, m.inconclusive, spec.inconclusive_limit, m.message
-        );
+        let still_collecting = m.evidence.as_ref().is_some_and(|e| {
+            m.verdict == Verdict::Inconclusive
+                && matches!(e.finding, Finding::Collecting | Finding::Undecided)
+        });
+        status.message = if still_collecting {
+            format!(
+                "stopped: metric {} had no verdict in {} checks after the bake time (inconclusiveLimit {}); last: {}. The revision is neither promoted nor rolled back: let traffic accumulate and `kubectl model retry`, or lengthen bakeTime, widen the margin or lower minSamples",
+                m.name, m.inconclusive, spec.inconclusive_limit, m.message
+            )
+        } else {
+            format!(
+                "stopped: metric {} had {} checks without an answer (inconclusiveLimit {}); last: {}. The revision is neither promoted nor rolled back: fix the metric or Prometheus, then `kubectl model retry`",
+                m.name, m.inconclusive, spec.inconclusive_limit, m.message
+            )
+        };
         return (status.clone(), Gate::Halted(status.message));
     }
     let passing = status

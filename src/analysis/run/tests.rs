@@ -491,6 +491,13 @@ fn collecting_counts_against_the_inconclusive_limit_only_after_the_bake_time() {
     );
     assert_eq!(status.metrics[0].inconclusive, 3);
     assert!(matches!(gate, Gate::Halted(_)), "{gate:?}");
+    assert!(
+        status
+            .message
+            .starts_with("stopped: metric errors had no verdict in 3 checks after the bake time"),
+        "{}",
+        status.message
+    );
     // An inconclusive check without evidence (no answer) counts at once.
     let (status, _) = run(
         &s,
