@@ -272,10 +272,18 @@ async fn thin_evidence_keeps_collecting_where_a_relative_bound_rolls_back() {
     })
     .await;
     let first_check = check(&seen, "error-rate").unwrap().checked_at.clone();
+    // A later round, or a decision on 2.0 (which must not happen).
     let m = wait_md(&s, "m", "a later round on 2.0", |m| {
         check(m, "error-rate").is_some_and(|c| c.checked_at != first_check && c.evidence.is_some())
+            || outcome(m, 2) != Some(Outcome::Progressing)
     })
     .await;
+    assert_eq!(
+        outcome(&m, 2),
+        Some(Outcome::Progressing),
+        "{:?}",
+        check(&m, "error-rate")
+    );
     let c = check(&m, "error-rate").unwrap();
     assert_eq!(c.verdict, Verdict::Inconclusive);
     assert!(
