@@ -115,11 +115,16 @@ async fn scraped(s: &Setup, metric: &str, version: &str, want: f64) {
 }
 
 async fn create(s: &Setup, name: &str, version: &str, analysis: Value) {
+    create_with_alerts(s, name, version, analysis, json!(null)).await;
+}
+
+async fn create_with_alerts(s: &Setup, name: &str, version: &str, analysis: Value, alerts: Value) {
     let md: ModelDeployment = serde_json::from_value(json!({
         "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
         "spec": {
             "model": {"version": version}, "server": {"image": "srv:1"}, "replicas": 1,
             "rollout": {"analysis": analysis},
+            "alerts": alerts,
         },
     }))
     .unwrap();
@@ -313,6 +318,19 @@ async fn thin_evidence_keeps_collecting_where_a_relative_bound_rolls_back() {
         )
     );
     assert_eq!((c.failed, c.inconclusive, c.passed), (0, 0, 0), "{c:?}");
+    // Both versions over the same window, since 2.0 started serving (at
+    // least 1m): the queries as sent say which.
+    let window = c
+        .query
+        .split('[')
+        .nth(1)
+        .and_then(|w| w.split("s]").next())
+        .and_then(|w| w.parse::<u64>().ok());
+    assert!(
+        window.is_some_and(|w| (60..=3600).contains(&w)),
+        "{}",
+        c.query
+    );
     assert_eq!(outcome(&m, 2), Some(Outcome::Progressing));
     assert_eq!(stable(&m), Some(1));
     let analysis = m.status.as_ref().unwrap().analysis.as_ref().unwrap();
@@ -345,7 +363,14 @@ async fn a_significant_regression_is_rolled_back_with_its_p_value() {
         ],
     );
     scraped(&s, "model_request_failures", "2.0", 150.0).await;
-    create(&s, "m", "1.0", gates(json!([error_rate_gate()]), "4s")).await;
+    create_with_alerts(
+        &s,
+        "m",
+        "1.0",
+        gates(json!([error_rate_gate()]), "4s"),
+        json!({"alertmanager": {"url": alertmanager()}}),
+    )
+    .await;
     wait_md(&s, "m", "promote 1.0", |m| stable(m) == Some(1)).await;
 
     set_version(&s, "m", "2.0").await;
@@ -387,6 +412,18 @@ async fn a_significant_regression_is_rolled_back_with_its_p_value() {
             .any(|(reason, note)| reason == "RolledBack" && note.contains("p = 0.056")),
         "no RolledBack event with the p-value: {events:#?}"
     );
+    // The alert carries the same evidence.
+    let alert = s
+        .wait_alert(
+            json!({"alertname": "ModelRolledBack", "modeldeployment": "m", "revision": "2"}),
+        )
+        .await;
+    let description = alert["annotations"]["description"]
+        .as_str()
+        .unwrap_or_default();
+    for part in ["150/10,000", "p = 0.056", "TwoProportions"] {
+        assert!(description.contains(part), "{description:?} lacks {part:?}");
+    }
 }
 
 #[tokio::test]
