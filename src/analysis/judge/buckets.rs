@@ -51,10 +51,11 @@ pub fn histogram(raw: &[RawBucket]) -> Result<Histogram, String> {
     let mut negative = 0;
     for b in raw {
         let bound = parse_le(&b.le)?;
-        if b.count.is_nan() {
+        if !b.count.is_finite() {
             return Err(format!(
-                "bucket le=\"{}\" has no number (NaN)",
-                short(&b.le)
+                "bucket le=\"{}\" has no finite count ({})",
+                short(&b.le),
+                b.count
             ));
         }
         let count = if b.count < 0.0 {

@@ -34,7 +34,8 @@ pub struct Shift {
 }
 
 /// `new` and `stable` hold counts per bucket, the same buckets in
-/// ascending order, none negative, each side with a positive total.
+/// ascending order, none negative, each side with a positive total. Counts
+/// too large to compute with give NaN, for the caller to refuse.
 pub fn compare(new: &[f64], stable: &[f64], worse: Worse, confidence: f64) -> Shift {
     let n1: f64 = new.iter().sum();
     let n0: f64 = stable.iter().sum();
@@ -55,7 +56,22 @@ pub fn compare(new: &[f64], stable: &[f64], worse: Worse, confidence: f64) -> Sh
     } else {
         0.0
     };
-    let sd = variance.max(0.0).sqrt();
+    // NaN (counts too large to square) stays NaN for the caller to see;
+    // `max` would turn it into 0.
+    let sd = if variance > 0.0 || variance.is_nan() {
+        variance.sqrt()
+    } else {
+        0.0
+    };
+    if !(sd.is_finite() && u_new.is_finite()) {
+        return Shift {
+            u_new,
+            delta: f64::NAN,
+            lower: f64::NAN,
+            upper: f64::NAN,
+            p_worse: f64::NAN,
+        };
+    }
     let u_worse = match worse {
         Worse::Higher => u_new,
         Worse::Lower => pairs - u_new,
@@ -78,8 +94,8 @@ pub fn compare(new: &[f64], stable: &[f64], worse: Worse, confidence: f64) -> Sh
     Shift {
         u_new,
         delta,
-        lower: (delta - half).max(-1.0),
-        upper: (delta + half).min(1.0),
+        lower: (delta - half).clamp(-1.0, 1.0),
+        upper: (delta + half).clamp(-1.0, 1.0),
         p_worse,
     }
 }

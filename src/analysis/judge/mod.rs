@@ -170,6 +170,9 @@ fn proportions(
     let stable = counts(stable.0, stable.1, "stable", &mut notes)?;
     let min = spec.min_samples as f64;
     let c = two_proportions::compare(&new, &stable, margin, spec.confidence);
+    if ![c.p_worse, c.lower, c.upper].iter().all(|v| v.is_finite()) {
+        return Err(out_of_range(new.total, stable.total));
+    }
     let finding = if new.total < min || stable.total < min {
         Finding::Collecting
     } else if c.lower > c.margin {
@@ -271,6 +274,13 @@ fn histograms(
     let collecting_now = n1 < min || n0 < min;
     let shift = (!collecting_now)
         .then(|| mann_whitney::compare(&aligned.new, &aligned.stable, worse, spec.confidence));
+    if shift.is_some_and(|s| {
+        ![s.p_worse, s.delta, s.lower, s.upper]
+            .iter()
+            .all(|v| v.is_finite())
+    }) {
+        return Err(out_of_range(n1, n0));
+    }
     let alpha = 1.0 - spec.confidence;
     let finding = match &shift {
         None => Finding::Collecting,
@@ -429,6 +439,14 @@ fn collecting(new: &f64, stable: &f64, min: f64, unit: &str) -> String {
             count(min)
         )
     }
+}
+
+/// Counts no floating-point computation can compare (e.g. 1e300): an
+/// answer, not a crash and never a Pass.
+fn out_of_range(new: f64, stable: f64) -> String {
+    format!(
+        "the counts ({new:e} new, {stable:e} stable) are out of the range the test can compute with"
+    )
 }
 
 /// Status holds no NaN or infinity (JSON has none).

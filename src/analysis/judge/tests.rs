@@ -341,6 +341,19 @@ fn what_cannot_be_judged_is_inconclusive_and_explained() {
         assert!(j.evidence.is_none(), "{name}");
         assert!(j.message.contains(fragment), "{name}: {:?}", j.message);
     }
+    // Counts at the end of the floating-point range: 0/0 inside the test.
+    let huge = judge(
+        "e",
+        &proportions_spec("0", 0.95, 1000),
+        &measured(counts(f64::MAX, f64::MAX), counts(f64::MAX, f64::MAX)),
+    );
+    assert_eq!(huge.verdict, Verdict::Inconclusive, "{}", huge.message);
+    assert!(
+        huge.message
+            .contains("out of the range the test can compute with"),
+        "{}",
+        huge.message
+    );
     let first = judge(
         "e",
         &spec,
@@ -498,7 +511,15 @@ fn broken_histograms_are_explained() {
             raw(&[("fast", 5.0), ("+Inf", 9.0)]),
             "le label \"fast\" is not a number",
         ),
-        (raw(&[("0.1", f64::NAN), ("+Inf", 9.0)]), "NaN"),
+        (
+            raw(&[("0.1", f64::NAN), ("+Inf", 9.0)]),
+            "no finite count (NaN)",
+        ),
+        (
+            raw(&[("0.1", 1.0), ("+Inf", f64::INFINITY)]),
+            "no finite count (inf)",
+        ),
+        (raw(&[("0.1", 1e300), ("+Inf", 1e300)]), "out of the range"),
         (
             raw(&[("0.1", 1.0), ("0.10", 2.0), ("+Inf", 9.0)]),
             "two buckets with the same le",
@@ -659,6 +680,23 @@ proptest! {
         a[at + 1] += 1.0;
         let after = mann_whitney::compare(&a, &b, Worse::Higher, 0.95);
         prop_assert!(after.u_new >= before.u_new);
+    }
+
+    /// Any counts, up to the end of the floating-point range: a verdict on
+    /// data always comes with a finite p-value and bounds, never from NaN.
+    #[test]
+    fn verdicts_on_data_rest_on_finite_numbers(
+        f1 in 0.0f64..f64::MAX, n1 in 0.0f64..f64::MAX, f0 in 0.0f64..f64::MAX, n0 in 0.0f64..f64::MAX,
+        bins_new in prop::collection::vec(0.0f64..1e200, 5), bins_stable in prop::collection::vec(0.0f64..1e200, 5),
+    ) {
+        let proportions = judge("e", &proportions_spec("0", 0.95, 10), &measured(counts(f1.min(n1), n1), counts(f0.min(n0), n0)));
+        let histograms = judge("l", &histogram_spec(WorseWhen::Higher, 10), &histograms(&bins_new, &bins_stable));
+        for j in [proportions, histograms] {
+            if j.on_data {
+                let e = j.evidence.clone().expect("evidence");
+                prop_assert!(e.p_value.is_some() && e.lower_bound.is_some() && e.upper_bound.is_some(), "{}", j.message);
+            }
+        }
     }
 
     /// Whatever Prometheus returns, reading and aligning buckets never
