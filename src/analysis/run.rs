@@ -274,8 +274,10 @@ fn judge_rollout(
         .collect();
     let Some(bake_start) = status.bake_started_at.as_ref() else {
         status.phase = AnalysisPhase::Running;
-        status.message =
-            format!("checking while pods are replaced; {passing}/{total} metrics pass");
+        status.message = format!(
+            "checking while pods are replaced; {passing}/{total} metrics pass{}",
+            collecting_note(&status.metrics)
+        );
         return (status, Gate::Pending);
     };
     let baked = elapsed(bake_start, now);
@@ -298,9 +300,10 @@ fn judge_rollout(
     status.phase = AnalysisPhase::Baking;
     status.message = if baked < bake_time {
         format!(
-            "baking: {} of {} left; {passing}/{total} metrics pass",
+            "baking: {} of {} left; {passing}/{total} metrics pass{}",
             human(bake_time - baked),
-            human(bake_time)
+            human(bake_time),
+            collecting_note(&status.metrics)
         )
     } else if !measured {
         "baked; waiting for the first check of every metric".to_string()
@@ -354,6 +357,33 @@ fn breach_message(m: &MetricCheck, limit: i32) -> String {
         "metric {} failed {} checks (failureLimit {limit}): {}; value {value}, bound {}; query: {}",
         m.name, m.failed, m.message, m.bound, m.query
     )
+}
+
+/// "; collecting: error-rate (200 of 1,000), latency (0 of 500)" for the
+/// comparisons still waiting for samples; empty when none is.
+fn collecting_note(metrics: &[MetricCheck]) -> String {
+    let waiting: Vec<String> = metrics
+        .iter()
+        .filter(|m| m.verdict == Verdict::Inconclusive)
+        .filter_map(|m| {
+            let e = m.evidence.as_ref()?;
+            match e.finding {
+                Finding::Collecting => Some(format!(
+                    "{} ({} of {})",
+                    m.name,
+                    crate::analysis::judge::count(e.samples.min(e.stable_samples) as f64),
+                    crate::analysis::judge::count(e.min_samples as f64)
+                )),
+                Finding::Undecided => Some(format!("{} (undecided)", m.name)),
+                _ => None,
+            }
+        })
+        .collect();
+    if waiting.is_empty() {
+        String::new()
+    } else {
+        format!("; collecting: {}", waiting.join(", "))
+    }
 }
 
 fn elapsed(since: &Time, now: &Time) -> Duration {

@@ -439,6 +439,9 @@ fn compared(name: &str, finding: crate::api::Finding) -> Check {
     let mut c = check(name, Inconclusive, false);
     c.judgement.evidence = Some(crate::api::ComparisonEvidence {
         finding,
+        samples: 200,
+        stable_samples: 10_000,
+        min_samples: 1000,
         ..Default::default()
     });
     c
@@ -475,6 +478,10 @@ fn collecting_counts_against_the_inconclusive_limit_only_after_the_bake_time() {
     assert!(
         status.metrics[0].evidence.is_some(),
         "evidence kept in status"
+    );
+    assert_eq!(
+        status.message,
+        "baking: 10s of 1m left; 1/2 metrics pass; collecting: errors (200 of 1,000)"
     );
     // After the bake time (60s from second 10), they count like any
     // inconclusive check, and the rollout stops past the limit.
