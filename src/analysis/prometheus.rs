@@ -33,6 +33,22 @@ impl Prometheus {
         }
     }
 
+    /// As [`Self::query`], but what Prometheus said when it refused is not
+    /// repeated: only the error type and the HTTP status (for comparisons,
+    /// whose messages reach status, Events and alerts).
+    pub async fn query_quiet(
+        &self,
+        address: &str,
+        query: &str,
+        timeout: Duration,
+        bearer_token: Option<&str>,
+    ) -> Answer {
+        match self.fetch(address, query, timeout, bearer_token).await {
+            Ok((status, body)) => parse_quiet(status, &body),
+            Err(why) => Answer::Error(why),
+        }
+    }
+
     /// Runs a histogram query that returns one series per `le` bucket.
     pub async fn query_buckets(
         &self,
@@ -182,6 +198,30 @@ pub fn parse(http_status: u16, body: &[u8]) -> Answer {
     }
 }
 
+/// [`parse`] without Prometheus's own words: a refusal or a body that is
+/// not an answer is described by the operator only.
+pub fn parse_quiet(http_status: u16, body: &[u8]) -> Answer {
+    match serde_json::from_slice::<Response>(body) {
+        Err(_) => Answer::Error(format!("HTTP {http_status}, not a Prometheus answer")),
+        Ok(r) if r.status != "success" => {
+            Answer::Error(refused(r.error_type.as_deref(), http_status))
+        }
+        Ok(_) => parse(http_status, body),
+    }
+}
+
+fn refused(error_type: Option<&str>, http_status: u16) -> String {
+    let kind: String = error_type
+        .unwrap_or("error")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(32)
+        .collect();
+    format!(
+        "Prometheus refused the query ({kind}, HTTP {http_status}); run it in Prometheus to see why"
+    )
+}
+
 /// Reads a histogram answer: one series per `le` label. Only what the
 /// operator itself can say goes into status: Prometheus's own error text is
 /// not repeated (run the query in Prometheus to see it).
@@ -192,16 +232,9 @@ pub fn parse_buckets(http_status: u16, body: &[u8]) -> Result<Vec<RawBucket>, An
         )));
     };
     if response.status != "success" {
-        let kind: String = response
-            .error_type
-            .as_deref()
-            .unwrap_or("error")
-            .chars()
-            .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
-            .take(32)
-            .collect();
-        return Err(Answer::Error(format!(
-            "Prometheus refused the query ({kind}, HTTP {http_status}); run it in Prometheus to see why"
+        return Err(Answer::Error(refused(
+            response.error_type.as_deref(),
+            http_status,
         )));
     }
     let Some(data) = response.data else {
@@ -303,6 +336,25 @@ mod tests {
         for (status, body, want) in cases {
             assert_eq!(parse_buckets(status, body.as_bytes()), Err(want), "{body}");
         }
+    }
+
+    #[test]
+    fn quiet_answers_keep_prometheus_words_out() {
+        assert_eq!(
+            parse_quiet(
+                200,
+                br#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}"#
+            ),
+            Answer::Value(3.0)
+        );
+        assert_eq!(
+            parse_quiet(400, br#"{"status":"error","errorType":"bad_data","error":"parse error: <their text>"}"#),
+            Answer::Error("Prometheus refused the query (bad_data, HTTP 400); run it in Prometheus to see why".into())
+        );
+        assert_eq!(
+            parse_quiet(502, b"<html>upstream said something</html>"),
+            Answer::Error("HTTP 502, not a Prometheus answer".into())
+        );
     }
 
     #[test]

@@ -306,6 +306,22 @@ async fn round(
         }),
         _ => None,
     };
+    // Comparisons' messages reach status, Events and alerts: Prometheus's
+    // own error text stays out of them.
+    let ask_quiet = |query: Result<String, String>| {
+        let token = token.clone();
+        async move {
+            match (query, token) {
+                (Err(e), _) | (_, Err(e)) => Answer::Error(e),
+                (Ok(q), Ok(t)) => {
+                    ctx.outbound
+                        .prometheus
+                        .query_quiet(address, &q, timeout, t.as_deref())
+                        .await
+                }
+            }
+        }
+    };
     let ask_buckets = |query: Result<String, String>| {
         let token = token.clone();
         async move {
@@ -323,7 +339,7 @@ async fn round(
     let comparisons = spec.metrics.iter().filter_map(|gate| {
         let comparison = gate.comparison.as_ref()?;
         let (vars, stable_vars) = (&vars, stable_vars.as_ref());
-        let (ask, ask_buckets) = (&ask, &ask_buckets);
+        let (ask, ask_buckets) = (&ask_quiet, &ask_buckets);
         Some(async move {
             let observe = |vars: Vars<'_>| {
                 let render =
