@@ -9,19 +9,16 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
 
+use super::compare;
 use super::context::Context;
 use super::status::Revisions;
 use crate::alerts::Deliverer;
-use crate::analysis::judge::{self, Measured, Observed};
 use crate::analysis::prometheus::Prometheus;
 use crate::analysis::run::{self, Check, Gate, Mode, Step};
 use crate::analysis::template::{self, Vars};
 use crate::analysis::verdict::{Answer, Measurement, judge};
 use crate::analysis::{duration, window};
-use crate::api::{
-    AnalysisSpec, AnalysisStatus, BreachAction, ComparisonSpec, ComparisonTest, Outcome,
-    SecretKeyRef,
-};
+use crate::api::{AnalysisSpec, AnalysisStatus, BreachAction, Outcome, SecretKeyRef};
 use crate::metrics::{CheckLabels, MetricValueLabels, Metrics};
 use crate::rollout::decide::{Breach, Health};
 use crate::rollout::history;
@@ -306,166 +303,66 @@ async fn round(
         }),
         _ => None,
     };
-    // Comparisons' messages reach status, Events and alerts: Prometheus's
-    // own error text stays out of them.
-    let ask_quiet = |query: Result<String, String>| {
-        let token = token.clone();
-        async move {
-            match (query, token) {
-                (Err(e), _) | (_, Err(e)) => Answer::Error(e),
-                (Ok(q), Ok(t)) => {
-                    ctx.outbound
-                        .prometheus
-                        .query_quiet(address, &q, timeout, t.as_deref())
-                        .await
-                }
-            }
-        }
+    let asker = compare::Asker {
+        prometheus: &ctx.outbound.prometheus,
+        address,
+        timeout,
+        token: token.clone(),
     };
-    let ask_buckets = |query: Result<String, String>| {
-        let token = token.clone();
-        async move {
-            match (query, token) {
-                (Err(e), _) | (_, Err(e)) => Err(Answer::Error(e)),
-                (Ok(q), Ok(t)) => {
-                    ctx.outbound
-                        .prometheus
-                        .query_buckets(address, &q, timeout, t.as_deref())
-                        .await
-                }
-            }
-        }
-    };
-    let comparisons = spec.metrics.iter().filter_map(|gate| {
-        let comparison = gate.comparison.as_ref()?;
-        let (vars, stable_vars) = (&vars, stable_vars.as_ref());
-        let (ask, ask_buckets) = (&ask_quiet, &ask_buckets);
-        Some(async move {
-            let observe = |vars: Vars<'_>| {
-                let render =
-                    |q: &Option<String>| template::render(q.as_deref().unwrap_or(""), &vars);
-                let (failures, total, buckets) = (
-                    render(&comparison.failures),
-                    render(&comparison.total),
-                    render(&comparison.buckets),
-                );
-                async move {
-                    match comparison.test {
-                        ComparisonTest::TwoProportions => {
-                            let (failures, total) = futures::join!(ask(failures), ask(total));
-                            Observed::Proportions { failures, total }
-                        }
-                        ComparisonTest::MannWhitney => {
-                            Observed::Buckets(ask_buckets(buckets).await)
-                        }
-                    }
-                }
-            };
-            let shown = shown_queries(comparison, vars);
-            // No stable revision serving (first rollout, or after
-            // promotion): nothing to compare with, nothing to ask.
-            let measured = match stable_vars {
-                Some(stable_vars) => {
-                    let (new, stable) =
-                        futures::join!(observe(vars.clone()), observe(stable_vars.clone()));
-                    Measured {
-                        new,
-                        stable: Some(stable),
-                    }
-                }
-                None => Measured {
-                    new: Observed::Proportions {
-                        failures: Answer::NoData(String::new()),
-                        total: Answer::NoData(String::new()),
-                    },
-                    stable: None,
+    let comparisons = compare::round(spec, &asker, &vars, stable_vars.as_ref());
+    let plain_gates = spec.metrics.iter().filter(|g| g.comparison.is_none());
+    let checks = plain_gates.map(|gate| {
+        let query = template::render(gate.query.as_deref().unwrap_or(""), &vars);
+        let relative = gate.max_increase_percent.is_some() || gate.max_decrease_percent.is_some();
+        let baseline_query = match (baseline_revision, &baseline_version) {
+            (Some(revision), Some(version)) if relative => Some(template::render(
+                gate.query.as_deref().unwrap_or(""),
+                &Vars {
+                    version,
+                    revision,
+                    ..vars.clone()
                 },
+            )),
+            _ => None,
+        };
+        let last_baseline = stored
+            .and_then(|s| s.metrics.iter().find(|m| m.name == gate.name))
+            .and_then(|m| m.baseline);
+        let shown = query
+            .clone()
+            .unwrap_or_else(|_| gate.query.clone().unwrap_or_default());
+        let ask = &ask;
+        async move {
+            let (value, baseline) = match baseline_query {
+                Some(b) => {
+                    let (v, b) = futures::join!(ask(query), ask(b));
+                    (v, Some(b))
+                }
+                None => (ask(query).await, None),
+            };
+            let measurement = Measurement {
+                query: shown.clone(),
+                value,
+                baseline,
+                last_baseline,
             };
             Check {
                 name: gate.name.clone(),
                 query: shown,
-                judgement: judge::judge(&gate.name, comparison, &measured),
+                judgement: judge(gate, &measurement, spec.on_no_data),
             }
-        })
+        }
     });
-    let comparisons = futures::future::join_all(comparisons);
-    let checks = spec
-        .metrics
-        .iter()
-        .filter(|g| g.comparison.is_none())
-        .map(|gate| {
-            let query = template::render(gate.query.as_deref().unwrap_or(""), &vars);
-            let relative =
-                gate.max_increase_percent.is_some() || gate.max_decrease_percent.is_some();
-            let baseline_query = match (baseline_revision, &baseline_version) {
-                (Some(revision), Some(version)) if relative => Some(template::render(
-                    gate.query.as_deref().unwrap_or(""),
-                    &Vars {
-                        version,
-                        revision,
-                        ..vars.clone()
-                    },
-                )),
-                _ => None,
-            };
-            let last_baseline = stored
-                .and_then(|s| s.metrics.iter().find(|m| m.name == gate.name))
-                .and_then(|m| m.baseline);
-            let shown = query
-                .clone()
-                .unwrap_or_else(|_| gate.query.clone().unwrap_or_default());
-            let ask = &ask;
-            async move {
-                let (value, baseline) = match baseline_query {
-                    Some(b) => {
-                        let (v, b) = futures::join!(ask(query), ask(b));
-                        (v, Some(b))
-                    }
-                    None => (ask(query).await, None),
-                };
-                let measurement = Measurement {
-                    query: shown.clone(),
-                    value,
-                    baseline,
-                    last_baseline,
-                };
-                Check {
-                    name: gate.name.clone(),
-                    query: shown,
-                    judgement: judge(gate, &measurement, spec.on_no_data),
-                }
-            }
-        });
     let (plain, compared) = futures::join!(futures::future::join_all(checks), comparisons);
     // Spec order, as status lists them.
-    let mut plain = plain.into_iter();
-    let mut compared = compared.into_iter();
+    let (mut plain, mut compared) = (plain.into_iter(), compared.into_iter());
     spec.metrics
         .iter()
-        .filter_map(|gate| {
-            if gate.comparison.is_some() {
-                compared.next()
-            } else {
-                plain.next()
-            }
+        .filter_map(|gate| match gate.comparison {
+            Some(_) => compared.next(),
+            None => plain.next(),
         })
         .collect()
-}
-
-/// The new revision's queries of a comparison as sent, for status.
-fn shown_queries(comparison: &ComparisonSpec, vars: &Vars<'_>) -> String {
-    let shown = |q: &Option<String>| {
-        let q = q.as_deref().unwrap_or("");
-        template::render(q, vars).unwrap_or_else(|_| q.to_string())
-    };
-    match comparison.test {
-        ComparisonTest::TwoProportions => format!(
-            "failures: {}; total: {}",
-            shown(&comparison.failures),
-            shown(&comparison.total)
-        ),
-        ComparisonTest::MannWhitney => format!("buckets: {}", shown(&comparison.buckets)),
-    }
 }
 
 fn record_metrics(metrics: &Metrics, subject: &Subject<'_>, checks: &[Check]) {

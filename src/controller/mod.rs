@@ -2,6 +2,7 @@
 
 mod analysis;
 mod apply;
+mod compare;
 mod conditions;
 mod context;
 mod drift;
