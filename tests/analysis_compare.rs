@@ -579,3 +579,95 @@ async fn the_comparison_gates_example_is_accepted_by_the_api_server() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[tokio::test]
+async fn differing_bucket_sets_are_compared_and_a_histogram_without_inf_stops_the_rollout() {
+    let s = setup("compare-buckets").await;
+    let ns = s.ns.name.clone();
+    let bucket_lines = |version: &str, buckets: &[(&str, u64)]| -> String {
+        buckets
+            .iter()
+            .map(|(le, count)| {
+                format!(
+                    "model_latency_seconds_bucket{{namespace=\"{ns}\",model_version=\"{version}\",le=\"{le}\"}} {count}\n"
+                )
+            })
+            .collect()
+    };
+    let mut text = bucket_lines(
+        "1.0",
+        &[
+            ("0.05", 100),
+            ("0.1", 400),
+            ("0.25", 800),
+            ("0.5", 950),
+            ("+Inf", 1000),
+        ],
+    );
+    // 2.0 has one more bound; on the bounds both have, the same counts.
+    text.push_str(&bucket_lines(
+        "2.0",
+        &[
+            ("0.05", 100),
+            ("0.075", 250),
+            ("0.1", 400),
+            ("0.25", 800),
+            ("0.5", 950),
+            ("+Inf", 1000),
+        ],
+    ));
+    // 3.0 lost its +Inf bucket: the number of requests is unknown.
+    text.push_str(&bucket_lines("3.0", &[("0.05", 100), ("0.1", 400)]));
+    s.exporter.set(&text);
+    let start = std::time::Instant::now();
+    for (version, le, want) in [("2.0", "+Inf", 1000.0), ("3.0", "0.1", 400.0)] {
+        let query = format!(
+            r#"model_latency_seconds_bucket{{namespace="{ns}",model_version="{version}",le="{le}"}}"#
+        );
+        while prometheus_query(&query).await.expect("Prometheus answers") != Some(want) {
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "Prometheus never scraped {query}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    }
+    create(&s, "m", "1.0", gates(json!([latency_gate()]), "4s")).await;
+    wait_md(&s, "m", "promote 1.0", |m| stable(m) == Some(1)).await;
+
+    set_version(&s, "m", "2.0").await;
+    let m = wait_md(&s, "m", "promote 2.0 (same latency, finer buckets)", |m| {
+        stable(m) == Some(2)
+    })
+    .await;
+    let c = history_check(&m, 2, "latency").expect("checks in history");
+    assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
+    assert!(
+        c.message
+            .contains("bucket bounds differ (6 new, 5 stable): compared on the 5 both have"),
+        "{}",
+        c.message
+    );
+
+    set_version(&s, "m", "3.0").await;
+    let m = wait_md(&s, "m", "stop 3.0 (no +Inf bucket)", |m| {
+        m.status
+            .as_ref()
+            .and_then(|s| s.analysis.as_ref())
+            .is_some_and(|a| a.revision == 3 && a.phase == AnalysisPhase::Inconclusive)
+    })
+    .await;
+    let c = check(&m, "latency").unwrap();
+    assert_eq!(c.verdict, Verdict::Inconclusive);
+    assert!(
+        c.message.contains("new histogram: no le=\"+Inf\" bucket"),
+        "{}",
+        c.message
+    );
+    assert_eq!(
+        outcome(&m, 3),
+        Some(Outcome::Progressing),
+        "neither promoted nor rolled back"
+    );
+    assert_eq!(stable(&m), Some(2));
+}
