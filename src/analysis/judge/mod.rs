@@ -200,7 +200,7 @@ fn proportions(
         Margin::Absolute(_) => num(c.margin * 100.0) + " pp",
     };
     let conclusion = match finding {
-        Finding::Collecting => collecting(&new.total, &stable.total, min, "requests"),
+        Finding::Collecting => collecting(new.total, stable.total, min, "requests"),
         Finding::Worse => "worse than stable by more than the margin".into(),
         Finding::NotWorse => "not worse than stable by more than the margin".into(),
         Finding::Undecided => {
@@ -293,7 +293,7 @@ fn histograms(
     };
     let median = |m: Option<f64>| m.map_or_else(|| "-".to_string(), |v| significant(v, 3));
     let conclusion = match finding {
-        Finding::Collecting => collecting(&n1, &n0, min, "samples"),
+        Finding::Collecting => collecting(n1, n0, min, "samples"),
         Finding::Worse => format!("shifted {direction} than stable (worse)"),
         _ => format!("no significant shift {direction} than stable"),
     };
@@ -429,13 +429,13 @@ fn judgement(
 }
 
 /// "not enough data, 200 of 1,000 requests" (the side that is short).
-fn collecting(new: &f64, stable: &f64, min: f64, unit: &str) -> String {
-    if *new < min {
-        format!("not enough data, {} of {} {unit}", count(*new), count(min))
+fn collecting(new: f64, stable: f64, min: f64, unit: &str) -> String {
+    if new < min {
+        format!("not enough data, {} of {} {unit}", count(new), count(min))
     } else {
         format!(
             "not enough data, stable has {} of {} {unit}",
-            count(*stable),
+            count(stable),
             count(min)
         )
     }
