@@ -682,6 +682,25 @@ proptest! {
         prop_assert!(after.u_new >= before.u_new);
     }
 
+    /// No verdict on data before both sides have minSamples, whatever the
+    /// numbers look like.
+    #[test]
+    fn no_verdict_before_min_samples(
+        f1 in 0u32..5000, n1 in 0u32..5000, f0 in 0u32..5000, n0 in 0u32..5000, min in 10i64..5000,
+        bins_new in prop::collection::vec(0u32..1000, 5), bins_stable in prop::collection::vec(0u32..1000, 5),
+    ) {
+        let (n1, n0) = (f64::from(n1), f64::from(n0));
+        let j = judge("e", &proportions_spec("0", 0.95, min), &measured(counts(f64::from(f1).min(n1), n1), counts(f64::from(f0).min(n0), n0)));
+        if j.on_data {
+            prop_assert!(n1 >= min as f64 && n0 >= min as f64, "{}", j.message);
+        }
+        let (a, b): (Vec<f64>, Vec<f64>) = (bins_new.iter().map(|c| f64::from(*c)).collect(), bins_stable.iter().map(|c| f64::from(*c)).collect());
+        let j = judge("l", &histogram_spec(WorseWhen::Higher, min), &histograms(&a, &b));
+        if j.on_data {
+            prop_assert!(a.iter().sum::<f64>() >= min as f64 && b.iter().sum::<f64>() >= min as f64, "{}", j.message);
+        }
+    }
+
     /// Any counts, up to the end of the floating-point range: a verdict on
     /// data always comes with a finite p-value and bounds, never from NaN.
     #[test]
