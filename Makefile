@@ -44,6 +44,7 @@ bench-rollback: tools monitoring-up
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
+	hack/lint-shell.sh
 
 # crds/ is generated from src/api; never edit it by hand. The Helm chart
 # ships the same file (tests/crd_in_sync.rs checks both).

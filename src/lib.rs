@@ -1,10 +1,13 @@
 //! model-operator: serves machine-learning models on Kubernetes and rolls bad
 //! versions back automatically.
 //!
-//! The module tree is the reconcile pipeline: `api` (the resource), `validate`,
-//! `resources` (pure builders), `rollout` (pure decisions) and `controller`
-//! (apply, status, events, the loop); `leader` elects the one replica that
-//! reconciles.
+//! The module tree follows the reconcile pipeline: `api` (the resource),
+//! `validate` (the spec parsed once), `resources` (pure builders, label and
+//! annotation keys), `rollout` and `analysis` (pure decisions, sharing the
+//! verdict types of `gates`), `alerts`, and `controller`, whose `reconcile`
+//! runs observe → validate → measure → plan → persist → act → report.
+//! `reasons` holds every reason the operator writes; `leader` elects the one
+//! replica that reconciles.
 #![forbid(unsafe_code)]
 
 pub mod alerts;
@@ -12,10 +15,12 @@ pub mod analysis;
 pub mod api;
 pub mod client;
 pub mod controller;
+pub mod gates;
 pub mod http;
 pub mod leader;
 pub mod metrics;
 pub mod quantity;
+pub mod reasons;
 pub mod resources;
 pub mod rollout;
 pub mod secrets;

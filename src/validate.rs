@@ -6,13 +6,33 @@
 //! child is applied, and reported the same way.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::analysis::duration;
 use crate::analysis::template::{self, Vars};
 use crate::api::{AnalysisSpec, ModelDeploymentSpec};
 
-/// The first problem found, as a sentence for a person.
-pub fn spec(spec: &ModelDeploymentSpec) -> Result<(), String> {
+/// What the reconcile uses of a spec beyond its plain fields, parsed once
+/// here: nothing later re-parses the spec or falls back to a default.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Validated {
+    /// `spec.rollout.analysis`'s durations, when analysis is configured.
+    pub analysis: Option<Timing>,
+}
+
+/// The analysis' durations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    pub interval: Duration,
+    pub bake_time: Duration,
+    /// `spec.rollout.analysis.window`: `None` for the default (since the
+    /// revision started serving, capped).
+    pub window: Option<Duration>,
+}
+
+/// The spec as the reconcile uses it, or the first problem found, as a
+/// sentence for a person.
+pub fn spec(spec: &ModelDeploymentSpec) -> Result<Validated, String> {
     if let Some(meta) = &spec.pod_metadata {
         labels("spec.podMetadata.labels", meta.labels.as_ref())?;
         if let Some(annotations) = &meta.annotations {
@@ -26,18 +46,21 @@ pub fn spec(spec: &ModelDeploymentSpec) -> Result<(), String> {
         "spec.server.nodeSelector",
         spec.server.node_selector.as_ref(),
     )?;
-    if let Some(analysis) = &spec.rollout.analysis {
-        analysis_spec(analysis)?;
-    }
-    Ok(())
+    let analysis = spec
+        .rollout
+        .analysis
+        .as_ref()
+        .map(analysis_spec)
+        .transpose()?;
+    Ok(Validated { analysis })
 }
 
 /// Durations and query templates: the CRD checks their shape, this checks
 /// they mean something (a typo in a variable would query the wrong series).
-fn analysis_spec(analysis: &AnalysisSpec) -> Result<(), String> {
-    duration::parse(&analysis.interval)
+fn analysis_spec(analysis: &AnalysisSpec) -> Result<Timing, String> {
+    let interval = duration::parse(&analysis.interval)
         .map_err(|why| format!("spec.rollout.analysis.interval: {why}"))?;
-    duration::parse(&analysis.bake_time)
+    let bake_time = duration::parse(&analysis.bake_time)
         .map_err(|why| format!("spec.rollout.analysis.bakeTime: {why}"))?;
     let sample = Vars {
         namespace: "ns",
@@ -47,9 +70,12 @@ fn analysis_spec(analysis: &AnalysisSpec) -> Result<(), String> {
         revision: 1,
         window: "1m",
     };
-    if let Some(window) = &analysis.window {
-        duration::parse(window).map_err(|why| format!("spec.rollout.analysis.window: {why}"))?;
-    }
+    let window = analysis
+        .window
+        .as_deref()
+        .map(duration::parse)
+        .transpose()
+        .map_err(|why| format!("spec.rollout.analysis.window: {why}"))?;
     for metric in &analysis.metrics {
         let comparison = metric.comparison.as_ref();
         let queries = [
@@ -86,7 +112,11 @@ fn analysis_spec(analysis: &AnalysisSpec) -> Result<(), String> {
             })?;
         }
     }
-    Ok(())
+    Ok(Timing {
+        interval,
+        bake_time,
+        window,
+    })
 }
 
 fn labels(field: &str, labels: Option<&BTreeMap<String, String>>) -> Result<(), String> {
@@ -249,12 +279,42 @@ mod tests {
         for (name, extra, want) in cases {
             let got = spec(&spec_with(extra));
             match want {
-                None => assert_eq!(got, Ok(()), "{name}"),
+                None => assert!(got.is_ok(), "{name}: {got:?}"),
                 Some(fragment) => {
                     let err = got.expect_err(name);
                     assert!(err.contains(fragment), "{name}: {err:?} lacks {fragment:?}");
                 }
             }
         }
+    }
+
+    #[test]
+    fn analysis_durations_are_parsed_once_with_their_defaults() {
+        let analysis = |extra: serde_json::Value| {
+            let mut a = json!({"prometheus": {"address": "http://p:9090"}, "metrics": [{"name": "e", "query": "up", "max": 1.0}]});
+            a.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            spec(&spec_with(json!({"rollout": {"analysis": a}})))
+                .unwrap()
+                .analysis
+        };
+        assert_eq!(
+            analysis(json!({})),
+            Some(Timing {
+                interval: Duration::from_secs(30),
+                bake_time: Duration::from_secs(120),
+                window: None,
+            })
+        );
+        assert_eq!(
+            analysis(json!({"interval": "1m30s", "bakeTime": "0s", "window": "10m"})),
+            Some(Timing {
+                interval: Duration::from_secs(90),
+                bake_time: Duration::ZERO,
+                window: Some(Duration::from_secs(600)),
+            })
+        );
+        assert_eq!(spec(&spec_with(json!({}))).unwrap().analysis, None);
     }
 }

@@ -11,7 +11,8 @@
 //! the debug build whose figures only show that every part still works.
 //!
 //! Environment: BENCH_N (comma-separated sizes; full: 100,1000),
-//! BENCH_QUIET_SECS (full: 300), BENCH_APPLIES (200), BENCH_ROLLBACKS (20),
+//! BENCH_QUIET_SECS (full: 300), BENCH_RUNS (interleaved floor and operator
+//! runs per size; full: 3), BENCH_APPLIES (200), BENCH_ROLLBACKS (20),
 //! BENCH_ONLY (comma-separated parts: index, convergence, latency, rollback).
 
 #[path = "../../tests/support/mod.rs"]
@@ -67,6 +68,7 @@ async fn main() {
     let quiet = Duration::from_secs(env_or("BENCH_QUIET_SECS", if full { 300 } else { 10 }));
     let applies = env_or("BENCH_APPLIES", if full { 200 } else { 20 });
     let rounds = env_or("BENCH_ROLLBACKS", if full { 20 } else { 3 });
+    let runs = env_or("BENCH_RUNS", if full { 3 } else { 1 });
     let only = std::env::var("BENCH_ONLY").unwrap_or_default();
     let part = |name: &str| only.is_empty() || only.split(',').any(|p| p.trim() == name);
     let build = if full {
@@ -100,7 +102,8 @@ async fn main() {
     }
     if part("convergence") {
         for &n in &sizes {
-            emit(convergence::run(&client, &convergence::Settings { n, quiet }).await);
+            let settings = convergence::Settings { n, quiet, runs };
+            emit(convergence::run(&client, &settings).await);
         }
     }
     if part("latency") {

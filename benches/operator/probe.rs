@@ -81,6 +81,17 @@ impl Probed {
         operator_requests(self.port).await.unwrap_or_default()
     }
 
+    /// Reconciles so far, whatever their outcome.
+    pub async fn reconciles(&self) -> f64 {
+        let Some((_, text)) = self.get("/metrics").await else {
+            return 0.0;
+        };
+        text.lines()
+            .filter(|l| l.starts_with("model_operator_reconciles_total{"))
+            .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+            .sum()
+    }
+
     /// (VmRSS, VmHWM) in KiB.
     pub fn memory(&self) -> Option<(u64, u64)> {
         let status =

@@ -5,6 +5,7 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use crate::api::{AnalysisPhase, AnalysisStatus, FiringAlert, HistoryEntry, Outcome, Verdict};
+use crate::reasons;
 
 pub const ROLLED_BACK: &str = "ModelRolledBack";
 pub const ROLLOUT_FAILED: &str = "ModelRolloutFailed";
@@ -78,7 +79,7 @@ pub fn desired(state: &State<'_>) -> Vec<FiringAlert> {
                     .find(|m| m.verdict == Verdict::Inconclusive)
                     .map(|m| m.name.clone())
                     .unwrap_or_default(),
-                reason: "AnalysisInconclusive".into(),
+                reason: reasons::ANALYSIS_INCONCLUSIVE.into(),
                 message: analysis.message.clone(),
                 since: None,
             }),
@@ -94,7 +95,7 @@ pub fn desired(state: &State<'_>) -> Vec<FiringAlert> {
                         revision: analysis.revision,
                         model_version: version(analysis.revision),
                         metric: m.name.clone(),
-                        reason: "PostPromotionBreach".into(),
+                        reason: reasons::POST_PROMOTION_BREACH.into(),
                         message: format!(
                             "stable revision {} breaches metric {}: {}; bound {}; query: {}",
                             analysis.revision, m.name, m.message, m.bound, m.query

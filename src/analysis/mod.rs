@@ -5,6 +5,7 @@ pub mod duration;
 pub mod judge;
 pub mod prometheus;
 pub mod run;
+pub mod schedule;
 pub mod template;
 pub mod verdict;
 pub mod window;

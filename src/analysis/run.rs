@@ -7,7 +7,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::verdict::{Judgement, num};
 use crate::api::{AnalysisPhase, AnalysisSpec, AnalysisStatus, Finding, MetricCheck, Verdict};
-use crate::rollout::health::Failure;
+use crate::gates::{Failure, Gate};
+use crate::reasons;
 
 /// What the analysed revision is doing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -16,20 +17,6 @@ pub enum Mode {
     Rollout { complete: bool },
     /// Stable, guarded after promotion.
     Guard,
-}
-
-/// What the analysis says about the revision.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Gate {
-    /// Keep going: checks or bake time are not done.
-    Pending,
-    /// Every gate passed on real data after the bake time (rollout), or no
-    /// breach (guard).
-    Passed,
-    /// A gate failed more than `failureLimit` times: roll back.
-    Failed(Failure),
-    /// Too many checks without an answer: stop where it is, never promote.
-    Halted(String),
 }
 
 /// One metric's check of this round.
@@ -230,7 +217,7 @@ fn judge_rollout(
         .find(|m| m.failed > spec.failure_limit)
     {
         let failure = Failure {
-            reason: "AnalysisFailed",
+            reason: reasons::ANALYSIS_FAILED,
             message: breach_message(m, spec.failure_limit),
         };
         status.phase = AnalysisPhase::Failed;
@@ -326,7 +313,7 @@ fn judge_guard(mut status: AnalysisStatus, spec: &AnalysisSpec) -> (AnalysisStat
         .find(|m| m.failed > spec.failure_limit)
     {
         let failure = Failure {
-            reason: "PostPromotionBreach",
+            reason: reasons::POST_PROMOTION_BREACH,
             message: breach_message(m, spec.failure_limit),
         };
         status.message = format!("breach: {}", failure.message);

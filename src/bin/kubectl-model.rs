@@ -10,6 +10,7 @@ use kube::api::{Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
 use model_operator::api::{AnalysisStatus, ModelDeployment, ModelDeploymentStatus, Outcome};
+use model_operator::resources::labels::RETRY_ANNOTATION;
 use model_operator::rollout::revision;
 use serde_json::json;
 
@@ -157,11 +158,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                     .map(|d| d.as_secs())
                     .unwrap_or(0)
             );
-            let patch = json!({"metadata": {"annotations": {"mlops.dev/retry": token}}});
+            let patch = json!({"metadata": {"annotations": {RETRY_ANNOTATION: token}}});
             mds.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
                 .map_err(|e| explain(e, &name))?;
-            println!("{name}: retry requested (mlops.dev/retry={token}).");
+            println!("{name}: retry requested ({RETRY_ANNOTATION}={token}).");
             Ok(())
         }
         Command::Pause { name } => set_paused(&mds, &name, true, explain).await,

@@ -1,27 +1,27 @@
-//! The analysis step of the pipeline: decides whether a round of metric
-//! checks is due, runs its Prometheus queries, and moves the revision's
-//! analysis on (the verdicts themselves are pure, in `crate::analysis`).
+//! The measure step of the pipeline: runs a round of Prometheus queries when
+//! `crate::analysis::schedule` says one is due. Scheduling, verdicts and the
+//! analysis' progress are pure, in `crate::analysis`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
 
 use super::compare;
 use super::context::Context;
+use super::observe::Snapshot;
 use super::status::Revisions;
 use crate::alerts::Deliverer;
 use crate::analysis::prometheus::Prometheus;
-use crate::analysis::run::{self, Check, Gate, Mode, Step};
+use crate::analysis::run::{self, Check, Mode, Step};
+use crate::analysis::schedule::{Analysed, Due, conclude, schedule};
 use crate::analysis::template::{self, Vars};
 use crate::analysis::verdict::{Answer, Measurement, judge};
-use crate::analysis::{duration, window};
-use crate::api::{AnalysisSpec, AnalysisStatus, BreachAction, Outcome, SecretKeyRef};
+use crate::analysis::window;
+use crate::api::{AnalysisSpec, AnalysisStatus, Outcome, SecretKeyRef};
 use crate::metrics::{CheckLabels, MetricValueLabels, Metrics};
-use crate::rollout::decide::{Breach, Health};
-use crate::rollout::history;
+use crate::validate::Timing;
 
 /// A bearer token is read again after this long, so a rotated token is
 /// picked up without an API request per check.
@@ -78,25 +78,15 @@ impl Outbound {
         Ok(token)
     }
 
-    fn guard_due(&self, key: &str, interval: Duration) -> bool {
-        let mut rounds = self.guard_rounds.lock().unwrap_or_else(|e| e.into_inner());
-        let due = rounds.get(key).is_none_or(|at| at.elapsed() >= interval);
-        if due {
-            rounds.insert(key.to_string(), Instant::now());
-        }
-        due
+    fn since_guard_round(&self, key: &str) -> Option<Duration> {
+        let rounds = self.guard_rounds.lock().unwrap_or_else(|e| e.into_inner());
+        rounds.get(key).map(Instant::elapsed)
     }
-}
 
-/// What the analysis step hands to the decision and the status.
-pub(super) struct Analysed {
-    /// What `status.analysis` becomes.
-    pub status: Option<AnalysisStatus>,
-    /// The rollout gate of the revision running now.
-    pub gate: Gate,
-    pub breach: Option<Breach>,
-    /// When the next round is due, for the requeue.
-    pub next_round: Option<Duration>,
+    fn guard_round_started(&self, key: String) {
+        let mut rounds = self.guard_rounds.lock().unwrap_or_else(|e| e.into_inner());
+        rounds.insert(key, Instant::now());
+    }
 }
 
 /// The revision the Deployment runs, as the analysis needs it.
@@ -104,138 +94,115 @@ pub(super) struct Running<'a> {
     pub revision: i64,
     pub model: &'a str,
     pub version: &'a str,
-    pub health: &'a Health,
 }
 
 pub(super) struct Subject<'a> {
     pub namespace: &'a str,
     pub name: &'a str,
-    pub paused: bool,
-    pub retry_token: Option<&'a str>,
     pub previous: &'a Revisions,
     /// Model version of a revision, for the baseline query.
     pub version_of: &'a (dyn Fn(i64) -> Option<String> + Sync),
 }
 
-pub(super) async fn analyse(
-    spec: Option<&AnalysisSpec>,
-    subject: &Subject<'_>,
-    running: Option<Running<'_>>,
+/// The measure step: a round of metric checks of the running revision when
+/// one is due (`schedule`), and what it concludes (`conclude`). Only the
+/// queries are I/O.
+pub(super) async fn measure(
+    seen: &Snapshot,
+    timing: Option<&Timing>,
+    requested: i64,
     ctx: &Context,
-    now: &Time,
 ) -> Analysed {
-    let previous = subject.previous;
-    let unchanged = Analysed {
-        status: previous.analysis.clone(),
-        gate: Gate::Passed,
-        breach: None,
-        next_round: None,
-    };
-    let Some(spec) = spec else {
+    let previous = &seen.previous;
+    let (Some(spec), Some(timing)) = (seen.md.spec.rollout.analysis.as_ref(), timing) else {
         return Analysed {
             status: None,
-            ..unchanged
+            ..Analysed::unchanged(None)
         };
     };
-    let Some(running) = running else {
-        return unchanged;
+    let Some(running) = running(seen, requested) else {
+        return Analysed::unchanged(previous.analysis.as_ref());
     };
-    let outcome = previous
-        .history
-        .iter()
-        .find(|e| e.revision == running.revision)
-        .map_or(Outcome::Progressing, |e| e.outcome);
-    let mode = match outcome {
-        Outcome::Progressing => Mode::Rollout {
-            complete: *running.health == Health::Complete,
-        },
-        Outcome::Stable
-            if spec.post_promotion.enabled && previous.stable == Some(running.revision) =>
-        {
-            Mode::Guard
-        }
-        _ => return unchanged,
-    };
-    let interval = duration::parse(&spec.interval).unwrap_or(Duration::from_secs(30));
-    let bake_time = duration::parse(&spec.bake_time).unwrap_or(Duration::from_secs(120));
+    let guard_key = format!("{}/{}/{}", seen.namespace, seen.name, running.revision);
     let stored = previous.analysis.as_ref();
-    let continuing = run::continues(stored, running.revision, mode, subject.retry_token);
-    let halted =
-        continuing && stored.is_some_and(|a| a.phase == crate::api::AnalysisPhase::Inconclusive);
-    let due = !subject.paused
-        && !halted
-        && !matches!(running.health, Health::Failed(_))
-        && match mode {
-            Mode::Rollout { .. } => {
-                run::next_round_in(stored.filter(|_| continuing), interval, now).is_zero()
-            }
-            Mode::Guard => ctx.outbound.guard_due(
-                &format!(
-                    "{}/{}/{}",
-                    subject.namespace, subject.name, running.revision
-                ),
-                interval,
-            ),
+    let due = Due {
+        revision: running.revision,
+        outcome: previous
+            .history
+            .iter()
+            .find(|e| e.revision == running.revision)
+            .map_or(Outcome::Progressing, |e| e.outcome),
+        is_stable: previous.stable == Some(running.revision),
+        health: &seen.health,
+        post_promotion: spec.post_promotion.enabled,
+        paused: seen.md.spec.paused,
+        interval: timing.interval,
+        stored,
+        retry_token: seen.retry_token.as_deref(),
+        since_guard_round: ctx.outbound.since_guard_round(&guard_key),
+        now: &seen.now,
+    };
+    let Some(plan) = schedule(&due) else {
+        return Analysed::unchanged(stored);
+    };
+    let checks = if plan.due {
+        if plan.mode == Mode::Guard {
+            ctx.outbound.guard_round_started(guard_key);
+        }
+        let version_of = |r: i64| {
+            seen.served_of(r, requested)
+                .map(|s| s.model.version.clone())
         };
-    let checks = if due {
-        Some(
-            round(
-                spec,
-                subject,
-                &running,
-                mode,
-                stored.filter(|_| continuing),
-                ctx,
-                now,
-            )
-            .await,
-        )
+        let subject = Subject {
+            namespace: &seen.namespace,
+            name: &seen.name,
+            previous,
+            version_of: &version_of,
+        };
+        let stored = stored.filter(|_| plan.continuing);
+        // Both revisions are measured over the same window: by default since
+        // this analysis started (the revision started serving), 1m to 1h.
+        let window = window::promql(window::window(
+            timing.window,
+            stored.and_then(|s| s.started_at.as_ref()),
+            &seen.now,
+        ));
+        let checks = round(spec, &subject, &running, plan.mode, stored, ctx, &window).await;
+        record_metrics(&ctx.metrics, &subject, &checks);
+        Some(checks)
     } else {
         None
     };
-    if let Some(checks) = &checks {
-        record_metrics(&ctx.metrics, subject, checks);
-    }
     let (status, gate) = run::advance(Step {
         spec,
-        bake_time,
+        bake_time: timing.bake_time,
         revision: running.revision,
-        mode,
+        mode: plan.mode,
         previous: stored,
-        retry_token: subject.retry_token,
-        now,
+        retry_token: seen.retry_token.as_deref(),
+        now: &seen.now,
         checks,
     });
-    let next_round =
-        (status.phase != crate::api::AnalysisPhase::Inconclusive).then(|| match mode {
-            Mode::Rollout { .. } => {
-                run::next_round_in(Some(&status), interval, now).max(Duration::from_secs(1))
-            }
-            Mode::Guard => interval,
-        });
-    match mode {
-        Mode::Rollout { .. } => Analysed {
-            status: Some(status),
-            gate,
-            breach: None,
-            next_round,
-        },
-        Mode::Guard => {
-            let breach = match (&gate, spec.post_promotion.action) {
-                (Gate::Failed(failure), BreachAction::Rollback) => Some(Breach {
-                    failure: failure.clone(),
-                    previous_stable: history::previous_stable(&previous.history, running.revision),
-                }),
-                _ => None,
-            };
-            Analysed {
-                status: Some(status),
-                gate: Gate::Passed,
-                breach,
-                next_round,
-            }
-        }
-    }
+    conclude(
+        plan.mode,
+        status,
+        gate,
+        spec.post_promotion.action,
+        timing.interval,
+        &previous.history,
+        &seen.now,
+    )
+}
+
+/// The revision the Deployment runs, with its model and version.
+fn running(seen: &Snapshot, requested: i64) -> Option<Running<'_>> {
+    let revision = seen.current?;
+    let served = seen.served_of(revision, requested)?;
+    Some(Running {
+        revision,
+        model: served.model_name(),
+        version: &served.model.version,
+    })
 }
 
 /// Queries every metric (and its baseline) at once.
@@ -246,7 +213,7 @@ async fn round(
     mode: Mode,
     stored: Option<&AnalysisStatus>,
     ctx: &Context,
-    now: &Time,
+    window: &str,
 ) -> Vec<Check> {
     let timeout = Duration::from_secs(u64::try_from(spec.prometheus.timeout_seconds).unwrap_or(5));
     let address = spec.prometheus.address.as_str();
@@ -258,21 +225,13 @@ async fn round(
             .map(Some),
         None => Ok(None),
     };
-    // Both revisions are measured over the same window: by default since
-    // this analysis started (the revision started serving), 1m to 1h.
-    let fixed = spec.window.as_deref().and_then(|w| duration::parse(w).ok());
-    let window = window::promql(window::window(
-        fixed,
-        stored.and_then(|s| s.started_at.as_ref()),
-        now,
-    ));
     let vars = Vars {
         namespace: subject.namespace,
         name: subject.name,
         model: running.model,
         version: running.version,
         revision: running.revision,
-        window: &window,
+        window,
     };
     // Relative bounds compare with the Stable revision while a new one rolls
     // out; after promotion there is nothing serving to compare with.

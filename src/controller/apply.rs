@@ -9,12 +9,13 @@ use kube::{Api, Resource, ResourceExt};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::drift::{self, APPLIED_HASH, Need};
+use super::drift::{self, Need};
 use super::error::Error;
+use crate::resources::labels::APPLIED_HASH;
 use crate::resources::labels::MANAGER;
 
 /// What `ensure` found and did.
-pub struct Outcome<K> {
+pub struct Applied<K> {
     /// The child as it now is: the apply response when one was sent.
     pub object: Arc<K>,
     pub need: Need,
@@ -40,32 +41,38 @@ pub async fn ensure<K>(
     kind: &'static str,
     desired: K,
     cached: Option<Arc<K>>,
-) -> Result<Outcome<K>, Error>
+) -> Result<Applied<K>, Error>
 where
     K: Resource<DynamicType = ()> + Clone + Serialize + DeserializeOwned + Debug,
 {
     let serialize = |source| Error::Serialize { kind, source };
     let (desired, desired_json) = stamp(kind, desired)?;
 
-    if let Some(object) = cached
-        && drift::need(&desired_json, Some(object.as_ref())).map_err(serialize)? == Need::Nothing
-    {
-        return Ok(Outcome {
-            object,
-            need: Need::Nothing,
-        });
-    }
-    // The cache can lag behind the operator's own last write; a read now
-    // avoids a second apply and a second "Created" event for the same change.
     let name = desired.name_any();
-    let fresh = api.get_opt(&name).await?;
-    let need = drift::need(&desired_json, fresh.as_ref()).map_err(serialize)?;
-    if let (Need::Nothing, Some(object)) = (need, fresh) {
-        return Ok(Outcome {
-            object: Arc::new(object),
-            need,
-        });
-    }
+    let need = match cached {
+        // The cache justifies the apply (or its absence): no read first.
+        Some(object) => {
+            let need = drift::need(&desired_json, Some(object.as_ref())).map_err(serialize)?;
+            if need == Need::Nothing {
+                return Ok(Applied { object, need });
+            }
+            need
+        }
+        // Not in the cache: new, or written so recently that the watch has
+        // not delivered it yet. One read tells, and keeps a lagging cache
+        // from causing a second apply of the same change.
+        None => {
+            let fresh = api.get_opt(&name).await?;
+            let need = drift::need(&desired_json, fresh.as_ref()).map_err(serialize)?;
+            if let (Need::Nothing, Some(object)) = (need, fresh) {
+                return Ok(Applied {
+                    object: Arc::new(object),
+                    need,
+                });
+            }
+            need
+        }
+    };
     let params = PatchParams::apply(MANAGER).force();
     let object = api
         .patch(&name, &params, &Patch::Apply(&desired))
@@ -81,7 +88,7 @@ where
             }
             e => Error::Kube(e),
         })?;
-    Ok(Outcome {
+    Ok(Applied {
         object: Arc::new(object),
         need,
     })

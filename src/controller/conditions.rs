@@ -9,14 +9,14 @@ pub const DEGRADED: &str = "Degraded";
 
 /// A condition before it is stamped with times and generation.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Verdict {
+pub struct Draft {
     pub type_: &'static str,
     pub status: bool,
     pub reason: &'static str,
     pub message: String,
 }
 
-impl Verdict {
+impl Draft {
     pub fn new(
         type_: &'static str,
         status: bool,
@@ -32,15 +32,15 @@ impl Verdict {
     }
 }
 
-/// Turns verdicts into conditions, reusing `lastTransitionTime` from the
+/// Turns drafts into conditions, reusing `lastTransitionTime` from the
 /// previous condition of the same type when its status did not change.
 pub fn stamp(
-    verdicts: &[Verdict],
+    drafts: &[Draft],
     previous: &[Condition],
     generation: Option<i64>,
     now: &Time,
 ) -> Vec<Condition> {
-    verdicts
+    drafts
         .iter()
         .map(|v| {
             let status = if v.status { "True" } else { "False" };
@@ -77,7 +77,7 @@ mod tests {
     #[test]
     fn transition_time_moves_only_when_status_flips() {
         let first = stamp(
-            &[Verdict::new(READY, false, "Pending", "waiting")],
+            &[Draft::new(READY, false, "Pending", "waiting")],
             &[],
             Some(1),
             &at(100),
@@ -86,7 +86,7 @@ mod tests {
 
         // Same status, new reason and message: time stays.
         let same = stamp(
-            &[Verdict::new(READY, false, "NotEnoughReplicas", "0/1")],
+            &[Draft::new(READY, false, "NotEnoughReplicas", "0/1")],
             &first,
             Some(2),
             &at(200),
@@ -97,7 +97,7 @@ mod tests {
 
         // Flip: time moves.
         let flipped = stamp(
-            &[Verdict::new(READY, true, "Serving", "1/1")],
+            &[Draft::new(READY, true, "Serving", "1/1")],
             &same,
             Some(2),
             &at(300),
@@ -109,13 +109,13 @@ mod tests {
     #[test]
     fn conditions_of_other_types_do_not_lend_their_time() {
         let previous = stamp(
-            &[Verdict::new(DEGRADED, true, "InvalidSpec", "x")],
+            &[Draft::new(DEGRADED, true, "InvalidSpec", "x")],
             &[],
             Some(1),
             &at(100),
         );
         let now = stamp(
-            &[Verdict::new(READY, true, "Serving", "1/1")],
+            &[Draft::new(READY, true, "Serving", "1/1")],
             &previous,
             Some(1),
             &at(500),

@@ -102,4 +102,7 @@ pub struct Context {
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Prometheus and the alert channels.
     pub outbound: Arc<super::analysis::Outbound>,
+    /// When each ModelDeployment's status was last written, so progress
+    /// is written at most once per window.
+    pub status_writes: super::persist::WriteTimes,
 }

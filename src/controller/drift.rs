@@ -11,8 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-/// Annotation holding the hash of the object as the operator last applied it.
-pub const APPLIED_HASH: &str = "mlops.dev/applied-hash";
+use crate::resources::labels::APPLIED_HASH;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Need {

@@ -1,28 +1,57 @@
-//! Events a person reads in `kubectl describe`: sent on changes and
-//! transitions only, so a resync repeats none of them.
+//! Events a person reads in `kubectl describe`: what they may act on (a
+//! rollout started or completed, a rollback, drift corrected, a child
+//! created or deleted), sent once per change, never on a resync. Which
+//! events a pass sends is decided purely (`Announcement`); `publish` sends
+//! them, best effort.
 
+use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
 use kube::{Resource, ResourceExt};
 
-use super::apply::Outcome;
 use super::conditions::{self, DEGRADED};
 use super::context::Context;
 use super::drift::Need;
 use super::status::Revisions;
 use crate::api::{ModelDeployment, ModelDeploymentStatus, Phase};
+use crate::reasons;
 use crate::rollout::decide::Change;
 
-/// Events for rollouts starting; failures are announced by the Degraded
-/// condition's transition, with the full story.
-pub(super) async fn announce_changes(
-    md: &ModelDeployment,
-    changes: &[Change],
-    planned: &Revisions,
-    ctx: &Context,
-) {
-    for change in changes {
-        if let Change::Start { revision } = change {
-            let entry = planned.history.iter().find(|e| e.revision == *revision);
+/// One Event to send about the ModelDeployment.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Announcement {
+    pub warning: bool,
+    pub reason: String,
+    pub action: &'static str,
+    pub note: String,
+    /// The child the event is about, when there is one. Part of the
+    /// recorder's aggregation key, so two children's events in one pass are
+    /// never merged into one with the first one's note.
+    pub related: Option<ObjectReference>,
+}
+
+impl Announcement {
+    fn normal(reason: &str, action: &'static str, note: String) -> Self {
+        Self {
+            warning: false,
+            reason: reason.to_string(),
+            action,
+            note,
+            related: None,
+        }
+    }
+}
+
+/// A rollout starting. The first revision of a new ModelDeployment is
+/// announced by the `Created` event of its children instead.
+pub fn for_changes(changes: &[Change], planned: &Revisions, first: bool) -> Vec<Announcement> {
+    changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::Start { revision } if !first => Some(*revision),
+            _ => None,
+        })
+        .map(|revision| {
+            let entry = planned.history.iter().find(|e| e.revision == revision);
             let note = entry.map_or_else(
                 || format!("rolling out revision {revision}"),
                 |e| {
@@ -32,61 +61,85 @@ pub(super) async fn announce_changes(
                     )
                 },
             );
-            publish(
-                md,
-                ctx,
-                EventType::Normal,
-                "RolloutStarted",
-                "Rollout",
-                note,
-            )
-            .await;
-        }
-    }
+            Announcement::normal(reasons::ROLLOUT_STARTED, "Rollout", note)
+        })
+        .collect()
 }
 
-pub(super) async fn report_apply<K>(
+/// What applying the children did, for a person: one event for the
+/// children created in this pass, one per child whose hand edits were
+/// undone. Updates that follow a spec edit are the user's own doing and
+/// are not announced.
+pub fn for_children(
     md: &ModelDeployment,
-    kind: &str,
-    outcome: &Outcome<K>,
-    ctx: &Context,
-) {
-    let (reason, note) = match outcome.need {
-        Need::Nothing => return,
-        Need::Create => ("Created", format!("created {kind} {}", md.name_any())),
-        Need::Update => (
-            "Updated",
-            format!("updated {kind} {} to match the spec", md.name_any()),
-        ),
-        Need::RestoreDrift => (
-            "DriftCorrected",
+    applied: &[(&'static str, Need, ObjectReference)],
+    revision: i64,
+    model_version: &str,
+) -> Vec<Announcement> {
+    let name = md.name_any();
+    let created: Vec<&str> = applied
+        .iter()
+        .filter(|(_, need, _)| *need == Need::Create)
+        .map(|(kind, _, _)| *kind)
+        .collect();
+    let mut out = Vec::new();
+    if !created.is_empty() {
+        out.push(Announcement::normal(
+            reasons::CREATED,
+            "Apply",
             format!(
-                "restored {kind} {}: fields the operator manages had been changed by hand",
-                md.name_any()
+                "created {} {name} for revision {revision} (model version {model_version})",
+                created.join(" and ")
             ),
-        ),
-    };
-    publish(md, ctx, EventType::Normal, reason, "Apply", note).await;
+        ));
+    }
+    for (kind, _, child) in applied.iter().filter(|(_, n, _)| *n == Need::RestoreDrift) {
+        out.push(Announcement {
+            related: Some(child.clone()),
+            ..Announcement::normal(
+                reasons::DRIFT_CORRECTED,
+                "Apply",
+                format!(
+                    "restored {kind} {name}: fields the operator manages had been changed by hand"
+                ),
+            )
+        })
+    }
+    out
 }
 
-/// Events for status changes a person should see in `kubectl describe`.
-/// Sent on transitions only, so a resync never repeats them.
-pub(super) async fn announce_transitions(
+pub fn hpa_deleted() -> Announcement {
+    Announcement::normal(
+        reasons::DELETED,
+        "Delete",
+        "deleted the HorizontalPodAutoscaler: autoscaling was turned off".into(),
+    )
+}
+
+/// Status changes a person should see: Degraded turning True (with the
+/// whole story) and the model becoming Healthy.
+pub fn for_transitions(
     md: &ModelDeployment,
     old: Option<&ModelDeploymentStatus>,
     new: &ModelDeploymentStatus,
-    ctx: &Context,
-) {
+) -> Vec<Announcement> {
     let degraded = |s: Option<&ModelDeploymentStatus>| {
         s.and_then(|s| conditions::find(&s.conditions, DEGRADED))
             .filter(|c| c.status == "True")
             .map(|c| (c.reason.clone(), c.message.clone()))
     };
+    let mut out = Vec::new();
     let now_degraded = degraded(Some(new));
     if let Some((reason, message)) = now_degraded.clone()
         && degraded(old) != now_degraded
     {
-        publish(md, ctx, EventType::Warning, &reason, "Reconcile", message).await;
+        out.push(Announcement {
+            warning: true,
+            reason,
+            action: "Reconcile",
+            note: message,
+            related: None,
+        });
     }
     let became_healthy =
         new.phase == Some(Phase::Healthy) && old.and_then(|s| s.phase) != Some(Phase::Healthy);
@@ -97,35 +150,32 @@ pub(super) async fn announce_transitions(
             md.spec.model.version,
             new.available_replicas
         );
-        publish(
-            md,
-            ctx,
-            EventType::Normal,
-            "RolloutComplete",
+        out.push(Announcement::normal(
+            reasons::ROLLOUT_COMPLETE,
             "Rollout",
             note,
-        )
-        .await;
+        ));
     }
+    out
 }
 
 /// Events are best effort: a failure to record one never fails a reconcile.
-pub(super) async fn publish(
-    md: &ModelDeployment,
-    ctx: &Context,
-    type_: EventType,
-    reason: &str,
-    action: &str,
-    note: String,
-) {
-    let event = Event {
-        type_,
-        reason: reason.to_string(),
-        note: Some(note),
-        action: action.to_string(),
-        secondary: None,
-    };
-    if let Err(e) = ctx.recorder.publish(&event, &md.object_ref(&())).await {
-        tracing::warn!(name = %md.name_any(), error = %e, "could not record event");
+pub async fn publish(md: &ModelDeployment, announcements: Vec<Announcement>, ctx: &Context) {
+    let regarding = md.object_ref(&());
+    for a in announcements {
+        let event = Event {
+            type_: if a.warning {
+                EventType::Warning
+            } else {
+                EventType::Normal
+            },
+            reason: a.reason,
+            note: Some(a.note),
+            action: a.action.to_string(),
+            secondary: a.related,
+        };
+        if let Err(e) = ctx.recorder.publish(&event, &regarding).await {
+            tracing::warn!(name = %md.name_any(), error = %e, "could not record event");
+        }
     }
 }

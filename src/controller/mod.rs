@@ -1,5 +1,6 @@
 //! The ModelDeployment controller: watches, caches and the reconcile loop.
 
+mod act;
 mod analysis;
 mod apply;
 mod compare;
@@ -9,6 +10,9 @@ mod drift;
 mod error;
 mod events;
 mod index;
+mod observe;
+mod persist;
+mod plan;
 mod reconcile;
 mod revisions;
 mod status;
@@ -129,6 +133,7 @@ async fn run_scope(
         stores: Stores::new(deployments, services, hpas, revisions, pods),
         metrics: settings.metrics.clone(),
         outbound,
+        status_writes: Default::default(),
         recorder: Recorder::new(
             client,
             Reporter {
@@ -161,7 +166,10 @@ async fn run_scope(
         .owns_stream(revision_events)
         .watches_stream(pod_events, |pod: Pod| {
             let namespace = pod.metadata.namespace?;
-            let instance = pod.metadata.labels?.remove(crate::resources::labels::INSTANCE)?;
+            let instance = pod
+                .metadata
+                .labels?
+                .remove(crate::resources::labels::INSTANCE)?;
             Some(ObjectRef::new(&instance).within(&namespace))
         })
         .with_config(ControllerConfig::default().concurrency(concurrency))
@@ -169,30 +177,9 @@ async fn run_scope(
         .run(
             {
                 let backoff = backoff.clone();
-                move |md: Arc<ModelDeployment>, ctx: Arc<Context>| {
-                    let backoff = backoff.clone();
-                    async move {
-                        let metrics = ctx.metrics.clone();
-                        let start = std::time::Instant::now();
-                        let result = reconcile(md.clone(), ctx).await;
-                        metrics.reconcile_duration.observe(start.elapsed().as_secs_f64());
-                        let outcome = match &result {
-                            Ok(_) => "ok",
-                            Err(e) => e.kind(),
-                        };
-                        metrics.reconciles.get_or_create(&ReconcileLabels { outcome: outcome.into() }).inc();
-                        if result.is_ok() {
-                            backoff.reset(&ObjectRef::from_obj(md.as_ref()));
-                        }
-                        result
-                    }
-                }
+                move |md, ctx| measured_reconcile(md, ctx, backoff.clone())
             },
-            move |md, error, _ctx| {
-                let delay = backoff.next(&ObjectRef::from_obj(md.as_ref()));
-                tracing::warn!(name = %md.meta().name.clone().unwrap_or_default(), error = %error, kind = error.kind(), retry_in = ?delay, "reconcile failed");
-                Action::requeue(delay)
-            },
+            move |md, error, _ctx| error_policy(md.as_ref(), error, &backoff),
             ctx,
         )
         .for_each(|result| {
@@ -208,6 +195,43 @@ async fn run_scope(
         })
         .await;
     Ok(())
+}
+
+/// Reconciles with its duration and outcome counted, and the object's
+/// backoff reset once it succeeds.
+async fn measured_reconcile(
+    md: Arc<ModelDeployment>,
+    ctx: Arc<Context>,
+    backoff: Arc<Backoff>,
+) -> Result<Action, Error> {
+    let metrics = ctx.metrics.clone();
+    let start = std::time::Instant::now();
+    let result = reconcile(md.clone(), ctx).await;
+    metrics
+        .reconcile_duration
+        .observe(start.elapsed().as_secs_f64());
+    let outcome = match &result {
+        Ok(_) => "ok",
+        Err(e) => e.kind(),
+    };
+    metrics
+        .reconciles
+        .get_or_create(&ReconcileLabels {
+            outcome: outcome.into(),
+        })
+        .inc();
+    if result.is_ok() {
+        backoff.reset(&ObjectRef::from_obj(md.as_ref()));
+    }
+    result
+}
+
+/// Every reconcile error is reported here, once: logged with its kind and
+/// retried after the object's own backoff.
+fn error_policy(md: &ModelDeployment, error: &Error, backoff: &Backoff) -> Action {
+    let delay = backoff.next(&ObjectRef::from_obj(md));
+    tracing::warn!(name = %md.meta().name.clone().unwrap_or_default(), error = %error, kind = error.kind(), retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
 }
 
 /// What a watched child kind must be.

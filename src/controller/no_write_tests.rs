@@ -142,6 +142,7 @@ fn converged_status(md: &ModelDeployment, deployment: &Deployment) -> ModelDeplo
         deployment: Some(deployment),
         invalid: None,
         revisions: &revisions,
+        template_pending: false,
     };
     derive(&observed, &at)
 }
@@ -167,6 +168,7 @@ fn mock_context(stores: Stores) -> (Arc<Context>, MockHandle) {
             recorder,
             metrics: Arc::default(),
             outbound,
+            status_writes: Default::default(),
         }),
         handle,
     )

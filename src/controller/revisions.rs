@@ -8,14 +8,15 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 
+use super::act::owned_by;
 use super::context::{Context, of_instance};
 use super::error::Error;
-use super::reconcile::owned_by;
+use super::observe::Snapshot;
 use super::status::Revisions;
-use crate::api::{ModelDeployment, ServedVersion};
-use crate::rollout::decide::Health;
-use crate::rollout::health::{self, Failure};
-use crate::rollout::history::Described;
+use crate::api::ModelDeployment;
+use crate::gates::{Failure, Health};
+use crate::reasons;
+use crate::rollout::health;
 use crate::rollout::revision::{self, Revision};
 use crate::rollout::{Progress, progress};
 
@@ -28,39 +29,17 @@ pub(super) fn health_of(
     let (Some(current), Some(deployment)) = (current, deployment) else {
         return Health::Rolling;
     };
-    if let Some(failure) = health::judge(pods.iter().map(Arc::as_ref), current) {
+    if let Some(failure) = health::failure_of(pods.iter().map(Arc::as_ref), current) {
         return Health::Failed(failure);
     }
     match progress(deployment) {
         Progress::Complete => Health::Complete,
         Progress::DeadlineExceeded { message } => Health::Failed(Failure {
-            reason: "ProgressDeadlineExceeded",
+            reason: reasons::PROGRESS_DEADLINE_EXCEEDED,
             message,
         }),
         _ => Health::Rolling,
     }
-}
-
-pub(super) fn describe_revision(
-    revision: i64,
-    requested: i64,
-    served: &ServedVersion,
-    known: &[Revision],
-) -> Described {
-    let of = |s: &ServedVersion| Described {
-        model_version: s.model.version.clone(),
-        image: s.server.image.clone(),
-    };
-    if revision == requested {
-        return of(served);
-    }
-    known.iter().find(|r| r.number == revision).map_or(
-        Described {
-            model_version: String::new(),
-            image: String::new(),
-        },
-        |r| of(&r.served),
-    )
 }
 
 /// The revisions this ModelDeployment owns, from the cache.
@@ -77,13 +56,9 @@ pub(super) fn known_revisions(
 }
 
 /// The spec's revision number, creating its snapshot when it is new.
-pub(super) async fn ensure_revision(
-    md: &ModelDeployment,
-    served: &ServedVersion,
-    known: &[Revision],
-    previous: &Revisions,
-    ctx: &Context,
-) -> Result<i64, Error> {
+pub(super) async fn ensure_revision(seen: &Snapshot, ctx: &Context) -> Result<i64, Error> {
+    let (md, served) = (seen.md.as_ref(), &seen.served);
+    let previous = &seen.previous;
     let highest_recorded = previous
         .history
         .iter()
@@ -91,12 +66,11 @@ pub(super) async fn ensure_revision(
         .chain(previous.requested)
         .max()
         .unwrap_or(0);
-    let (number, is_new) = revision::resolve(known, served, highest_recorded);
+    let (number, is_new) = revision::resolve(&seen.known, served, highest_recorded);
     if !is_new {
         return Ok(number);
     }
-    let namespace = md.namespace().ok_or(Error::NoNamespace)?;
-    let api = Api::<ControllerRevision>::namespaced(ctx.client.clone(), &namespace);
+    let api = Api::<ControllerRevision>::namespaced(ctx.client.clone(), &seen.namespace);
     match api
         .create(&PostParams::default(), &revision::build(md, number, served))
         .await
@@ -117,19 +91,17 @@ pub(super) async fn ensure_revision(
 
 /// Deletes snapshots of revisions the history no longer remembers.
 pub(super) async fn prune_revisions(
-    md: &ModelDeployment,
-    namespace: &str,
-    known: &[Revision],
+    seen: &Snapshot,
     planned: &Revisions,
     ctx: &Context,
 ) -> Result<(), Error> {
     let remembered =
         |n: i64| planned.history.iter().any(|e| e.revision == n) || planned.requested == Some(n);
-    let api = Api::<ControllerRevision>::namespaced(ctx.client.clone(), namespace);
-    for r in known.iter().filter(|r| !remembered(r.number)) {
+    let api = Api::<ControllerRevision>::namespaced(ctx.client.clone(), &seen.namespace);
+    for r in seen.known.iter().filter(|r| !remembered(r.number)) {
         match api
             .delete(
-                &revision::name(&md.name_any(), r.number),
+                &revision::name(&seen.name, r.number),
                 &DeleteParams::default(),
             )
             .await

@@ -5,11 +5,12 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use super::conditions::{self, DEGRADED, PROGRESSING, READY, Verdict};
+use super::conditions::{self, DEGRADED, Draft, PROGRESSING, READY};
 use crate::api::{
     AnalysisPhase, AnalysisStatus, FiringAlert, HistoryEntry, MetricCheck, ModelDeployment,
     ModelDeploymentStatus, Outcome, Phase, ServedVersion,
 };
+use crate::reasons;
 use crate::resources::{labels, service_url};
 use crate::rollout::{Counts, Progress, progress};
 
@@ -22,6 +23,9 @@ pub struct Observed<'a> {
     /// Why the spec cannot be applied, when it cannot.
     pub invalid: Option<&'a str>,
     pub revisions: &'a Revisions,
+    /// The Deployment is about to get another template (a decision written
+    /// before it is carried out): its progress is not known yet.
+    pub template_pending: bool,
 }
 
 /// The revision bookkeeping, as decided for this reconcile.
@@ -114,8 +118,13 @@ fn describe(entry: &HistoryEntry) -> String {
 pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
     let md = observed.md;
     let counts = observed.deployment.map(Counts::of).unwrap_or_default();
-    let progress = observed.deployment.map(progress);
-    let verdicts = [
+    let progress = observed
+        .deployment
+        .map(|d| match observed.template_pending {
+            true => Progress::NotObserved,
+            false => progress(d),
+        });
+    let drafts = [
         ready(observed.deployment.is_some(), counts),
         progressing(observed, progress.as_ref()),
         degraded(observed, progress.as_ref()),
@@ -145,34 +154,34 @@ pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
         history: revisions.history.clone(),
         analysis: revisions.analysis.clone(),
         alerts: revisions.alerts.clone(),
-        conditions: conditions::stamp(&verdicts, previous, md.metadata.generation, now),
+        conditions: conditions::stamp(&drafts, previous, md.metadata.generation, now),
     }
 }
 
-fn ready(exists: bool, n: Counts) -> Verdict {
+fn ready(exists: bool, n: Counts) -> Draft {
     let summary = format!("{}/{} pods available", n.available, n.desired);
     if !exists {
-        Verdict::new(
+        Draft::new(
             READY,
             false,
-            "Pending",
+            reasons::PENDING,
             "the model server Deployment does not exist yet",
         )
     } else if n.desired == 0 {
-        Verdict::new(
+        Draft::new(
             READY,
             false,
-            "ScaledToZero",
+            reasons::SCALED_TO_ZERO,
             "replicas is 0: no pod serves the model",
         )
     } else if n.available >= n.desired {
-        Verdict::new(READY, true, "Serving", summary)
+        Draft::new(READY, true, reasons::SERVING, summary)
     } else {
-        Verdict::new(READY, false, "NotEnoughReplicas", summary)
+        Draft::new(READY, false, reasons::NOT_ENOUGH_REPLICAS, summary)
     }
 }
 
-fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
+fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Draft {
     // Name what the Deployment runs: during a rollback that is the stable
     // revision, not the version the spec asks for.
     let revisions = observed.revisions;
@@ -185,95 +194,101 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict 
         ),
     };
     if observed.invalid.is_some() {
-        return Verdict::new(
+        return Draft::new(
             PROGRESSING,
             false,
-            "InvalidSpec",
+            reasons::INVALID_SPEC,
             "nothing rolls out until the spec is fixed",
         );
     }
     if let Some((failed, rolled_back)) = revisions.failure() {
         let reason = if rolled_back {
-            "RolledBack"
+            reasons::ROLLED_BACK
         } else {
-            "RolloutFailed"
+            reasons::ROLLOUT_FAILED
         };
         let message = format!("{} failed: {}", describe(failed), failed.message);
-        return Verdict::new(PROGRESSING, false, reason, message);
+        return Draft::new(PROGRESSING, false, reason, message);
     }
     if let Some(halted) = revisions.halted() {
-        return Verdict::new(
+        return Draft::new(
             PROGRESSING,
             false,
-            "AnalysisInconclusive",
+            reasons::ANALYSIS_INCONCLUSIVE,
             format!("{target}: analysis {}", halted.message),
         );
     }
     if let Some(analysis) = revisions.analysing()
         && matches!(progress, Some(Progress::Complete))
     {
-        return Verdict::new(
+        return Draft::new(
             PROGRESSING,
             true,
-            "Analysing",
+            reasons::ANALYSING,
             format!("{target} is rolled out; analysis {}", analysis.message),
         );
     }
     if observed.md.spec.paused {
-        return Verdict::new(
+        return Draft::new(
             PROGRESSING,
             false,
-            "Paused",
+            reasons::PAUSED,
             "spec.paused is true: spec changes wait until it is false",
         );
     }
+    rolling(progress, &target)
+}
+
+/// Progressing while nothing stopped the rollout: how far the Deployment
+/// got with `target`.
+fn rolling(progress: Option<&Progress>, target: &str) -> Draft {
     match progress {
-        None => Verdict::new(
+        None => Draft::new(
             PROGRESSING,
             true,
-            "Creating",
+            reasons::CREATING,
             format!("creating the Deployment for {target}"),
         ),
-        Some(Progress::NotObserved) => Verdict::new(
+        Some(Progress::NotObserved) => Draft::new(
             PROGRESSING,
             true,
-            "RolloutInProgress",
+            reasons::ROLLOUT_IN_PROGRESS,
             format!("waiting for the Deployment controller to act on {target}"),
         ),
-        Some(Progress::Rolling { updated, desired }) => Verdict::new(
+        Some(Progress::Rolling { updated, desired }) => Draft::new(
             PROGRESSING,
             true,
-            "RolloutInProgress",
+            reasons::ROLLOUT_IN_PROGRESS,
             format!("{updated}/{desired} pods updated to {target}"),
         ),
         Some(Progress::Finishing {
             available,
             desired,
             total,
-        }) => Verdict::new(
+        }) => Draft::new(
             PROGRESSING,
             true,
-            "RolloutInProgress",
+            reasons::ROLLOUT_IN_PROGRESS,
             format!("{available}/{desired} pods of {target} available, {total} pods in total"),
         ),
-        Some(Progress::Complete) => Verdict::new(
+        Some(Progress::Complete) => Draft::new(
             PROGRESSING,
             false,
-            "RolloutComplete",
+            reasons::ROLLOUT_COMPLETE,
             format!("{target} is rolled out"),
         ),
-        Some(Progress::DeadlineExceeded { message }) => Verdict::new(
+        Some(Progress::DeadlineExceeded { message }) => Draft::new(
             PROGRESSING,
             false,
-            "ProgressDeadlineExceeded",
+            reasons::PROGRESS_DEADLINE_EXCEEDED,
             message.clone(),
         ),
     }
 }
 
-fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
+fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Draft {
     if let Some(cause) = observed.invalid {
-        return Verdict::new(DEGRADED, true, "InvalidSpec", cause);
+        return Draft::new(DEGRADED, true, reasons::INVALID_SPEC, cause);
     }
     let revisions = observed.revisions;
     if let Some((failed, rolled_back)) = revisions.failure() {
@@ -286,7 +301,7 @@ fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
                 describe(failed),
                 failed.message
             );
-            return Verdict::new(DEGRADED, true, "RolledBack", message);
+            return Draft::new(DEGRADED, true, reasons::ROLLED_BACK, message);
         }
         let why = if revisions
             .stable
@@ -297,17 +312,22 @@ fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
             "no stable revision to roll back to"
         };
         let message = format!("{} failed: {}; {why}", describe(failed), failed.message);
-        return Verdict::new(DEGRADED, true, "RolloutFailed", message);
+        return Draft::new(DEGRADED, true, reasons::ROLLOUT_FAILED, message);
     }
     if let Some(Progress::DeadlineExceeded { message }) = progress {
-        return Verdict::new(DEGRADED, true, "ProgressDeadlineExceeded", message.clone());
+        return Draft::new(
+            DEGRADED,
+            true,
+            reasons::PROGRESS_DEADLINE_EXCEEDED,
+            message.clone(),
+        );
     }
     if let Some(halted) = revisions.halted() {
         let message = format!(
             "the rollout of revision {} stopped: {}",
             halted.revision, halted.message
         );
-        return Verdict::new(DEGRADED, true, "AnalysisInconclusive", message);
+        return Draft::new(DEGRADED, true, reasons::ANALYSIS_INCONCLUSIVE, message);
     }
     if let Some(metric) = breach(observed) {
         let message = format!(
@@ -318,9 +338,9 @@ fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Verdict {
             metric.bound,
             metric.query
         );
-        return Verdict::new(DEGRADED, true, "MetricBreach", message);
+        return Draft::new(DEGRADED, true, reasons::METRIC_BREACH, message);
     }
-    Verdict::new(DEGRADED, false, "AsExpected", "")
+    Draft::new(DEGRADED, false, reasons::AS_EXPECTED, "")
 }
 
 fn phase(observed: &Observed<'_>, progress: Option<&Progress>, n: Counts) -> Phase {

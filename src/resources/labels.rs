@@ -1,4 +1,5 @@
-//! Labels the operator puts on its children and pods.
+//! Every label and annotation key the operator reads or writes, and the
+//! labels it puts on its children and pods.
 
 use std::collections::BTreeMap;
 
@@ -12,6 +13,15 @@ pub const COMPONENT: &str = "app.kubernetes.io/component";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Revision number of the served version, on pods.
 pub const REVISION: &str = "mlops.dev/revision";
+
+/// Setting this annotation on a ModelDeployment to a new value retries a
+/// failed revision (`kubectl model retry` does it).
+pub const RETRY_ANNOTATION: &str = "mlops.dev/retry";
+/// On children: the hash of the object as the operator last applied it.
+pub const APPLIED_HASH: &str = "mlops.dev/applied-hash";
+/// On ControllerRevisions: the hash of the revision's served version, its
+/// identity (the same served version is always the same revision).
+pub const SERVED_HASH: &str = "mlops.dev/served-hash";
 
 const COMPONENT_VALUE: &str = "model-server";
 

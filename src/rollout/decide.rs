@@ -5,19 +5,7 @@
 
 use crate::api::{HistoryEntry, Outcome};
 
-use super::health::Failure;
-pub use crate::analysis::run::Gate;
-
-/// How the revision the Deployment runs is doing.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Health {
-    /// Pods are still starting or being replaced.
-    Rolling,
-    /// Every pod runs it and is available.
-    Complete,
-    /// It cannot run: crash loop, image pull failure, or progress deadline.
-    Failed(Failure),
-}
+use crate::gates::{Breach, Failure, Gate, Health};
 
 pub struct Inputs<'a> {
     /// Revision the spec asks for.
@@ -41,15 +29,6 @@ pub struct Inputs<'a> {
     /// A post-promotion breach of the Stable `current` whose action is to
     /// roll back.
     pub breach: Option<Breach>,
-}
-
-/// The Stable revision broke its metric gates after promotion.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Breach {
-    pub failure: Failure,
-    /// The Stable revision before it, to go back to (`None`: there is none,
-    /// so the breach can only be reported).
-    pub previous_stable: Option<i64>,
 }
 
 /// What happened to a revision.
@@ -82,67 +61,40 @@ pub struct Decision {
 }
 
 pub fn decide(i: &Inputs<'_>) -> Decision {
-    let entry = |r: i64| i.history.iter().find(|e| e.revision == r);
-    let outcome = |r: i64| entry(r).map_or(Outcome::Progressing, |e| e.outcome);
-    let mut changes = Vec::new();
-    let mut stable = i.stable;
-
     if i.paused
         && let Some(current) = i.current
     {
         return Decision {
             target: current,
-            stable,
-            changes,
+            stable: i.stable,
+            changes: Vec::new(),
         };
     }
+    let requested = i.requested;
+    let mut changes = Vec::new();
 
-    // 1. Judge the revision being rolled out: it must be healthy and pass
-    //    its metric gates; either failing fails it.
-    let mut just_failed = None;
-    let mut reinstated = None;
-    if let Some(current) = i.current.filter(|c| outcome(*c) == Outcome::Progressing) {
-        match (&i.health, &i.analysis) {
-            (Health::Failed(failure), _) | (_, Gate::Failed(failure)) => {
-                just_failed = Some((current, failure.clone()));
-            }
-            (Health::Complete, Gate::Passed) => {
-                changes.push(Change::Succeed { revision: current });
-                if let Some(old) = stable.filter(|s| *s != current) {
-                    changes.push(Change::Supersede {
-                        revision: old,
-                        by: current,
-                    });
-                }
-                stable = Some(current);
-            }
-            _ => {}
-        }
-    } else if let (Some(current), Some(breach)) = (i.current, &i.breach)
-        && stable == Some(current)
-        && i.requested == current
-        && i.auto_rollback
-        && let Some(previous) = breach.previous_stable.filter(|p| *p != current)
-    {
-        // After promotion: the Stable revision broke its gates; the one
-        // before it becomes Stable again.
-        just_failed = Some((current, breach.failure.clone()));
-        stable = Some(previous);
-        reinstated = Some((previous, current));
+    // 0. The Deployment runs the requested revision but the history does
+    //    not know it: its start was acted on and the process died before
+    //    writing it. Record it now, so the history has no gaps.
+    if i.current == Some(requested) && i.entry(requested).is_none() {
+        changes.push(Change::Start {
+            revision: requested,
+        });
     }
+
+    // 1. Judge the revision being rolled out (or the guarded Stable one).
+    let judged = judge_running(i);
+    changes.extend(judged.changes);
+    let stable = judged.stable;
 
     // 2. Is what the spec asks for barred? A failed revision is tried again
     //    only when the spec moved away and came back, or the retry
     //    annotation changed: never in a loop.
-    let requested = i.requested;
-    let failed_before = matches!(
-        entry(requested).map(|e| e.outcome),
-        Some(Outcome::RolledBack | Outcome::Failed)
-    );
-    let same_request = i.previous_update == Some(requested)
-        && entry(requested).and_then(|e| e.retry_token.as_deref()) == i.retry_token;
-    let barred = just_failed.as_ref().is_some_and(|(r, _)| *r == requested)
-        || (failed_before && same_request);
+    let barred = judged
+        .just_failed
+        .as_ref()
+        .is_some_and(|(r, _)| *r == requested)
+        || (i.failed_before(requested) && i.same_request());
 
     // 3. What should run.
     let rollback_target = stable.filter(|s| i.auto_rollback && *s != requested);
@@ -151,11 +103,10 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
     } else {
         requested
     };
-
-    if let Some((revision, after)) = reinstated.filter(|(r, _)| *r == target) {
+    if let Some((revision, after)) = judged.reinstated.filter(|(r, _)| *r == target) {
         changes.push(Change::Reinstate { revision, after });
     }
-    if let Some((revision, failure)) = just_failed {
+    if let Some((revision, failure)) = judged.just_failed {
         let replaced_by = (target != revision).then_some(target);
         changes.push(Change::Fail {
             revision,
@@ -163,33 +114,121 @@ pub fn decide(i: &Inputs<'_>) -> Decision {
             failure,
         });
     }
+
+    // 4. Start what the spec asks for, unless it runs already.
     if !barred {
-        let already_running =
-            i.current == Some(requested) && outcome(requested) == Outcome::Progressing;
-        let running_stable = i.current == Some(requested) && outcome(requested) == Outcome::Stable;
-        if !already_running && !running_stable {
-            if let Some(current) = i
-                .current
-                .filter(|c| *c != requested && outcome(*c) == Outcome::Progressing)
-            {
-                let judged = changes.iter().any(|c| matches!(c, Change::Succeed { revision } | Change::Fail { revision, .. } if *revision == current));
-                if !judged {
-                    changes.push(Change::Supersede {
-                        revision: current,
-                        by: requested,
-                    });
-                }
-            }
-            changes.push(Change::Start {
-                revision: requested,
-            });
-        }
+        changes.extend(start(i, &changes));
     }
     Decision {
         target,
         stable,
         changes,
     }
+}
+
+impl Inputs<'_> {
+    fn entry(&self, revision: i64) -> Option<&HistoryEntry> {
+        self.history.iter().find(|e| e.revision == revision)
+    }
+
+    fn outcome(&self, revision: i64) -> Outcome {
+        self.entry(revision)
+            .map_or(Outcome::Progressing, |e| e.outcome)
+    }
+
+    fn failed_before(&self, revision: i64) -> bool {
+        matches!(
+            self.entry(revision).map(|e| e.outcome),
+            Some(Outcome::RolledBack | Outcome::Failed)
+        )
+    }
+
+    /// The spec asks for what it asked for last time, with the same retry
+    /// token.
+    fn same_request(&self) -> bool {
+        self.previous_update == Some(self.requested)
+            && self
+                .entry(self.requested)
+                .and_then(|e| e.retry_token.as_deref())
+                == self.retry_token
+    }
+}
+
+/// What judging the running revision found.
+struct Judged {
+    changes: Vec<Change>,
+    stable: Option<i64>,
+    just_failed: Option<(i64, Failure)>,
+    /// (reinstated Stable revision, the one that breached after it)
+    reinstated: Option<(i64, i64)>,
+}
+
+/// A revision rolling out must be healthy and pass its metric gates; either
+/// failing fails it. After promotion, a Stable revision that breached its
+/// gates gives way to the Stable revision before it.
+fn judge_running(i: &Inputs<'_>) -> Judged {
+    let mut judged = Judged {
+        changes: Vec::new(),
+        stable: i.stable,
+        just_failed: None,
+        reinstated: None,
+    };
+    if let Some(current) = i.current.filter(|c| i.outcome(*c) == Outcome::Progressing) {
+        match (&i.health, &i.analysis) {
+            (Health::Failed(failure), _) | (_, Gate::Failed(failure)) => {
+                judged.just_failed = Some((current, failure.clone()));
+            }
+            (Health::Complete, Gate::Passed) => {
+                judged.changes.push(Change::Succeed { revision: current });
+                if let Some(old) = i.stable.filter(|s| *s != current) {
+                    judged.changes.push(Change::Supersede {
+                        revision: old,
+                        by: current,
+                    });
+                }
+                judged.stable = Some(current);
+            }
+            _ => {}
+        }
+    } else if let (Some(current), Some(breach)) = (i.current, &i.breach)
+        && i.stable == Some(current)
+        && i.requested == current
+        && i.auto_rollback
+        && let Some(previous) = breach.previous_stable.filter(|p| *p != current)
+    {
+        judged.just_failed = Some((current, breach.failure.clone()));
+        judged.stable = Some(previous);
+        judged.reinstated = Some((previous, current));
+    }
+    judged
+}
+
+/// Starting the requested revision: it supersedes a revision still rolling
+/// out that was not judged in this pass.
+fn start(i: &Inputs<'_>, so_far: &[Change]) -> Vec<Change> {
+    let requested = i.requested;
+    let runs = i.current == Some(requested)
+        && matches!(i.outcome(requested), Outcome::Progressing | Outcome::Stable);
+    if runs {
+        return Vec::new();
+    }
+    let mut changes = Vec::new();
+    if let Some(current) = i
+        .current
+        .filter(|c| *c != requested && i.outcome(*c) == Outcome::Progressing)
+    {
+        let judged = so_far.iter().any(|c| matches!(c, Change::Succeed { revision } | Change::Fail { revision, .. } if *revision == current));
+        if !judged {
+            changes.push(Change::Supersede {
+                revision: current,
+                by: requested,
+            });
+        }
+    }
+    changes.push(Change::Start {
+        revision: requested,
+    });
+    changes
 }
 
 #[cfg(test)]

@@ -4,27 +4,20 @@
 
 use k8s_openapi::api::core::v1::Pod;
 
+use crate::gates::Failure;
+use crate::reasons;
 use crate::resources::labels;
-
-/// Why a revision's pods are failing, for status, history and events.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Failure {
-    /// CamelCase reason: CrashLoopBackOff, ImagePullFailed or ContainerFailed.
-    pub reason: &'static str,
-    /// E.g. "2/2 new pods in CrashLoopBackOff".
-    pub message: String,
-}
 
 /// Container waiting reasons that mean the revision cannot run, by the
 /// failure reason they map to.
 fn classify(waiting_reason: &str) -> Option<&'static str> {
     match waiting_reason {
-        "CrashLoopBackOff" => Some("CrashLoopBackOff"),
+        "CrashLoopBackOff" => Some(reasons::CRASH_LOOP),
         "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
-            Some("ImagePullFailed")
+            Some(reasons::IMAGE_PULL_FAILED)
         }
         "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
-            Some("ContainerFailed")
+            Some(reasons::CONTAINER_FAILED)
         }
         _ => None,
     }
@@ -43,7 +36,7 @@ fn failing_reason(pod: &Pod) -> Option<String> {
 }
 
 /// Judges the live (not terminating) pods of `revision` among `pods`.
-pub fn judge<'a>(pods: impl IntoIterator<Item = &'a Pod>, revision: i64) -> Option<Failure> {
+pub fn failure_of<'a>(pods: impl IntoIterator<Item = &'a Pod>, revision: i64) -> Option<Failure> {
     let revision = revision.to_string();
     let of_revision: Vec<&Pod> = pods
         .into_iter()
@@ -151,7 +144,7 @@ mod tests {
             ("no pods yet", vec![], None),
         ];
         for (name, pods, want) in cases {
-            let got = judge(&pods, 2);
+            let got = failure_of(&pods, 2);
             assert_eq!(
                 got.as_ref().map(|f| (f.reason, f.message.as_str())),
                 want,

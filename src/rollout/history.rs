@@ -5,6 +5,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::decide::Change;
 use crate::api::{AnalysisStatus, HistoryEntry, Outcome};
+use crate::reasons;
 
 /// What a history entry shows of a revision.
 pub struct Described {
@@ -42,62 +43,64 @@ pub fn apply(
                 history.len() - 1
             }
         };
-        let entry = &mut history[index];
-        let (outcome, reason, message) = match change {
-            Change::Start { .. } => {
-                entry.retry_token = retry_token.map(str::to_string);
-                entry.finished_at = None;
-                (
-                    Outcome::Progressing,
-                    "RolloutStarted".to_string(),
-                    "rolling out".to_string(),
-                )
-            }
-            Change::Succeed { .. } => {
-                entry.promoted_at = Some(now.clone());
-                (
-                    Outcome::Stable,
-                    "RolloutComplete".to_string(),
-                    "every pod ran it and was available".to_string(),
-                )
-            }
-            Change::Reinstate { after, .. } => {
-                entry.promoted_at = Some(now.clone());
-                (
-                    Outcome::Stable,
-                    "Reinstated".to_string(),
-                    format!(
-                        "stable again: revision {after} breached its metric gates after promotion"
-                    ),
-                )
-            }
-            Change::Fail {
-                replaced_by,
-                failure,
-                ..
-            } => {
-                let outcome = if replaced_by.is_some() {
-                    Outcome::RolledBack
-                } else {
-                    Outcome::Failed
-                };
-                (outcome, failure.reason.to_string(), failure.message.clone())
-            }
-            Change::Supersede { by, .. } => (
-                Outcome::Superseded,
-                "Superseded".to_string(),
-                format!("replaced by revision {by}"),
-            ),
-        };
-        if outcome != Outcome::Progressing {
-            entry.finished_at = Some(now.clone());
-        }
-        entry.outcome = outcome;
-        entry.reason = reason;
-        entry.message = message;
+        record(&mut history[index], change, retry_token, now);
     }
     history.sort_by_key(|e| e.revision);
     history
+}
+
+/// What `change` makes of a revision's entry.
+fn record(entry: &mut HistoryEntry, change: &Change, retry_token: Option<&str>, now: &Time) {
+    let (outcome, reason, message) = match change {
+        Change::Start { .. } => {
+            entry.retry_token = retry_token.map(str::to_string);
+            entry.finished_at = None;
+            (
+                Outcome::Progressing,
+                reasons::ROLLOUT_STARTED.to_string(),
+                "rolling out".to_string(),
+            )
+        }
+        Change::Succeed { .. } => {
+            entry.promoted_at = Some(now.clone());
+            (
+                Outcome::Stable,
+                reasons::ROLLOUT_COMPLETE.to_string(),
+                "every pod ran it and was available".to_string(),
+            )
+        }
+        Change::Reinstate { after, .. } => {
+            entry.promoted_at = Some(now.clone());
+            (
+                Outcome::Stable,
+                reasons::REINSTATED.to_string(),
+                format!("stable again: revision {after} breached its metric gates after promotion"),
+            )
+        }
+        Change::Fail {
+            replaced_by,
+            failure,
+            ..
+        } => {
+            let outcome = if replaced_by.is_some() {
+                Outcome::RolledBack
+            } else {
+                Outcome::Failed
+            };
+            (outcome, failure.reason.to_string(), failure.message.clone())
+        }
+        Change::Supersede { by, .. } => (
+            Outcome::Superseded,
+            reasons::SUPERSEDED.to_string(),
+            format!("replaced by revision {by}"),
+        ),
+    };
+    if outcome != Outcome::Progressing {
+        entry.finished_at = Some(now.clone());
+    }
+    entry.outcome = outcome;
+    entry.reason = reason;
+    entry.message = message;
 }
 
 /// Keeps, in the entries of revisions whose rollout was just decided, the
@@ -147,7 +150,7 @@ pub fn prune(history: Vec<HistoryEntry>, limit: usize, keep: &[i64]) -> Vec<Hist
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rollout::health::Failure;
+    use crate::gates::Failure;
     use k8s_openapi::jiff::Timestamp;
 
     fn at(s: i64) -> Time {

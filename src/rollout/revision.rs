@@ -10,9 +10,7 @@ use kube::{Resource, ResourceExt};
 use crate::api::{ModelDeployment, ServedVersion};
 use crate::resources::labels;
 
-/// Annotation holding the hash of a revision's served version: the revision's
-/// identity. The same served version is always the same revision.
-pub const SERVED_HASH: &str = "mlops.dev/served-hash";
+use crate::resources::labels::SERVED_HASH;
 
 /// A revision read back from its ControllerRevision.
 #[derive(Clone, Debug, PartialEq)]

@@ -149,6 +149,7 @@ fn table() {
                 deployment: dep,
                 invalid,
                 revisions: &Revisions::default(),
+                template_pending: false,
             },
             &now(),
         );
@@ -184,6 +185,7 @@ fn fields_for_kubectl() {
             deployment: Some(&dep),
             invalid: None,
             revisions: &Revisions::default(),
+            template_pending: false,
         },
         &now(),
     );
@@ -210,6 +212,7 @@ fn unchanged_observation_gives_an_identical_status() {
             deployment: Some(&dep),
             invalid: None,
             revisions: &Revisions::default(),
+            template_pending: false,
         },
         &now(),
     );
@@ -222,6 +225,7 @@ fn unchanged_observation_gives_an_identical_status() {
             deployment: Some(&dep),
             invalid: None,
             revisions: &Revisions::default(),
+            template_pending: false,
         },
         &later,
     );
@@ -266,6 +270,7 @@ fn a_rolled_back_revision_is_explained_in_every_condition() {
         deployment: Some(&dep),
         invalid: None,
         revisions: &revisions,
+        template_pending: false,
     };
     let s = derive(&observed, &now());
     assert_eq!(s.phase, Some(Phase::RolledBack));
@@ -374,6 +379,7 @@ fn metric_analysis_shows_in_phase_and_conditions() {
             deployment: Some(&complete),
             invalid: None,
             revisions: &revisions,
+            template_pending: false,
         };
         let s = derive(&observed, &now());
         assert_eq!(s.phase, Some(phase), "{name}");

@@ -86,6 +86,18 @@ fn table() {
         },
         Case {
             current: Some(1),
+            want_changes: vec![Start { revision: 1 }],
+            ..base("first revision running but never written (crash after acting): started now")
+        },
+        Case {
+            current: Some(1),
+            health: Health::Complete,
+            want_stable: Some(1),
+            want_changes: vec![Start { revision: 1 }, Succeed { revision: 1 }],
+            ..base("first revision never written and already complete: started, then passes")
+        },
+        Case {
+            current: Some(1),
             previous_update: Some(1),
             history: vec![e(1, Outcome::Progressing)],
             health: Health::Complete,

@@ -1,0 +1,117 @@
+//! Act: makes the children match the plan. The Deployment goes first: it is
+//! the child the API server is most likely to refuse, and a refusal must
+//! leave everything else as it was.
+
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use kube::api::DeleteParams;
+use kube::{Api, Resource, ResourceExt};
+
+use super::apply::{Applied, ensure};
+use super::context::{Context, cached};
+use super::drift::Need;
+use super::error::Error;
+use super::events::{self, Announcement};
+use super::observe::Snapshot;
+use super::plan::Plan;
+use crate::api::ModelDeployment;
+use crate::resources;
+
+/// What acting did.
+pub struct Acted {
+    /// The Deployment as it now is, when it was looked at.
+    pub deployment: Option<Arc<Deployment>>,
+    /// Why the API server refused a child: the user's to fix.
+    pub invalid: Option<String>,
+    pub announcements: Vec<Announcement>,
+}
+
+pub async fn apply_children(seen: &Snapshot, plan: &Plan, ctx: &Context) -> Result<Acted, Error> {
+    let md = seen.md.as_ref();
+    let (namespace, name) = (seen.namespace.as_str(), seen.name.as_str());
+    let stores = &ctx.stores;
+    let mut applied = Vec::new();
+    let mut announcements = Vec::new();
+
+    let desired = resources::deployment(md, &plan.target, plan.decision.target);
+    let api = Api::<Deployment>::namespaced(ctx.client.clone(), namespace);
+    let deployment = match ensure(&api, "Deployment", desired, seen.deployment.clone()).await {
+        Ok(done) => {
+            let object = done.object.clone();
+            applied.push(record("Deployment", done));
+            Some(object)
+        }
+        Err(Error::Rejected { kind, message }) => {
+            return Ok(Acted {
+                deployment: seen.deployment.clone(),
+                invalid: Some(format!("the API server refused the {kind}: {message}")),
+                announcements,
+            });
+        }
+        Err(e) => return Err(e),
+    };
+
+    let desired = resources::service(md, plan.target.model_name());
+    let api = Api::<Service>::namespaced(ctx.client.clone(), namespace);
+    let done = ensure(
+        &api,
+        "Service",
+        desired,
+        cached(&stores.services, namespace, name),
+    )
+    .await?;
+    applied.push(record("Service", done));
+
+    let api = Api::<HorizontalPodAutoscaler>::namespaced(ctx.client.clone(), namespace);
+    let cached_hpa = cached(&stores.hpas, namespace, name);
+    match resources::hpa(md, plan.target.model_name()) {
+        Some(desired) => {
+            let done = ensure(&api, "HorizontalPodAutoscaler", desired, cached_hpa).await?;
+            applied.push(record("HorizontalPodAutoscaler", done));
+        }
+        None => {
+            if let Some(hpa) = cached_hpa.filter(|h| owned_by(h.as_ref(), md)) {
+                delete_hpa(&api, &hpa.name_any()).await?;
+                announcements.push(events::hpa_deleted());
+            }
+        }
+    }
+    announcements.extend(events::for_children(
+        md,
+        &applied,
+        plan.decision.target,
+        &plan.target.model.version,
+    ));
+    Ok(Acted {
+        deployment,
+        invalid: None,
+        announcements,
+    })
+}
+
+fn record<K: Resource<DynamicType = ()>>(
+    kind: &'static str,
+    done: Applied<K>,
+) -> (&'static str, Need, ObjectReference) {
+    (kind, done.need, done.object.object_ref(&()))
+}
+
+async fn delete_hpa(api: &Api<HorizontalPodAutoscaler>, name: &str) -> Result<(), Error> {
+    match api.delete(name, &DeleteParams::foreground()).await {
+        Ok(_) => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The child carries this ModelDeployment's controller owner reference.
+pub fn owned_by<K: Resource>(child: &K, md: &ModelDeployment) -> bool {
+    let uid = md.meta().uid.as_deref();
+    child
+        .owner_references()
+        .iter()
+        .any(|r| Some(r.uid.as_str()) == uid && r.controller == Some(true))
+}

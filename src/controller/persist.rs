@@ -1,0 +1,228 @@
+//! Persist: the status write, and when a changed status is worth one.
+//!
+//! A status change a person or Argo CD acts on (phase, a condition's status
+//! or reason, revisions, history, analysis, alerts, observedGeneration) is
+//! written at once. A change of progress only (pod counts, messages) is
+//! written at most once per `PROGRESS_WINDOW` per ModelDeployment: a user
+//! still sees counts move within a couple of seconds, and a rollout of N
+//! pods costs a few writes instead of one per pod event.
+//!
+//! A new ModelDeployment's first status counts as progress too, with the
+//! window starting at its creation: a model that is Ready within the window
+//! gets one status write, not three. Nothing is lost by waiting: the
+//! decision of a first rollout is derived again from the cluster on the next
+//! pass (`rollout::decide` records a running revision the history lacks).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use kube::ResourceExt;
+use kube::api::{Patch, PatchParams};
+use serde_json::json;
+
+use super::context::Context;
+use super::error::Error;
+use super::observe::Snapshot;
+use crate::api::{ModelDeployment, ModelDeploymentStatus};
+use crate::resources::labels::MANAGER;
+
+pub const PROGRESS_WINDOW: Duration = Duration::from_secs(2);
+
+/// Whether a status write is due.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Due {
+    /// Nothing changed.
+    Never,
+    Now,
+    /// Only progress changed and a write went out less than
+    /// `PROGRESS_WINDOW` ago: write on the pass after this long.
+    After(Duration),
+}
+
+/// `since_last_write`: how long ago this operator last wrote this
+/// ModelDeployment's status, or for one without status, how long ago it was
+/// created (`None`: not within the window).
+pub fn due(
+    stored: Option<&ModelDeploymentStatus>,
+    new: &ModelDeploymentStatus,
+    since_last_write: Option<Duration>,
+) -> Due {
+    if stored == Some(new) {
+        return Due::Never;
+    }
+    let progress_only = stored.is_none_or(|s| without_progress(s) == without_progress(new));
+    match since_last_write {
+        Some(elapsed) if progress_only && elapsed < PROGRESS_WINDOW => {
+            Due::After(PROGRESS_WINDOW - elapsed)
+        }
+        _ => Due::Now,
+    }
+}
+
+/// The status with its progress fields blanked: what is left is what a
+/// person or a tool acts on.
+fn without_progress(status: &ModelDeploymentStatus) -> ModelDeploymentStatus {
+    let mut s = status.clone();
+    s.replicas = 0;
+    s.ready_replicas = 0;
+    s.updated_replicas = 0;
+    s.available_replicas = 0;
+    s.ready_summary = None;
+    for c in &mut s.conditions {
+        c.message.clear();
+    }
+    s
+}
+
+/// When this operator last wrote each ModelDeployment's status, for the
+/// progress window only. Entries older than the window mean nothing and are
+/// dropped, so the map holds only objects written in the last seconds
+/// (deleted ones included).
+#[derive(Default)]
+pub struct WriteTimes {
+    last: Mutex<HashMap<String, Instant>>,
+}
+
+impl WriteTimes {
+    /// Time since the last status write of `seen`'s ModelDeployment, or,
+    /// when it has no status yet, since it was created; `None` once that is
+    /// longer than the window.
+    pub fn since_last(&self, seen: &Snapshot) -> Option<Duration> {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let since = match last.get(&key(seen)) {
+            Some(at) => Some(at.elapsed()),
+            None if seen.md.status.is_none() => {
+                let created = seen.md.metadata.creation_timestamp.as_ref()?;
+                let age = seen.now.0.as_second() - created.0.as_second();
+                u64::try_from(age).ok().map(Duration::from_secs)
+            }
+            None => None,
+        };
+        since.filter(|e| *e < PROGRESS_WINDOW)
+    }
+
+    fn wrote(&self, key: &str) {
+        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.retain(|_, at| at.elapsed() < PROGRESS_WINDOW);
+        last.insert(key.to_string(), Instant::now());
+    }
+}
+
+/// Server-side apply of the whole status: fields the new status leaves out
+/// are removed. The resourceVersion makes it conditional: a write based on an
+/// outdated object (a stale cache, or another operator got there first) is
+/// refused with a conflict and retried from fresh state, so decisions never
+/// overwrite each other. `version` is the resourceVersion the status was
+/// derived from; the new one is returned.
+pub async fn write(
+    seen: &Snapshot,
+    status: &ModelDeploymentStatus,
+    version: Option<String>,
+    ctx: &Context,
+) -> Result<Option<String>, Error> {
+    let api = kube::Api::<ModelDeployment>::namespaced(ctx.client.clone(), &seen.namespace);
+    let patch = json!({
+        "apiVersion": "mlops.dev/v1alpha1",
+        "kind": "ModelDeployment",
+        "metadata": {"resourceVersion": version},
+        "status": status,
+    });
+    let written = api
+        .patch_status(
+            &seen.name,
+            &PatchParams::apply(MANAGER).force(),
+            &Patch::Apply(&patch),
+        )
+        .await?;
+    ctx.status_writes.wrote(&key(seen));
+    Ok(written.resource_version())
+}
+
+fn key(seen: &Snapshot) -> String {
+    format!("{}/{}", seen.namespace, seen.name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+
+    use crate::api::Phase;
+
+    fn status(phase: Phase, ready: i32, message: &str) -> ModelDeploymentStatus {
+        ModelDeploymentStatus {
+            phase: Some(phase),
+            ready_replicas: ready,
+            ready_summary: Some(format!("{ready}/2")),
+            conditions: vec![Condition {
+                type_: "Ready".into(),
+                status: "False".into(),
+                reason: "NotEnoughReplicas".into(),
+                message: message.into(),
+                observed_generation: Some(1),
+                last_transition_time: k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(
+                    k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+                ),
+            }],
+            ..ModelDeploymentStatus::default()
+        }
+    }
+
+    #[test]
+    fn progress_is_written_at_most_once_per_window_and_the_rest_at_once() {
+        let stored = status(Phase::Progressing, 0, "0/2 pods available");
+        let progressed = status(Phase::Progressing, 1, "1/2 pods available");
+        let healthy = status(Phase::Healthy, 2, "2/2 pods available");
+        let just = Some(Duration::from_millis(500));
+        let cases = [
+            ("unchanged", Some(&stored), &stored, just, Due::Never),
+            (
+                "progress right after a write",
+                Some(&stored),
+                &progressed,
+                just,
+                Due::After(Duration::from_millis(1500)),
+            ),
+            (
+                "progress, no write within the window",
+                Some(&stored),
+                &progressed,
+                None,
+                Due::Now,
+            ),
+            (
+                "phase changed right after a write",
+                Some(&stored),
+                &healthy,
+                just,
+                Due::Now,
+            ),
+            (
+                "first status, created half a second ago",
+                None,
+                &stored,
+                just,
+                Due::After(Duration::from_millis(1500)),
+            ),
+            (
+                "first status of an object created long ago",
+                None,
+                &stored,
+                None,
+                Due::Now,
+            ),
+        ];
+        for (what, stored, new, since, want) in cases {
+            assert_eq!(due(stored, new, since), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn a_condition_reason_change_is_never_held_back() {
+        let stored = status(Phase::Progressing, 1, "1/2 pods available");
+        let mut new = stored.clone();
+        new.conditions[0].reason = "Serving".into();
+        assert_eq!(due(Some(&stored), &new, Some(Duration::ZERO)), Due::Now);
+    }
+}

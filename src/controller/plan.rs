@@ -1,0 +1,228 @@
+//! Plan: everything one reconcile will change, decided purely from the
+//! snapshot, the spec's revision and the analysis. The shell in
+//! `reconcile` then persists, acts and reports exactly what the plan says.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+
+use super::error::Error;
+use super::events::{self, Announcement};
+use super::observe::Snapshot;
+use super::status::{Observed, Revisions, derive};
+use crate::alerts;
+use crate::analysis::schedule::Analysed;
+use crate::api::{ModelDeploymentStatus, ServedVersion};
+use crate::metrics::RevisionLabels;
+use crate::reasons;
+use crate::rollout::decide::{Change, Decision, Inputs, decide};
+use crate::rollout::history::{self, Described};
+
+/// A converged ModelDeployment is looked at again this often, from the
+/// cache only.
+pub const RESYNC: Duration = Duration::from_secs(300);
+
+pub struct Plan {
+    pub decision: Decision,
+    /// What the Deployment's pod template runs: the decided revision's
+    /// served version.
+    pub target: ServedVersion,
+    /// The revision bookkeeping status will hold.
+    pub revisions: Revisions,
+    pub alerts: alerts::Transition,
+    /// Write status before touching the Deployment: a crash in between
+    /// could otherwise change the outcome (a rollback forgotten, a failed
+    /// version tried again).
+    pub persist_first: bool,
+    /// Events for the decision, sent once its status write succeeded.
+    pub announcements: Vec<Announcement>,
+    /// Rollouts that ended, for `/metrics`.
+    pub outcomes: Vec<RevisionLabels>,
+    /// When to look again if nothing else happens.
+    pub requeue: Duration,
+}
+
+/// Decides the rollout and everything that follows from it.
+pub fn plan(seen: &Snapshot, requested: i64, analysed: &Analysed) -> Result<Plan, Error> {
+    let previous = &seen.previous;
+    let md = &seen.md;
+    let retry_token = seen.retry_token.as_deref();
+    let decision = decide(&Inputs {
+        requested,
+        previous_update: previous.requested,
+        current: seen.current,
+        stable: previous.stable,
+        history: &previous.history,
+        paused: md.spec.paused,
+        auto_rollback: md.spec.rollout.auto_rollback,
+        retry_token,
+        health: seen.health.clone(),
+        analysis: analysed.gate.clone(),
+        breach: analysed.breach.clone(),
+    });
+    let target =
+        seen.served_of(decision.target, requested)
+            .cloned()
+            .ok_or(Error::MissingRevision {
+                revision: decision.target,
+            })?;
+    let describe = |r: i64| {
+        seen.served_of(r, requested).map_or(
+            Described {
+                model_version: String::new(),
+                image: String::new(),
+            },
+            |s| Described {
+                model_version: s.model.version.clone(),
+                image: s.server.image.clone(),
+            },
+        )
+    };
+    let mut history = history::apply(
+        &previous.history,
+        &decision.changes,
+        describe,
+        retry_token,
+        &seen.now,
+    );
+    history::record_checks(&mut history, &decision.changes, analysed.status.as_ref());
+    let pinned: Vec<i64> = [Some(requested), Some(decision.target), decision.stable]
+        .into_iter()
+        .flatten()
+        .collect();
+    let limit = usize::try_from(md.spec.revision_history_limit)
+        .unwrap_or(1)
+        .max(1);
+    let mut revisions = Revisions {
+        requested: Some(requested),
+        current: Some(decision.target),
+        stable: decision.stable,
+        history: history::prune(history, limit, &pinned),
+        analysis: analysed.status.clone(),
+        alerts: Vec::new(),
+    };
+    let alerts = raise_alerts(seen, previous, &revisions);
+    revisions.alerts = alerts.next.clone();
+
+    let first = previous.requested.is_none() && previous.history.is_empty();
+    Ok(Plan {
+        persist_first: revisions != *previous
+            && crash_could_change_outcome(&decision, seen.current, previous.stable),
+        announcements: events::for_changes(&decision.changes, &revisions, first),
+        outcomes: outcomes(&decision.changes),
+        requeue: analysed.next_round.map_or(RESYNC, |next| next.min(RESYNC)),
+        decision,
+        target,
+        revisions,
+        alerts,
+    })
+}
+
+/// A rollback or a reinstatement is remembered before the Deployment goes
+/// back, and so is a new template when a Stable revision exists: a process
+/// killed in between then finds the decision in status and carries it out,
+/// instead of deciding afresh from a half-changed cluster (and, say, trying
+/// a version it just failed again). A first rollout or a pass that changes
+/// no template has nothing a crash could undo.
+fn crash_could_change_outcome(
+    decision: &Decision,
+    current: Option<i64>,
+    stable: Option<i64>,
+) -> bool {
+    let goes_back = decision.changes.iter().any(|c| {
+        matches!(
+            c,
+            Change::Fail {
+                replaced_by: Some(_),
+                ..
+            } | Change::Reinstate { .. }
+        )
+    });
+    let new_template = current.is_some_and(|c| c != decision.target);
+    goes_back || (new_template && stable.is_some())
+}
+
+/// The status this plan leads to, with the Deployment as last seen.
+/// `template_pending`: the Deployment is about to get another template, so
+/// its progress is not yet known.
+pub fn status(
+    seen: &Snapshot,
+    plan: &Plan,
+    deployment: Option<&Deployment>,
+    invalid: Option<&str>,
+    template_pending: bool,
+) -> ModelDeploymentStatus {
+    derive(
+        &Observed {
+            md: &seen.md,
+            served: &seen.served,
+            deployment,
+            invalid,
+            revisions: &plan.revisions,
+            template_pending,
+        },
+        &seen.now,
+    )
+}
+
+/// The status of a spec that cannot be applied: the revision bookkeeping
+/// stays as it was, nothing else changes.
+pub fn invalid_status(seen: &Snapshot, cause: &str) -> ModelDeploymentStatus {
+    derive(
+        &Observed {
+            md: &seen.md,
+            served: &seen.served,
+            deployment: seen.deployment.as_deref(),
+            invalid: Some(cause),
+            revisions: &seen.previous,
+            template_pending: false,
+        },
+        &seen.now,
+    )
+}
+
+/// The alerts the planned state raises, against those already raised.
+fn raise_alerts(seen: &Snapshot, previous: &Revisions, planned: &Revisions) -> alerts::Transition {
+    let failure_limit = seen
+        .md
+        .spec
+        .rollout
+        .analysis
+        .as_ref()
+        .map_or(0, |a| a.failure_limit);
+    let raised = alerts::desired(&alerts::desired::State {
+        requested: planned.requested,
+        current: planned.current,
+        history: &planned.history,
+        analysis: planned.analysis.as_ref(),
+        failure_limit,
+    });
+    alerts::transition(&previous.alerts, raised, &seen.now)
+}
+
+fn outcomes(changes: &[Change]) -> Vec<RevisionLabels> {
+    changes
+        .iter()
+        .filter_map(|change| match change {
+            Change::Succeed { .. } => Some(("Stable", reasons::ROLLOUT_COMPLETE)),
+            Change::Fail {
+                replaced_by: Some(_),
+                failure,
+                ..
+            } => Some(("RolledBack", failure.reason)),
+            Change::Fail {
+                replaced_by: None,
+                failure,
+                ..
+            } => Some(("Failed", failure.reason)),
+            Change::Start { .. } | Change::Supersede { .. } | Change::Reinstate { .. } => None,
+        })
+        .map(|(outcome, reason)| RevisionLabels {
+            outcome: outcome.into(),
+            reason: reason.into(),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests;

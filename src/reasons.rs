@@ -1,0 +1,39 @@
+//! Every reason the operator writes: in conditions, history entries, Events
+//! and alert labels. Users filter on these (`kubectl get events
+//! --field-selector reason=RolledBack`, Argo CD health, alert routes), so
+//! they are part of the API: one home, one spelling.
+
+// Why a revision failed (history, Degraded messages, alert labels).
+pub const CRASH_LOOP: &str = "CrashLoopBackOff";
+pub const IMAGE_PULL_FAILED: &str = "ImagePullFailed";
+pub const CONTAINER_FAILED: &str = "ContainerFailed";
+pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
+pub const ANALYSIS_FAILED: &str = "AnalysisFailed";
+pub const POST_PROMOTION_BREACH: &str = "PostPromotionBreach";
+
+// What happened to a revision (history entries).
+pub const ROLLOUT_STARTED: &str = "RolloutStarted";
+pub const ROLLOUT_COMPLETE: &str = "RolloutComplete";
+pub const REINSTATED: &str = "Reinstated";
+pub const SUPERSEDED: &str = "Superseded";
+
+// Conditions.
+pub const PENDING: &str = "Pending";
+pub const SCALED_TO_ZERO: &str = "ScaledToZero";
+pub const SERVING: &str = "Serving";
+pub const NOT_ENOUGH_REPLICAS: &str = "NotEnoughReplicas";
+pub const INVALID_SPEC: &str = "InvalidSpec";
+pub const ROLLED_BACK: &str = "RolledBack";
+pub const ROLLOUT_FAILED: &str = "RolloutFailed";
+pub const ANALYSIS_INCONCLUSIVE: &str = "AnalysisInconclusive";
+pub const ANALYSING: &str = "Analysing";
+pub const PAUSED: &str = "Paused";
+pub const CREATING: &str = "Creating";
+pub const ROLLOUT_IN_PROGRESS: &str = "RolloutInProgress";
+pub const METRIC_BREACH: &str = "MetricBreach";
+pub const AS_EXPECTED: &str = "AsExpected";
+
+// Events only.
+pub const CREATED: &str = "Created";
+pub const DRIFT_CORRECTED: &str = "DriftCorrected";
+pub const DELETED: &str = "Deleted";
