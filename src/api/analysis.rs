@@ -275,7 +275,8 @@ impl std::fmt::Display for ComparisonTest {
     }
 }
 
-/// Which direction of a distribution's shift is a regression.
+/// MannWhitney: which direction of a distribution's shift is a regression
+/// (Higher for latency, Lower for a score). Default Higher.
 #[derive(
     schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
 )]
