@@ -25,6 +25,9 @@ pub struct Validated {
 pub struct Timing {
     pub interval: Duration,
     pub bake_time: Duration,
+    /// `spec.rollout.analysis.window`: `None` for the default (since the
+    /// revision started serving, capped).
+    pub window: Option<Duration>,
 }
 
 /// The spec as the reconcile uses it, or the first problem found, as a
@@ -65,18 +68,54 @@ fn analysis_spec(analysis: &AnalysisSpec) -> Result<Timing, String> {
         model: "model",
         version: "1",
         revision: 1,
+        window: "1m",
     };
+    let window = analysis
+        .window
+        .as_deref()
+        .map(duration::parse)
+        .transpose()
+        .map_err(|why| format!("spec.rollout.analysis.window: {why}"))?;
     for metric in &analysis.metrics {
-        template::render(&metric.query, &sample).map_err(|why| {
-            format!(
-                "spec.rollout.analysis.metrics[{}].query: {why}",
-                metric.name
-            )
-        })?;
+        let comparison = metric.comparison.as_ref();
+        let queries = [
+            ("query", metric.query.as_ref()),
+            (
+                "comparison.failures",
+                comparison.and_then(|c| c.failures.as_ref()),
+            ),
+            (
+                "comparison.total",
+                comparison.and_then(|c| c.total.as_ref()),
+            ),
+            (
+                "comparison.buckets",
+                comparison.and_then(|c| c.buckets.as_ref()),
+            ),
+        ];
+        for (field, query) in queries {
+            if let Some(query) = query {
+                template::render(query, &sample).map_err(|why| {
+                    format!(
+                        "spec.rollout.analysis.metrics[{}].{field}: {why}",
+                        metric.name
+                    )
+                })?;
+            }
+        }
+        if let Some(margin) = comparison.and_then(|c| c.margin.as_ref()) {
+            crate::analysis::judge::parse_margin(margin).map_err(|why| {
+                format!(
+                    "spec.rollout.analysis.metrics[{}].comparison.margin: {why}",
+                    metric.name
+                )
+            })?;
+        }
     }
     Ok(Timing {
         interval,
         bake_time,
+        window,
     })
 }
 
@@ -221,6 +260,21 @@ mod tests {
                 json!({"rollout": {"analysis": {"prometheus": {"address": "http://p:9090"}, "interval": "soon", "metrics": [{"name": "e", "query": "up", "max": 1.0}]}}}),
                 Some("spec.rollout.analysis.interval"),
             ),
+            (
+                "comparison queries with known variables",
+                json!({"rollout": {"analysis": {"prometheus": {"address": "http://p:9090"}, "window": "10m", "metrics": [
+                    {"name": "e", "comparison": {"test": "TwoProportions", "failures": "sum(increase(f{v=\"{{version}}\"}[{{window}}]))", "total": "sum(increase(t{v=\"{{version}}\"}[{{ window }}]))", "margin": "10%"}},
+                    {"name": "l", "comparison": {"test": "MannWhitney", "buckets": "sum by (le) (increase(b{v=\"{{version}}\"}[{{window}}]))"}}]}}}),
+                None,
+            ),
+            (
+                "comparison query with an unknown variable",
+                json!({"rollout": {"analysis": {"prometheus": {"address": "http://p:9090"}, "metrics": [
+                    {"name": "e", "comparison": {"test": "TwoProportions", "failures": "f", "total": "t[{{windwo}}]", "margin": "10%"}}]}}}),
+                Some(
+                    "spec.rollout.analysis.metrics[e].comparison.total: unknown variable {{windwo}}",
+                ),
+            ),
         ];
         for (name, extra, want) in cases {
             let got = spec(&spec_with(extra));
@@ -249,14 +303,16 @@ mod tests {
             analysis(json!({})),
             Some(Timing {
                 interval: Duration::from_secs(30),
-                bake_time: Duration::from_secs(120)
+                bake_time: Duration::from_secs(120),
+                window: None,
             })
         );
         assert_eq!(
-            analysis(json!({"interval": "1m30s", "bakeTime": "0s"})),
+            analysis(json!({"interval": "1m30s", "bakeTime": "0s", "window": "10m"})),
             Some(Timing {
                 interval: Duration::from_secs(90),
-                bake_time: Duration::ZERO
+                bake_time: Duration::ZERO,
+                window: Some(Duration::from_secs(600)),
             })
         );
         assert_eq!(spec(&spec_with(json!({}))).unwrap().analysis, None);

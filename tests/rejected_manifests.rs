@@ -233,6 +233,111 @@ async fn invalid_manifests_are_refused_with_clear_messages() {
             "maxIncreasePercent must not be negative",
         ),
         (
+            "comparison and query together",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"metrics": [
+                {"name": "e", "query": "up", "comparison": proportions(json!({}))}]}))}})),
+            "every analysis metric needs either a query (with bounds) or a comparison, not both",
+        ),
+        (
+            "neither query nor comparison",
+            "m",
+            with(
+                json!({"rollout": {"analysis": analysis(json!({"metrics": [{"name": "e", "max": 1.0}]}))}}),
+            ),
+            "every analysis metric needs either a query (with bounds) or a comparison, not both",
+        ),
+        (
+            "comparison with a bound",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"metrics": [
+                {"name": "e", "comparison": proportions(json!({})), "max": 0.05}]}))}})),
+            "a comparison metric takes no min, max, maxIncreasePercent or maxDecreasePercent",
+        ),
+        (
+            "TwoProportions without a margin",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"metrics": [
+                {"name": "e", "comparison": {"test": "TwoProportions", "failures": "f", "total": "t"}}]}))}})),
+            "comparison test TwoProportions needs failures, total and margin",
+        ),
+        (
+            "TwoProportions with buckets",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"metrics": [
+                {"name": "e", "comparison": proportions(json!({"buckets": "b"}))}]}))}})),
+            "comparison test TwoProportions takes no buckets or worseWhen",
+        ),
+        (
+            "MannWhitney without buckets",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"metrics": [
+                {"name": "l", "comparison": {"test": "MannWhitney"}}]}))}})),
+            "comparison test MannWhitney needs buckets",
+        ),
+        (
+            "MannWhitney with a margin",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"metrics": [
+                {"name": "l", "comparison": {"test": "MannWhitney", "buckets": "b", "margin": "10%"}}]}))}})),
+            "comparison test MannWhitney takes no failures, total or margin",
+        ),
+        (
+            "margin in words",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"metrics": [
+                {"name": "e", "comparison": proportions(json!({"margin": "ten percent"}))}]}))}})),
+            "comparison.margin must be a percentage of the stable revision's rate such as 10%",
+        ),
+        (
+            "absolute margin of 1 or more",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"metrics": [
+                {"name": "e", "comparison": proportions(json!({"margin": "1.5"}))}]}))}})),
+            "comparison.margin must be a percentage of the stable revision's rate such as 10%",
+        ),
+        (
+            "margin as a YAML number",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"metrics": [
+                {"name": "e", "comparison": proportions(json!({"margin": 0.002}))}]}))}})),
+            "comparison.margin in body must be of type string",
+        ),
+        (
+            "confidence of 1",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"metrics": [
+                {"name": "e", "comparison": proportions(json!({"confidence": 1.0}))}]}))}})),
+            "comparison.confidence must be between 0.5 and 0.9999",
+        ),
+        (
+            "minSamples too small",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"metrics": [
+                {"name": "e", "comparison": proportions(json!({"minSamples": 0}))}]}))}})),
+            "comparison.minSamples in body should be greater than or equal to 10",
+        ),
+        (
+            "unknown test",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"metrics": [
+                {"name": "e", "comparison": proportions(json!({"test": "TTest"}))}]}))}})),
+            "Unsupported value: \"TTest\"",
+        ),
+        (
+            "unknown direction",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"metrics": [
+                {"name": "l", "comparison": {"test": "MannWhitney", "buckets": "b", "worseWhen": "Slower"}}]}))}})),
+            "Unsupported value: \"Slower\"",
+        ),
+        (
+            "window that is not a duration",
+            "m",
+            with(json!({"rollout": {"analysis": analysis(json!({"window": "forever"}))}})),
+            "analysis.window must be a duration from 1s to 24h",
+        ),
+        (
             "alertmanager URL that is not a URL",
             "m",
             with(json!({"alerts": {"alertmanager": {"url": "alertmanager"}}})),
@@ -294,6 +399,13 @@ fn check_with_kubectl(ns: &str, what: &str, body: &Value, expected: &str) -> Opt
     } else {
         None
     }
+}
+
+/// A valid TwoProportions comparison with `patch` merged in.
+fn proportions(patch: Value) -> Value {
+    let mut c = json!({"test": "TwoProportions", "failures": "f[{{window}}]", "total": "t[{{window}}]", "margin": "10%"});
+    json_merge(&mut c, patch);
+    c
 }
 
 /// A valid analysis with `patch` merged in.

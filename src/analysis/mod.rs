@@ -2,8 +2,10 @@
 //! values, and the progress of a revision's analysis.
 
 pub mod duration;
+pub mod judge;
 pub mod prometheus;
 pub mod run;
 pub mod schedule;
 pub mod template;
 pub mod verdict;
+pub mod window;

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::judge::buckets::{MAX_BUCKETS, RawBucket};
 use super::verdict::Answer;
 
 /// A shared HTTP client for Prometheus (and the alert channels).
@@ -26,6 +27,49 @@ impl Prometheus {
         timeout: Duration,
         bearer_token: Option<&str>,
     ) -> Answer {
+        match self.fetch(address, query, timeout, bearer_token).await {
+            Ok((status, body)) => parse(status, &body),
+            Err(why) => Answer::Error(why),
+        }
+    }
+
+    /// As [`Self::query`], but what Prometheus said when it refused is not
+    /// repeated: only the error type and the HTTP status (for comparisons,
+    /// whose messages reach status, Events and alerts).
+    pub async fn query_quiet(
+        &self,
+        address: &str,
+        query: &str,
+        timeout: Duration,
+        bearer_token: Option<&str>,
+    ) -> Answer {
+        match self.fetch(address, query, timeout, bearer_token).await {
+            Ok((status, body)) => parse_quiet(status, &body),
+            Err(why) => Answer::Error(why),
+        }
+    }
+
+    /// Runs a histogram query that returns one series per `le` bucket.
+    pub async fn query_buckets(
+        &self,
+        address: &str,
+        query: &str,
+        timeout: Duration,
+        bearer_token: Option<&str>,
+    ) -> Result<Vec<RawBucket>, Answer> {
+        match self.fetch(address, query, timeout, bearer_token).await {
+            Ok((status, body)) => parse_buckets(status, &body),
+            Err(why) => Err(Answer::Error(why)),
+        }
+    }
+
+    async fn fetch(
+        &self,
+        address: &str,
+        query: &str,
+        timeout: Duration,
+        bearer_token: Option<&str>,
+    ) -> Result<(u16, Vec<u8>), String> {
         let url = format!("{}/api/v1/query", address.trim_end_matches('/'));
         let mut request = self
             .http
@@ -39,17 +83,15 @@ impl Prometheus {
         let response = match request.send().await {
             Ok(r) => r,
             Err(e) if e.is_timeout() => {
-                return Answer::Error(format!("no answer within {}s", timeout.as_secs()));
+                return Err(format!("no answer within {}s", timeout.as_secs()));
             }
-            Err(e) => return Answer::Error(format!("cannot reach {address}: {}", root_cause(&e))),
+            Err(e) => return Err(format!("cannot reach {address}: {}", root_cause(&e))),
         };
         let status = response.status();
         match response.bytes().await {
-            Ok(body) => parse(status.as_u16(), &body),
-            Err(e) if e.is_timeout() => {
-                Answer::Error(format!("no answer within {}s", timeout.as_secs()))
-            }
-            Err(e) => Answer::Error(format!("reading the answer failed: {}", root_cause(&e))),
+            Ok(body) => Ok((status.as_u16(), body.to_vec())),
+            Err(e) if e.is_timeout() => Err(format!("no answer within {}s", timeout.as_secs())),
+            Err(e) => Err(format!("reading the answer failed: {}", root_cause(&e))),
         }
     }
 }
@@ -156,6 +198,95 @@ pub fn parse(http_status: u16, body: &[u8]) -> Answer {
     }
 }
 
+/// [`parse`] without Prometheus's own words: a refusal or a body that is
+/// not an answer is described by the operator only.
+pub fn parse_quiet(http_status: u16, body: &[u8]) -> Answer {
+    match serde_json::from_slice::<Response>(body) {
+        Err(_) => Answer::Error(format!("HTTP {http_status}, not a Prometheus answer")),
+        Ok(r) if r.status != "success" => {
+            Answer::Error(refused(r.error_type.as_deref(), http_status))
+        }
+        Ok(_) => parse(http_status, body),
+    }
+}
+
+fn refused(error_type: Option<&str>, http_status: u16) -> String {
+    let kind: String = error_type
+        .unwrap_or("error")
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .take(32)
+        .collect();
+    format!(
+        "Prometheus refused the query ({kind}, HTTP {http_status}); run it in Prometheus to see why"
+    )
+}
+
+/// Reads a histogram answer: one series per `le` label. Only what the
+/// operator itself can say goes into status: Prometheus's own error text is
+/// not repeated (run the query in Prometheus to see it).
+pub fn parse_buckets(http_status: u16, body: &[u8]) -> Result<Vec<RawBucket>, Answer> {
+    let Ok(response) = serde_json::from_slice::<Response>(body) else {
+        return Err(Answer::Error(format!(
+            "HTTP {http_status}, not a Prometheus answer"
+        )));
+    };
+    if response.status != "success" {
+        return Err(Answer::Error(refused(
+            response.error_type.as_deref(),
+            http_status,
+        )));
+    }
+    let Some(data) = response.data else {
+        return Err(Answer::Error("the answer has no data".into()));
+    };
+    if data.result_type != "vector" {
+        return Err(Answer::Error(format!(
+            "the query returned a {}; it must return one series per le bucket, e.g. sum by (le) (...)",
+            if data.result_type == "matrix" {
+                "matrix"
+            } else {
+                "scalar or string"
+            }
+        )));
+    }
+    let series = data.result.as_array().map(Vec::as_slice).unwrap_or(&[]);
+    if series.is_empty() {
+        return Err(Answer::NoData("the query returned no series".into()));
+    }
+    if series.len() > MAX_BUCKETS {
+        return Err(Answer::Error(format!(
+            "the query returned {} series (at most {MAX_BUCKETS} buckets): aggregate by le only, e.g. sum by (le) (...)",
+            series.len()
+        )));
+    }
+    let mut buckets = Vec::with_capacity(series.len());
+    for s in series {
+        let Some(le) = s
+            .get("metric")
+            .and_then(|m| m.get("le"))
+            .and_then(|l| l.as_str())
+        else {
+            return Err(Answer::Error(
+                "a series has no le label: keep it, e.g. sum by (le) (...)".into(),
+            ));
+        };
+        let count = s
+            .get("value")
+            .and_then(|v| v.get(1))
+            .and_then(|v| v.as_str())
+            .and_then(|v| v.parse::<f64>().ok());
+        let Some(count) = count else {
+            return Err(Answer::Error("a bucket's sample has no number".into()));
+        };
+        buckets.push(RawBucket {
+            le: le.to_string(),
+            count,
+        });
+    }
+    Ok(buckets)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,6 +307,54 @@ mod tests {
         for (name, status, body, want) in cases {
             assert_eq!(parse(status, body.as_bytes()), want, "{name}");
         }
+    }
+
+    #[test]
+    fn bucket_answers() {
+        let ok = r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"le":"0.1"},"value":[1,"3"]},{"metric":{"le":"+Inf"},"value":[1,"5.5"]}]}}"#;
+        assert_eq!(
+            parse_buckets(200, ok.as_bytes()),
+            Ok(vec![
+                RawBucket {
+                    le: "0.1".into(),
+                    count: 3.0
+                },
+                RawBucket {
+                    le: "+Inf".into(),
+                    count: 5.5
+                },
+            ])
+        );
+        let cases: Vec<(u16, &str, Answer)> = vec![
+            (200, r#"{"status":"success","data":{"resultType":"vector","result":[]}}"#, Answer::NoData("the query returned no series".into())),
+            (200, r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"3"]}]}}"#, Answer::Error("a series has no le label: keep it, e.g. sum by (le) (...)".into())),
+            (200, r#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}"#, Answer::Error("the query returned a scalar or string; it must return one series per le bucket, e.g. sum by (le) (...)".into())),
+            // Prometheus's own error text stays out of status.
+            (400, r#"{"status":"error","errorType":"bad_data","error":"parse error: <secret-ish text>"}"#, Answer::Error("Prometheus refused the query (bad_data, HTTP 400); run it in Prometheus to see why".into())),
+            (502, "<html>upstream said something</html>", Answer::Error("HTTP 502, not a Prometheus answer".into())),
+        ];
+        for (status, body, want) in cases {
+            assert_eq!(parse_buckets(status, body.as_bytes()), Err(want), "{body}");
+        }
+    }
+
+    #[test]
+    fn quiet_answers_keep_prometheus_words_out() {
+        assert_eq!(
+            parse_quiet(
+                200,
+                br#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}"#
+            ),
+            Answer::Value(3.0)
+        );
+        assert_eq!(
+            parse_quiet(400, br#"{"status":"error","errorType":"bad_data","error":"parse error: <their text>"}"#),
+            Answer::Error("Prometheus refused the query (bad_data, HTTP 400); run it in Prometheus to see why".into())
+        );
+        assert_eq!(
+            parse_quiet(502, b"<html>upstream said something</html>"),
+            Answer::Error("HTTP 502, not a Prometheus answer".into())
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::verdict::{Judgement, num};
-use crate::api::{AnalysisPhase, AnalysisSpec, AnalysisStatus, MetricCheck, Verdict};
+use crate::api::{AnalysisPhase, AnalysisSpec, AnalysisStatus, Finding, MetricCheck, Verdict};
 use crate::gates::{Failure, Gate};
 use crate::reasons;
 
@@ -118,7 +118,11 @@ pub fn advance(step: Step<'_>) -> (AnalysisStatus, Gate) {
         status.bake_started_at = Some(step.now.clone());
     }
     if let Some(checks) = step.checks {
-        status.metrics = record(&status.metrics, checks, step.mode, spec, step.now);
+        let baked = status
+            .bake_started_at
+            .as_ref()
+            .is_some_and(|b| elapsed(b, step.now) >= step.bake_time);
+        status.metrics = record(&status.metrics, checks, step.mode, spec, step.now, baked);
     }
     match step.mode {
         Mode::Rollout { .. } => judge_rollout(status, spec, step.bake_time, step.now),
@@ -133,6 +137,7 @@ fn record(
     mode: Mode,
     spec: &AnalysisSpec,
     now: &Time,
+    baked: bool,
 ) -> Vec<MetricCheck> {
     checks
         .into_iter()
@@ -143,6 +148,13 @@ fn record(
                 .cloned()
                 .unwrap_or_default();
             let j = c.judgement;
+            // A comparison still collecting samples is no failure to answer:
+            // it counts against inconclusiveLimit only once the bake time is
+            // over (and never promotes).
+            let collecting = !baked
+                && j.evidence
+                    .as_ref()
+                    .is_some_and(|e| matches!(e.finding, Finding::Collecting | Finding::Undecided));
             let mut m = MetricCheck {
                 name: c.name,
                 verdict: j.verdict,
@@ -152,6 +164,7 @@ fn record(
                 message: j.message,
                 query: c.query,
                 checked_at: Some(now.clone()),
+                evidence: j.evidence,
                 ..old.clone()
             };
             match mode {
@@ -159,6 +172,7 @@ fn record(
                     Verdict::Pass if j.on_data => m.passed += 1,
                     Verdict::Pass => {}
                     Verdict::Fail => m.failed += 1,
+                    Verdict::Inconclusive if collecting => {}
                     Verdict::Inconclusive => m.inconclusive += 1,
                 },
                 // After promotion a breach is failures in a row; counters
@@ -216,10 +230,21 @@ fn judge_rollout(
         .find(|m| m.inconclusive > spec.inconclusive_limit)
     {
         status.phase = AnalysisPhase::Inconclusive;
-        status.message = format!(
-            "stopped: metric {} had {} checks without an answer (inconclusiveLimit {}); last: {}. The revision is neither promoted nor rolled back: fix the metric or Prometheus, then `kubectl model retry`",
-            m.name, m.inconclusive, spec.inconclusive_limit, m.message
-        );
+        let still_collecting = m.evidence.as_ref().is_some_and(|e| {
+            m.verdict == Verdict::Inconclusive
+                && matches!(e.finding, Finding::Collecting | Finding::Undecided)
+        });
+        status.message = if still_collecting {
+            format!(
+                "stopped: metric {} had no verdict in {} checks after the bake time (inconclusiveLimit {}); last: {}. The revision is neither promoted nor rolled back: let traffic accumulate and `kubectl model retry`, or lengthen bakeTime, widen the margin or lower minSamples",
+                m.name, m.inconclusive, spec.inconclusive_limit, m.message
+            )
+        } else {
+            format!(
+                "stopped: metric {} had {} checks without an answer (inconclusiveLimit {}); last: {}. The revision is neither promoted nor rolled back: fix the metric or Prometheus, then `kubectl model retry`",
+                m.name, m.inconclusive, spec.inconclusive_limit, m.message
+            )
+        };
         return (status.clone(), Gate::Halted(status.message));
     }
     let passing = status
@@ -236,13 +261,13 @@ fn judge_rollout(
         .collect();
     let Some(bake_start) = status.bake_started_at.as_ref() else {
         status.phase = AnalysisPhase::Running;
-        status.message =
-            format!("checking while pods are replaced; {passing}/{total} metrics pass");
+        status.message = format!(
+            "checking while pods are replaced; {passing}/{total} metrics pass{}",
+            collecting_note(&status.metrics)
+        );
         return (status, Gate::Pending);
     };
-    let baked = Duration::from_millis(
-        u64::try_from(now.0.as_millisecond() - bake_start.0.as_millisecond()).unwrap_or(0),
-    );
+    let baked = elapsed(bake_start, now);
     let measured = status.metrics.len() == total;
     // Promotion rests on checks of the revision as it finally runs: every
     // metric's latest check must come after all pods were updated.
@@ -262,9 +287,10 @@ fn judge_rollout(
     status.phase = AnalysisPhase::Baking;
     status.message = if baked < bake_time {
         format!(
-            "baking: {} of {} left; {passing}/{total} metrics pass",
+            "baking: {} of {} left; {passing}/{total} metrics pass{}",
             human(bake_time - baked),
-            human(bake_time)
+            human(bake_time),
+            collecting_note(&status.metrics)
         )
     } else if !measured {
         "baked; waiting for the first check of every metric".to_string()
@@ -317,6 +343,39 @@ fn breach_message(m: &MetricCheck, limit: i32) -> String {
     format!(
         "metric {} failed {} checks (failureLimit {limit}): {}; value {value}, bound {}; query: {}",
         m.name, m.failed, m.message, m.bound, m.query
+    )
+}
+
+/// "; collecting: error-rate (200 of 1,000), latency (0 of 500)" for the
+/// comparisons still waiting for samples; empty when none is.
+fn collecting_note(metrics: &[MetricCheck]) -> String {
+    let waiting: Vec<String> = metrics
+        .iter()
+        .filter(|m| m.verdict == Verdict::Inconclusive)
+        .filter_map(|m| {
+            let e = m.evidence.as_ref()?;
+            match e.finding {
+                Finding::Collecting => Some(format!(
+                    "{} ({} of {})",
+                    m.name,
+                    crate::analysis::judge::count(e.samples.min(e.stable_samples) as f64),
+                    crate::analysis::judge::count(e.min_samples as f64)
+                )),
+                Finding::Undecided => Some(format!("{} (undecided)", m.name)),
+                _ => None,
+            }
+        })
+        .collect();
+    if waiting.is_empty() {
+        String::new()
+    } else {
+        format!("; collecting: {}", waiting.join(", "))
+    }
+}
+
+fn elapsed(since: &Time, now: &Time) -> Duration {
+    Duration::from_millis(
+        u64::try_from(now.0.as_millisecond() - since.0.as_millisecond()).unwrap_or(0),
     )
 }
 

@@ -8,10 +8,19 @@ pub struct Vars<'a> {
     pub model: &'a str,
     pub version: &'a str,
     pub revision: i64,
+    /// The analysis window as a PromQL duration, e.g. "90s".
+    pub window: &'a str,
 }
 
 /// Variable names a query may use.
-pub const NAMES: [&str; 5] = ["namespace", "name", "model", "version", "revision"];
+pub const NAMES: [&str; 6] = [
+    "namespace",
+    "name",
+    "model",
+    "version",
+    "revision",
+    "window",
+];
 
 /// The query with every `{{variable}}` (spaces inside the braces allowed)
 /// replaced. An unknown variable or an unclosed `{{` is an error: sending
@@ -33,6 +42,7 @@ pub fn render(query: &str, vars: &Vars<'_>) -> Result<String, String> {
             "model" => vars.model,
             "version" => vars.version,
             "revision" => revision.as_str(),
+            "window" => vars.window,
             other => {
                 return Err(format!(
                     "unknown variable {{{{{other}}}}} in query (known: {})",
@@ -57,6 +67,7 @@ mod tests {
         model: "fraud-detector",
         version: "2.1.0",
         revision: 3,
+        window: "90s",
     };
 
     #[test]
@@ -71,12 +82,13 @@ mod tests {
                 "{{ name }}/{{model}}/{{revision}}",
                 Ok("fraud/fraud-detector/3"),
             ),
+            ("increase(x[{{window}}])", Ok("increase(x[90s])")),
             ("{{version}}{{version}}", Ok("2.1.02.1.0")),
             ("a{b}c", Ok("a{b}c")),
             (
                 "{{bogus}}",
                 Err(
-                    "unknown variable {{bogus}} in query (known: {{namespace}}, {{name}}, {{model}}, {{version}}, {{revision}})",
+                    "unknown variable {{bogus}} in query (known: {{namespace}}, {{name}}, {{model}}, {{version}}, {{revision}}, {{window}})",
                 ),
             ),
             ("x{{version", Err("unclosed {{ in query \"x{{version\"")),

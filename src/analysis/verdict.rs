@@ -39,6 +39,8 @@ pub struct Judgement {
     pub baseline: Option<f64>,
     pub bound: String,
     pub message: String,
+    /// A comparison's evidence (`None` for a query with bounds).
+    pub evidence: Option<crate::api::ComparisonEvidence>,
 }
 
 /// Relative comparisons tolerate floating-point noise, so a value equal to
@@ -67,6 +69,7 @@ pub fn judge(gate: &MetricGate, m: &Measurement, on_no_data: OnNoData) -> Judgem
                 baseline,
                 bound,
                 message: format!("Prometheus gave no answer: {why}"),
+                evidence: None,
             };
         }
         Answer::NoData(why) => {
@@ -77,6 +80,7 @@ pub fn judge(gate: &MetricGate, m: &Measurement, on_no_data: OnNoData) -> Judgem
                 baseline,
                 bound,
                 message: format!("no data: {why} (onNoData: {on_no_data:?})"),
+                evidence: None,
             };
         }
     };
@@ -94,6 +98,7 @@ pub fn judge(gate: &MetricGate, m: &Measurement, on_no_data: OnNoData) -> Judgem
             baseline,
             bound,
             message: broken.join("; "),
+            evidence: None,
         };
     }
     let relative_missing = relative_wanted
@@ -111,6 +116,7 @@ pub fn judge(gate: &MetricGate, m: &Measurement, on_no_data: OnNoData) -> Judgem
                 "{} is within the absolute bounds, but the relative bound cannot be checked: {why} (onNoData: {on_no_data:?})",
                 num(value)
             ),
+            evidence: None,
         };
     }
     let mut message = format!("{} is within bounds", num(value));
@@ -124,6 +130,7 @@ pub fn judge(gate: &MetricGate, m: &Measurement, on_no_data: OnNoData) -> Judgem
         baseline,
         bound,
         message,
+        evidence: None,
     }
 }
 
@@ -255,7 +262,8 @@ mod tests {
     fn gate(min: Option<f64>, max: Option<f64>, inc: Option<f64>, dec: Option<f64>) -> MetricGate {
         MetricGate {
             name: "m".into(),
-            query: "q".into(),
+            query: Some("q".into()),
+            comparison: None,
             min,
             max,
             max_increase_percent: inc,

@@ -57,6 +57,15 @@ pub struct AnalysisSpec {
     /// Keep checking the Stable revision after promotion.
     #[serde(default)]
     pub post_promotion: PostPromotionSpec,
+
+    /// What `{{window}}` in a query stands for, as a duration such as "10m".
+    /// By default the time since the revision started serving (its analysis
+    /// started), at least 1m and at most 1h, so a comparison sees all of the
+    /// new revision's requests and the stable revision's over the same time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{DURATION_PATTERN}') && duration(self) >= duration('1s') && duration(self) <= duration('24h')")).message("analysis.window must be a duration from 1s to 24h, such as 5m or 1h"))]
+    pub window: Option<String>,
 }
 
 fn default_interval() -> String {
@@ -121,15 +130,18 @@ pub enum OnNoData {
     Pass,
 }
 
-/// One metric gate: a PromQL query and the bounds its value must stay in.
+/// One metric gate: a PromQL query and the bounds its value must stay in,
+/// or a statistical `comparison` with the stable revision.
 ///
-/// The query may use `{{namespace}}`, `{{name}}`, `{{model}}`, `{{version}}`
-/// and `{{revision}}`. The same query with the stable revision's version and
-/// revision gives the baseline for the relative bounds.
+/// Queries may use `{{namespace}}`, `{{name}}`, `{{model}}`, `{{version}}`,
+/// `{{revision}}` and `{{window}}`. The same query with the stable revision's
+/// version and revision gives the baseline for the relative bounds.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(
-    validation = Rule::new("has(self.min) || has(self.max) || has(self.maxIncreasePercent) || has(self.maxDecreasePercent)").message("every analysis metric needs a bound: min, max, maxIncreasePercent or maxDecreasePercent"),
+    validation = Rule::new("has(self.query) != has(self.comparison)").message("every analysis metric needs either a query (with bounds) or a comparison, not both"),
+    validation = Rule::new("has(self.comparison) || has(self.min) || has(self.max) || has(self.maxIncreasePercent) || has(self.maxDecreasePercent)").message("every analysis metric needs a bound: min, max, maxIncreasePercent or maxDecreasePercent"),
+    validation = Rule::new("!has(self.comparison) || !(has(self.min) || has(self.max) || has(self.maxIncreasePercent) || has(self.maxDecreasePercent))").message("a comparison metric takes no min, max, maxIncreasePercent or maxDecreasePercent: its verdict comes from the test"),
     validation = Rule::new("!has(self.min) || !has(self.max) || self.min <= self.max").message("analysis metric min must not be greater than max")
 )]
 pub struct MetricGate {
@@ -138,9 +150,15 @@ pub struct MetricGate {
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9_]*[a-z0-9])?$')").message("analysis metric names must be lowercase letters, digits, '-' or '_', starting and ending with a letter or digit"))]
     pub name: String,
 
-    /// PromQL instant query that returns one number.
+    /// PromQL instant query that returns one number (not with `comparison`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
-    pub query: String,
+    pub query: Option<String>,
+
+    /// Compare the new revision with the stable one statistically, instead
+    /// of `query` and bounds (see docs/analysis.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comparison: Option<ComparisonSpec>,
 
     /// The value must be at least this.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -161,6 +179,113 @@ pub struct MetricGate {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[x_kube(validation = Rule::new("self >= 0.0 && self <= 100.0").message("maxDecreasePercent must be between 0 and 100"))]
     pub max_decrease_percent: Option<f64>,
+}
+
+/// A statistical comparison of the new revision with the stable one: the
+/// same queries run with each revision's `{{version}}` and `{{revision}}` over
+/// the same `{{window}}`. Fail: worse than stable (by more than `margin`)
+/// with `confidence`; Pass: the data rules that out with at least
+/// `minSamples` on both sides; otherwise Inconclusive while collecting.
+#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("self.test != 'TwoProportions' || (has(self.failures) && has(self.total) && has(self.margin))").message("comparison test TwoProportions needs failures, total and margin"),
+    validation = Rule::new("self.test != 'TwoProportions' || (!has(self.buckets) && !has(self.worseWhen))").message("comparison test TwoProportions takes no buckets or worseWhen (those are for MannWhitney)"),
+    validation = Rule::new("self.test != 'MannWhitney' || has(self.buckets)").message("comparison test MannWhitney needs buckets"),
+    validation = Rule::new("self.test != 'MannWhitney' || (!has(self.failures) && !has(self.total) && !has(self.margin))").message("comparison test MannWhitney takes no failures, total or margin (those are for TwoProportions)")
+)]
+pub struct ComparisonSpec {
+    /// TwoProportions (failures out of requests) or MannWhitney (histogram
+    /// buckets).
+    pub test: ComparisonTest,
+
+    /// TwoProportions: PromQL counting failed requests in `{{window}}`, one
+    /// number, e.g. `sum(increase(http_requests_total{model_version="{{version}}",code=~"5.."}[{{window}}]))`.
+    /// An empty result counts as 0 failures.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub failures: Option<String>,
+
+    /// TwoProportions: PromQL counting all requests in `{{window}}`, one
+    /// number. An empty result counts as no requests yet.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub total: Option<String>,
+
+    /// TwoProportions: the smallest regression that matters. A percentage
+    /// of the stable revision's failure rate ("10%": 1.0% may become 1.1%),
+    /// or an absolute difference of rates below 1 ("0.002": 1.0% may become
+    /// 1.2%). "0" fails any regression the data is sure of.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new("self.matches('^[0-9]{1,4}(\\\\.[0-9]+)?%$') || self.matches('^0(\\\\.[0-9]+)?$')").message("comparison.margin must be a percentage of the stable revision's rate such as 10%, or an absolute difference of rates below 1 such as 0.002"))]
+    pub margin: Option<String>,
+
+    /// MannWhitney: PromQL returning cumulative histogram buckets in
+    /// `{{window}}`, one series per `le` label including "+Inf", e.g.
+    /// `sum by (le) (increase(http_request_duration_seconds_bucket{model_version="{{version}}"}[{{window}}]))`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 4096))]
+    pub buckets: Option<String>,
+
+    /// MannWhitney: which direction of shift is a regression (Higher for
+    /// latency, Lower for a score). Default Higher.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worse_when: Option<WorseWhen>,
+
+    /// How sure a verdict must be, from 0.5 to 0.9999: a Fail needs the
+    /// regression (beyond the margin) at this confidence, one-sided.
+    #[serde(default = "default_confidence")]
+    #[x_kube(validation = Rule::new("self >= 0.5 && self <= 0.9999").message("comparison.confidence must be between 0.5 and 0.9999, such as 0.95"))]
+    pub confidence: f64,
+
+    /// Requests (TwoProportions) or observations (MannWhitney) each revision
+    /// needs in the window before any verdict; below it the metric is
+    /// Inconclusive ("collecting"), which counts against
+    /// `inconclusiveLimit` only after the bake time.
+    #[serde(default = "default_min_samples")]
+    #[schemars(range(min = 10, max = 1_000_000_000_000i64))]
+    pub min_samples: i64,
+}
+
+fn default_confidence() -> f64 {
+    0.95
+}
+
+fn default_min_samples() -> i64 {
+    1000
+}
+
+/// The statistical test of a comparison.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum ComparisonTest {
+    /// Failures out of requests: is the new failure rate higher than the
+    /// stable one by more than the margin?
+    #[default]
+    TwoProportions,
+    /// Histogram buckets: is the new distribution shifted the bad way?
+    MannWhitney,
+}
+
+impl std::fmt::Display for ComparisonTest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
+/// MannWhitney: which direction of a distribution's shift is a regression
+/// (Higher for latency, Lower for a score). Default Higher.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum WorseWhen {
+    /// Higher values are worse (latency).
+    #[default]
+    Higher,
+    /// Lower values are worse (a score).
+    Lower,
 }
 
 /// Guarding a revision after it became Stable.

@@ -93,6 +93,75 @@ pub struct MetricCheck {
     /// Checks without an answer counted against `inconclusiveLimit`.
     #[serde(default)]
     pub inconclusive: i32,
+    /// A comparison's evidence: sample sizes, the difference with its
+    /// bounds, the p-value and the test. `value` and `baseline` hold the
+    /// failure rates (TwoProportions) or medians (MannWhitney).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub evidence: Option<ComparisonEvidence>,
+}
+
+/// What a comparison of the new revision with the stable one found.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComparisonEvidence {
+    /// The test used.
+    pub test: crate::api::ComparisonTest,
+    /// Collecting, Undecided, Worse or NotWorse.
+    pub finding: Finding,
+    /// The new revision's requests (TwoProportions) or observations
+    /// (MannWhitney) in the window.
+    pub samples: i64,
+    /// The stable revision's, over the same window.
+    pub stable_samples: i64,
+    /// Samples each side needs before a verdict.
+    pub min_samples: i64,
+    /// The new revision's failures (TwoProportions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failures: Option<i64>,
+    /// The stable revision's failures (TwoProportions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stable_failures: Option<i64>,
+    /// Estimated difference, positive when the new revision is worse:
+    /// failure rate minus the stable one's (TwoProportions), or Cliff's
+    /// delta from -1 to 1 (MannWhitney).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub difference: Option<f64>,
+    /// Lower bound of the difference, one-sided at `confidence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lower_bound: Option<f64>,
+    /// Upper bound of the difference, one-sided at `confidence`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upper_bound: Option<f64>,
+    /// The margin as a difference of rates (TwoProportions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub margin: Option<f64>,
+    /// One-sided p-value of "not worse (beyond the margin)": small values
+    /// mean a regression.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// The confidence asked for.
+    pub confidence: f64,
+}
+
+/// Where a comparison stands.
+#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum Finding {
+    /// A side has fewer than `minSamples`: no verdict yet.
+    #[default]
+    Collecting,
+    /// Enough samples, but the data allows both "worse beyond the margin"
+    /// and "not": more data will tell.
+    Undecided,
+    /// Worse than stable (beyond the margin) at the confidence: Fail.
+    Worse,
+    /// The data rules a regression (beyond the margin) out: Pass.
+    NotWorse,
+}
+
+impl std::fmt::Display for Finding {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
 }
 
 /// One check's verdict.

@@ -7,10 +7,12 @@ mod spec;
 mod status;
 
 pub use analysis::{
-    AlertmanagerSpec, AlertsSpec, AnalysisSpec, BreachAction, MetricGate, OnNoData,
-    PostPromotionSpec, PrometheusSpec, SecretKeyRef, WebhookSpec,
+    AlertmanagerSpec, AlertsSpec, AnalysisSpec, BreachAction, ComparisonSpec, ComparisonTest,
+    MetricGate, OnNoData, PostPromotionSpec, PrometheusSpec, SecretKeyRef, WebhookSpec, WorseWhen,
 };
-pub use checks::{AnalysisPhase, AnalysisStatus, FiringAlert, MetricCheck, Verdict};
+pub use checks::{
+    AnalysisPhase, AnalysisStatus, ComparisonEvidence, Finding, FiringAlert, MetricCheck, Verdict,
+};
 pub use served::ServedVersion;
 
 pub use spec::{

@@ -364,6 +364,13 @@ fn analysis_table(a: &AnalysisStatus) -> String {
                 .map_or("-".to_string(), |t| t.0.to_string()),
             m.message
         ));
+        if let Some(e) = &m.evidence {
+            out.push_str(&format!(
+                "{:<16} {}\n",
+                "",
+                model_operator::analysis::judge::summary(e)
+            ));
+        }
     }
     out
 }
@@ -413,7 +420,10 @@ mod tests {
                 "observedGeneration": 2, "phase": "Paused",
                 "analysis": {"revision": 2, "phase": "Inconclusive", "message": "stopped",
                     "metrics": [{"name": "error-rate", "verdict": "Inconclusive", "value": 0.012, "baseline": 0.01,
-                        "bound": "<= 0.05", "message": "no data: the query returned no series", "passed": 0, "failed": 0, "inconclusive": 3}]},
+                        "bound": "<= 0.05", "message": "no data: the query returned no series", "passed": 0, "failed": 0, "inconclusive": 3},
+                        {"name": "latency", "verdict": "Fail", "value": 0.177, "baseline": 0.138, "message": "latency median 0.177 (1,000 samples) vs 0.138 (2,000): shifted higher",
+                         "evidence": {"test": "MannWhitney", "finding": "Worse", "samples": 1000, "stableSamples": 2000, "minSamples": 500,
+                            "difference": 0.15, "lowerBound": 0.11, "upperBound": 0.19, "pValue": 1e-9, "confidence": 0.95}}]},
                 "alerts": [{"alertname": "ModelAnalysisInconclusive", "severity": "warning", "revision": 2, "modelVersion": "2.0", "metric": "error-rate"}],
             },
         }))
@@ -421,6 +431,8 @@ mod tests {
         let table = status_table(&md);
         for part in [
             "ANALYSIS     revision 2: Inconclusive (stopped)",
+            "latency          Fail",
+            "MannWhitney: Worse; samples 1,000 vs 2,000 (min 500); Cliff's delta +0.15, 95% bounds [+0.11, +0.19]; p < 0.0001",
             "error-rate       Inconclusive  0.012      0.01       <= 0.05",
             "no data: the query returned no series",
             "ModelAnalysisInconclusive  warning   2         error-rate",

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use kube::Client;
 
+use super::compare;
 use super::context::Context;
 use super::observe::Snapshot;
 use super::status::Revisions;
@@ -17,6 +18,7 @@ use crate::analysis::run::{self, Check, Mode, Step};
 use crate::analysis::schedule::{Analysed, Due, conclude, schedule};
 use crate::analysis::template::{self, Vars};
 use crate::analysis::verdict::{Answer, Measurement, effective_limits, judge};
+use crate::analysis::window;
 use crate::api::{AnalysisSpec, AnalysisStatus, Outcome, SecretKeyRef};
 use crate::metrics::{BoundLabels, CheckLabels, MetricValueLabels, Metrics};
 use crate::validate::Timing;
@@ -158,7 +160,14 @@ pub(super) async fn measure(
             version_of: &version_of,
         };
         let stored = stored.filter(|_| plan.continuing);
-        let checks = round(spec, &subject, &running, plan.mode, stored, ctx).await;
+        // Both revisions are measured over the same window: by default since
+        // this analysis started (the revision started serving), 1m to 1h.
+        let window = window::promql(window::window(
+            timing.window,
+            stored.and_then(|s| s.started_at.as_ref()),
+            &seen.now,
+        ));
+        let checks = round(spec, &subject, &running, plan.mode, stored, ctx, &window).await;
         record_metrics(&ctx.metrics, &subject, spec, &checks);
         Some(checks)
     } else {
@@ -204,6 +213,7 @@ async fn round(
     mode: Mode,
     stored: Option<&AnalysisStatus>,
     ctx: &Context,
+    window: &str,
 ) -> Vec<Check> {
     let timeout = Duration::from_secs(u64::try_from(spec.prometheus.timeout_seconds).unwrap_or(5));
     let address = spec.prometheus.address.as_str();
@@ -221,6 +231,7 @@ async fn round(
         model: running.model,
         version: running.version,
         revision: running.revision,
+        window,
     };
     // Relative bounds compare with the Stable revision while a new one rolls
     // out; after promotion there is nothing serving to compare with.
@@ -243,12 +254,28 @@ async fn round(
             }
         }
     };
-    let checks = spec.metrics.iter().map(|gate| {
-        let query = template::render(&gate.query, &vars);
+    let stable_vars = match (baseline_revision, &baseline_version) {
+        (Some(revision), Some(version)) => Some(Vars {
+            version,
+            revision,
+            ..vars.clone()
+        }),
+        _ => None,
+    };
+    let asker = compare::Asker {
+        prometheus: &ctx.outbound.prometheus,
+        address,
+        timeout,
+        token: token.clone(),
+    };
+    let comparisons = compare::round(spec, &asker, &vars, stable_vars.as_ref());
+    let plain_gates = spec.metrics.iter().filter(|g| g.comparison.is_none());
+    let checks = plain_gates.map(|gate| {
+        let query = template::render(gate.query.as_deref().unwrap_or(""), &vars);
         let relative = gate.max_increase_percent.is_some() || gate.max_decrease_percent.is_some();
         let baseline_query = match (baseline_revision, &baseline_version) {
             (Some(revision), Some(version)) if relative => Some(template::render(
-                &gate.query,
+                gate.query.as_deref().unwrap_or(""),
                 &Vars {
                     version,
                     revision,
@@ -260,7 +287,9 @@ async fn round(
         let last_baseline = stored
             .and_then(|s| s.metrics.iter().find(|m| m.name == gate.name))
             .and_then(|m| m.baseline);
-        let shown = query.clone().unwrap_or_else(|_| gate.query.clone());
+        let shown = query
+            .clone()
+            .unwrap_or_else(|_| gate.query.clone().unwrap_or_default());
         let ask = &ask;
         async move {
             let (value, baseline) = match baseline_query {
@@ -283,7 +312,16 @@ async fn round(
             }
         }
     });
-    futures::future::join_all(checks).await
+    let (plain, compared) = futures::join!(futures::future::join_all(checks), comparisons);
+    // Spec order, as status lists them.
+    let (mut plain, mut compared) = (plain.into_iter(), compared.into_iter());
+    spec.metrics
+        .iter()
+        .filter_map(|gate| match gate.comparison {
+            Some(_) => compared.next(),
+            None => plain.next(),
+        })
+        .collect()
 }
 
 fn record_metrics(metrics: &Metrics, subject: &Subject<'_>, spec: &AnalysisSpec, checks: &[Check]) {

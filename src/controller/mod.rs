@@ -3,6 +3,7 @@
 mod act;
 mod analysis;
 mod apply;
+mod compare;
 mod conditions;
 mod context;
 mod drift;

@@ -9,7 +9,8 @@ fn at(s: i64) -> Time {
 fn spec(failure_limit: i32, inconclusive_limit: i32) -> AnalysisSpec {
     let gate = |name: &str| MetricGate {
         name: name.into(),
-        query: format!("{name}_query"),
+        query: Some(format!("{name}_query")),
+        comparison: None,
         min: None,
         max: Some(0.05),
         max_increase_percent: None,
@@ -28,6 +29,7 @@ fn spec(failure_limit: i32, inconclusive_limit: i32) -> AnalysisSpec {
         inconclusive_limit,
         metrics: vec![gate("errors"), gate("latency")],
         post_promotion: PostPromotionSpec::default(),
+        window: None,
     }
 }
 
@@ -42,6 +44,7 @@ fn check(name: &str, verdict: Verdict, on_data: bool) -> Check {
             baseline: None,
             bound: "<= 0.05".into(),
             message: format!("{verdict}"),
+            evidence: None,
         },
     }
 }
@@ -429,4 +432,87 @@ fn promotion_waits_for_a_check_made_after_every_pod_was_updated() {
     );
     let (checked, gate) = step(6, DONE, Some(&done), round(Pass, Pass));
     assert_eq!((checked.phase, gate), (AnalysisPhase::Passed, Gate::Passed));
+}
+
+/// A comparison check: Inconclusive while `finding` says it is collecting.
+fn compared(name: &str, finding: crate::api::Finding) -> Check {
+    let mut c = check(name, Inconclusive, false);
+    c.judgement.evidence = Some(crate::api::ComparisonEvidence {
+        finding,
+        samples: 200,
+        stable_samples: 10_000,
+        min_samples: 1000,
+        ..Default::default()
+    });
+    c
+}
+
+#[test]
+fn collecting_counts_against_the_inconclusive_limit_only_after_the_bake_time() {
+    use crate::api::Finding::{Collecting, Undecided};
+    let s = spec(0, 2);
+    let collecting = |finding| {
+        Some(vec![
+            compared("errors", finding),
+            check("latency", Pass, true),
+        ])
+    };
+    // Five rounds collecting before the bake time is over: not stopped, not
+    // promoted, nothing counted.
+    let (status, gate) = run(
+        &s,
+        None,
+        vec![
+            (0, ROLLING, collecting(Collecting)),
+            (10, DONE, collecting(Collecting)),
+            (20, DONE, collecting(Undecided)),
+            (40, DONE, collecting(Collecting)),
+            (60, DONE, collecting(Collecting)),
+        ],
+    );
+    assert_eq!(
+        (status.phase, &gate),
+        (AnalysisPhase::Baking, &Gate::Pending)
+    );
+    assert_eq!(status.metrics[0].inconclusive, 0);
+    assert!(
+        status.metrics[0].evidence.is_some(),
+        "evidence kept in status"
+    );
+    assert_eq!(
+        status.message,
+        "baking: 10s of 1m left; 1/2 metrics pass; collecting: errors (200 of 1,000)"
+    );
+    // After the bake time (60s from second 10), they count like any
+    // inconclusive check, and the rollout stops past the limit.
+    let (status, gate) = run(
+        &s,
+        None,
+        vec![
+            (0, ROLLING, collecting(Collecting)),
+            (10, DONE, collecting(Collecting)),
+            (70, DONE, collecting(Collecting)),
+            (80, DONE, collecting(Undecided)),
+            (90, DONE, collecting(Collecting)),
+        ],
+    );
+    assert_eq!(status.metrics[0].inconclusive, 3);
+    assert!(matches!(gate, Gate::Halted(_)), "{gate:?}");
+    assert!(
+        status
+            .message
+            .starts_with("stopped: metric errors had no verdict in 3 checks after the bake time"),
+        "{}",
+        status.message
+    );
+    // An inconclusive check without evidence (no answer) counts at once.
+    let (status, _) = run(
+        &s,
+        None,
+        vec![
+            (0, DONE, round(Inconclusive, Pass)),
+            (10, DONE, round(Inconclusive, Pass)),
+        ],
+    );
+    assert_eq!(status.metrics[0].inconclusive, 2);
 }
