@@ -1,16 +1,16 @@
 //! The `ModelDeployment` custom resource (`mlops.dev/v1alpha1`).
 
-mod analysis;
-mod checks;
+mod analysis_spec;
+mod analysis_status;
 mod served;
 mod spec;
 mod status;
 
-pub use analysis::{
+pub use analysis_spec::{
     AlertmanagerSpec, AlertsSpec, AnalysisSpec, BreachAction, ComparisonSpec, ComparisonTest,
     MetricGate, OnNoData, PostPromotionSpec, PrometheusSpec, SecretKeyRef, WebhookSpec, WorseWhen,
 };
-pub use checks::{
+pub use analysis_status::{
     AnalysisPhase, AnalysisStatus, ComparisonEvidence, Finding, FiringAlert, MetricCheck, Verdict,
 };
 pub use served::ServedVersion;

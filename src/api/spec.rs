@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
-use super::analysis::{AlertsSpec, AnalysisSpec};
+use super::analysis_spec::{AlertsSpec, AnalysisSpec};
 use super::status::ModelDeploymentStatus;
 
 /// A machine-learning model served on Kubernetes, rolled out safely.

@@ -4,7 +4,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
-use super::checks::{AnalysisStatus, FiringAlert, MetricCheck};
+use super::analysis_status::{AnalysisStatus, FiringAlert, MetricCheck};
 
 /// Observed state of a ModelDeployment. Written only by the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
