@@ -20,22 +20,9 @@ impl Prometheus {
 
     /// Runs `query` at `address`; every failure is an answer, never an error
     /// of the reconcile: a metric that cannot be measured is inconclusive.
-    pub async fn query(
-        &self,
-        address: &str,
-        query: &str,
-        timeout: Duration,
-        bearer_token: Option<&str>,
-    ) -> Answer {
-        match self.fetch(address, query, timeout, bearer_token).await {
-            Ok((status, body)) => parse(status, &body),
-            Err(why) => Answer::Error(why),
-        }
-    }
-
-    /// As [`Self::query`], but what Prometheus said when it refused is not
-    /// repeated: only the error type and the HTTP status (for comparisons,
-    /// whose messages reach status, Events and alerts).
+    /// What Prometheus said when it refused is not repeated, only the error
+    /// type and the HTTP status: check messages reach status, Events and
+    /// alerts.
     pub async fn query_quiet(
         &self,
         address: &str,

@@ -17,9 +17,9 @@ use crate::analysis::prometheus::Prometheus;
 use crate::analysis::run::{self, Check, Mode, Step};
 use crate::analysis::schedule::{Analysed, Due, conclude, schedule};
 use crate::analysis::template::{self, Vars};
-use crate::analysis::verdict::{Answer, Measurement, effective_limits, judge};
+use crate::analysis::verdict::{Measurement, effective_limits, judge};
 use crate::analysis::window;
-use crate::api::{AnalysisSpec, AnalysisStatus, Outcome, SecretKeyRef};
+use crate::api::{AnalysisSpec, AnalysisStatus, MetricGate, Outcome, SecretKeyRef};
 use crate::metrics::{BoundLabels, CheckLabels, MetricValueLabels, Metrics};
 use crate::validate::Timing;
 
@@ -216,7 +216,6 @@ async fn round(
     window: &str,
 ) -> Vec<Check> {
     let timeout = Duration::from_secs(u64::try_from(spec.prometheus.timeout_seconds).unwrap_or(5));
-    let address = spec.prometheus.address.as_str();
     let token = match &spec.prometheus.bearer_token_secret_ref {
         Some(secret) => ctx
             .outbound
@@ -240,20 +239,6 @@ async fn round(
         Mode::Guard => None,
     };
     let baseline_version = baseline_revision.and_then(|r| (subject.version_of)(r));
-    let ask = |query: Result<String, String>| {
-        let token = token.clone();
-        async move {
-            match (query, token) {
-                (Err(e), _) | (_, Err(e)) => Answer::Error(e),
-                (Ok(q), Ok(t)) => {
-                    ctx.outbound
-                        .prometheus
-                        .query(address, &q, timeout, t.as_deref())
-                        .await
-                }
-            }
-        }
-    };
     let stable_vars = match (baseline_revision, &baseline_version) {
         (Some(revision), Some(version)) => Some(Vars {
             version,
@@ -264,54 +249,28 @@ async fn round(
     };
     let asker = compare::Asker {
         prometheus: &ctx.outbound.prometheus,
-        address,
+        address: spec.prometheus.address.as_str(),
         timeout,
-        token: token.clone(),
+        token,
     };
     let comparisons = compare::round(spec, &asker, &vars, stable_vars.as_ref());
-    let plain_gates = spec.metrics.iter().filter(|g| g.comparison.is_none());
-    let checks = plain_gates.map(|gate| {
-        let query = template::render(gate.query.as_deref().unwrap_or(""), &vars);
-        let relative = gate.max_increase_percent.is_some() || gate.max_decrease_percent.is_some();
-        let baseline_query = match (baseline_revision, &baseline_version) {
-            (Some(revision), Some(version)) if relative => Some(template::render(
-                gate.query.as_deref().unwrap_or(""),
-                &Vars {
-                    version,
-                    revision,
-                    ..vars.clone()
-                },
-            )),
-            _ => None,
-        };
-        let last_baseline = stored
-            .and_then(|s| s.metrics.iter().find(|m| m.name == gate.name))
-            .and_then(|m| m.baseline);
-        let shown = query
-            .clone()
-            .unwrap_or_else(|_| gate.query.clone().unwrap_or_default());
-        let ask = &ask;
-        async move {
-            let (value, baseline) = match baseline_query {
-                Some(b) => {
-                    let (v, b) = futures::join!(ask(query), ask(b));
-                    (v, Some(b))
-                }
-                None => (ask(query).await, None),
-            };
-            let measurement = Measurement {
-                query: shown.clone(),
-                value,
-                baseline,
+    let checks = spec
+        .metrics
+        .iter()
+        .filter(|g| g.comparison.is_none())
+        .map(|gate| {
+            let last_baseline = stored
+                .and_then(|s| s.metrics.iter().find(|m| m.name == gate.name))
+                .and_then(|m| m.baseline);
+            plain_check(
+                gate,
+                spec,
+                &asker,
+                &vars,
+                stable_vars.as_ref(),
                 last_baseline,
-            };
-            Check {
-                name: gate.name.clone(),
-                query: shown,
-                judgement: judge(gate, &measurement, spec.on_no_data),
-            }
-        }
-    });
+            )
+        });
     let (plain, compared) = futures::join!(futures::future::join_all(checks), comparisons);
     // Spec order, as status lists them.
     let (mut plain, mut compared) = (plain.into_iter(), compared.into_iter());
@@ -322,6 +281,43 @@ async fn round(
             None => plain.next(),
         })
         .collect()
+}
+
+/// A gate with a query and bounds: its value, and the stable revision's
+/// value when a relative bound needs it.
+async fn plain_check(
+    gate: &MetricGate,
+    spec: &AnalysisSpec,
+    asker: &compare::Asker<'_>,
+    vars: &Vars<'_>,
+    stable: Option<&Vars<'_>>,
+    last_baseline: Option<f64>,
+) -> Check {
+    let written = gate.query.as_deref().unwrap_or("");
+    let query = template::render(written, vars);
+    let relative = gate.max_increase_percent.is_some() || gate.max_decrease_percent.is_some();
+    let baseline_query = stable
+        .filter(|_| relative)
+        .map(|stable| template::render(written, stable));
+    let shown = query.clone().unwrap_or_else(|_| written.to_string());
+    let (value, baseline) = match baseline_query {
+        Some(b) => {
+            let (v, b) = futures::join!(asker.number(query), asker.number(b));
+            (v, Some(b))
+        }
+        None => (asker.number(query).await, None),
+    };
+    let measurement = Measurement {
+        query: shown.clone(),
+        value,
+        baseline,
+        last_baseline,
+    };
+    Check {
+        name: gate.name.clone(),
+        query: shown,
+        judgement: judge(gate, &measurement, spec.on_no_data),
+    }
 }
 
 fn record_metrics(metrics: &Metrics, subject: &Subject<'_>, spec: &AnalysisSpec, checks: &[Check]) {

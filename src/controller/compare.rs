@@ -1,6 +1,7 @@
 //! The queries of comparison gates: each one runs with the new revision's
 //! values and the stable revision's, over the same window, and goes to the
-//! pure judge (`crate::analysis::judge`).
+//! pure judge (`crate::analysis::judge`). `Asker` also serves the plain
+//! gates' queries.
 
 use std::time::Duration;
 
@@ -21,9 +22,9 @@ pub(super) struct Asker<'a> {
 }
 
 impl Asker<'_> {
-    /// Comparisons' messages reach status, Events and alerts: Prometheus's
-    /// own error text stays out of them (`query_quiet`).
-    async fn number(&self, query: Result<String, String>) -> Answer {
+    /// One number. Check messages reach status, Events and alerts:
+    /// Prometheus's own error text stays out of them (`query_quiet`).
+    pub(super) async fn number(&self, query: Result<String, String>) -> Answer {
         match (query.as_ref(), &self.token) {
             (Err(e), _) | (_, Err(e)) => Answer::Error(e.clone()),
             (Ok(q), Ok(t)) => {
