@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# shellcheck on every shell script of the project (`make lint`), installing
+# Runs ShellCheck on every shell script of the project (`make lint`), installing
 # Debian's shellcheck first when the machine lacks it.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
