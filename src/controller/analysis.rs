@@ -15,7 +15,7 @@ use super::status::Revisions;
 use crate::alerts::Deliverer;
 use crate::analysis::prometheus::Prometheus;
 use crate::analysis::run::{self, Check, Mode, Step};
-use crate::analysis::schedule::{Analysed, Due, conclude, schedule};
+use crate::analysis::schedule::{Analysed, Due, Schedule, conclude, schedule};
 use crate::analysis::template::{self, Vars};
 use crate::analysis::verdict::{Measurement, effective_limits, judge};
 use crate::analysis::window;
@@ -145,33 +145,14 @@ pub(super) async fn measure(
     let Some(plan) = schedule(&due) else {
         return Analysed::unchanged(stored);
     };
-    let checks = if plan.due {
-        if plan.mode == Mode::Guard {
-            ctx.outbound.guard_round_started(guard_key);
+    let checks = match plan.due {
+        true => {
+            if plan.mode == Mode::Guard {
+                ctx.outbound.guard_round_started(guard_key);
+            }
+            Some(query_round(seen, spec, timing, &running, &plan, requested, ctx).await)
         }
-        let version_of = |r: i64| {
-            seen.served_of(r, requested)
-                .map(|s| s.model.version.clone())
-        };
-        let subject = Subject {
-            namespace: &seen.namespace,
-            name: &seen.name,
-            previous,
-            version_of: &version_of,
-        };
-        let stored = stored.filter(|_| plan.continuing);
-        // Both revisions are measured over the same window: by default since
-        // this analysis started (the revision started serving), 1m to 1h.
-        let window = window::promql(window::window(
-            timing.window,
-            stored.and_then(|s| s.started_at.as_ref()),
-            &seen.now,
-        ));
-        let checks = round(spec, &subject, &running, plan.mode, stored, ctx, &window).await;
-        record_metrics(&ctx.metrics, &subject, spec, &checks);
-        Some(checks)
-    } else {
-        None
+        false => None,
     };
     let (status, gate) = run::advance(Step {
         spec,
@@ -192,6 +173,39 @@ pub(super) async fn measure(
         &previous.history,
         &seen.now,
     )
+}
+
+/// One round of queries over the analysis window, recorded on `/metrics`.
+async fn query_round(
+    seen: &Snapshot,
+    spec: &AnalysisSpec,
+    timing: &Timing,
+    running: &Running<'_>,
+    plan: &Schedule,
+    requested: i64,
+    ctx: &Context,
+) -> Vec<Check> {
+    let stored = seen.previous.analysis.as_ref().filter(|_| plan.continuing);
+    let version_of = |r: i64| {
+        seen.served_of(r, requested)
+            .map(|s| s.model.version.clone())
+    };
+    let subject = Subject {
+        namespace: &seen.namespace,
+        name: &seen.name,
+        previous: &seen.previous,
+        version_of: &version_of,
+    };
+    // Both revisions are measured over the same window: by default since
+    // this analysis started (the revision started serving), 1m to 1h.
+    let window = window::promql(window::window(
+        timing.window,
+        stored.and_then(|s| s.started_at.as_ref()),
+        &seen.now,
+    ));
+    let checks = round(spec, &subject, running, plan.mode, stored, ctx, &window).await;
+    record_metrics(&ctx.metrics, &subject, spec, &checks);
+    checks
 }
 
 /// The revision the Deployment runs, with its model and version.
