@@ -6,12 +6,13 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::runtime::events::Recorder;
+use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 use tokio::sync::watch;
 
 use super::index::Indexed;
+use crate::resources::labels::MANAGER;
 
 /// Caches of the operator's children (label-scoped watches), so a converged
 /// ModelDeployment is checked without a single API request.
@@ -95,6 +96,7 @@ where
     store.get(&ObjectRef::new(name).within(namespace))
 }
 
+/// What every reconcile of one watched scope shares.
 pub struct Context {
     pub client: Client,
     pub stores: Stores,
@@ -105,4 +107,26 @@ pub struct Context {
     /// When each ModelDeployment's status was last written, so progress
     /// is written at most once per window.
     pub status_writes: super::persist::WriteTimes,
+}
+
+impl Context {
+    pub fn new(
+        client: Client,
+        stores: Stores,
+        metrics: Arc<crate::metrics::Metrics>,
+        outbound: Arc<super::analysis::Outbound>,
+    ) -> Self {
+        let reporter = Reporter {
+            controller: MANAGER.into(),
+            instance: None,
+        };
+        Self {
+            recorder: Recorder::new(client.clone(), reporter),
+            client,
+            stores,
+            metrics,
+            outbound,
+            status_writes: Default::default(),
+        }
+    }
 }

@@ -33,7 +33,6 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Pod, Service};
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
-use kube::runtime::events::{Recorder, Reporter};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
@@ -41,7 +40,7 @@ use serde::de::DeserializeOwned;
 
 use crate::api::ModelDeployment;
 use crate::metrics::{Metrics, ReconcileLabels};
-use crate::resources::labels::{MANAGER, managed_selector};
+use crate::resources::labels::managed_selector;
 use tokio::sync::watch;
 use watch_backoff::{SharedPause, WatchBackoff};
 
@@ -128,20 +127,13 @@ async fn run_scope(
     // most of the pod cache.
     let (pods, writer) = indexed_store::<Pod>();
     let pod_events = indexed_child_cache(writer, &client, namespace, |p: &mut Pod| p.spec = None);
-    let ctx = Arc::new(Context {
-        client: client.clone(),
-        stores: Stores::new(deployments, services, hpas, revisions, pods),
-        metrics: settings.metrics.clone(),
+    let stores = Stores::new(deployments, services, hpas, revisions, pods);
+    let ctx = Arc::new(Context::new(
+        client,
+        stores,
+        settings.metrics.clone(),
         outbound,
-        status_writes: Default::default(),
-        recorder: Recorder::new(
-            client,
-            Reporter {
-                controller: MANAGER.into(),
-                instance: None,
-            },
-        ),
-    });
+    ));
     let backoff = Arc::new(Backoff::default());
     let stores = ctx.stores.clone();
     tokio::spawn(async move {
@@ -183,18 +175,20 @@ async fn run_scope(
             ctx,
         )
         .for_each(|result| {
-            // Reconcile errors are logged by the error policy; what arrives
-            // here are watch and queue errors, which would otherwise vanish.
-            if let Err(e) = result {
-                match e {
-                    kube::runtime::controller::Error::ReconcilerFailed(..) => {}
-                    other => tracing::warn!(error = %other, "controller stream error"),
-                }
-            }
+            log_stream_error(result);
             std::future::ready(())
         })
         .await;
     Ok(())
+}
+
+/// Reconcile errors are logged by the error policy; what arrives here are
+/// watch and queue errors, which would otherwise vanish.
+fn log_stream_error<T>(result: Result<T, kube::runtime::controller::Error<Error, watcher::Error>>) {
+    match result {
+        Ok(_) | Err(kube::runtime::controller::Error::ReconcilerFailed(..)) => {}
+        Err(other) => tracing::warn!(error = %other, "controller stream error"),
+    }
 }
 
 /// Reconciles with its duration and outcome counted, and the object's
