@@ -230,21 +230,7 @@ fn judge_rollout(
         .find(|m| m.inconclusive > spec.inconclusive_limit)
     {
         status.phase = AnalysisPhase::Inconclusive;
-        let still_collecting = m.evidence.as_ref().is_some_and(|e| {
-            m.verdict == Verdict::Inconclusive
-                && matches!(e.finding, Finding::Collecting | Finding::Undecided)
-        });
-        status.message = if still_collecting {
-            format!(
-                "stopped: metric {} had no verdict in {} checks after the bake time (inconclusiveLimit {}); last: {}. The revision is neither promoted nor rolled back: let traffic accumulate and `kubectl model retry`, or lengthen bakeTime, widen the margin or lower minSamples",
-                m.name, m.inconclusive, spec.inconclusive_limit, m.message
-            )
-        } else {
-            format!(
-                "stopped: metric {} had {} checks without an answer (inconclusiveLimit {}); last: {}. The revision is neither promoted nor rolled back: fix the metric or Prometheus, then `kubectl model retry`",
-                m.name, m.inconclusive, spec.inconclusive_limit, m.message
-            )
-        };
+        status.message = halted_message(m, spec.inconclusive_limit);
         return (status.clone(), Gate::Halted(status.message));
     }
     let passing = status
@@ -303,6 +289,25 @@ fn judge_rollout(
         )
     };
     (status, Gate::Pending)
+}
+
+/// Why the rollout stopped, and what a person can do about it.
+fn halted_message(m: &MetricCheck, limit: i32) -> String {
+    let still_collecting = m.evidence.as_ref().is_some_and(|e| {
+        m.verdict == Verdict::Inconclusive
+            && matches!(e.finding, Finding::Collecting | Finding::Undecided)
+    });
+    if still_collecting {
+        format!(
+            "stopped: metric {} had no verdict in {} checks after the bake time (inconclusiveLimit {limit}); last: {}. The revision is neither promoted nor rolled back: let traffic accumulate and `kubectl model retry`, or lengthen bakeTime, widen the margin or lower minSamples",
+            m.name, m.inconclusive, m.message
+        )
+    } else {
+        format!(
+            "stopped: metric {} had {} checks without an answer (inconclusiveLimit {limit}); last: {}. The revision is neither promoted nor rolled back: fix the metric or Prometheus, then `kubectl model retry`",
+            m.name, m.inconclusive, m.message
+        )
+    }
 }
 
 fn judge_guard(mut status: AnalysisStatus, spec: &AnalysisSpec) -> (AnalysisStatus, Gate) {
