@@ -58,30 +58,24 @@ pub fn judge(gate: &MetricGate, m: &Measurement, on_no_data: OnNoData) -> Judgem
     };
     let relative_wanted = m.baseline.is_some();
     let bounds = Bounds::of(gate, baseline);
-    let bound = bounds.describe();
+    let judged = |verdict, on_data, value, message| Judgement {
+        verdict,
+        on_data,
+        value,
+        baseline,
+        bound: bounds.describe(),
+        message,
+        evidence: None,
+    };
     let value = match &m.value {
         Answer::Value(v) => *v,
         Answer::Error(why) => {
-            return Judgement {
-                verdict: Verdict::Inconclusive,
-                on_data: false,
-                value: None,
-                baseline,
-                bound,
-                message: format!("Prometheus gave no answer: {why}"),
-                evidence: None,
-            };
+            let message = format!("Prometheus gave no answer: {why}");
+            return judged(Verdict::Inconclusive, false, None, message);
         }
         Answer::NoData(why) => {
-            return Judgement {
-                verdict: no_data_verdict(on_no_data),
-                on_data: false,
-                value: None,
-                baseline,
-                bound,
-                message: format!("no data: {why} (onNoData: {on_no_data:?})"),
-                evidence: None,
-            };
+            let message = format!("no data: {why} (onNoData: {on_no_data:?})");
+            return judged(no_data_verdict(on_no_data), false, None, message);
         }
     };
     let broken: Vec<String> = bounds
@@ -91,47 +85,24 @@ pub fn judge(gate: &MetricGate, m: &Measurement, on_no_data: OnNoData) -> Judgem
         .map(|l| format!("{} {} {}", num(value), l.broken_word(), l.describe()))
         .collect();
     if !broken.is_empty() {
-        return Judgement {
-            verdict: Verdict::Fail,
-            on_data: true,
-            value: Some(value),
-            baseline,
-            bound,
-            message: broken.join("; "),
-            evidence: None,
-        };
+        return judged(Verdict::Fail, true, Some(value), broken.join("; "));
     }
     let relative_missing = relative_wanted
         && baseline.is_none()
         && (gate.max_increase_percent.is_some() || gate.max_decrease_percent.is_some());
     if relative_missing {
         let why = baseline_note.unwrap_or_else(|| "no baseline".into());
-        return Judgement {
-            verdict: no_data_verdict(on_no_data),
-            on_data: false,
-            value: Some(value),
-            baseline,
-            bound,
-            message: format!(
-                "{} is within the absolute bounds, but the relative bound cannot be checked: {why} (onNoData: {on_no_data:?})",
-                num(value)
-            ),
-            evidence: None,
-        };
+        let message = format!(
+            "{} is within the absolute bounds, but the relative bound cannot be checked: {why} (onNoData: {on_no_data:?})",
+            num(value)
+        );
+        return judged(no_data_verdict(on_no_data), false, Some(value), message);
     }
     let mut message = format!("{} is within bounds", num(value));
     if let Some(note) = baseline_note {
         message.push_str(&format!(" ({note})"));
     }
-    Judgement {
-        verdict: Verdict::Pass,
-        on_data: true,
-        value: Some(value),
-        baseline,
-        bound,
-        message,
-        evidence: None,
-    }
+    judged(Verdict::Pass, true, Some(value), message)
 }
 
 fn no_data_verdict(on_no_data: OnNoData) -> Verdict {
