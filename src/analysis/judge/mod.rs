@@ -182,6 +182,42 @@ fn proportions(
     } else {
         Finding::Undecided
     };
+    let message = proportions_message(name, spec, margin, (&new, &stable), &c, finding, notes);
+    let evidence = ComparisonEvidence {
+        test: ComparisonTest::TwoProportions,
+        finding,
+        samples: new.total.round() as i64,
+        stable_samples: stable.total.round() as i64,
+        min_samples: spec.min_samples,
+        failures: Some(new.failures.round() as i64),
+        stable_failures: Some(stable.failures.round() as i64),
+        difference: finite(c.difference),
+        lower_bound: finite(c.lower),
+        upper_bound: finite(c.upper),
+        margin: finite(c.margin),
+        p_value: finite(c.p_worse),
+        confidence: spec.confidence,
+    };
+    Ok(judgement(
+        finding,
+        finite(new.rate()),
+        finite(stable.rate()),
+        message,
+        evidence,
+    ))
+}
+
+/// "error-rate 1.5% (3/200) vs 1.0% (100/10,000): not enough data…".
+fn proportions_message(
+    name: &str,
+    spec: &ComparisonSpec,
+    margin: Margin,
+    (new, stable): (&Counts, &Counts),
+    c: &two_proportions::Comparison,
+    finding: Finding,
+    notes: Vec<String>,
+) -> String {
+    let min = spec.min_samples as f64;
     let side = |c: &Counts| {
         format!(
             "{} ({}/{})",
@@ -209,8 +245,8 @@ fn proportions(
     };
     let mut message = format!(
         "{name} {} vs {}: {conclusion}; difference {}, {} bounds [{}, {}], margin {margin_text}; {} (TwoProportions)",
-        side(&new),
-        side(&stable),
+        side(new),
+        side(stable),
         pp(c.difference),
         pct(spec.confidence),
         signed(c.lower * 100.0),
@@ -220,28 +256,7 @@ fn proportions(
     for note in notes {
         message.push_str(&format!("; {note}"));
     }
-    let evidence = ComparisonEvidence {
-        test: ComparisonTest::TwoProportions,
-        finding,
-        samples: new.total.round() as i64,
-        stable_samples: stable.total.round() as i64,
-        min_samples: spec.min_samples,
-        failures: Some(new.failures.round() as i64),
-        stable_failures: Some(stable.failures.round() as i64),
-        difference: finite(c.difference),
-        lower_bound: finite(c.lower),
-        upper_bound: finite(c.upper),
-        margin: finite(c.margin),
-        p_value: finite(c.p_worse),
-        confidence: spec.confidence,
-    };
-    Ok(judgement(
-        finding,
-        finite(new.rate()),
-        finite(stable.rate()),
-        message,
-        evidence,
-    ))
+    message
 }
 
 fn histograms(
@@ -250,16 +265,8 @@ fn histograms(
     new: &Result<Vec<RawBucket>, Answer>,
     stable: &Result<Vec<RawBucket>, Answer>,
 ) -> Result<Judgement, String> {
-    let read = |side: &str, answer: &Result<Vec<RawBucket>, Answer>| match answer {
-        Ok(raw) => buckets::histogram(raw).map_err(|why| format!("{side} histogram: {why}")),
-        Err(Answer::NoData(_)) => buckets::histogram(&[]),
-        Err(Answer::Error(why)) => Err(format!("Prometheus gave no answer for {side}: {why}")),
-        Err(Answer::Value(_)) => Err(format!(
-            "{side} histogram: the query returned one number; it must return one series per le bucket"
-        )),
-    };
-    let new_h = read("new", new)?;
-    let stable_h = read("stable", stable)?;
+    let new_h = read_histogram("new", new)?;
+    let stable_h = read_histogram("stable", stable)?;
     let aligned = buckets::align(&new_h, &stable_h);
     let n1: f64 = aligned.new.iter().sum();
     let n0: f64 = aligned.stable.iter().sum();
@@ -324,7 +331,38 @@ fn histograms(
     {
         message.push_str(&format!("; {note}"));
     }
-    let evidence = ComparisonEvidence {
+    let evidence = shift_evidence(spec, finding, (n1, n0), shift.as_ref());
+    Ok(judgement(
+        finding,
+        median_new.and_then(finite),
+        median_stable.and_then(finite),
+        message,
+        evidence,
+    ))
+}
+
+fn read_histogram(
+    side: &str,
+    answer: &Result<Vec<RawBucket>, Answer>,
+) -> Result<buckets::Histogram, String> {
+    match answer {
+        Ok(raw) => buckets::histogram(raw).map_err(|why| format!("{side} histogram: {why}")),
+        Err(Answer::NoData(_)) => buckets::histogram(&[]),
+        Err(Answer::Error(why)) => Err(format!("Prometheus gave no answer for {side}: {why}")),
+        Err(Answer::Value(_)) => Err(format!(
+            "{side} histogram: the query returned one number; it must return one series per le bucket"
+        )),
+    }
+}
+
+/// (samples of the new revision, of the stable one)
+fn shift_evidence(
+    spec: &ComparisonSpec,
+    finding: Finding,
+    (n1, n0): (f64, f64),
+    shift: Option<&mann_whitney::Shift>,
+) -> ComparisonEvidence {
+    ComparisonEvidence {
         test: ComparisonTest::MannWhitney,
         finding,
         samples: n1.round() as i64,
@@ -338,14 +376,7 @@ fn histograms(
         margin: None,
         p_value: shift.and_then(|s| finite(s.p_worse)),
         confidence: spec.confidence,
-    };
-    Ok(judgement(
-        finding,
-        median_new.and_then(finite),
-        median_stable.and_then(finite),
-        message,
-        evidence,
-    ))
+    }
 }
 
 /// The evidence on one line, for `kubectl model status`: "TwoProportions:
