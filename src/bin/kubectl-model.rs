@@ -9,7 +9,9 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::api::{Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use model_operator::api::{AnalysisStatus, ModelDeployment, ModelDeploymentStatus, Outcome};
+use model_operator::api::{
+    AnalysisStatus, FiringAlert, ModelDeployment, ModelDeploymentStatus, Outcome,
+};
 use model_operator::resources::labels::RETRY_ANNOTATION;
 use model_operator::rollout::revision;
 use serde_json::json;
@@ -105,50 +107,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             Ok(())
         }
         Command::Rollback { name, to_revision } => {
-            let md = mds.get(&name).await.map_err(|e| explain(e, &name))?;
-            let status = md.status.clone().unwrap_or_default();
-            let target = to_revision
-                .or_else(|| default_rollback_target(&status))
-                .ok_or_else(|| {
-                    format!(
-                        "{name} has no stable revision to go back to; name one with --to-revision"
-                    )
-                })?;
-            let revisions = Api::<ControllerRevision>::namespaced(client.clone(), &namespace);
-            let cr = revisions
-                .get(&revision::name(&name, target))
-                .await
-                .map_err(|e| explain(e, &revision::name(&name, target)))?;
-            let snapshot = revision::parse(&cr)
-                .ok_or_else(|| format!("revision {target} of {name} is damaged"))?;
-            let current = serde_json::to_value(&md.spec).map_err(|e| e.to_string())?;
-            let target_spec = json!({
-                "model": snapshot.served.model,
-                "server": snapshot.served.server,
-                "podMetadata": snapshot.served.pod_metadata,
-            });
-            let mut patch = serde_json::Map::new();
-            for field in ["model", "server", "podMetadata"] {
-                patch.insert(
-                    field.into(),
-                    merge_patch_to(&current[field], &target_spec[field]),
-                );
-            }
-            mds.patch(
-                &name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": patch})),
-            )
-            .await
-            .map_err(|e| explain(e, &name))?;
-            println!(
-                "{name}: spec set back to revision {target} (model {}, image {}).",
-                snapshot.served.model.version, snapshot.served.server.image
-            );
-            eprintln!(
-                "warning: if {name} is managed with GitOps, commit the same change to Git, or the next sync will undo it."
-            );
-            Ok(())
+            rollback(&client, &namespace, &name, to_revision).await
         }
         Command::Retry { name } => {
             let token = format!(
@@ -168,6 +127,59 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Pause { name } => set_paused(&mds, &name, true, explain).await,
         Command::Resume { name } => set_paused(&mds, &name, false, explain).await,
     }
+}
+
+/// Sets the spec's served version back to a revision's snapshot.
+async fn rollback(
+    client: &Client,
+    namespace: &str,
+    name: &str,
+    to_revision: Option<i64>,
+) -> Result<(), String> {
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), namespace);
+    let explain = |e: kube::Error, name: &str| explain(e, name, namespace);
+    let md = mds.get(name).await.map_err(|e| explain(e, name))?;
+    let status = md.status.clone().unwrap_or_default();
+    let target = to_revision
+        .or_else(|| default_rollback_target(&status))
+        .ok_or_else(|| {
+            format!("{name} has no stable revision to go back to; name one with --to-revision")
+        })?;
+    let revisions = Api::<ControllerRevision>::namespaced(client.clone(), namespace);
+    let cr = revisions
+        .get(&revision::name(name, target))
+        .await
+        .map_err(|e| explain(e, &revision::name(name, target)))?;
+    let snapshot =
+        revision::parse(&cr).ok_or_else(|| format!("revision {target} of {name} is damaged"))?;
+    let current = serde_json::to_value(&md.spec).map_err(|e| e.to_string())?;
+    let target_spec = json!({
+        "model": snapshot.served.model,
+        "server": snapshot.served.server,
+        "podMetadata": snapshot.served.pod_metadata,
+    });
+    let mut patch = serde_json::Map::new();
+    for field in ["model", "server", "podMetadata"] {
+        patch.insert(
+            field.into(),
+            merge_patch_to(&current[field], &target_spec[field]),
+        );
+    }
+    mds.patch(
+        name,
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": patch})),
+    )
+    .await
+    .map_err(|e| explain(e, name))?;
+    println!(
+        "{name}: spec set back to revision {target} (model {}, image {}).",
+        snapshot.served.model.version, snapshot.served.server.image
+    );
+    eprintln!(
+        "warning: if {name} is managed with GitOps, commit the same change to Git, or the next sync will undo it."
+    );
+    Ok(())
 }
 
 async fn set_paused(
@@ -320,22 +332,28 @@ fn status_table(md: &ModelDeployment) -> String {
         out.push_str(&analysis_table(a));
     }
     if !s.alerts.is_empty() {
+        out.push_str(&alerts_table(&s.alerts));
+    }
+    out
+}
+
+/// The alerts firing now.
+fn alerts_table(alerts: &[FiringAlert]) -> String {
+    let mut out = format!(
+        "\n{:<26} {:<9} {:<9} {:<14} SINCE\n",
+        "ALERT", "SEVERITY", "REVISION", "METRIC"
+    );
+    for a in alerts {
         out.push_str(&format!(
-            "\n{:<26} {:<9} {:<9} {:<14} SINCE\n",
-            "ALERT", "SEVERITY", "REVISION", "METRIC"
+            "{:<26} {:<9} {:<9} {:<14} {}\n",
+            a.alertname,
+            a.severity,
+            a.revision,
+            if a.metric.is_empty() { "-" } else { &a.metric },
+            a.since
+                .as_ref()
+                .map_or("-".to_string(), |t| t.0.to_string())
         ));
-        for a in &s.alerts {
-            out.push_str(&format!(
-                "{:<26} {:<9} {:<9} {:<14} {}\n",
-                a.alertname,
-                a.severity,
-                a.revision,
-                if a.metric.is_empty() { "-" } else { &a.metric },
-                a.since
-                    .as_ref()
-                    .map_or("-".to_string(), |t| t.0.to_string())
-            ));
-        }
     }
     out
 }
