@@ -278,7 +278,15 @@ fn judge_rollout(
             human(bake_time),
             collecting_note(&status.metrics)
         )
-    } else if !measured {
+    } else {
+        baked_but_waiting(measured, fresh, &waiting)
+    };
+    (status, Gate::Pending)
+}
+
+/// What a baked revision still waits for before promotion.
+fn baked_but_waiting(measured: bool, fresh: bool, waiting: &[&str]) -> String {
+    if !measured {
         "baked; waiting for the first check of every metric".to_string()
     } else if !fresh {
         "baked; waiting for a check made after every pod was updated".to_string()
@@ -287,8 +295,7 @@ fn judge_rollout(
             "baked; waiting for a passing check on real data of: {}",
             waiting.join(", ")
         )
-    };
-    (status, Gate::Pending)
+    }
 }
 
 /// Why the rollout stopped, and what a person can do about it.
