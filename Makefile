@@ -1,7 +1,7 @@
 # The development loop. `make run` and `make test` are the two commands a
 # newcomer needs; the rest are their parts.
 
-.PHONY: run test test-unit test-argocd test-rules operator-identity lint crds bench bench-rollback tools cluster-up cluster-down monitoring-up monitoring-down image test-image
+.PHONY: run test test-unit test-argocd test-rules operator-identity lint crds bench bench-stretch bench-rollback tools cluster-up cluster-down monitoring-up monitoring-down image test-image
 
 # Local cluster + CRD + samples + the operator in the foreground.
 run:
@@ -35,7 +35,8 @@ test-unit:
 	cargo test --lib --bins --test crd_in_sync
 
 # The benchmark suite (benches/operator/main.rs): N=100 and N=1,000 against
-# the plain-client floor, 5 minutes of API quietness, memory, restart,
+# the plain-client floor (3 floor and 3 operator runs each, interleaved;
+# BENCH_RUNS=n), 5 minutes of API quietness, memory, restart,
 # single-object and rollback latency. Figures are printed as a table and
 # written to .local/bench/operator.json, never asserted. BENCH_N=100 and
 # BENCH_QUIET_SECS=30 make a quick run; BENCH_ONLY=latency,rollback a partial
@@ -43,6 +44,12 @@ test-unit:
 # (BENCH_CLUSTER=shared: on the shared one).
 bench: tools monitoring-up
 	hack/bench.sh
+
+# The stretch run: 10,000 ModelDeployments against the floor, once each, on
+# a cluster with enough simulated nodes; convergence, quietness, memory and
+# restart only. Not part of CI.
+bench-stretch: tools monitoring-up
+	BENCH_N=10000 BENCH_RUNS=1 BENCH_ONLY=convergence hack/bench.sh
 
 # Rollback latency alone, over 20 bad rollouts (BENCH_ROLLBACKS=n).
 bench-rollback: tools monitoring-up
