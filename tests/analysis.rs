@@ -326,23 +326,7 @@ async fn prometheus_down_is_inconclusive_and_never_promotes() {
 
 #[tokio::test]
 async fn the_metric_gates_example_is_accepted_by_the_api_server() {
-    let client = client().await;
-    ensure_crd(&client).await;
-    let ns = TestNamespace::new(&client, "analysis-example").await;
-    let file = repo_root().join("config/examples/metric-gates.yaml");
-    let out = kubectl(&[
-        "-n",
-        &ns.name,
-        "apply",
-        "--dry-run=server",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_example_accepted("analysis-example", "config/examples/metric-gates.yaml").await;
 }
 
 #[tokio::test]

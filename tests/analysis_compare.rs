@@ -561,23 +561,7 @@ async fn latency_shifted_one_bucket_up_fails_and_an_identical_histogram_passes()
 
 #[tokio::test]
 async fn the_comparison_gates_example_is_accepted_by_the_api_server() {
-    let client = client().await;
-    ensure_crd(&client).await;
-    let ns = TestNamespace::new(&client, "compare-example").await;
-    let file = repo_root().join("config/examples/comparison-gates.yaml");
-    let out = kubectl(&[
-        "-n",
-        &ns.name,
-        "apply",
-        "--dry-run=server",
-        "-f",
-        file.to_str().unwrap(),
-    ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_example_accepted("compare-example", "config/examples/comparison-gates.yaml").await;
 }
 
 #[tokio::test]

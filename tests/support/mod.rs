@@ -664,3 +664,25 @@ pub async fn create_stable_m(mds: &Api<ModelDeployment>) {
     )
     .await;
 }
+
+/// A shipped example manifest passes the API server's validation (a
+/// server-side dry run in a namespace of its own).
+pub async fn assert_example_accepted(prefix: &str, example: &str) {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, prefix).await;
+    let file = repo_root().join(example);
+    let out = kubectl(&[
+        "-n",
+        &ns.name,
+        "apply",
+        "--dry-run=server",
+        "-f",
+        file.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
