@@ -2,7 +2,10 @@
 //! failures are failures as soon as one pod shows them: waiting for the
 //! progress deadline would keep a broken version half rolled out for minutes.
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{
+    ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodStatus,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 use crate::gates::Failure;
 use crate::reasons;
@@ -33,6 +36,44 @@ fn failing_reason(pod: &Pod) -> Option<String> {
         .flatten()
         .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
         .find(|r| classify(r).is_some())
+}
+
+/// Reduces a pod to what `failure_of` and the cache's index read (name,
+/// namespace, labels, owners, deletion, containers' waiting reasons), so
+/// the pod cache holds a few hundred bytes per pod instead of several KiB.
+pub fn keep_read_fields(pod: &mut Pod) {
+    let meta = std::mem::take(&mut pod.metadata);
+    pod.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        labels: meta.labels,
+        owner_references: meta.owner_references,
+        deletion_timestamp: meta.deletion_timestamp,
+        ..ObjectMeta::default()
+    };
+    pod.spec = None;
+    let waiting_only = |statuses: Option<Vec<ContainerStatus>>| {
+        statuses.map(|all| {
+            all.into_iter()
+                .map(|c| ContainerStatus {
+                    name: c.name,
+                    state: c.state.and_then(|s| s.waiting).map(|w| ContainerState {
+                        waiting: Some(ContainerStateWaiting {
+                            reason: w.reason,
+                            message: None,
+                        }),
+                        ..ContainerState::default()
+                    }),
+                    ..ContainerStatus::default()
+                })
+                .collect()
+        })
+    };
+    pod.status = pod.status.take().map(|status| PodStatus {
+        container_statuses: waiting_only(status.container_statuses),
+        init_container_statuses: waiting_only(status.init_container_statuses),
+        ..PodStatus::default()
+    });
 }
 
 /// Judges the live (not terminating) pods of `revision` among `pods`.
@@ -79,6 +120,27 @@ mod tests {
             p["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
         }
         serde_json::from_value(p).unwrap()
+    }
+
+    #[test]
+    fn trimmed_pods_are_judged_alike() {
+        let pods = vec![
+            pod("2", Some("CrashLoopBackOff"), false),
+            pod("2", None, false),
+            pod("2", Some("ImagePullBackOff"), true),
+            pod("1", Some("ErrImagePull"), false),
+        ];
+        let mut trimmed = pods.clone();
+        trimmed.iter_mut().for_each(keep_read_fields);
+        for revision in [1, 2, 3] {
+            assert_eq!(
+                failure_of(&trimmed, revision),
+                failure_of(&pods, revision),
+                "revision {revision}"
+            );
+        }
+        assert!(trimmed.iter().all(|p| p.spec.is_none()));
+        assert_eq!(trimmed[0].metadata.labels, pods[0].metadata.labels);
     }
 
     #[test]
