@@ -1,7 +1,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use model_operator::controller::{self, Settings};
+use model_operator::controller::{self, InitialList, Settings};
 use model_operator::leader::{self, Election, ElectionArgs};
 use model_operator::telemetry::{self, LogFormat};
 
@@ -33,6 +33,11 @@ enum Command {
         /// Where `/healthz` and `/readyz` listen (may equal --metrics-addr).
         #[arg(long, env = "HEALTH_ADDR", default_value = "127.0.0.1:8081")]
         health_addr: std::net::SocketAddr,
+        /// How the caches are first filled: `stream` (streaming lists: no
+        /// whole LIST answer in memory at start), `list`, or `auto`
+        /// (streaming where the API server has it on by default).
+        #[arg(long, env = "INITIAL_LIST", value_enum, default_value = "auto")]
+        initial_list: InitialList,
         #[command(flatten)]
         election: ElectionArgs,
     },
@@ -58,6 +63,7 @@ fn main() -> ExitCode {
             namespaces,
             metrics_addr,
             health_addr,
+            initial_list,
             election,
         } => {
             telemetry::init(log_format);
@@ -74,6 +80,7 @@ fn main() -> ExitCode {
                 namespaces,
                 metrics: Default::default(),
                 ready,
+                initial_list,
             };
             run(settings, election, metrics_addr, health_addr, ready_rx)
         }

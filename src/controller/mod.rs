@@ -10,6 +10,7 @@ mod drift;
 mod error;
 mod events;
 mod index;
+mod initial_list;
 mod observe;
 mod persist;
 mod plan;
@@ -22,6 +23,7 @@ pub use conditions::{DEGRADED, PROGRESSING, READY};
 pub use context::{Context, Stores};
 pub use error::Error;
 pub use index::{Indexed, IndexedWriter, indexed_store};
+pub use initial_list::InitialList;
 pub use reconcile::reconcile;
 
 use std::collections::HashMap;
@@ -41,6 +43,7 @@ use serde::de::DeserializeOwned;
 use crate::api::ModelDeployment;
 use crate::metrics::{Metrics, ReconcileLabels};
 use crate::resources::labels::managed_selector;
+use crate::rollout::health;
 use tokio::sync::watch;
 use watch_backoff::{SharedPause, WatchBackoff};
 
@@ -54,6 +57,8 @@ pub struct Settings {
     pub metrics: Arc<Metrics>,
     /// Set to true once every watched scope has its caches filled.
     pub ready: watch::Sender<bool>,
+    /// How the caches are first filled.
+    pub initial_list: InitialList,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C: one controller for the whole
@@ -73,6 +78,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
         client.clone(),
         settings.metrics.clone(),
     )?);
+    let watch_config = initial_list::base_config(&client, settings.initial_list).await;
     let pending = Arc::new(std::sync::atomic::AtomicUsize::new(scopes.len()));
     let runs = scopes.into_iter().map(|scope| {
         let on_ready = {
@@ -83,10 +89,21 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
                 }
             }
         };
+        let scope = Scope {
+            namespace: scope,
+            watch_config: watch_config.clone(),
+        };
         run_scope(client.clone(), scope, &settings, outbound.clone(), on_ready)
     });
     futures::future::try_join_all(runs).await?;
     Ok(())
+}
+
+/// What one controller watches: a namespace or the whole cluster, and how
+/// its caches start.
+struct Scope<'a> {
+    namespace: Option<&'a str>,
+    watch_config: watcher::Config,
 }
 
 fn scoped_api<K>(client: &Client, namespace: Option<&str>) -> Api<K>
@@ -101,12 +118,13 @@ where
 
 async fn run_scope(
     client: Client,
-    namespace: Option<&str>,
+    scope: Scope<'_>,
     settings: &Settings,
     outbound: Arc<analysis::Outbound>,
     on_ready: impl FnOnce() + Send + 'static,
 ) -> Result<(), Error> {
     let concurrency = settings.concurrency;
+    let namespace = scope.namespace;
     let mds = scoped_api::<ModelDeployment>(&client, namespace);
     // Fail fast with a clear error when the CRD is not installed or the
     // operator may not read ModelDeployments here.
@@ -116,17 +134,16 @@ async fn run_scope(
         "watching ModelDeployments"
     );
 
-    let (deployments, deployment_events) = child_cache::<Deployment>(&client, namespace);
-    let (services, service_events) = child_cache::<Service>(&client, namespace);
-    let (hpas, hpa_events) = child_cache::<HorizontalPodAutoscaler>(&client, namespace);
+    let (deployments, deployment_events) = child_cache::<Deployment>(&client, &scope);
+    let (services, service_events) = child_cache::<Service>(&client, &scope);
+    let (hpas, hpa_events) = child_cache::<HorizontalPodAutoscaler>(&client, &scope);
     let (revisions, writer) = indexed_store::<ControllerRevision>();
-    let revision_events = indexed_child_cache(writer, &client, namespace, |_| {});
+    let revision_events = indexed_child_cache(writer, &client, &scope, |_| {});
     // Pods are owned by ReplicaSets, not by the ModelDeployment: they are
-    // mapped to it by their instance label. Only their labels and status are
-    // read (rollout::health), so the spec is not kept: at 1,000 pods it is
-    // most of the pod cache.
+    // mapped to it by their instance label. Only what rollout::health reads
+    // is kept: at 1,000 pods the rest is most of the pod cache.
     let (pods, writer) = indexed_store::<Pod>();
-    let pod_events = indexed_child_cache(writer, &client, namespace, |p: &mut Pod| p.spec = None);
+    let pod_events = indexed_child_cache(writer, &client, &scope, health::keep_read_fields);
     let stores = Stores::new(deployments, services, hpas, revisions, pods);
     let ctx = Arc::new(Context::new(
         client,
@@ -141,11 +158,8 @@ async fn run_scope(
         on_ready();
     });
 
-    // Lists come from the API server's watch cache (any_semantic) rather
-    // than a quorum read of etcd: a restart or relist of 1,000 objects is
-    // then cheap for the API server, and the watch continues from there.
     let (md_store, md_writer) = reflector::store();
-    let md_events = watcher(mds, watcher::Config::default().any_semantic())
+    let md_events = watcher(mds, scope.watch_config.clone())
         .backoff(WatchBackoff::default())
         .modify(|md: &mut ModelDeployment| md.meta_mut().managed_fields = None)
         .reflect(md_writer)
@@ -255,7 +269,7 @@ impl<K> Child for K where
 /// (they are most of an object's size and the operator never reads them).
 fn child_cache<K>(
     client: &Client,
-    namespace: Option<&str>,
+    scope: &Scope<'_>,
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -264,7 +278,7 @@ where
     K: Child,
 {
     let (store, writer) = reflector::store();
-    let events = child_watch(client, namespace, |_: &mut K| {})
+    let events = child_watch(client, scope, |_: &mut K| {})
         .reflect(writer)
         .touched_objects();
     (store, events)
@@ -275,29 +289,27 @@ where
 fn indexed_child_cache<K>(
     mut writer: IndexedWriter<K>,
     client: &Client,
-    namespace: Option<&str>,
+    scope: &Scope<'_>,
     trim: fn(&mut K),
 ) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static
 where
     K: Child,
 {
-    child_watch(client, namespace, trim)
+    child_watch(client, scope, trim)
         .inspect_ok(move |event| writer.apply_watcher_event(event))
         .touched_objects()
 }
 
 fn child_watch<K>(
     client: &Client,
-    namespace: Option<&str>,
+    scope: &Scope<'_>,
     trim: fn(&mut K),
 ) -> impl Stream<Item = Result<watcher::Event<K>, watcher::Error>> + Send + 'static
 where
     K: Child,
 {
-    let config = watcher::Config::default()
-        .labels(&managed_selector())
-        .any_semantic();
-    watcher(scoped_api::<K>(client, namespace), config)
+    let config = scope.watch_config.clone().labels(&managed_selector());
+    watcher(scoped_api::<K>(client, scope.namespace), config)
         .backoff(WatchBackoff::default())
         .modify(move |o: &mut K| {
             o.meta_mut().managed_fields = None;
