@@ -92,7 +92,7 @@ fn serve(s: &Setup, traffic: &[Traffic<'_>]) {
             }
         }
     }
-    s.exporter.set(&text);
+    s.exporter.as_ref().expect("exporter").set(&text);
 }
 
 /// Waits until Prometheus has scraped `metric` of `version`.
@@ -101,17 +101,15 @@ async fn scraped(s: &Setup, metric: &str, version: &str, want: f64) {
         r#"max({metric}{{namespace="{}",model_version="{version}"}})"#,
         s.ns.name
     );
-    let start = std::time::Instant::now();
-    loop {
-        if prometheus_query(&query).await.expect("Prometheus answers") == Some(want) {
-            return;
-        }
-        assert!(
-            start.elapsed() < TIMEOUT,
-            "Prometheus never saw {query} = {want}"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    }
+    eventually(
+        &format!("Prometheus sees {query} = {want}"),
+        TIMEOUT,
+        || async {
+            let got = prometheus_query(&query).await.expect("Prometheus answers");
+            if got == Some(want) { Ok(()) } else { Err(got) }
+        },
+    )
+    .await;
 }
 
 async fn create(s: &Setup, name: &str, version: &str, analysis: Value) {
@@ -602,7 +600,7 @@ async fn differing_bucket_sets_are_compared_and_a_histogram_without_inf_stops_th
     ));
     // 3.0 lost its +Inf bucket: the number of requests is unknown.
     text.push_str(&bucket_lines("3.0", &[("0.05", 100), ("0.1", 400)]));
-    s.exporter.set(&text);
+    s.exporter.as_ref().expect("exporter").set(&text);
     let start = std::time::Instant::now();
     for (version, le, want) in [("2.0", "+Inf", 1000.0), ("3.0", "0.1", 400.0)] {
         let query = format!(

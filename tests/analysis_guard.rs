@@ -16,7 +16,7 @@ async fn a_post_promotion_breach_alerts_and_rolls_back_when_asked() {
     let s = setup("analysis-guard").await;
     let target = ScrapeTarget::add(
         &format!("operator-{}", s.ns.name),
-        s.metrics_port,
+        s.operators[0].metrics_port(),
         json!({}),
     );
     s.error_rates(&[("1.0", 0.01), ("2.0", 0.01)]);

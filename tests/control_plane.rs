@@ -57,8 +57,8 @@ async fn wait_for_container_state(
     app: &str,
     reasons: &[&str],
 ) -> Vec<Pod> {
-    let start = std::time::Instant::now();
-    loop {
+    let what = format!("every pod of {app} waits in one of {reasons:?}");
+    eventually(&what, Duration::from_secs(60), || async {
         let pods = pods(client, ns, app).await;
         let waiting_reason = |p: &Pod| {
             p.status
@@ -69,22 +69,20 @@ async fn wait_for_container_state(
                 .and_then(|s| s.waiting.as_ref())
                 .and_then(|w| w.reason.clone())
         };
-        if !pods.is_empty()
+        let reached = !pods.is_empty()
             && pods
                 .iter()
-                .all(|p| waiting_reason(p).is_some_and(|r| reasons.contains(&r.as_str())))
-        {
-            return pods;
-        }
-        if start.elapsed() > Duration::from_secs(60) {
-            let states: Vec<_> = pods
+                .all(|p| waiting_reason(p).is_some_and(|r| reasons.contains(&r.as_str())));
+        if reached {
+            Ok(pods)
+        } else {
+            Err(pods
                 .iter()
                 .map(|p| (p.metadata.name.clone(), p.status.clone()))
-                .collect();
-            panic!("pods of {app} never reached {reasons:?}: {states:#?}");
+                .collect::<Vec<_>>())
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    })
+    .await
 }
 
 fn restart_count(p: &Pod) -> i32 {
@@ -175,18 +173,12 @@ async fn crash_loop_label_gives_crash_loop_back_off_with_rising_restarts() {
     .await;
     let first = wait_for_container_state(&client, &ns.name, "crashy", &["CrashLoopBackOff"]).await;
     let before = restart_count(&first[0]);
-    let start = std::time::Instant::now();
-    loop {
+    let what = format!("restartCount grows past {before}");
+    eventually(&what, Duration::from_secs(60), || async {
         let now = pods(&client, &ns.name, "crashy").await;
-        if now.iter().any(|p| restart_count(p) > before) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "restartCount stayed at {before}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        now.iter().any(|p| restart_count(p) > before)
+    })
+    .await;
 }
 
 #[tokio::test]
@@ -224,8 +216,8 @@ async fn deleting_a_deployment_collects_its_replicasets_and_pods() {
     .await;
     delete(&api, "gc").await;
     let rs = Api::<ReplicaSet>::namespaced(client.clone(), &ns.name);
-    let start = std::time::Instant::now();
-    loop {
+    let what = "the ReplicaSets and pods are collected";
+    eventually(what, Duration::from_secs(60), || async {
         let sets = rs
             .list(&ListParams::default().labels("app=gc"))
             .await
@@ -234,14 +226,12 @@ async fn deleting_a_deployment_collects_its_replicasets_and_pods() {
             .len();
         let left = pods(&client, &ns.name, "gc").await.len();
         if sets == 0 && left == 0 {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{sets} ReplicaSets and {left} pods left"))
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "{sets} ReplicaSets and {left} pods left"
-        );
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
+    })
+    .await;
 }
 
 #[tokio::test]

@@ -132,7 +132,7 @@ async fn the_operator_backs_off_while_the_api_server_is_down_and_converges_after
         .await
         .unwrap();
     wait_for(&mds, "m", "start revision 2", timeout, |m| {
-        outcome_of(m, 2) == Some(Outcome::Progressing)
+        outcome(m, 2) == Some(Outcome::Progressing)
     })
     .await;
     assert!(cluster.script("stop-apiserver"), "stop the API server");
@@ -159,7 +159,7 @@ async fn the_operator_backs_off_while_the_api_server_is_down_and_converges_after
         CONVERGE,
         |m| {
             m.status.as_ref().and_then(|s| s.phase) == Some(Phase::RolledBack)
-                && outcome_of(m, 2) == Some(Outcome::RolledBack)
+                && outcome(m, 2) == Some(Outcome::RolledBack)
         },
     )
     .await;

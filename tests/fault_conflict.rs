@@ -123,7 +123,7 @@ async fn the_operators_fields_win_and_the_users_other_fields_stay() {
         .await
         .unwrap();
     wait_for(&mds, "m", "make revision 3 stable", TIMEOUT, |m| {
-        outcome_of(m, 3) == Some(Outcome::Stable)
+        outcome(m, 3) == Some(Outcome::Stable)
             && m.status.as_ref().and_then(|s| s.phase) == Some(Phase::Healthy)
     })
     .await;

@@ -95,7 +95,7 @@ fn ended(m: &ModelDeployment, revision: i64, version: Version) -> bool {
     settled
         && status.phase == Some(phase)
         && status.update_revision == Some(revision)
-        && outcome_of(m, revision) == Some(outcome)
+        && support::outcome(m, revision) == Some(outcome)
 }
 
 async fn roll_out(mds: Api<ModelDeployment>, name: String, plan: Vec<Version>, seed: u64) {
@@ -139,7 +139,7 @@ async fn roll_out(mds: Api<ModelDeployment>, name: String, plan: Vec<Version>, s
     );
     for (revision, outcome) in outcomes {
         assert_eq!(
-            outcome_of(&m, revision),
+            support::outcome(&m, revision),
             Some(outcome),
             "{name}: revision {revision} (FAULT_SEED={seed})"
         );

@@ -4,14 +4,13 @@
 
 mod support;
 
-use std::future::Future;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
 use model_operator::api::{ModelDeployment, Outcome, Phase};
 use serde_json::json;
 use support::*;
@@ -29,73 +28,6 @@ const LEASE_TIMING: [&str; 6] = [
     "2s",
 ];
 
-struct Replica {
-    operator: Operator,
-    metrics: String,
-    health: String,
-}
-
-impl Replica {
-    fn start(namespace: &str, name: &str) -> Self {
-        let metrics = format!("127.0.0.1:{}", free_port());
-        let health = format!("127.0.0.1:{}", free_port());
-        let mut args = vec!["--metrics-addr", &metrics, "--health-addr", &health];
-        args.extend(LEASE_TIMING);
-        let operator = Operator::start_replica(namespace, name, &args);
-        Self {
-            operator,
-            metrics,
-            health,
-        }
-    }
-
-    /// The sum of a metric's samples; `None` when `/metrics` does not answer.
-    async fn metric(&self, name: &str) -> Option<f64> {
-        let text = reqwest::get(format!("http://{}/metrics", self.metrics))
-            .await
-            .ok()?
-            .text()
-            .await
-            .ok()?;
-        Some(
-            text.lines()
-                .filter(|l| l.starts_with(name) && !l.starts_with('#'))
-                .filter(|l| l[name.len()..].starts_with([' ', '{']))
-                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-                .sum(),
-        )
-    }
-
-    async fn leads(&self) -> Option<bool> {
-        Some(self.metric("model_operator_leader").await? == 1.0)
-    }
-
-    async fn ready(&self) -> bool {
-        reqwest::get(format!("http://{}/readyz", self.health))
-            .await
-            .is_ok_and(|r| r.status().is_success())
-    }
-}
-
-/// Polls `check` until it yields a value, or panics after `timeout`.
-async fn until<T, F: Future<Output = Option<T>>>(
-    what: &str,
-    timeout: Duration,
-    check: impl Fn() -> F,
-) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out after {timeout:?} waiting until {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
 async fn holder(leases: &Api<Lease>) -> Option<String> {
     leases
         .get_opt("model-operator")
@@ -105,38 +37,38 @@ async fn holder(leases: &Api<Lease>) -> Option<String> {
         .holder_identity
 }
 
-struct Setup {
-    client: Client,
-    ns: TestNamespace,
-    replicas: [Replica; 2],
-    mds: Api<ModelDeployment>,
-    deployments: Api<Deployment>,
-    leases: Api<Lease>,
-}
-
 async fn setup(prefix: &str) -> Setup {
-    let client = client().await;
-    ensure_crd(&client).await;
-    let ns = TestNamespace::new(&client, prefix).await;
-    let replicas = [Replica::start(&ns.name, "a"), Replica::start(&ns.name, "b")];
-    Setup {
-        mds: Api::namespaced(client.clone(), &ns.name),
-        deployments: Api::namespaced(client.clone(), &ns.name),
-        leases: Api::namespaced(client.clone(), &ns.name),
-        client,
-        ns,
-        replicas,
-    }
+    Setup::builder(prefix)
+        .replicas(2)
+        .args(&LEASE_TIMING)
+        .start()
+        .await
 }
 
-impl Setup {
+/// This file's two replicas and their ModelDeployment `m`.
+trait Election {
+    fn leases(&self) -> Api<Lease>;
+    async fn elected(&self) -> (usize, String);
+    async fn taken_over(&self, index: usize, old: &str) -> String;
+    async fn create(&self, version: &str, progress_deadline: i32);
+    async fn set_version(&self, version: &str, simulate: Option<&str>);
+    async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment;
+    async fn rollback_events(&self) -> i32;
+    async fn revision_objects(&self) -> Vec<i64>;
+}
+
+impl Election for Setup {
+    fn leases(&self) -> Api<Lease> {
+        Api::namespaced(self.client.clone(), &self.ns.name)
+    }
+
     /// Waits until exactly one replica leads and the Lease names a holder:
     /// (the leader's index, the holder's identity).
     async fn elected(&self) -> (usize, String) {
-        until("one replica leads", TIMEOUT, || async {
-            let a = self.replicas[0].leads().await?;
-            let b = self.replicas[1].leads().await?;
-            let holder = holder(&self.leases).await?;
+        eventually("one replica leads", TIMEOUT, || async {
+            let a = self.operators[0].leads().await?;
+            let b = self.operators[1].leads().await?;
+            let holder = holder(&self.leases()).await?;
             match (a, b) {
                 (true, false) => Some((0, holder)),
                 (false, true) => Some((1, holder)),
@@ -149,9 +81,9 @@ impl Setup {
     /// Waits until the replica `index` leads under a holder other than
     /// `old`; its identity.
     async fn taken_over(&self, index: usize, old: &str) -> String {
-        until("the standby takes the lease over", TIMEOUT, || async {
-            let holder = holder(&self.leases).await?;
-            (holder != old && self.replicas[index].leads().await?).then_some(holder)
+        eventually("the standby takes the lease over", TIMEOUT, || async {
+            let holder = holder(&self.leases()).await?;
+            (holder != old && self.operators[index].leads().await?).then_some(holder)
         })
         .await
     }
@@ -163,14 +95,11 @@ impl Setup {
                 "rollout": {"maxSurge": 1, "maxUnavailable": 0, "progressDeadlineSeconds": progress_deadline}},
         }))
         .unwrap();
-        self.mds
-            .create(&PostParams::default(), &md)
-            .await
-            .expect("create");
+        self.create_md(&md).await;
     }
 
     /// A new model version; `simulate` makes its pods misbehave.
-    async fn set(&self, version: &str, simulate: Option<&str>) {
+    async fn set_version(&self, version: &str, simulate: Option<&str>) {
         let patch = json!({"spec": {"model": {"version": version},
             "podMetadata": {"labels": {"mlops.dev/simulate": simulate}}}});
         self.mds
@@ -183,17 +112,6 @@ impl Setup {
         wait_for(&self.mds, "m", what, TIMEOUT, |m| {
             m.status.as_ref().and_then(|s| s.observed_generation) == m.metadata.generation && ok(m)
         })
-        .await
-    }
-
-    async fn wait_template(&self, revision: i64) -> Deployment {
-        wait_for(
-            &self.deployments,
-            "m",
-            &format!("run revision {revision}"),
-            TIMEOUT,
-            |d| model_operator::resources::revision_of(d) == Some(revision),
-        )
         .await
     }
 
@@ -232,17 +150,6 @@ fn history(m: &ModelDeployment) -> Vec<(i64, Outcome)> {
         .unwrap_or_default()
 }
 
-fn outcome(m: &ModelDeployment, revision: i64) -> Option<Outcome> {
-    history(m)
-        .into_iter()
-        .find(|(r, _)| *r == revision)
-        .map(|(_, o)| o)
-}
-
-fn phase(m: &ModelDeployment) -> Option<Phase> {
-    m.status.as_ref()?.phase
-}
-
 fn healthy_at(revision: i64) -> impl Fn(&ModelDeployment) -> bool {
     move |m| {
         phase(m) == Some(Phase::Healthy)
@@ -270,28 +177,31 @@ async fn two_replicas_elect_one_leader_and_fail_over_when_it_is_killed() {
     // The standby stands by: ready for its Service, but it has never
     // reconciled, and reconciles are where every write of the operator
     // happens.
-    assert_eq!(s.replicas[standby].leads().await, Some(false));
-    until("the standby is ready", TIMEOUT, || async {
-        s.replicas[standby].ready().await.then_some(())
+    assert_eq!(s.operators[standby].leads().await, Some(false));
+    eventually("the standby is ready", TIMEOUT, || async {
+        s.operators[standby].ready().await.then_some(())
     })
     .await;
     assert_eq!(
-        s.replicas[standby]
+        s.operators[standby]
             .metric("model_operator_reconciles_total")
             .await,
         Some(0.0),
         "the standby reconciled"
     );
     assert!(
-        s.replicas[leader]
+        s.operators[leader]
             .metric("model_operator_reconciles_total")
             .await
             .is_some_and(|n| n > 0.0)
     );
-    assert_eq!(holder(&s.leases).await.as_deref(), Some(identity.as_str()));
+    assert_eq!(
+        holder(&s.leases()).await.as_deref(),
+        Some(identity.as_str())
+    );
 
     // SIGKILL: no hand-over; the standby waits out the lease.
-    s.replicas[leader].operator.kill();
+    s.operators[leader].kill();
     let killed = Instant::now();
     let successor = s.taken_over(standby, &identity).await;
     println!(
@@ -300,13 +210,13 @@ async fn two_replicas_elect_one_leader_and_fail_over_when_it_is_killed() {
     );
 
     // The new leader reconciles new changes.
-    s.set("2", None).await;
+    s.set_version("2", None).await;
     let m = s.wait("make revision 2 stable", healthy_at(2)).await;
     assert_eq!(
         history(&m),
         vec![(1, Outcome::Superseded), (2, Outcome::Stable)]
     );
-    assert!(s.replicas[standby].ready().await);
+    assert!(s.operators[standby].ready().await);
 }
 
 #[tokio::test]
@@ -314,20 +224,14 @@ async fn sigterm_hands_the_lease_over() {
     let (mut s, leader, identity) = stable("le-term", 600).await;
     let standby = 1 - leader;
 
-    s.replicas[leader].operator.signal("TERM");
+    s.operators[leader].signal("TERM");
     let stopped = Instant::now();
-    let status = s.replicas[leader]
-        .operator
-        .wait_exit(Duration::from_secs(30))
-        .await;
+    let status = s.operators[leader].wait_exit(Duration::from_secs(30)).await;
     assert!(status.success(), "a graceful stop exits 0: {status}");
     assert!(
-        s.replicas[leader]
-            .operator
-            .logs()
-            .contains("released the lease"),
+        s.operators[leader].logs().contains("released the lease"),
         "the leader released the lease:\n{}",
-        s.replicas[leader].operator.logs()
+        s.operators[leader].logs()
     );
     let successor = s.taken_over(standby, &identity).await;
     // Figures, not assertions: about one retry period, not a lease duration.
@@ -335,7 +239,7 @@ async fn sigterm_hands_the_lease_over() {
         "hand-over after SIGTERM: {:?} ({identity} -> {successor})",
         stopped.elapsed()
     );
-    s.set("2", None).await;
+    s.set_version("2", None).await;
     s.wait("make revision 2 stable", healthy_at(2)).await;
 }
 
@@ -357,7 +261,7 @@ async fn stable(prefix: &str, progress_deadline: i32) -> (Setup, usize, String) 
 /// to aim at.)
 async fn bad_rollout(prefix: &str) -> (Setup, usize, String) {
     let (s, leader, identity) = stable(prefix, 15).await;
-    s.set("2", Some("never-ready")).await;
+    s.set_version("2", Some("never-ready")).await;
     s.wait_template(2).await;
     (s, leader, identity)
 }
@@ -374,7 +278,7 @@ async fn assert_rolled_back_once(s: &Setup) {
     );
     assert_eq!(s.revision_objects().await, vec![1, 2]);
     // The Event is recorded after the status: wait for it, then count.
-    until("the rollback Event is recorded", TIMEOUT, || async {
+    eventually("the rollback Event is recorded", TIMEOUT, || async {
         (s.rollback_events().await > 0).then_some(())
     })
     .await;
@@ -390,7 +294,7 @@ async fn assert_mid_rollout(s: &Setup) {
 #[tokio::test]
 async fn killing_the_leader_mid_rollout_rolls_back_exactly_once() {
     let (mut s, leader, identity) = bad_rollout("le-rollout-kill").await;
-    s.replicas[leader].operator.kill();
+    s.operators[leader].kill();
     assert_mid_rollout(&s).await;
 
     s.taken_over(1 - leader, &identity).await;
@@ -403,7 +307,7 @@ async fn killing_the_leader_mid_rollout_rolls_back_exactly_once() {
 #[tokio::test]
 async fn a_frozen_leader_thawed_after_the_takeover_writes_nothing() {
     let (mut s, leader, identity) = bad_rollout("le-rollout-freeze").await;
-    s.replicas[leader].operator.signal("STOP");
+    s.operators[leader].signal("STOP");
     assert_mid_rollout(&s).await;
 
     s.taken_over(1 - leader, &identity).await;
@@ -417,12 +321,9 @@ async fn a_frozen_leader_thawed_after_the_takeover_writes_nothing() {
         .metadata
         .generation;
 
-    s.replicas[leader].operator.signal("CONT");
-    let status = s.replicas[leader]
-        .operator
-        .wait_exit(Duration::from_secs(60))
-        .await;
-    let logs = s.replicas[leader].operator.logs();
+    s.operators[leader].signal("CONT");
+    let status = s.operators[leader].wait_exit(Duration::from_secs(60)).await;
+    let logs = s.operators[leader].logs();
     assert!(
         !status.success(),
         "a leader that lost its lease exits non-zero"

@@ -10,7 +10,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, Resource, ResourceExt};
+use kube::{Api, Resource, ResourceExt};
 use model_operator::api::{ModelDeployment, Phase};
 use serde_json::{Value, json};
 use support::*;
@@ -47,61 +47,16 @@ fn is_healthy(md: &ModelDeployment) -> bool {
         && condition(md, "Ready").is_some_and(|c| c.0 == "True")
 }
 
-struct Setup {
-    client: Client,
-    ns: TestNamespace,
-    _operator: Operator,
-    mds: Api<ModelDeployment>,
-    deployments: Api<Deployment>,
-    services: Api<Service>,
-    hpas: Api<HorizontalPodAutoscaler>,
-}
-
-async fn setup(prefix: &str) -> Setup {
-    let client = client().await;
-    ensure_crd(&client).await;
-    let ns = TestNamespace::new(&client, prefix).await;
-    let operator = Operator::start(&ns.name);
-    Setup {
-        mds: Api::namespaced(client.clone(), &ns.name),
-        deployments: Api::namespaced(client.clone(), &ns.name),
-        services: Api::namespaced(client.clone(), &ns.name),
-        hpas: Api::namespaced(client.clone(), &ns.name),
-        client,
-        ns,
-        _operator: operator,
-    }
-}
-
-impl Setup {
-    async fn create(&self, md: &ModelDeployment) -> ModelDeployment {
-        self.mds
-            .create(&PostParams::default(), md)
-            .await
-            .expect("create ModelDeployment")
-    }
-
-    async fn healthy(&self, name: &str) -> ModelDeployment {
-        wait_for(
-            &self.mds,
-            name,
-            "be Healthy and Ready at its generation",
-            TIMEOUT,
-            is_healthy,
-        )
-        .await
-    }
-
-    async fn patch_spec(&self, name: &str, spec: Value) {
-        self.mds
-            .patch(
-                name,
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": spec})),
-            )
-            .await
-            .expect("patch spec");
-    }
+/// Waits until `name` is Healthy and Ready at its generation.
+async fn healthy(s: &Setup, name: &str) -> ModelDeployment {
+    wait_for(
+        &s.mds,
+        name,
+        "be Healthy and Ready at its generation",
+        TIMEOUT,
+        is_healthy,
+    )
+    .await
 }
 
 fn owned_by(meta: &impl Resource, md: &ModelDeployment) -> bool {
@@ -114,11 +69,11 @@ fn owned_by(meta: &impl Resource, md: &ModelDeployment) -> bool {
 
 #[tokio::test]
 async fn samples_create_children_and_become_ready() {
-    let s = setup("md-samples").await;
-    let fraud = s.create(&sample("fraud-detector.yaml")).await;
-    let recsys = s.create(&sample("recommender-autoscaled.yaml")).await;
+    let s = Setup::new("md-samples").await;
+    let fraud = s.create_md(&sample("fraud-detector.yaml")).await;
+    let recsys = s.create_md(&sample("recommender-autoscaled.yaml")).await;
 
-    let fraud = s.healthy(&fraud.name_any()).await;
+    let fraud = healthy(&s, &fraud.name_any()).await;
     let status = fraud.status.clone().expect("status");
     assert_eq!(status.observed_generation, fraud.metadata.generation);
     assert_eq!((status.ready_replicas, status.available_replicas), (2, 2));
@@ -184,7 +139,7 @@ async fn samples_create_children_and_become_ready() {
         "no HPA without autoscaling"
     );
 
-    let recsys = s.healthy(&recsys.name_any()).await;
+    let recsys = healthy(&s, &recsys.name_any()).await;
     let hpa = s
         .hpas
         .get("recommender")
@@ -248,14 +203,14 @@ async fn samples_create_children_and_become_ready() {
 
 #[tokio::test]
 async fn drift_is_restored() {
-    let s = setup("md-drift").await;
+    let s = Setup::new("md-drift").await;
     let md = s
-        .create(&model(
+        .create_md(&model(
             "drifty",
             json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 2}),
         ))
         .await;
-    s.healthy(&md.name_any()).await;
+    healthy(&s, &md.name_any()).await;
 
     // A hand edit of a field the operator owns is undone...
     let user = PatchParams::apply("someone-with-kubectl").force();
@@ -310,11 +265,11 @@ async fn drift_is_restored() {
 
 #[tokio::test]
 async fn deleting_the_model_deployment_deletes_its_children() {
-    let s = setup("md-gc").await;
+    let s = Setup::new("md-gc").await;
     let spec = json!({"model": {"version": "1"}, "server": {"image": "srv:1"},
         "autoscaling": {"minReplicas": 1, "maxReplicas": 3}});
-    let md = s.create(&model("ephemeral", spec)).await;
-    s.healthy(&md.name_any()).await;
+    let md = s.create_md(&model("ephemeral", spec)).await;
+    healthy(&s, &md.name_any()).await;
     assert!(s.hpas.get_opt("ephemeral").await.unwrap().is_some());
     delete(&s.mds, "ephemeral").await;
     wait_gone(&s.deployments, "ephemeral", TIMEOUT).await;
@@ -324,11 +279,11 @@ async fn deleting_the_model_deployment_deletes_its_children() {
 
 #[tokio::test]
 async fn autoscaling_owns_replicas_and_turning_it_off_removes_the_hpa() {
-    let s = setup("md-hpa").await;
+    let s = Setup::new("md-hpa").await;
     let spec = json!({"model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": 1,
         "autoscaling": {"minReplicas": 1, "maxReplicas": 5}});
-    let md = s.create(&model("scaly", spec)).await;
-    s.healthy(&md.name_any()).await;
+    let md = s.create_md(&model("scaly", spec)).await;
+    healthy(&s, &md.name_any()).await;
 
     // Scale by hand, as the HorizontalPodAutoscaler would.
     let scale = json!({"spec": {"replicas": 3}});
@@ -382,19 +337,19 @@ async fn autoscaling_owns_replicas_and_turning_it_off_removes_the_hpa() {
         |d| d.spec.as_ref().unwrap().replicas == Some(2),
     )
     .await;
-    s.healthy("scaly").await;
+    healthy(&s, "scaly").await;
 }
 
 #[tokio::test]
 async fn changing_replicas_scales() {
-    let s = setup("md-scale").await;
+    let s = Setup::new("md-scale").await;
     let md = s
-        .create(&model(
+        .create_md(&model(
             "scaled",
             json!({"model": {"version": "1"}, "server": {"image": "srv:1"}}),
         ))
         .await;
-    s.healthy(&md.name_any()).await;
+    healthy(&s, &md.name_any()).await;
     s.patch_spec("scaled", json!({"replicas": 4})).await;
     let md = wait_for(&s.mds, "scaled", "serve on 4 pods", TIMEOUT, |m| {
         is_healthy(m)
@@ -420,14 +375,14 @@ async fn changing_replicas_scales() {
 
 #[tokio::test]
 async fn an_invalid_spec_at_runtime_leaves_the_running_children_alone() {
-    let s = setup("md-invalid").await;
+    let s = Setup::new("md-invalid").await;
     let md = s
-        .create(&model(
+        .create_md(&model(
             "steady",
             json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 2}),
         ))
         .await;
-    s.healthy(&md.name_any()).await;
+    healthy(&s, &md.name_any()).await;
     let before = s.deployments.get("steady").await.unwrap();
 
     // An env var with both a value and a source passes the CRD (the operator
@@ -499,7 +454,7 @@ async fn an_invalid_spec_at_runtime_leaves_the_running_children_alone() {
         json!({"podMetadata": {"labels": {"team": "fraud"}}}),
     )
     .await;
-    let md = s.healthy("steady").await;
+    let md = healthy(&s, "steady").await;
     assert_eq!(
         condition(&md, "Degraded").map(|c| c.0),
         Some("False".into())
@@ -514,15 +469,15 @@ async fn an_invalid_spec_at_runtime_leaves_the_running_children_alone() {
 
 #[tokio::test]
 async fn a_converged_model_deployment_causes_no_writes() {
-    let s = setup("md-quiet").await;
+    let s = Setup::new("md-quiet").await;
     let md = s
-        .create(&model(
+        .create_md(&model(
             "quiet",
             json!({"model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": 2,
         "autoscaling": {"minReplicas": 2, "maxReplicas": 4}}),
         ))
         .await;
-    s.healthy(&md.name_any()).await;
+    healthy(&s, &md.name_any()).await;
     // Let the HPA controller settle first: its writes are not ours.
     tokio::time::sleep(Duration::from_secs(3)).await;
     let versions = |d: &Deployment, svc: &Service, h: &HorizontalPodAutoscaler| {

@@ -8,7 +8,7 @@ mod support;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use model_operator::api::{Outcome, Phase};
 use serde_json::{Value, json};
@@ -176,7 +176,7 @@ async fn the_charts_alert_rules_and_dashboard_work_on_the_operators_real_metrics
         .as_secs_f64();
     let s = setup("monitoring").await;
     let job = format!("operator-{}", s.ns.name);
-    let _operator = ScrapeTarget::add(&job, s.metrics_port, json!({}));
+    let _operator = ScrapeTarget::add(&job, s.operators[0].metrics_port(), json!({}));
     let rule_file = format!("{}.yaml", s.ns.name);
     let rules = RuleFile::install(&s.ns.name, &chart_rules(&job)).await;
 
@@ -201,8 +201,8 @@ async fn the_charts_alert_rules_and_dashboard_work_on_the_operators_real_metrics
     .await;
 
     // The chart's rule fires for this ModelDeployment in the real Prometheus.
-    let start = Instant::now();
-    loop {
+    let what = format!("ModelDeploymentRolledBack fires for {}/m", s.ns.name);
+    eventually(&what, DEADLINE, || async {
         let alerts = api("/api/v1/alerts", &[]).await;
         let firing = alerts["data"]["alerts"]
             .as_array()
@@ -214,16 +214,9 @@ async fn the_charts_alert_rules_and_dashboard_work_on_the_operators_real_metrics
                     && a["labels"]["modeldeployment"] == "m"
                     && a["state"] == "firing"
             });
-        if firing {
-            break;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "ModelDeploymentRolledBack never fired for {}/m; Prometheus' alerts: {alerts:#}",
-            s.ns.name
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        if firing { Ok(()) } else { Err(alerts) }
+    })
+    .await;
 
     // Every rule of the file is loaded and evaluates without error.
     let expected = chart_rules(&job)
@@ -232,23 +225,21 @@ async fn the_charts_alert_rules_and_dashboard_work_on_the_operators_real_metrics
         .flatten()
         .map(|g| g["rules"].as_array().map_or(0, Vec::len))
         .sum::<usize>();
-    let start = Instant::now();
-    loop {
+    let what = format!("all {expected} rules of {rule_file} load and evaluate");
+    eventually(&what, DEADLINE, || async {
         let rules = loaded_rules(&rule_file).await;
         let bad: Vec<_> = rules
             .iter()
             .filter(|(_, health, _)| health != "ok")
+            .cloned()
             .collect();
         if rules.len() == expected && bad.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(format!("{} loaded; not ok: {bad:#?}", rules.len()))
         }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{} of {expected} rules loaded from {rule_file}; not ok: {bad:#?}",
-            rules.len()
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    })
+    .await;
 
     // Every dashboard query returns data for this operator and namespace.
     let vars = BTreeMap::from([
@@ -260,8 +251,8 @@ async fn the_charts_alert_rules_and_dashboard_work_on_the_operators_real_metrics
     ]);
     let queries = dashboard_queries();
     assert!(queries.len() >= 10, "{queries:?}");
-    let start = Instant::now();
-    loop {
+    let what = "every dashboard panel has data";
+    eventually(what, DEADLINE, || async {
         let mut missing = Vec::new();
         for (title, expr) in &queries {
             let query = substitute(expr, &vars);
@@ -272,15 +263,12 @@ async fn the_charts_alert_rules_and_dashboard_work_on_the_operators_real_metrics
             }
         }
         if missing.is_empty() {
-            break;
+            Ok(())
+        } else {
+            Err(missing.join("\n"))
         }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "dashboard panels without data:\n{}",
-            missing.join("\n")
-        );
-        tokio::time::sleep(Duration::from_secs(1)).await;
-    }
+    })
+    .await;
     drop(rules);
     reload().await;
 }

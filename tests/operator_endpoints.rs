@@ -35,19 +35,18 @@ async fn probes_and_metrics_are_served_and_scraped() {
         ],
     );
 
-    let start = std::time::Instant::now();
-    loop {
+    eventually("both probes pass", Duration::from_secs(30), || async {
         let healthz = get(&format!("http://{health_addr}/healthz")).await;
         let readyz = get(&format!("http://{health_addr}/readyz")).await;
-        if healthz.as_ref().map(|r| r.0) == Some(200) && readyz.as_ref().map(|r| r.0) == Some(200) {
-            break;
+        let passed =
+            healthz.as_ref().map(|r| r.0) == Some(200) && readyz.as_ref().map(|r| r.0) == Some(200);
+        if passed {
+            Ok(())
+        } else {
+            Err((healthz, readyz))
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "probes never passed: {healthz:?} {readyz:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    })
+    .await;
 
     // A rollout that passes and one that is rolled back.
     let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
@@ -101,16 +100,17 @@ async fn probes_and_metrics_are_served_and_scraped() {
     let _target = ScrapeTarget::add(&job, metrics_port, json!({}));
     let query =
         format!("model_operator_revision_outcomes_total{{job=\"{job}\",outcome=\"RolledBack\"}}");
-    let start = std::time::Instant::now();
-    loop {
-        let value = prometheus_query(&query).await;
-        if value == Ok(Some(1.0)) {
-            break;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "Prometheus never scraped the operator: {value:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    eventually(
+        "Prometheus scrapes the operator",
+        Duration::from_secs(60),
+        || async {
+            let value = prometheus_query(&query).await;
+            if value == Ok(Some(1.0)) {
+                Ok(())
+            } else {
+                Err(value)
+            }
+        },
+    )
+    .await;
 }

@@ -5,10 +5,9 @@ mod support;
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use k8s_openapi::api::apps::v1::ControllerRevision;
+use kube::Api;
+use kube::api::{ListParams, Patch, PatchParams};
 use model_operator::api::{ModelDeployment, Outcome, Phase};
 use serde_json::{Value, json};
 use support::*;
@@ -34,29 +33,14 @@ fn without_nulls(v: Value) -> Value {
     }
 }
 
-struct Setup {
-    client: Client,
-    ns: TestNamespace,
-    operator: Operator,
-    mds: Api<ModelDeployment>,
-    deployments: Api<Deployment>,
+/// This file's ModelDeployment `m`: 2 replicas, one pod replaced at a time.
+trait Rollout {
+    async fn create(&self, first: Value, deadline: i32);
+    async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment;
+    async fn template_revision(&self) -> Option<String>;
 }
 
-async fn setup(prefix: &str) -> Setup {
-    let client = client().await;
-    ensure_crd(&client).await;
-    let ns = TestNamespace::new(&client, prefix).await;
-    let operator = Operator::start(&ns.name);
-    Setup {
-        mds: Api::namespaced(client.clone(), &ns.name),
-        deployments: Api::namespaced(client.clone(), &ns.name),
-        client,
-        ns,
-        operator,
-    }
-}
-
-impl Setup {
+impl Rollout for Setup {
     /// Creates `m` at `first` with 2 replicas and the given progress deadline.
     async fn create(&self, first: Value, deadline: i32) {
         let mut spec = json!({"server": {"image": "srv:1"}, "replicas": 2,
@@ -66,37 +50,11 @@ impl Setup {
             "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"}, "spec": spec,
         }))
         .unwrap();
-        self.mds
-            .create(&PostParams::default(), &md)
-            .await
-            .expect("create");
-    }
-
-    async fn set(&self, spec: Value) {
-        self.mds
-            .patch(
-                "m",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": spec})),
-            )
-            .await
-            .expect("patch");
+        self.create_md(&md).await;
     }
 
     async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment {
         wait_for(&self.mds, "m", what, TIMEOUT, |m| settled(m) && ok(m)).await
-    }
-
-    /// Waits until the Deployment's pod template runs `revision`.
-    async fn wait_template(&self, revision: i64) {
-        wait_for(
-            &self.deployments,
-            "m",
-            &format!("run revision {revision}"),
-            TIMEOUT,
-            |d| model_operator::resources::revision_of(d) == Some(revision),
-        )
-        .await;
     }
 
     async fn template_revision(&self) -> Option<String> {
@@ -107,17 +65,6 @@ impl Setup {
             .labels?
             .get("mlops.dev/revision")
             .cloned()
-    }
-
-    async fn event_reasons(&self) -> Vec<(String, String)> {
-        Api::<Event>::namespaced(self.client.clone(), &self.ns.name)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-            .collect()
     }
 }
 
@@ -133,19 +80,6 @@ fn merge(base: &mut Value, patch: Value) {
 /// Status describes the latest spec.
 fn settled(m: &ModelDeployment) -> bool {
     m.status.as_ref().and_then(|s| s.observed_generation) == m.metadata.generation
-}
-
-fn phase(m: &ModelDeployment) -> Option<Phase> {
-    m.status.as_ref()?.phase
-}
-
-fn outcome(m: &ModelDeployment, revision: i64) -> Option<Outcome> {
-    m.status
-        .as_ref()?
-        .history
-        .iter()
-        .find(|e| e.revision == revision)
-        .map(|e| e.outcome)
 }
 
 fn condition(m: &ModelDeployment, t: &str) -> (String, String, String) {
@@ -181,7 +115,7 @@ fn rolled_back(revision: i64) -> impl Fn(&ModelDeployment) -> bool {
 
 #[tokio::test]
 async fn good_to_bad_rolls_back_and_explains_why() {
-    let s = setup("ro-good-bad").await;
+    let s = Setup::new("ro-good-bad").await;
     // A deadline far beyond the test's patience: detection must come from
     // the pods, not from the deadline.
     s.create(version("2.0.1", None), 600).await;
@@ -223,7 +157,7 @@ async fn good_to_bad_rolls_back_and_explains_why() {
     s.wait_template(1).await;
     // The spec still asks for the bad version: the operator never writes it.
     assert_eq!(m.spec.model.version, "2.1.0");
-    let events = s.event_reasons().await;
+    let events = s.events().await;
     assert!(
         events
             .iter()
@@ -262,7 +196,7 @@ async fn good_to_bad_rolls_back_and_explains_why() {
 
 #[tokio::test]
 async fn bad_to_bad_stays_on_the_original_stable_and_image_pull_failures_count() {
-    let s = setup("ro-bad-bad").await;
+    let s = Setup::new("ro-bad-bad").await;
     s.create(version("1.0", None), 600).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
     s.set(version("1.1", Some("image-pull-error"))).await;
@@ -285,7 +219,7 @@ async fn bad_to_bad_stays_on_the_original_stable_and_image_pull_failures_count()
 
 #[tokio::test]
 async fn never_ready_fails_at_the_progress_deadline() {
-    let s = setup("ro-deadline").await;
+    let s = Setup::new("ro-deadline").await;
     s.create(version("1.0", None), 10).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
     s.set(version("1.1", Some("never-ready"))).await;
@@ -304,7 +238,7 @@ async fn never_ready_fails_at_the_progress_deadline() {
 
 #[tokio::test]
 async fn a_bad_first_revision_is_degraded_without_flapping() {
-    let s = setup("ro-first-bad").await;
+    let s = Setup::new("ro-first-bad").await;
     s.create(version("1.0", Some("crash-loop")), 600).await;
     let m = s
         .wait("fail revision 1", |m| {
@@ -336,7 +270,7 @@ async fn a_bad_first_revision_is_degraded_without_flapping() {
 
 #[tokio::test]
 async fn going_back_to_a_known_good_version_reuses_its_revision() {
-    let s = setup("ro-known-good").await;
+    let s = Setup::new("ro-known-good").await;
     s.create(version("1.0", None), 600).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
     s.set(version("2.0", None)).await;
@@ -354,7 +288,7 @@ async fn going_back_to_a_known_good_version_reuses_its_revision() {
 
 #[tokio::test]
 async fn a_version_change_and_a_replicas_change_together() {
-    let s = setup("ro-both").await;
+    let s = Setup::new("ro-both").await;
     s.create(version("1.0", None), 600).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
     let mut both = version("2.0", None);
@@ -378,7 +312,7 @@ async fn a_version_change_and_a_replicas_change_together() {
 
 #[tokio::test]
 async fn pause_holds_the_running_revision_until_resumed() {
-    let s = setup("ro-pause").await;
+    let s = Setup::new("ro-pause").await;
     s.create(version("1.0", None), 600).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
     let mut paused = version("2.0", None);
@@ -403,7 +337,7 @@ async fn pause_holds_the_running_revision_until_resumed() {
 
 #[tokio::test]
 async fn an_explicit_retry_tries_a_failed_revision_again() {
-    let s = setup("ro-retry").await;
+    let s = Setup::new("ro-retry").await;
     s.create(version("1.0", None), 600).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
     s.set(version("2.0", Some("crash-loop"))).await;
@@ -447,7 +381,7 @@ async fn an_explicit_retry_tries_a_failed_revision_again() {
 
 #[tokio::test]
 async fn a_rollout_survives_the_operator_being_killed() {
-    let mut s = setup("ro-kill").await;
+    let mut s = Setup::new("ro-kill").await;
     s.create(version("1.0", None), 15).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
 
@@ -458,9 +392,9 @@ async fn a_rollout_survives_the_operator_being_killed() {
         outcome(m, 2) == Some(Outcome::Progressing)
     })
     .await;
-    s.operator.kill();
+    s.operators[0].kill();
     tokio::time::sleep(Duration::from_secs(5)).await;
-    s.operator.restart();
+    s.operators[0].restart();
     let m = s
         .wait("roll back revision 2 after a restart", rolled_back(2))
         .await;
@@ -480,9 +414,9 @@ async fn a_rollout_survives_the_operator_being_killed() {
     // aim at) finishes after the restart.
     s.set(version("3.0", None)).await;
     tokio::time::sleep(Duration::from_millis(200)).await;
-    s.operator.kill();
+    s.operators[0].kill();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    s.operator.restart();
+    s.operators[0].restart();
     s.wait("make revision 3 stable after a restart", healthy_at(3))
         .await;
 }

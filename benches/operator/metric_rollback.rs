@@ -17,8 +17,9 @@ use serde_json::json;
 
 use crate::convergence::delete_namespace;
 use crate::report::{Row, percentile, sorted};
-use crate::support::gates::{analysis, outcome, phase, setup, stable};
+use crate::support::gates::{Gates, analysis, setup};
 use crate::support::prometheus;
+use crate::support::{outcome, phase, stable};
 
 const NAME: &str = "rollback, failing metric check: template on the bad revision → reverted";
 

@@ -1,14 +1,33 @@
-//! Stand-ins for HTTP services on 127.0.0.1: a webhook receiver and a
-//! Prometheus query API that checks credentials.
+//! Stand-ins for HTTP services on 127.0.0.1, as small axum routers: a
+//! webhook receiver, a Prometheus query API that records credentials, and
+//! the exporter Prometheus scrapes.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
 use serde_json::Value;
+
+use super::eventually;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// A webhook receiver on 127.0.0.1 that keeps every JSON body posted to it.
+/// Serves `router` on a free port of 127.0.0.1 until the task is aborted.
+pub async fn serve(router: Router) -> (u16, tokio::task::JoinHandle<()>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind a stand-in");
+    let port = listener.local_addr().expect("stand-in address").port();
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    (port, task)
+}
+
+/// A webhook receiver that keeps every JSON body posted to it.
 pub struct WebhookSink {
     pub port: u16,
     bodies: Arc<Mutex<Vec<Value>>>,
@@ -17,67 +36,27 @@ pub struct WebhookSink {
 
 impl WebhookSink {
     pub async fn start() -> Self {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let shared = bodies.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
-                let shared = shared.clone();
-                tokio::spawn(async move {
-                    let mut data = Vec::new();
-                    let mut buf = [0u8; 8192];
-                    // Read headers, then as many body bytes as announced.
-                    loop {
-                        let Ok(n) = conn.read(&mut buf).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        data.extend_from_slice(&buf[..n]);
-                        let text = String::from_utf8_lossy(&data).to_string();
-                        if let Some(end) = text.find("\r\n\r\n") {
-                            let length = text[..end]
-                                .lines()
-                                .find_map(|l| {
-                                    let (k, v) = l.split_once(':')?;
-                                    k.eq_ignore_ascii_case("content-length")
-                                        .then(|| v.trim().parse::<usize>().ok())?
-                                })
-                                .unwrap_or(0);
-                            if data.len() >= end + 4 + length {
-                                let body = &data[end + 4..end + 4 + length];
-                                if let Ok(v) = serde_json::from_slice::<Value>(body) {
-                                    shared.lock().unwrap().push(v);
-                                }
-                                let _ = conn
-                                    .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-                                    .await;
-                                return;
-                            }
-                        }
-                    }
-                });
+        async fn receive(State(bodies): State<Arc<Mutex<Vec<Value>>>>, body: Bytes) -> StatusCode {
+            if let Ok(v) = serde_json::from_slice::<Value>(&body) {
+                bodies.lock().unwrap().push(v);
             }
-        });
+            StatusCode::OK
+        }
+        let bodies = Arc::new(Mutex::new(Vec::new()));
+        let router = Router::new().fallback(receive).with_state(bodies.clone());
+        let (port, task) = serve(router).await;
         Self { port, bodies, task }
     }
 
     pub async fn wait_for(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
-        let start = std::time::Instant::now();
-        loop {
+        eventually(&format!("the webhook gets {what}"), TIMEOUT, || async {
             let bodies = self.bodies.lock().unwrap().clone();
-            if let Some(b) = bodies.iter().find(|b| ok(b)) {
-                return b.clone();
+            match bodies.iter().find(|b| ok(b)) {
+                Some(b) => Ok(b.clone()),
+                None => Err(bodies),
             }
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "the webhook never got {what}; it got {bodies:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -93,40 +72,55 @@ impl Drop for WebhookSink {
 pub async fn fake_prometheus(
     value: &str,
 ) -> (u16, Arc<Mutex<Vec<String>>>, tokio::task::JoinHandle<()>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let shared = seen.clone();
+    type Seen = Arc<Mutex<Vec<String>>>;
     let body = format!(
         r#"{{"status":"success","data":{{"resultType":"scalar","result":[0,"{value}"]}}}}"#
     );
-    let task = tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let (shared, body) = (shared.clone(), body.clone());
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 16384];
-                let Ok(n) = conn.read(&mut buf).await else {
-                    return;
-                };
-                let request = String::from_utf8_lossy(&buf[..n]).to_string();
-                let auth = request
-                    .lines()
-                    .find_map(|l| {
-                        l.strip_prefix("authorization: ")
-                            .or_else(|| l.strip_prefix("Authorization: "))
-                    })
-                    .unwrap_or("")
-                    .trim()
-                    .to_string();
-                shared.lock().unwrap().push(auth);
-                let response = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = conn.write_all(response.as_bytes()).await;
-            });
-        }
-    });
+    let seen: Seen = Arc::new(Mutex::new(Vec::new()));
+    let answer = move |State(seen): State<Seen>, headers: HeaderMap| async move {
+        let auth = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        seen.lock().unwrap().push(auth);
+        ([(header::CONTENT_TYPE, "application/json")], body)
+    };
+    let router = Router::new().fallback(answer).with_state(seen.clone());
+    let (port, task) = serve(router).await;
     (port, seen, task)
+}
+
+/// Exposition text the test sets, for Prometheus to scrape.
+pub struct Exporter {
+    pub port: u16,
+    body: Arc<Mutex<String>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Exporter {
+    pub async fn start(initial: &str) -> Self {
+        async fn expose(
+            State(body): State<Arc<Mutex<String>>>,
+        ) -> impl axum::response::IntoResponse {
+            let text = body.lock().map(|b| b.clone()).unwrap_or_default();
+            ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
+        }
+        let body = Arc::new(Mutex::new(initial.to_string()));
+        let router = Router::new().fallback(expose).with_state(body.clone());
+        let (port, task) = serve(router).await;
+        Self { port, body, task }
+    }
+
+    pub fn set(&self, text: &str) {
+        if let Ok(mut b) = self.body.lock() {
+            *b = text.to_string();
+        }
+    }
+}
+
+impl Drop for Exporter {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
 }

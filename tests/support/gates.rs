@@ -1,13 +1,9 @@
-//! Shared setup of the metric-gate tests: an operator with a known metrics
-//! port, a test exporter scraped by the real Prometheus, and helpers to read
-//! what the real Alertmanager holds.
+//! What the metric-gate tests share: their `Setup` (with a test exporter
+//! scraped by the real Prometheus), their ModelDeployment `m`, and helpers to
+//! read what the real Alertmanager holds.
 
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::events::v1::Event;
-use kube::api::{ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
 use model_operator::api::{ModelDeployment, Outcome, Phase};
 use serde_json::{Value, json};
 
@@ -26,49 +22,27 @@ pub fn alertmanager() -> String {
 pub const ERROR_RATE: &str =
     r#"max(model_error_ratio{namespace="{{namespace}}",model_version="{{version}}"})"#;
 
-pub struct Setup {
-    pub client: Client,
-    pub ns: TestNamespace,
-    pub operator: Operator,
-    pub metrics_port: u16,
-    pub mds: Api<ModelDeployment>,
-    pub deployments: Api<Deployment>,
-    pub exporter: Exporter,
-    pub _target: ScrapeTarget,
-}
-
+/// A metric-gate test's world: the namespace, one operator and a test
+/// exporter scraped by the real Prometheus.
 pub async fn setup(prefix: &str) -> Setup {
-    let client = client().await;
-    ensure_crd(&client).await;
-    let ns = TestNamespace::new(&client, prefix).await;
-    let metrics_port = free_port();
-    let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    let operator = Operator::start_with(
-        &ns.name,
-        &[
-            "--metrics-addr",
-            &metrics_addr,
-            "--health-addr",
-            "127.0.0.1:0",
-        ],
-    );
-    let exporter = Exporter::start("").await;
-    let target = ScrapeTarget::add(&format!("exporter-{}", ns.name), exporter.port, json!({}));
-    Setup {
-        mds: Api::namespaced(client.clone(), &ns.name),
-        deployments: Api::namespaced(client.clone(), &ns.name),
-        client,
-        ns,
-        operator,
-        metrics_port,
-        exporter,
-        _target: target,
-    }
+    Setup::builder(prefix).exporter().start().await
 }
 
-impl Setup {
+/// What the metric-gate tests do with their ModelDeployment `m`.
+pub trait Gates {
+    fn error_rates(&self, rates: &[(&str, f64)]);
+    async fn scraped(&self, version: &str, rate: Option<f64>);
+    async fn create(&self, version: &str, analysis: Value, alerts: Value);
+    async fn set_version(&self, version: &str);
+    async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment;
+    async fn alertmanager_alerts(&self) -> Vec<Value>;
+    async fn wait_alert(&self, labels: Value) -> Value;
+    async fn wait_alert_resolved(&self, labels: Value);
+}
+
+impl Gates for Setup {
     /// The exporter serves these error ratios, by model version.
-    pub fn error_rates(&self, rates: &[(&str, f64)]) {
+    fn error_rates(&self, rates: &[(&str, f64)]) {
         let text: String = rates
             .iter()
             .map(|(version, rate)| {
@@ -78,30 +52,30 @@ impl Setup {
                 )
             })
             .collect();
-        self.exporter.set(&text);
+        self.exporter
+            .as_ref()
+            .expect("a metric-gate Setup has an exporter")
+            .set(&text);
     }
 
     /// Waits until Prometheus has scraped the value the exporter now serves.
-    pub async fn scraped(&self, version: &str, rate: Option<f64>) {
+    async fn scraped(&self, version: &str, rate: Option<f64>) {
         let query = format!(
             r#"max(model_error_ratio{{namespace="{}",model_version="{version}"}})"#,
             self.ns.name
         );
-        let start = std::time::Instant::now();
-        loop {
-            let got = prometheus_query(&query).await.expect("Prometheus answers");
-            if got == rate {
-                return;
-            }
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "Prometheus never saw {query} = {rate:?} (last {got:?})"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        eventually(
+            &format!("Prometheus sees {query} = {rate:?}"),
+            TIMEOUT,
+            || async {
+                let got = prometheus_query(&query).await.expect("Prometheus answers");
+                if got == rate { Ok(()) } else { Err(got) }
+            },
+        )
+        .await
     }
 
-    pub async fn create(&self, version: &str, analysis: Value, alerts: Value) {
+    async fn create(&self, version: &str, analysis: Value, alerts: Value) {
         let md: ModelDeployment = serde_json::from_value(json!({
             "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"},
             "spec": {
@@ -111,58 +85,22 @@ impl Setup {
             },
         }))
         .unwrap();
-        self.mds
-            .create(&PostParams::default(), &md)
-            .await
-            .expect("create");
+        self.create_md(&md).await;
     }
 
-    pub async fn set(&self, spec: Value) {
-        self.mds
-            .patch(
-                "m",
-                &PatchParams::default(),
-                &Patch::Merge(json!({"spec": spec})),
-            )
-            .await
-            .expect("patch");
-    }
-
-    pub async fn set_version(&self, version: &str) {
+    async fn set_version(&self, version: &str) {
         self.set(json!({"model": {"version": version}})).await;
     }
 
-    pub async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment {
+    async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment {
         wait_for(&self.mds, "m", what, TIMEOUT, |m| {
             m.status.as_ref().and_then(|s| s.observed_generation) == m.metadata.generation && ok(m)
         })
         .await
     }
 
-    pub async fn wait_template(&self, revision: i64) {
-        wait_for(
-            &self.deployments,
-            "m",
-            &format!("run revision {revision}"),
-            TIMEOUT,
-            |d| model_operator::resources::revision_of(d) == Some(revision),
-        )
-        .await;
-    }
-
-    pub async fn events(&self) -> Vec<(String, String)> {
-        Api::<Event>::namespaced(self.client.clone(), &self.ns.name)
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-            .collect()
-    }
-
     /// The alerts Alertmanager holds for this test's namespace, active or not.
-    pub async fn alertmanager_alerts(&self) -> Vec<Value> {
+    async fn alertmanager_alerts(&self) -> Vec<Value> {
         let filter = format!("namespace=\"{}\"", self.ns.name);
         let alerts: Value = reqwest::Client::new()
             .get(format!("{}/api/v2/alerts", alertmanager()))
@@ -178,38 +116,31 @@ impl Setup {
 
     /// Waits until Alertmanager holds an alert with these labels (and any
     /// others) and returns it.
-    pub async fn wait_alert(&self, labels: Value) -> Value {
-        let start = std::time::Instant::now();
-        loop {
+    async fn wait_alert(&self, labels: Value) -> Value {
+        let what = format!("Alertmanager holds an alert with {labels}");
+        eventually(&what, TIMEOUT, || async {
             let alerts = self.alertmanager_alerts().await;
-            if let Some(a) = alerts.iter().find(|a| has_labels(a, &labels)) {
-                return a.clone();
+            match alerts.iter().find(|a| has_labels(a, &labels)) {
+                Some(a) => Ok(a.clone()),
+                None => Err(alerts),
             }
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "Alertmanager never got an alert with {labels}; it has {alerts:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        })
+        .await
     }
 
     /// Waits until no active alert with these labels is left.
-    pub async fn wait_alert_resolved(&self, labels: Value) {
-        let start = std::time::Instant::now();
-        loop {
+    async fn wait_alert_resolved(&self, labels: Value) {
+        eventually(&format!("alert {labels} is resolved"), TIMEOUT, || async {
             let alerts = self.alertmanager_alerts().await;
-            let active = alerts
+            match alerts
                 .iter()
-                .find(|a| has_labels(a, &labels) && a["status"]["state"] == "active");
-            if active.is_none() {
-                return;
+                .find(|a| has_labels(a, &labels) && a["status"]["state"] == "active")
+            {
+                Some(active) => Err(active.clone()),
+                None => Ok(()),
             }
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "alert {labels} never resolved: {active:#?}"
-            );
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
+        })
+        .await
     }
 }
 
@@ -235,23 +166,6 @@ pub fn analysis(extra: Value, max: f64, increase: Option<f64>) -> Value {
         }
     }
     a
-}
-
-pub fn stable(m: &ModelDeployment) -> Option<i64> {
-    m.status.as_ref()?.stable_revision
-}
-
-pub fn phase(m: &ModelDeployment) -> Option<Phase> {
-    m.status.as_ref()?.phase
-}
-
-pub fn outcome(m: &ModelDeployment, revision: i64) -> Option<Outcome> {
-    let status = m.status.as_ref()?;
-    status
-        .history
-        .iter()
-        .find(|e| e.revision == revision)
-        .map(|e| e.outcome)
 }
 
 pub fn webhook_alert<'a>(body: &'a Value, status: &str, alertname: &str) -> Option<&'a Value> {

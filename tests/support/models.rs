@@ -1,0 +1,61 @@
+//! ModelDeployments the tests share, and what their status says.
+
+use std::time::Duration;
+
+use kube::Api;
+use kube::api::PostParams;
+
+use model_operator::api::{ModelDeployment, Outcome, Phase};
+
+use super::wait_for;
+
+/// The smallest valid ModelDeployment: model 1.0 on image srv:1.
+pub fn minimal_model(name: &str) -> ModelDeployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
+        "spec": {"model": {"version": "1.0"}, "server": {"image": "srv:1"}},
+    }))
+    .expect("ModelDeployment")
+}
+
+/// How revision `revision` of `m` ended (or that it is still rolling out),
+/// from its status history.
+pub fn outcome(m: &ModelDeployment, revision: i64) -> Option<Outcome> {
+    m.status
+        .as_ref()?
+        .history
+        .iter()
+        .find(|e| e.revision == revision)
+        .map(|e| e.outcome)
+}
+
+pub fn phase(m: &ModelDeployment) -> Option<Phase> {
+    m.status.as_ref()?.phase
+}
+
+/// The revision status calls stable.
+pub fn stable(m: &ModelDeployment) -> Option<i64> {
+    m.status.as_ref()?.stable_revision
+}
+
+/// Creates ModelDeployment `m` (version 1 on `srv:1`, 2 replicas, a 600 s
+/// progress deadline) and waits until revision 1 is stable.
+pub async fn create_stable_m(mds: &Api<ModelDeployment>) {
+    let md: ModelDeployment = serde_json::from_value(serde_json::json!({
+        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"},
+        "spec": {"model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": 2,
+                 "rollout": {"maxSurge": 1, "maxUnavailable": 0, "progressDeadlineSeconds": 600}},
+    }))
+    .expect("manifest");
+    mds.create(&PostParams::default(), &md)
+        .await
+        .expect("create m");
+    wait_for(
+        mds,
+        "m",
+        "make revision 1 stable",
+        Duration::from_secs(120),
+        |m| outcome(m, 1) == Some(Outcome::Stable),
+    )
+    .await;
+}

@@ -1,0 +1,162 @@
+//! One test's world: a fresh namespace, typed APIs into it, the operator
+//! replicas watching it (each with known metrics and health addresses), and,
+//! for metric gates, an exporter the real Prometheus scrapes.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use model_operator::api::ModelDeployment;
+
+use super::*;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+pub struct Setup {
+    pub client: Client,
+    pub ns: TestNamespace,
+    pub mds: Api<ModelDeployment>,
+    pub deployments: Api<Deployment>,
+    pub services: Api<Service>,
+    pub hpas: Api<HorizontalPodAutoscaler>,
+    /// The operator processes watching the namespace: one unless
+    /// `Builder::replicas` asked for more.
+    pub operators: Vec<Operator>,
+    /// A Prometheus scrape target whose exposition text the test sets
+    /// (`Builder::exporter`).
+    pub exporter: Option<Exporter>,
+    _target: Option<ScrapeTarget>,
+}
+
+/// What a test needs besides the namespace.
+pub struct Builder {
+    prefix: String,
+    args: Vec<String>,
+    replicas: usize,
+    exporter: bool,
+}
+
+impl Builder {
+    /// Extra flags for every operator replica.
+    pub fn args(mut self, args: &[&str]) -> Self {
+        self.args.extend(args.iter().map(|a| a.to_string()));
+        self
+    }
+
+    /// `n` replicas (leader election), named `a`, `b`, ...
+    pub fn replicas(mut self, n: usize) -> Self {
+        self.replicas = n;
+        self
+    }
+
+    /// A test exporter scraped by the local Prometheus.
+    pub fn exporter(mut self) -> Self {
+        self.exporter = true;
+        self
+    }
+
+    pub async fn start(self) -> Setup {
+        let client = client().await;
+        ensure_crd(&client).await;
+        let ns = TestNamespace::new(&client, &self.prefix).await;
+        let args: Vec<&str> = self.args.iter().map(String::as_str).collect();
+        let operators = match self.replicas {
+            1 => vec![Operator::start_with(&ns.name, &args)],
+            n => (0..n)
+                .map(|i| {
+                    let name = char::from(b'a' + i as u8).to_string();
+                    Operator::start_replica(&ns.name, &name, &args)
+                })
+                .collect(),
+        };
+        let (exporter, target) = if self.exporter {
+            let exporter = Exporter::start("").await;
+            let target =
+                ScrapeTarget::add(&format!("exporter-{}", ns.name), exporter.port, json!({}));
+            (Some(exporter), Some(target))
+        } else {
+            (None, None)
+        };
+        Setup {
+            mds: Api::namespaced(client.clone(), &ns.name),
+            deployments: Api::namespaced(client.clone(), &ns.name),
+            services: Api::namespaced(client.clone(), &ns.name),
+            hpas: Api::namespaced(client.clone(), &ns.name),
+            client,
+            ns,
+            operators,
+            exporter,
+            _target: target,
+        }
+    }
+}
+
+impl Setup {
+    /// A namespace named after `prefix` with one operator watching it.
+    pub async fn new(prefix: &str) -> Self {
+        Self::builder(prefix).start().await
+    }
+
+    pub fn builder(prefix: &str) -> Builder {
+        Builder {
+            prefix: prefix.to_string(),
+            args: Vec::new(),
+            replicas: 1,
+            exporter: false,
+        }
+    }
+
+    pub async fn create_md(&self, md: &ModelDeployment) -> ModelDeployment {
+        self.mds
+            .create(&PostParams::default(), md)
+            .await
+            .expect("create ModelDeployment")
+    }
+
+    /// Merges `spec` into the spec of ModelDeployment `name`.
+    pub async fn patch_spec(&self, name: &str, spec: Value) {
+        self.mds
+            .patch(
+                name,
+                &PatchParams::default(),
+                &Patch::Merge(json!({"spec": spec})),
+            )
+            .await
+            .expect("patch spec");
+    }
+
+    /// `patch_spec` of the test's main ModelDeployment, `m`.
+    pub async fn set(&self, spec: Value) {
+        self.patch_spec("m", spec).await;
+    }
+
+    /// Waits until the Deployment `m` runs revision `revision`.
+    pub async fn wait_template(&self, revision: i64) -> Deployment {
+        wait_for(
+            &self.deployments,
+            "m",
+            &format!("run revision {revision}"),
+            TIMEOUT,
+            |d| model_operator::resources::revision_of(d) == Some(revision),
+        )
+        .await
+    }
+
+    /// Every Event in the namespace: (reason, note).
+    pub async fn events(&self) -> Vec<(String, String)> {
+        Api::<Event>::namespaced(self.client.clone(), &self.ns.name)
+            .list(&ListParams::default())
+            .await
+            .expect("list events")
+            .items
+            .into_iter()
+            .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+            .collect()
+    }
+}
