@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::analysis::duration;
 use crate::analysis::template::{self, Vars};
-use crate::api::{AnalysisSpec, ModelDeploymentSpec};
+use crate::api::{AnalysisSpec, CanarySpec, ModelDeploymentSpec, RolloutStrategy};
+use crate::rollout::canary::Step;
 
 /// What the reconcile uses of a spec beyond its plain fields, parsed once
 /// here: nothing later re-parses the spec or falls back to a default.
@@ -18,6 +19,8 @@ use crate::api::{AnalysisSpec, ModelDeploymentSpec};
 pub struct Validated {
     /// `spec.rollout.analysis`'s durations, when analysis is configured.
     pub analysis: Option<Timing>,
+    /// The canary's steps, when the strategy is Canary.
+    pub canary: Option<Vec<Step>>,
 }
 
 /// The analysis' durations.
@@ -52,7 +55,39 @@ pub fn spec(spec: &ModelDeploymentSpec) -> Result<Validated, String> {
         .as_ref()
         .map(analysis_spec)
         .transpose()?;
-    Ok(Validated { analysis })
+    let canary = match spec.rollout.strategy {
+        RolloutStrategy::Canary => Some(canary_steps(spec.rollout.canary.as_ref())?),
+        RolloutStrategy::RollingUpdate => None,
+    };
+    Ok(Validated { analysis, canary })
+}
+
+/// The steps as typed values. The CRD already refuses an empty plan, a
+/// weight outside 0–100 and a malformed duration; this parses them once.
+fn canary_steps(canary: Option<&CanarySpec>) -> Result<Vec<Step>, String> {
+    let canary =
+        canary.ok_or("spec.rollout.strategy is Canary but spec.rollout.canary is missing")?;
+    if canary.steps.is_empty() {
+        return Err("spec.rollout.canary.steps must not be empty".into());
+    }
+    canary
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(n, step)| match (step.set_weight, &step.pause) {
+            (Some(w), None) if (0..=100).contains(&w) => Ok(Step::SetWeight(w)),
+            (None, Some(pause)) => pause
+                .duration
+                .as_deref()
+                .map(duration::parse)
+                .transpose()
+                .map(Step::Pause)
+                .map_err(|why| format!("spec.rollout.canary.steps[{n}].pause.duration: {why}")),
+            _ => Err(format!(
+                "spec.rollout.canary.steps[{n}] must be setWeight (0 to 100) or pause"
+            )),
+        })
+        .collect()
 }
 
 /// Durations and query templates: the CRD checks their shape, this checks

@@ -135,6 +135,7 @@ fn converged_status(md: &ModelDeployment, deployment: &Deployment) -> ModelDeplo
         }],
         analysis: None,
         alerts: Vec::new(),
+        canary: None,
     };
     let observed = Observed {
         md,

@@ -55,10 +55,15 @@ fn snapshot(
         name: "fraud".into(),
         previous,
         deployment: None,
+        canary_deployment: None,
         current,
+        stable_running: current,
+        canary_is_current: false,
         health: Health::Rolling,
         known,
         retry_token: None,
+        promotion: None,
+        abort: None,
         now: Time(Timestamp::from_second(1_000).unwrap()),
     }
 }
@@ -83,7 +88,7 @@ fn stable_on_1() -> Revisions {
 #[test]
 fn a_first_rollout_is_acted_on_before_it_is_written_and_announced_by_its_children() {
     let seen = snapshot("1.0", None, Revisions::default(), vec![revision(1, "1.0")]);
-    let plan = plan(&seen, 1, &passed()).unwrap();
+    let plan = plan(&seen, 1, &passed(), None).unwrap();
     assert_eq!(plan.decision.target, 1);
     assert!(!plan.persist_first, "nothing a crash could undo");
     assert!(plan.announcements.is_empty(), "the Created event says it");
@@ -101,7 +106,7 @@ fn a_new_version_over_a_stable_one_is_written_first_and_announced() {
         stable_on_1(),
         vec![revision(1, "1.0"), revision(2, "2.0")],
     );
-    let plan = plan(&seen, 2, &passed()).unwrap();
+    let plan = plan(&seen, 2, &passed(), None).unwrap();
     assert_eq!(plan.decision.target, 2);
     assert_eq!(plan.target.model.version, "2.0");
     assert!(plan.persist_first);
@@ -130,7 +135,7 @@ fn a_crash_loop_rolls_back_to_the_stable_template_written_first_and_counted() {
         reason: "CrashLoopBackOff",
         message: "1/1 new pods in CrashLoopBackOff".into(),
     });
-    let plan = plan(&seen, 2, &passed()).unwrap();
+    let plan = plan(&seen, 2, &passed(), None).unwrap();
     assert_eq!(plan.decision.target, 1);
     assert_eq!(
         plan.target.model.version, "1.0",
@@ -159,7 +164,7 @@ fn a_crash_loop_rolls_back_to_the_stable_template_written_first_and_counted() {
 fn a_converged_pass_plans_nothing() {
     let mut seen = snapshot("1.0", Some(1), stable_on_1(), vec![revision(1, "1.0")]);
     seen.health = Health::Complete;
-    let plan = plan(&seen, 1, &passed()).unwrap();
+    let plan = plan(&seen, 1, &passed(), None).unwrap();
     assert_eq!(plan.revisions, seen.previous);
     assert!(!plan.persist_first);
     assert!(plan.announcements.is_empty());
@@ -176,7 +181,7 @@ fn completing_the_first_rollout_is_counted_not_written_first() {
     };
     let mut seen = snapshot("1.0", Some(1), previous, vec![revision(1, "1.0")]);
     seen.health = Health::Complete;
-    let plan = plan(&seen, 1, &passed()).unwrap();
+    let plan = plan(&seen, 1, &passed(), None).unwrap();
     assert_eq!(plan.revisions.stable, Some(1));
     assert!(!plan.persist_first, "no template changes");
     assert_eq!(plan.outcomes.len(), 1);
@@ -190,7 +195,7 @@ fn an_analysis_round_sets_the_requeue() {
         next_round: Some(std::time::Duration::from_secs(7)),
         ..passed()
     };
-    let plan = plan(&seen, 1, &analysed).unwrap();
+    let plan = plan(&seen, 1, &analysed, None).unwrap();
     assert_eq!(plan.requeue, std::time::Duration::from_secs(7));
 }
 
@@ -207,7 +212,7 @@ fn rolling_back_to_a_revision_without_its_snapshot_is_an_error_not_a_guess() {
         message: "x".into(),
     });
     assert!(matches!(
-        plan(&seen, 2, &passed()),
+        plan(&seen, 2, &passed(), None),
         Err(Error::MissingRevision { revision: 1 })
     ));
 }

@@ -1,0 +1,198 @@
+//! The canary part of the plan: from the rollout decision and the canary's
+//! step, what the stable and canary Deployments run. Pure; `act` applies it.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+
+use super::observe::Snapshot;
+use crate::analysis::schedule::Analysed;
+use crate::api::{CanaryStatus, ServedVersion};
+use crate::gates::{Failure, Gate};
+use crate::reasons;
+use crate::resources;
+use crate::rollout::canary::{self, Inputs, Step};
+use crate::rollout::decide::Decision;
+use crate::rollout::{Progress, progress};
+
+/// What the canary Deployment should be.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CanaryChild {
+    /// There is none and none is wanted.
+    None,
+    /// Run `served` as `revision` with exactly `replicas` pods (0 after an
+    /// abort: kept, scaled to zero, for inspection).
+    Run {
+        revision: i64,
+        served: Box<ServedVersion>,
+        replicas: i32,
+    },
+    /// Leave it as it is: the promoted revision's canary keeps serving
+    /// until the stable Deployment runs that revision on every pod.
+    Keep,
+    /// Delete it: promotion is complete, or the strategy is RollingUpdate.
+    Remove,
+}
+
+/// The canary's share of one plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CanaryPlan {
+    pub status: Option<CanaryStatus>,
+    pub child: CanaryChild,
+    /// The revision the stable Deployment runs while a canary runs; `None`:
+    /// the decided revision, as with RollingUpdate.
+    pub stable: Option<(i64, ServedVersion)>,
+    /// When a pause with a duration ends.
+    pub requeue: Option<Duration>,
+}
+
+impl CanaryPlan {
+    fn rolling(seen: &Snapshot) -> Self {
+        Self {
+            status: None,
+            child: match seen.canary_deployment {
+                Some(_) => CanaryChild::Remove,
+                None => CanaryChild::None,
+            },
+            stable: None,
+            requeue: None,
+        }
+    }
+}
+
+/// Before the decision: the running canary's next step, and the gate the
+/// decision sees (pending until the last step; failed on a failed check or
+/// an abort by hand, at any step).
+pub fn step(seen: &Snapshot, steps: &[Step], analysed: &Analysed) -> (Option<CanaryStatus>, Gate) {
+    let gate = analysed.gate.clone();
+    let Some(current) = seen.current.filter(|_| seen.canary_is_current) else {
+        return (None, gate);
+    };
+    let status = canary::advance(&Inputs {
+        steps,
+        revision: current,
+        stored: seen.previous.canary.as_ref(),
+        stable_replicas: stable_replicas(seen),
+        canary_available: available(seen.canary_deployment.as_deref()),
+        analysis: analysed.status.as_ref(),
+        gated: seen.md.spec.rollout.analysis.is_some(),
+        promotion: seen.promotion,
+        now: &seen.now,
+    });
+    let aborted = (seen.abort == Some(current)).then(|| Failure {
+        reason: reasons::ABORTED,
+        message: format!(
+            "canary aborted by hand at {} (kubectl model abort)",
+            status.summary
+        ),
+    });
+    let gate = canary::gate(&status, gate, aborted);
+    (Some(status), gate)
+}
+
+/// After the decision: what each Deployment runs.
+pub fn children(
+    seen: &Snapshot,
+    steps: Option<&[Step]>,
+    stepped: Option<CanaryStatus>,
+    decision: &Decision,
+    requested: i64,
+) -> CanaryPlan {
+    let Some(steps) = steps else {
+        return CanaryPlan::rolling(seen);
+    };
+    let target = decision.target;
+    let stable_replicas = stable_replicas(seen);
+    match decision.stable {
+        // A revision other than the Stable one runs: as the canary, next
+        // to the Stable revision.
+        Some(stable) if stable != target => {
+            let (Some(served), Some(stable_served)) = (
+                seen.served_of(target, requested),
+                seen.served_of(stable, requested),
+            ) else {
+                return CanaryPlan::rolling(seen);
+            };
+            let status = stepped
+                .filter(|s| s.revision == target)
+                .unwrap_or_else(|| canary::status_at(steps, target, 0, seen.now.clone()));
+            CanaryPlan {
+                requeue: canary::pause_left(steps, &status, &seen.now),
+                child: CanaryChild::Run {
+                    revision: target,
+                    served: Box::new(served.clone()),
+                    replicas: canary::replicas(status.weight, stable_replicas),
+                },
+                status: Some(status),
+                stable: Some((stable, stable_served.clone())),
+            }
+        }
+        // The Stable revision (or a first rollout) runs in the stable
+        // Deployment; a canary left over was promoted or aborted.
+        _ => {
+            let left = seen
+                .canary_deployment
+                .as_deref()
+                .and_then(resources::revision_of);
+            let child = match left {
+                None => CanaryChild::None,
+                Some(c) if c == target => match stable_runs(seen.deployment.as_deref(), target) {
+                    true => CanaryChild::Remove,
+                    false => CanaryChild::Keep,
+                },
+                Some(c) => match seen.served_of(c, requested) {
+                    Some(served) => CanaryChild::Run {
+                        revision: c,
+                        served: Box::new(served.clone()),
+                        replicas: 0,
+                    },
+                    None => CanaryChild::Remove,
+                },
+            };
+            CanaryPlan {
+                status: None,
+                child,
+                stable: None,
+                requeue: None,
+            }
+        }
+    }
+}
+
+/// The stable Deployment runs `revision` on every pod, all available.
+fn stable_runs(deployment: Option<&Deployment>, revision: i64) -> bool {
+    deployment.is_some_and(|d| {
+        resources::revision_of(d) == Some(revision) && progress(d) == Progress::Complete
+    })
+}
+
+/// The stable Deployment's pod count: the spec's, or the HPA's while
+/// autoscaled (read from the Deployment, whose replicas the HPA owns).
+fn stable_replicas(seen: &Snapshot) -> i32 {
+    match seen.md.spec.autoscaling {
+        Some(_) => seen
+            .deployment
+            .as_deref()
+            .and_then(|d| d.spec.as_ref()?.replicas)
+            .unwrap_or(1),
+        None => seen.md.spec.replicas,
+    }
+}
+
+/// Available pods of the canary's current template: none until the
+/// Deployment controller has seen its latest spec.
+fn available(deployment: Option<&Deployment>) -> i32 {
+    let Some(d) = deployment else {
+        return 0;
+    };
+    let Some(status) = d.status.as_ref() else {
+        return 0;
+    };
+    if status.observed_generation < d.metadata.generation {
+        return 0;
+    }
+    status
+        .available_replicas
+        .unwrap_or(0)
+        .min(status.updated_replicas.unwrap_or(0))
+}
