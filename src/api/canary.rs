@@ -109,6 +109,11 @@ pub struct CanaryStatus {
     pub steps: i32,
     /// Percent of the traffic on the canary now.
     pub weight: i32,
+    /// When this canary started; `kubectl model promote` and `abort` name
+    /// it, so an annotation left from an earlier canary of the same revision
+    /// acts on nothing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<Time>,
     /// When the current step started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub step_started_at: Option<Time>,

@@ -9,10 +9,12 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::api::{Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
+use model_operator::api::CanaryStatus;
 use model_operator::api::{
     AnalysisStatus, FiringAlert, ModelDeployment, ModelDeploymentStatus, Outcome,
 };
-use model_operator::resources::labels::RETRY_ANNOTATION;
+use model_operator::resources::labels::{ABORT_ANNOTATION, PROMOTE_ANNOTATION, RETRY_ANNOTATION};
+use model_operator::rollout::canary::{Attempt, Promotion};
 use model_operator::rollout::revision;
 use serde_json::json;
 
@@ -51,6 +53,17 @@ enum Command {
     },
     /// Try a failed revision again.
     Retry { name: String },
+    /// End the canary's current step (a pause without duration waits for
+    /// this); with --full, skip every remaining step.
+    Promote {
+        name: String,
+        /// Skip every remaining step: the canary is promoted once its
+        /// analysis passes.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Roll the canary back now (recorded as RolledBack, reason Aborted).
+    Abort { name: String },
     /// Hold the running revision; spec changes wait.
     Pause { name: String },
     /// Let spec changes roll out again.
@@ -124,9 +137,99 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{name}: retry requested ({RETRY_ANNOTATION}={token}).");
             Ok(())
         }
+        Command::Promote { name, full } => {
+            let md = mds.get(&name).await.map_err(|e| explain(e, &name))?;
+            let canary = running_canary(&md)?;
+            let attempt = Attempt::of(&canary);
+            let promotion = match full {
+                true => Promotion::Full { canary: attempt },
+                false => Promotion::Step {
+                    canary: attempt,
+                    index: canary.step_index,
+                },
+            };
+            annotate(&mds, &name, PROMOTE_ANNOTATION, &promotion.value(), explain).await?;
+            let what = match full {
+                true => "every remaining step skipped".to_string(),
+                false => format!("step {}/{} ends", canary.step_index + 1, canary.steps),
+            };
+            println!("{name}: revision {} promoted: {what}.", canary.revision);
+            Ok(())
+        }
+        Command::Abort { name } => {
+            let md = mds.get(&name).await.map_err(|e| explain(e, &name))?;
+            let canary = running_canary(&md)?;
+            let value = Attempt::of(&canary).value();
+            annotate(&mds, &name, ABORT_ANNOTATION, &value, explain).await?;
+            println!(
+                "{name}: canary of revision {} aborted; the stable revision takes all traffic.",
+                canary.revision
+            );
+            Ok(())
+        }
         Command::Pause { name } => set_paused(&mds, &name, true, explain).await,
         Command::Resume { name } => set_paused(&mds, &name, false, explain).await,
     }
+}
+
+/// The canary rolling out now, or why there is none.
+fn running_canary(md: &ModelDeployment) -> Result<CanaryStatus, String> {
+    md.status
+        .as_ref()
+        .and_then(|s| s.canary.clone())
+        .filter(|c| c.step_index < c.steps)
+        .ok_or_else(|| {
+            format!(
+                "{} has no canary at a step now (see kubectl model status)",
+                md.metadata.name.clone().unwrap_or_default()
+            )
+        })
+}
+
+async fn annotate(
+    mds: &Api<ModelDeployment>,
+    name: &str,
+    key: &str,
+    value: &str,
+    explain: impl Fn(kube::Error, &str) -> String,
+) -> Result<(), String> {
+    let patch = json!({"metadata": {"annotations": {key: value}}});
+    mds.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+        .await
+        .map(|_| ())
+        .map_err(|e| explain(e, name))
+}
+
+/// The canary's step plan, the current step marked.
+fn step_plan(md: &ModelDeployment, canary: &CanaryStatus) -> String {
+    let Some(spec) = md.spec.rollout.canary.as_ref() else {
+        return String::new();
+    };
+    let mut out = String::from(
+        "
+STEP  WHAT
+",
+    );
+    for (n, step) in spec.steps.iter().enumerate() {
+        let marker = match i32::try_from(n) == Ok(canary.step_index) {
+            true => "> ",
+            false => "  ",
+        };
+        let what = match (&step.set_weight, &step.pause) {
+            (Some(w), _) => format!("setWeight {w}%"),
+            (None, Some(p)) => match &p.duration {
+                Some(d) => format!("pause {d}"),
+                None => "pause (until kubectl model promote)".to_string(),
+            },
+            (None, None) => "-".to_string(),
+        };
+        out.push_str(&format!(
+            "{marker}{:<4}{what}
+",
+            n + 1
+        ));
+    }
+    out
 }
 
 /// Sets the spec's served version back to a revision's snapshot.
@@ -306,6 +409,9 @@ fn status_table(md: &ModelDeployment) -> String {
             opt(s.update_revision)
         ),
     );
+    if let Some(canary) = &s.canary {
+        row(&mut out, "CANARY", canary.summary.clone());
+    }
     row(&mut out, "URL", s.url.clone().unwrap_or_default());
     let generation = md.metadata.generation.unwrap_or(0);
     if s.observed_generation.unwrap_or(0) < generation {
@@ -317,6 +423,9 @@ fn status_table(md: &ModelDeployment) -> String {
                 opt(s.observed_generation)
             ),
         );
+    }
+    if let Some(canary) = &s.canary {
+        out.push_str(&step_plan(md, canary));
     }
     out.push_str(&format!(
         "\n{:<12} {:<7} {:<24} MESSAGE\n",

@@ -130,21 +130,6 @@ async fn apply_canary(
             let cached = seen.canary_deployment.clone();
             ensure(api, "Deployment", desired, cached).await.map(Some)
         }
-        CanaryChild::Remove => {
-            // Only a canary this ModelDeployment owns (observe checked the
-            // owner reference) is ever deleted.
-            if let Some(canary) = &seen.canary_deployment {
-                match api
-                    .delete(&canary.name_any(), &DeleteParams::background())
-                    .await
-                {
-                    Ok(_) => {}
-                    Err(kube::Error::Api(s)) if s.code == 404 => {}
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            Ok(None)
-        }
     }
 }
 

@@ -11,7 +11,7 @@ use crate::api::{CanaryStatus, ServedVersion};
 use crate::gates::{Failure, Gate};
 use crate::reasons;
 use crate::resources;
-use crate::rollout::canary::{self, Inputs, Step};
+use crate::rollout::canary::{self, Attempt, Inputs, Step};
 use crate::rollout::decide::Decision;
 use crate::rollout::{Progress, progress};
 
@@ -20,8 +20,11 @@ use crate::rollout::{Progress, progress};
 pub enum CanaryChild {
     /// There is none and none is wanted.
     None,
-    /// Run `served` as `revision` with exactly `replicas` pods (0 after an
-    /// abort: kept, scaled to zero, for inspection).
+    /// Run `served` as `revision` with exactly `replicas` pods. A canary
+    /// that is no longer wanted (aborted, promoted, or the strategy changed)
+    /// is scaled to 0, not deleted: the operator may not delete
+    /// Deployments (garbage collection does that with the ModelDeployment),
+    /// and the next canary reuses it.
     Run {
         revision: i64,
         served: Box<ServedVersion>,
@@ -30,8 +33,6 @@ pub enum CanaryChild {
     /// Leave it as it is: the promoted revision's canary keeps serving
     /// until the stable Deployment runs that revision on every pod.
     Keep,
-    /// Delete it: promotion is complete, or the strategy is RollingUpdate.
-    Remove,
 }
 
 /// The canary's share of one plan.
@@ -47,16 +48,33 @@ pub struct CanaryPlan {
 }
 
 impl CanaryPlan {
-    fn rolling(seen: &Snapshot) -> Self {
+    fn rolling(seen: &Snapshot, requested: i64) -> Self {
         Self {
             status: None,
-            child: match seen.canary_deployment {
-                Some(_) => CanaryChild::Remove,
-                None => CanaryChild::None,
-            },
+            child: retire(seen, requested),
             stable: None,
             requeue: None,
         }
+    }
+}
+
+/// A canary Deployment left over, scaled to 0 (as it runs: its template
+/// unchanged). One whose revision is no longer known is left alone.
+fn retire(seen: &Snapshot, requested: i64) -> CanaryChild {
+    let Some(revision) = seen
+        .canary_deployment
+        .as_deref()
+        .and_then(resources::revision_of)
+    else {
+        return CanaryChild::None;
+    };
+    match seen.served_of(revision, requested) {
+        Some(served) => CanaryChild::Run {
+            revision,
+            served: Box::new(served.clone()),
+            replicas: 0,
+        },
+        None => CanaryChild::Keep,
     }
 }
 
@@ -79,7 +97,7 @@ pub fn step(seen: &Snapshot, steps: &[Step], analysed: &Analysed) -> (Option<Can
         promotion: seen.promotion,
         now: &seen.now,
     });
-    let aborted = (seen.abort == Some(current)).then(|| Failure {
+    let aborted = (seen.abort == Some(Attempt::of(&status))).then(|| Failure {
         reason: reasons::ABORTED,
         message: format!(
             "canary aborted by hand at {} (kubectl model abort)",
@@ -99,7 +117,7 @@ pub fn children(
     requested: i64,
 ) -> CanaryPlan {
     let Some(steps) = steps else {
-        return CanaryPlan::rolling(seen);
+        return CanaryPlan::rolling(seen, requested);
     };
     let target = decision.target;
     let stable_replicas = stable_replicas(seen);
@@ -111,11 +129,11 @@ pub fn children(
                 seen.served_of(target, requested),
                 seen.served_of(stable, requested),
             ) else {
-                return CanaryPlan::rolling(seen);
+                return CanaryPlan::rolling(seen, requested);
             };
-            let status = stepped
-                .filter(|s| s.revision == target)
-                .unwrap_or_else(|| canary::status_at(steps, target, 0, seen.now.clone()));
+            let status = stepped.filter(|s| s.revision == target).unwrap_or_else(|| {
+                canary::status_at(steps, target, 0, seen.now.clone(), seen.now.clone())
+            });
             CanaryPlan {
                 requeue: canary::pause_left(steps, &status, &seen.now),
                 child: CanaryChild::Run {
@@ -134,20 +152,13 @@ pub fn children(
                 .canary_deployment
                 .as_deref()
                 .and_then(resources::revision_of);
+            // A promoted canary keeps its pods until the stable Deployment
+            // serves its revision on every pod, so capacity never dips.
             let child = match left {
-                None => CanaryChild::None,
-                Some(c) if c == target => match stable_runs(seen.deployment.as_deref(), target) {
-                    true => CanaryChild::Remove,
-                    false => CanaryChild::Keep,
-                },
-                Some(c) => match seen.served_of(c, requested) {
-                    Some(served) => CanaryChild::Run {
-                        revision: c,
-                        served: Box::new(served.clone()),
-                        replicas: 0,
-                    },
-                    None => CanaryChild::Remove,
-                },
+                Some(c) if c == target && !stable_runs(seen.deployment.as_deref(), target) => {
+                    CanaryChild::Keep
+                }
+                _ => retire(seen, requested),
             };
             CanaryPlan {
                 status: None,

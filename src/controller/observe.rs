@@ -19,7 +19,7 @@ use crate::api::{ModelDeployment, ServedVersion};
 use crate::gates::Health;
 use crate::resources;
 use crate::resources::labels::{ABORT_ANNOTATION, PROMOTE_ANNOTATION, RETRY_ANNOTATION};
-use crate::rollout::canary::Promotion;
+use crate::rollout::canary::{Attempt, Promotion};
 use crate::rollout::revision::Revision;
 
 /// One reconcile's view of a ModelDeployment and what it owns.
@@ -51,8 +51,8 @@ pub struct Snapshot {
     pub retry_token: Option<String>,
     /// The `mlops.dev/promote` annotation, parsed.
     pub promotion: Option<Promotion>,
-    /// The `mlops.dev/abort` annotation: the revision to abort.
-    pub abort: Option<i64>,
+    /// The `mlops.dev/abort` annotation: the canary to abort.
+    pub abort: Option<Attempt>,
     /// The one time this reconcile uses, to the second (the precision the
     /// API server stores), so that status derived twice in a pass is equal.
     pub now: Time,
@@ -90,7 +90,7 @@ impl Snapshot {
                 .and_then(|v| Promotion::parse(v)),
             abort: annotations
                 .get(ABORT_ANNOTATION)
-                .and_then(|v| v.trim().parse().ok()),
+                .and_then(|v| Attempt::parse(v)),
             canary_deployment,
             stable_running,
             canary_is_current: canary_running.is_some(),

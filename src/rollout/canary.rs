@@ -19,26 +19,58 @@ pub enum Step {
     Pause(Option<Duration>),
 }
 
-/// `kubectl model promote`, as the annotation it writes.
+/// One canary: a revision and when its canary started (a retry, or a
+/// return to the revision later, is another canary).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Attempt {
+    pub revision: i64,
+    /// Unix seconds of `status.canary.startedAt`.
+    pub started: i64,
+}
+
+impl Attempt {
+    pub fn of(status: &CanaryStatus) -> Self {
+        Self {
+            revision: status.revision,
+            started: status.started_at.as_ref().map_or(0, |t| t.0.as_second()),
+        }
+    }
+
+    /// `<revision>/<started>`: the value of `mlops.dev/abort`.
+    pub fn value(&self) -> String {
+        format!("{}/{}", self.revision, self.started)
+    }
+
+    pub fn parse(value: &str) -> Option<Self> {
+        let (revision, started) = value.trim().split_once('/')?;
+        Some(Self {
+            revision: revision.parse().ok()?,
+            started: started.parse().ok()?,
+        })
+    }
+}
+
+/// `kubectl model promote`, as the annotation it writes. Naming the canary
+/// and its step keeps an old annotation from promoting a later canary: it
+/// is level-triggered and needs no clean-up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Promotion {
-    /// End step `index` of `revision` (a pause, usually).
-    Step { revision: i64, index: i32 },
-    /// Skip every remaining step of `revision`.
-    Full { revision: i64 },
+    /// End step `index` (a pause, usually).
+    Step { canary: Attempt, index: i32 },
+    /// Skip every remaining step.
+    Full { canary: Attempt },
 }
 
 impl Promotion {
-    /// The annotation's value: `<revision>/<step index>` or `<revision>/full`.
-    /// Naming the revision and step keeps an old annotation from promoting
-    /// a later canary: it is level-triggered and needs no clean-up.
+    /// The annotation's value: `<revision>/<started>/<step index>` or
+    /// `<revision>/<started>/full`.
     pub fn parse(value: &str) -> Option<Self> {
-        let (revision, step) = value.trim().split_once('/')?;
-        let revision = revision.parse().ok()?;
+        let (canary, step) = value.trim().rsplit_once('/')?;
+        let canary = Attempt::parse(canary)?;
         match step {
-            "full" => Some(Self::Full { revision }),
+            "full" => Some(Self::Full { canary }),
             index => Some(Self::Step {
-                revision,
+                canary,
                 index: index.parse().ok()?,
             }),
         }
@@ -46,8 +78,8 @@ impl Promotion {
 
     pub fn value(&self) -> String {
         match self {
-            Self::Step { revision, index } => format!("{revision}/{index}"),
-            Self::Full { revision } => format!("{revision}/full"),
+            Self::Step { canary, index } => format!("{}/{index}", canary.value()),
+            Self::Full { canary } => format!("{}/full", canary.value()),
         }
     }
 }
@@ -109,29 +141,38 @@ pub fn done(status: &CanaryStatus) -> bool {
 /// to the end on a full promotion), so every step is seen in status.
 pub fn advance(i: &Inputs<'_>) -> CanaryStatus {
     let total = i.steps.len();
-    let stored = i.stored.filter(|s| s.revision == i.revision);
-    let (index, started) = match stored {
-        Some(s) => (
-            usize::try_from(s.step_index).unwrap_or(0).min(total),
-            s.step_started_at.clone().unwrap_or_else(|| i.now.clone()),
-        ),
-        None => (0, i.now.clone()),
+    let Some(stored) = i.stored.filter(|s| s.revision == i.revision) else {
+        return status_at(i.steps, i.revision, 0, i.now.clone(), i.now.clone());
     };
+    let index = usize::try_from(stored.step_index).unwrap_or(0).min(total);
+    let step_started = stored
+        .step_started_at
+        .clone()
+        .unwrap_or_else(|| i.now.clone());
+    let canary_started = stored.started_at.clone().unwrap_or_else(|| i.now.clone());
+    let this = Attempt::of(stored);
     let next = match i.promotion {
-        Some(Promotion::Full { revision }) if revision == i.revision => total,
-        _ if index < total && step_done(i, index, &started) => index + 1,
+        Some(Promotion::Full { canary }) if canary == this => total,
+        _ if index < total && step_done(i, this, index, &step_started) => index + 1,
         _ => index,
     };
-    let started = if next == index {
-        started
+    let step_started = if next == index {
+        step_started
     } else {
         i.now.clone()
     };
-    status_at(i.steps, i.revision, next, started)
+    status_at(i.steps, i.revision, next, step_started, canary_started)
 }
 
-/// The status of `revision` at step `index`.
-pub fn status_at(steps: &[Step], revision: i64, index: usize, started: Time) -> CanaryStatus {
+/// The status of `revision` at step `index`, the step started at
+/// `step_started` and the canary at `started`.
+pub fn status_at(
+    steps: &[Step],
+    revision: i64,
+    index: usize,
+    step_started: Time,
+    started: Time,
+) -> CanaryStatus {
     let total = steps.len();
     let weight = weight_at(steps, index);
     let waiting = matches!(steps.get(index), Some(Step::Pause(None)));
@@ -153,7 +194,8 @@ pub fn status_at(steps: &[Step], revision: i64, index: usize, started: Time) -> 
         step_index: i32::try_from(index).unwrap_or(i32::MAX),
         steps: i32::try_from(total).unwrap_or(i32::MAX),
         weight,
-        step_started_at: Some(started),
+        started_at: Some(started),
+        step_started_at: Some(step_started),
         waiting_for_promotion: waiting,
         summary,
     }
@@ -162,10 +204,10 @@ pub fn status_at(steps: &[Step], revision: i64, index: usize, started: Time) -> 
 /// Step `index` is done: its pods are ready, every metric's latest check
 /// was made during it and passed, and its pause (if any) is over or was
 /// ended by hand.
-fn step_done(i: &Inputs<'_>, index: usize, started: &Time) -> bool {
+fn step_done(i: &Inputs<'_>, this: Attempt, index: usize, started: &Time) -> bool {
     let promoted = i.promotion
         == Some(Promotion::Step {
-            revision: i.revision,
+            canary: this,
             index: i32::try_from(index).unwrap_or(i32::MAX),
         });
     let held = match i.steps.get(index) {

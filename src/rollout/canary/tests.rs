@@ -31,8 +31,13 @@ fn analysis(revision: i64, verdict: Verdict, checked_at: i64) -> AnalysisStatus 
     }
 }
 
+const THIS: Attempt = Attempt {
+    revision: 5,
+    started: 900,
+};
+
 fn stored(index: usize, started: i64) -> CanaryStatus {
-    status_at(&PLAN, 5, index, at(started))
+    status_at(&PLAN, 5, index, at(started), at(900))
 }
 
 struct Case {
@@ -64,7 +69,7 @@ fn steps_advance_only_when_ready_and_checked() {
         case("a new canary starts at step 1", None, (0, 10, false)),
         Case {
             what: "a canary of another revision starts over",
-            stored: Some(status_at(&PLAN, 4, 2, at(900))),
+            stored: Some(status_at(&PLAN, 4, 2, at(900), at(900))),
             ..case("", None, (0, 10, false))
         },
         case(
@@ -132,7 +137,7 @@ fn steps_advance_only_when_ready_and_checked() {
             what: "promote ends the pause: done, 100%",
             available: 2,
             promotion: Some(Promotion::Step {
-                revision: 5,
+                canary: THIS,
                 index: 3,
             }),
             ..case("", Some(stored(3, 1_000)), (4, 100, false))
@@ -141,21 +146,38 @@ fn steps_advance_only_when_ready_and_checked() {
             what: "a promotion of another step does nothing",
             available: 2,
             promotion: Some(Promotion::Step {
-                revision: 5,
+                canary: THIS,
                 index: 1,
             }),
             ..case("", Some(stored(3, 1_000)), (3, 50, true))
         },
         Case {
+            what: "a promotion of an earlier canary of the same revision does nothing",
+            available: 2,
+            promotion: Some(Promotion::Step {
+                canary: Attempt {
+                    revision: 5,
+                    started: 100,
+                },
+                index: 3,
+            }),
+            ..case("", Some(stored(3, 1_000)), (3, 50, true))
+        },
+        Case {
             what: "a promotion of another revision does nothing",
-            promotion: Some(Promotion::Full { revision: 4 }),
+            promotion: Some(Promotion::Full {
+                canary: Attempt {
+                    revision: 4,
+                    started: 900,
+                },
+            }),
             ..case("", Some(stored(0, 1_000)), (1, 10, false))
         },
         Case {
             what: "promote --full skips every step, even unready ones",
             available: 0,
             analysis: None,
-            promotion: Some(Promotion::Full { revision: 5 }),
+            promotion: Some(Promotion::Full { canary: THIS }),
             ..case("", Some(stored(0, 1_000)), (4, 100, false))
         },
         case("done stays done", Some(stored(4, 1_000)), (4, 100, false)),
@@ -220,16 +242,17 @@ fn canary_replicas_are_the_weight_of_the_stable_count_rounded_up() {
 fn promotion_annotations() {
     for (value, expected) in [
         (
-            "5/2",
+            "5/900/2",
             Some(Promotion::Step {
-                revision: 5,
+                canary: THIS,
                 index: 2,
             }),
         ),
-        ("5/full", Some(Promotion::Full { revision: 5 })),
+        ("5/900/full", Some(Promotion::Full { canary: THIS })),
+        ("5/2", None),
         ("5", None),
-        ("x/1", None),
-        ("5/next", None),
+        ("x/900/1", None),
+        ("5/900/next", None),
     ] {
         assert_eq!(Promotion::parse(value), expected, "{value}");
         if let Some(p) = expected {
@@ -294,7 +317,7 @@ proptest! {
             now += dt;
             let promotion = match (full, promote_step) {
                 (true, _) => None,
-                (false, Some(index)) => Some(Promotion::Step { revision: 5, index }),
+                (false, Some(index)) => Some(Promotion::Step { canary: Attempt { revision: 5, started: 1_000 }, index }),
                 (false, None) => None,
             };
             let checks = analysis(5, verdict, now);
