@@ -67,6 +67,22 @@ pub fn spec(spec: &ModelDeploymentSpec) -> Result<Validated, String> {
 fn canary_steps(canary: Option<&CanarySpec>) -> Result<Vec<Step>, String> {
     let canary =
         canary.ok_or("spec.rollout.strategy is Canary but spec.rollout.canary is missing")?;
+    // Gateway API routing is not implemented yet (docs/canary.md says why:
+    // an HTTPRoute's rules are an atomic list, so no field manager can own
+    // only the weights). Refusing it here leaves everything running as it
+    // is, instead of silently splitting by replicas behind the user's route.
+    if canary
+        .traffic_routing
+        .as_ref()
+        .is_some_and(|t| t.gateway_api.is_some())
+    {
+        return Err(
+            "spec.rollout.canary.trafficRouting.gatewayAPI is not supported by this version \
+             of the operator yet; remove trafficRouting to split traffic by replicas behind \
+             the Service (docs/canary.md)"
+                .into(),
+        );
+    }
     if canary.steps.is_empty() {
         return Err("spec.rollout.canary.steps must not be empty".into());
     }
@@ -351,5 +367,32 @@ mod tests {
             })
         );
         assert_eq!(spec(&spec_with(json!({}))).unwrap().analysis, None);
+    }
+
+    #[test]
+    fn canary_steps_are_parsed_once_and_gateway_routing_is_refused() {
+        let canary = |canary: serde_json::Value| {
+            spec(&spec_with(
+                json!({"rollout": {"strategy": "Canary", "canary": canary}}),
+            ))
+        };
+        let parsed = canary(json!({"steps": [
+            {"setWeight": 10}, {"pause": {"duration": "1m30s"}}, {"pause": {}},
+        ]}))
+        .unwrap();
+        assert_eq!(
+            parsed.canary,
+            Some(vec![
+                Step::SetWeight(10),
+                Step::Pause(Some(Duration::from_secs(90))),
+                Step::Pause(None),
+            ])
+        );
+        let routed = canary(json!({
+            "steps": [{"setWeight": 10}],
+            "trafficRouting": {"gatewayAPI": {"httpRoute": "r"}},
+        }));
+        assert!(routed.unwrap_err().contains("gatewayAPI is not supported"));
+        assert_eq!(spec(&spec_with(json!({}))).unwrap().canary, None);
     }
 }
