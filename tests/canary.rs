@@ -423,3 +423,8 @@ async fn with_autoscaling_the_stable_replicas_stay_the_hpas() {
         "the operator must not own the HPA's replicas"
     );
 }
+
+#[tokio::test]
+async fn the_canary_example_is_accepted_by_the_api_server() {
+    assert_example_accepted("canary-example", "config/examples/canary.yaml").await;
+}
