@@ -344,6 +344,12 @@ async fn invalid_manifests_are_refused_with_clear_messages() {
             "alerts.alertmanager.url must be an http:// or https:// URL",
         ),
         (
+            "podMetadata label that would make a pod look like a canary's",
+            "m",
+            with(json!({"podMetadata": {"labels": {"mlops.dev/track": "canary"}}})),
+            "may not set the operator's own labels",
+        ),
+        (
             "Canary strategy without steps",
             "m",
             with(json!({"rollout": {"strategy": "Canary"}})),
