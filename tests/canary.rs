@@ -270,7 +270,9 @@ async fn a_regression_at_step_2_aborts_the_canary_and_equal_values_pass() {
     let entry = status.history.iter().find(|e| e.revision == 2).unwrap();
     assert_eq!(entry.reason, "AnalysisFailed");
     assert!(
-        entry.message.contains("0.13") && entry.message.contains("baseline 0.1 +20%"),
+        entry.message.contains("0.13")
+            && entry.message.contains("baseline 0.1 +20%")
+            && entry.message.contains("(canary at step "),
         "{}",
         entry.message
     );

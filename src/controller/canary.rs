@@ -8,7 +8,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use super::observe::Snapshot;
 use crate::analysis::schedule::Analysed;
 use crate::api::{CanaryStatus, ServedVersion};
-use crate::gates::{Failure, Gate};
+use crate::gates::{Failure, Gate, Health};
 use crate::reasons;
 use crate::resources;
 use crate::rollout::canary::{self, Attempt, Inputs, Step};
@@ -86,26 +86,56 @@ pub fn step(seen: &Snapshot, steps: &[Step], analysed: &Analysed) -> (Option<Can
     let Some(current) = seen.current.filter(|_| seen.canary_is_current) else {
         return (None, gate);
     };
-    let status = canary::advance(&Inputs {
-        steps,
-        revision: current,
-        stored: seen.previous.canary.as_ref(),
-        stable_replicas: stable_replicas(seen),
-        canary_available: available(seen.canary_deployment.as_deref()),
-        analysis: analysed.status.as_ref(),
-        gated: seen.md.spec.rollout.analysis.is_some(),
-        promotion: seen.promotion,
-        now: &seen.now,
-    });
-    let aborted = (seen.abort == Some(Attempt::of(&status))).then(|| Failure {
-        reason: reasons::ABORTED,
-        message: format!(
-            "canary aborted by hand at {} (kubectl model abort)",
-            status.summary
-        ),
-    });
-    let gate = canary::gate(&status, gate, aborted);
+    let stored = seen
+        .previous
+        .canary
+        .as_ref()
+        .filter(|c| c.revision == current);
+    let aborted = stored
+        .filter(|c| seen.abort == Some(Attempt::of(c)))
+        .map(|c| Failure {
+            reason: reasons::ABORTED,
+            message: format!(
+                "canary aborted by hand at {} (kubectl model abort)",
+                c.summary
+            ),
+        });
+    // A canary that fails in this pass stays at the step it failed at: the
+    // history names that step, not the next one.
+    let failing = aborted.is_some()
+        || matches!(gate, Gate::Failed(_))
+        || matches!(seen.health, Health::Failed(_));
+    let status = match stored.filter(|_| failing) {
+        Some(held) => held.clone(),
+        None => canary::advance(&Inputs {
+            steps,
+            revision: current,
+            stored: seen.previous.canary.as_ref(),
+            stable_replicas: stable_replicas(seen),
+            canary_available: available(seen.canary_deployment.as_deref()),
+            analysis: analysed.status.as_ref(),
+            gated: seen.md.spec.rollout.analysis.is_some(),
+            promotion: seen.promotion,
+            now: &seen.now,
+        }),
+    };
+    let gate = match canary::gate(&status, gate, aborted) {
+        Gate::Failed(failure) => Gate::Failed(at_step(failure, Some(&status))),
+        other => other,
+    };
     (Some(status), gate)
+}
+
+/// A canary's failure says at which step it happened, for history, Events
+/// and alerts (an abort by hand says so itself).
+pub fn at_step(failure: Failure, canary: Option<&CanaryStatus>) -> Failure {
+    match canary {
+        Some(c) if failure.reason != reasons::ABORTED => Failure {
+            message: format!("{} (canary at {})", failure.message, c.summary),
+            ..failure
+        },
+        _ => failure,
+    }
 }
 
 /// After the decision: what each Deployment runs.

@@ -14,6 +14,7 @@ use super::status::{Observed, Revisions, derive};
 use crate::alerts;
 use crate::analysis::schedule::Analysed;
 use crate::api::{ModelDeploymentStatus, ServedVersion};
+use crate::gates::Health;
 use crate::metrics::RevisionLabels;
 use crate::reasons;
 use crate::rollout::canary::Step;
@@ -72,7 +73,10 @@ pub fn plan(
         paused: md.spec.paused,
         auto_rollback: md.spec.rollout.auto_rollback,
         retry_token,
-        health: seen.health.clone(),
+        health: match &seen.health {
+            Health::Failed(f) => Health::Failed(canary::at_step(f.clone(), stepped.as_ref())),
+            other => other.clone(),
+        },
         analysis: gate,
         breach: analysed.breach.clone(),
     });

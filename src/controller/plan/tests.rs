@@ -360,6 +360,19 @@ mod canary {
             plan(&seen, 2, &failing, Some(&STEPS)).unwrap()
         };
         assert_eq!(plan_failed.decision.target, 1);
+        let entry = plan_failed
+            .revisions
+            .history
+            .iter()
+            .find(|e| e.revision == 2)
+            .unwrap();
+        assert!(
+            entry
+                .message
+                .ends_with("(canary at step 1/3: 25% on revision 2)"),
+            "the step is in the history: {}",
+            entry.message
+        );
         assert_eq!(canary_replicas(&plan_failed), Some((2, 0)));
         assert!(plan_failed.canary.stable.is_none());
         assert!(plan_failed.revisions.canary.is_none());
