@@ -9,14 +9,15 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::api::{Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use model_operator::api::CanaryStatus;
 use model_operator::api::{
     AnalysisStatus, FiringAlert, ModelDeployment, ModelDeploymentStatus, Outcome,
 };
-use model_operator::resources::labels::{ABORT_ANNOTATION, PROMOTE_ANNOTATION, RETRY_ANNOTATION};
-use model_operator::rollout::canary::{Attempt, Promotion};
+use model_operator::resources::labels::RETRY_ANNOTATION;
 use model_operator::rollout::revision;
 use serde_json::json;
+
+#[path = "kubectl_model/canary.rs"]
+mod canary;
 
 /// Inspect and steer ModelDeployments.
 #[derive(Parser)]
@@ -137,99 +138,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{name}: retry requested ({RETRY_ANNOTATION}={token}).");
             Ok(())
         }
-        Command::Promote { name, full } => {
-            let md = mds.get(&name).await.map_err(|e| explain(e, &name))?;
-            let canary = running_canary(&md)?;
-            let attempt = Attempt::of(&canary);
-            let promotion = match full {
-                true => Promotion::Full { canary: attempt },
-                false => Promotion::Step {
-                    canary: attempt,
-                    index: canary.step_index,
-                },
-            };
-            annotate(&mds, &name, PROMOTE_ANNOTATION, &promotion.value(), explain).await?;
-            let what = match full {
-                true => "every remaining step skipped".to_string(),
-                false => format!("step {}/{} ends", canary.step_index + 1, canary.steps),
-            };
-            println!("{name}: revision {} promoted: {what}.", canary.revision);
-            Ok(())
-        }
-        Command::Abort { name } => {
-            let md = mds.get(&name).await.map_err(|e| explain(e, &name))?;
-            let canary = running_canary(&md)?;
-            let value = Attempt::of(&canary).value();
-            annotate(&mds, &name, ABORT_ANNOTATION, &value, explain).await?;
-            println!(
-                "{name}: canary of revision {} aborted; the stable revision takes all traffic.",
-                canary.revision
-            );
-            Ok(())
-        }
+        Command::Promote { name, full } => canary::promote(&mds, &name, full, explain).await,
+        Command::Abort { name } => canary::abort(&mds, &name, explain).await,
         Command::Pause { name } => set_paused(&mds, &name, true, explain).await,
         Command::Resume { name } => set_paused(&mds, &name, false, explain).await,
     }
-}
-
-/// The canary rolling out now, or why there is none.
-fn running_canary(md: &ModelDeployment) -> Result<CanaryStatus, String> {
-    md.status
-        .as_ref()
-        .and_then(|s| s.canary.clone())
-        .filter(|c| c.step_index < c.steps)
-        .ok_or_else(|| {
-            format!(
-                "{} has no canary at a step now (see kubectl model status)",
-                md.metadata.name.clone().unwrap_or_default()
-            )
-        })
-}
-
-async fn annotate(
-    mds: &Api<ModelDeployment>,
-    name: &str,
-    key: &str,
-    value: &str,
-    explain: impl Fn(kube::Error, &str) -> String,
-) -> Result<(), String> {
-    let patch = json!({"metadata": {"annotations": {key: value}}});
-    mds.patch(name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map(|_| ())
-        .map_err(|e| explain(e, name))
-}
-
-/// The canary's step plan, the current step marked.
-fn step_plan(md: &ModelDeployment, canary: &CanaryStatus) -> String {
-    let Some(spec) = md.spec.rollout.canary.as_ref() else {
-        return String::new();
-    };
-    let mut out = String::from(
-        "
-STEP  WHAT
-",
-    );
-    for (n, step) in spec.steps.iter().enumerate() {
-        let marker = match i32::try_from(n) == Ok(canary.step_index) {
-            true => "> ",
-            false => "  ",
-        };
-        let what = match (&step.set_weight, &step.pause) {
-            (Some(w), _) => format!("setWeight {w}%"),
-            (None, Some(p)) => match &p.duration {
-                Some(d) => format!("pause {d}"),
-                None => "pause (until kubectl model promote)".to_string(),
-            },
-            (None, None) => "-".to_string(),
-        };
-        out.push_str(&format!(
-            "{marker}{:<4}{what}
-",
-            n + 1
-        ));
-    }
-    out
 }
 
 /// Sets the spec's served version back to a revision's snapshot.
@@ -425,7 +338,7 @@ fn status_table(md: &ModelDeployment) -> String {
         );
     }
     if let Some(canary) = &s.canary {
-        out.push_str(&step_plan(md, canary));
+        out.push_str(&canary::step_plan(md, canary));
     }
     out.push_str(&format!(
         "\n{:<12} {:<7} {:<24} MESSAGE\n",
