@@ -1,7 +1,7 @@
 # The development loop. `make run` and `make test` are the two commands a
 # newcomer needs; the rest are their parts.
 
-.PHONY: run test test-unit test-argocd test-rules operator-identity lint crds bench bench-stretch bench-rollback tools cluster-up cluster-down monitoring-up monitoring-down image test-image
+.PHONY: run test test-unit test-argocd test-rules operator-identity lint crds bench bench-stretch bench-rollback bench-canary tools cluster-up cluster-down monitoring-up monitoring-down image test-image
 
 # Local cluster + CRD + samples + the operator in the foreground.
 run:
@@ -54,6 +54,10 @@ bench-stretch: tools monitoring-up
 # Rollback latency alone, over 20 bad rollouts (BENCH_ROLLBACKS=n).
 bench-rollback: tools monitoring-up
 	BENCH_ONLY=rollback hack/bench.sh
+
+# Only the canary abort latency (docs/canary.md), 20 aborts.
+bench-canary: tools monitoring-up
+	BENCH_ONLY=canary hack/bench.sh
 
 lint:
 	cargo fmt --all -- --check

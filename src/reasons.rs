@@ -10,6 +10,8 @@ pub const CONTAINER_FAILED: &str = "ContainerFailed";
 pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 pub const ANALYSIS_FAILED: &str = "AnalysisFailed";
 pub const POST_PROMOTION_BREACH: &str = "PostPromotionBreach";
+/// A canary aborted by hand (`kubectl model abort`).
+pub const ABORTED: &str = "Aborted";
 
 // What happened to a revision (history entries).
 pub const ROLLOUT_STARTED: &str = "RolloutStarted";
@@ -32,6 +34,10 @@ pub const CREATING: &str = "Creating";
 pub const ROLLOUT_IN_PROGRESS: &str = "RolloutInProgress";
 pub const METRIC_BREACH: &str = "MetricBreach";
 pub const AS_EXPECTED: &str = "AsExpected";
+/// A canary is at one of its steps.
+pub const CANARY_STEP: &str = "CanaryStep";
+/// A canary's pause without duration waits for `kubectl model promote`.
+pub const CANARY_PAUSED: &str = "CanaryPaused";
 
 // Events only.
 pub const CREATED: &str = "Created";

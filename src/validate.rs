@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use crate::analysis::duration;
 use crate::analysis::template::{self, Vars};
-use crate::api::{AnalysisSpec, ModelDeploymentSpec};
+use crate::api::{AnalysisSpec, CanarySpec, ModelDeploymentSpec, RolloutStrategy};
+use crate::rollout::canary::Step;
 
 /// What the reconcile uses of a spec beyond its plain fields, parsed once
 /// here: nothing later re-parses the spec or falls back to a default.
@@ -18,6 +19,8 @@ use crate::api::{AnalysisSpec, ModelDeploymentSpec};
 pub struct Validated {
     /// `spec.rollout.analysis`'s durations, when analysis is configured.
     pub analysis: Option<Timing>,
+    /// The canary's steps, when the strategy is Canary.
+    pub canary: Option<Vec<Step>>,
 }
 
 /// The analysis' durations.
@@ -52,7 +55,55 @@ pub fn spec(spec: &ModelDeploymentSpec) -> Result<Validated, String> {
         .as_ref()
         .map(analysis_spec)
         .transpose()?;
-    Ok(Validated { analysis })
+    let canary = match spec.rollout.strategy {
+        RolloutStrategy::Canary => Some(canary_steps(spec.rollout.canary.as_ref())?),
+        RolloutStrategy::RollingUpdate => None,
+    };
+    Ok(Validated { analysis, canary })
+}
+
+/// The steps as typed values. The CRD already refuses an empty plan, a
+/// weight outside 0–100 and a malformed duration; this parses them once.
+fn canary_steps(canary: Option<&CanarySpec>) -> Result<Vec<Step>, String> {
+    let canary =
+        canary.ok_or("spec.rollout.strategy is Canary but spec.rollout.canary is missing")?;
+    // Gateway API routing is not implemented yet (docs/canary.md says why:
+    // an HTTPRoute's rules are an atomic list, so no field manager can own
+    // only the weights). Refusing it here leaves everything running as it
+    // is, instead of silently splitting by replicas behind the user's route.
+    if canary
+        .traffic_routing
+        .as_ref()
+        .is_some_and(|t| t.gateway_api.is_some())
+    {
+        return Err(
+            "spec.rollout.canary.trafficRouting.gatewayAPI is not supported by this version \
+             of the operator yet; remove trafficRouting to split traffic by replicas behind \
+             the Service (docs/canary.md)"
+                .into(),
+        );
+    }
+    if canary.steps.is_empty() {
+        return Err("spec.rollout.canary.steps must not be empty".into());
+    }
+    canary
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(n, step)| match (step.set_weight, &step.pause) {
+            (Some(w), None) if (0..=100).contains(&w) => Ok(Step::SetWeight(w)),
+            (None, Some(pause)) => pause
+                .duration
+                .as_deref()
+                .map(duration::parse)
+                .transpose()
+                .map(Step::Pause)
+                .map_err(|why| format!("spec.rollout.canary.steps[{n}].pause.duration: {why}")),
+            _ => Err(format!(
+                "spec.rollout.canary.steps[{n}] must be setWeight (0 to 100) or pause"
+            )),
+        })
+        .collect()
 }
 
 /// Durations and query templates: the CRD checks their shape, this checks
@@ -316,5 +367,32 @@ mod tests {
             })
         );
         assert_eq!(spec(&spec_with(json!({}))).unwrap().analysis, None);
+    }
+
+    #[test]
+    fn canary_steps_are_parsed_once_and_gateway_routing_is_refused() {
+        let canary = |canary: serde_json::Value| {
+            spec(&spec_with(
+                json!({"rollout": {"strategy": "Canary", "canary": canary}}),
+            ))
+        };
+        let parsed = canary(json!({"steps": [
+            {"setWeight": 10}, {"pause": {"duration": "1m30s"}}, {"pause": {}},
+        ]}))
+        .unwrap();
+        assert_eq!(
+            parsed.canary,
+            Some(vec![
+                Step::SetWeight(10),
+                Step::Pause(Some(Duration::from_secs(90))),
+                Step::Pause(None),
+            ])
+        );
+        let routed = canary(json!({
+            "steps": [{"setWeight": 10}],
+            "trafficRouting": {"gatewayAPI": {"httpRoute": "r"}},
+        }));
+        assert!(routed.unwrap_err().contains("gatewayAPI is not supported"));
+        assert_eq!(spec(&spec_with(json!({}))).unwrap().canary, None);
     }
 }

@@ -343,6 +343,76 @@ async fn invalid_manifests_are_refused_with_clear_messages() {
             with(json!({"alerts": {"alertmanager": {"url": "alertmanager"}}})),
             "alerts.alertmanager.url must be an http:// or https:// URL",
         ),
+        (
+            "podMetadata label that would make a pod look like a canary's",
+            "m",
+            with(json!({"podMetadata": {"labels": {"mlops.dev/track": "canary"}}})),
+            "may not set the operator's own labels",
+        ),
+        (
+            "Canary strategy without steps",
+            "m",
+            with(json!({"rollout": {"strategy": "Canary"}})),
+            "rollout.strategy Canary needs rollout.canary",
+        ),
+        (
+            "canary with an empty step list",
+            "m",
+            with(json!({"rollout": {"strategy": "Canary", "canary": {"steps": []}}})),
+            "spec.rollout.canary.steps: Invalid value",
+        ),
+        (
+            "canary weight above 100",
+            "m",
+            with(
+                json!({"rollout": {"strategy": "Canary", "canary": {"steps": [{"setWeight": 120}]}}}),
+            ),
+            "should be less than or equal to 100",
+        ),
+        (
+            "canary weight below 0",
+            "m",
+            with(
+                json!({"rollout": {"strategy": "Canary", "canary": {"steps": [{"setWeight": -5}]}}}),
+            ),
+            "should be greater than or equal to 0",
+        ),
+        (
+            "canary step with both setWeight and pause",
+            "m",
+            with(
+                json!({"rollout": {"strategy": "Canary", "canary": {"steps": [{"setWeight": 10, "pause": {}}]}}}),
+            ),
+            "every canary step is either setWeight or pause",
+        ),
+        (
+            "canary step with neither",
+            "m",
+            with(json!({"rollout": {"strategy": "Canary", "canary": {"steps": [{}]}}})),
+            "every canary step is either setWeight or pause",
+        ),
+        (
+            "canary pause duration that is not a duration",
+            "m",
+            with(
+                json!({"rollout": {"strategy": "Canary", "canary": {"steps": [{"pause": {"duration": "two minutes"}}]}}}),
+            ),
+            "canary pause.duration must be a duration up to 24h",
+        ),
+        (
+            "canary pause longer than 24h",
+            "m",
+            with(
+                json!({"rollout": {"strategy": "Canary", "canary": {"steps": [{"pause": {"duration": "25h"}}]}}}),
+            ),
+            "canary pause.duration must be a duration up to 24h",
+        ),
+        (
+            "unknown strategy",
+            "m",
+            with(json!({"rollout": {"strategy": "BlueGreen"}})),
+            "Unsupported value: \"BlueGreen\"",
+        ),
     ];
     assert!(cases.len() >= 12);
     let mut failures = Vec::new();

@@ -18,6 +18,7 @@
 #[path = "../../tests/support/mod.rs"]
 mod support;
 
+mod canary_abort;
 mod convergence;
 mod index;
 mod latency;
@@ -112,6 +113,9 @@ async fn main() {
     if part("rollback") {
         emit(rollback::run(&client, rounds).await);
         emit(vec![metric_rollback::run(&client, rounds).await]);
+    }
+    if part("canary") {
+        emit(vec![canary_abort::run(&client, rounds).await]);
     }
 
     println!(

@@ -5,7 +5,7 @@ use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
 /// Go-style durations ("30s", "2m", "1h30m"), checked at `kubectl apply`.
-const DURATION_PATTERN: &str = "^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
+pub(super) const DURATION_PATTERN: &str = "^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 
 /// Metric gates on Prometheus: every metric is checked every `interval` while
 /// a revision rolls out and for `bakeTime` after all its pods are updated. A

@@ -2,6 +2,7 @@
 
 mod analysis_spec;
 mod analysis_status;
+mod canary;
 mod served;
 mod spec;
 mod status;
@@ -12,6 +13,10 @@ pub use analysis_spec::{
 };
 pub use analysis_status::{
     AnalysisPhase, AnalysisStatus, ComparisonEvidence, Finding, FiringAlert, MetricCheck, Verdict,
+};
+pub use canary::{
+    CanarySpec, CanaryStatus, CanaryStep, GatewayApiRouting, PauseStep, RolloutStrategy,
+    TrafficRouting,
 };
 pub use served::ServedVersion;
 

@@ -12,6 +12,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::analysis_spec::{AlertsSpec, AnalysisSpec};
+use super::canary::{CanarySpec, RolloutStrategy};
 use super::status::ModelDeploymentStatus;
 
 /// A machine-learning model served on Kubernetes, rolled out safely.
@@ -33,6 +34,7 @@ use super::status::ModelDeploymentStatus;
     printcolumn = r#"{"name":"Version","type":"string","jsonPath":".spec.model.version"}"#,
     printcolumn = r#"{"name":"Ready","type":"string","jsonPath":".status.readySummary"}"#,
     printcolumn = r#"{"name":"Phase","type":"string","jsonPath":".status.phase"}"#,
+    printcolumn = r#"{"name":"Canary","type":"string","jsonPath":".status.canary.summary"}"#,
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     scale = r#"{"specReplicasPath":".spec.replicas","statusReplicasPath":".status.replicas","labelSelectorPath":".status.selector"}"#,
     validation = Rule::new("size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
@@ -222,7 +224,7 @@ pub struct PodMetadata {
     /// Extra pod labels. The operator's own labels may not be overridden.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 64))]
-    #[x_kube(validation = Rule::new("!self.exists(k, k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by', 'mlops.dev/revision'])").message("podMetadata.labels may not set the operator's own labels: app.kubernetes.io/name, app.kubernetes.io/instance, app.kubernetes.io/version, app.kubernetes.io/component, app.kubernetes.io/managed-by, mlops.dev/revision"))]
+    #[x_kube(validation = Rule::new("!self.exists(k, k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by', 'mlops.dev/revision', 'mlops.dev/track'])").message("podMetadata.labels may not set the operator's own labels: app.kubernetes.io/name, app.kubernetes.io/instance, app.kubernetes.io/version, app.kubernetes.io/component, app.kubernetes.io/managed-by, mlops.dev/revision, mlops.dev/track"))]
     pub labels: Option<BTreeMap<String, String>>,
 
     /// Extra pod annotations.
@@ -306,6 +308,7 @@ pub enum ServiceType {
 /// Rolling update settings, passed to the Deployment's strategy.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.strategy) || self.strategy != 'Canary' || has(self.canary)").message("rollout.strategy Canary needs rollout.canary with at least one step"))]
 #[x_kube(validation = Rule::new("!((type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge == '0%') && (type(self.maxUnavailable) == int ? self.maxUnavailable == 0 : self.maxUnavailable == '0%'))").message("rollout.maxSurge and rollout.maxUnavailable must not both be 0: the rollout could never make progress"))]
 pub struct RolloutSpec {
     /// Pods created above the desired count during an update (number or percentage).
@@ -334,6 +337,16 @@ pub struct RolloutSpec {
     /// Stable, and the guard on the Stable revision after that.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisSpec>,
+
+    /// RollingUpdate (the default) or Canary (`canary` says how).
+    #[serde(default)]
+    pub strategy: RolloutStrategy,
+
+    /// The canary's steps and traffic routing; used when `strategy` is
+    /// Canary. A first rollout (nothing Stable yet) has nothing to compare
+    /// with and rolls out at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanarySpec>,
 }
 
 fn default_true() -> bool {
@@ -348,6 +361,8 @@ impl Default for RolloutSpec {
             progress_deadline_seconds: default_progress_deadline(),
             auto_rollback: true,
             analysis: None,
+            strategy: RolloutStrategy::RollingUpdate,
+            canary: None,
         }
     }
 }

@@ -5,6 +5,7 @@ use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
 use super::analysis_status::{AnalysisStatus, FiringAlert, MetricCheck};
+use super::canary::CanaryStatus;
 
 /// Observed state of a ModelDeployment. Written only by the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
@@ -74,6 +75,11 @@ pub struct ModelDeploymentStatus {
     /// latest value, baseline, bound and verdict of every metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub analysis: Option<AnalysisStatus>,
+
+    /// The canary of the revision being rolled out with the Canary
+    /// strategy: its step, weight and whether it waits for promotion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<CanaryStatus>,
 
     /// Alerts raised and not yet resolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -16,6 +16,9 @@ use model_operator::resources::labels::RETRY_ANNOTATION;
 use model_operator::rollout::revision;
 use serde_json::json;
 
+#[path = "kubectl_model/canary.rs"]
+mod canary;
+
 /// Inspect and steer ModelDeployments.
 #[derive(Parser)]
 #[command(name = "kubectl-model", version = model_operator::VERSION, about)]
@@ -51,6 +54,17 @@ enum Command {
     },
     /// Try a failed revision again.
     Retry { name: String },
+    /// End the canary's current step (a pause without duration waits for
+    /// this); with --full, skip every remaining step.
+    Promote {
+        name: String,
+        /// Skip every remaining step: the canary is promoted once its
+        /// analysis passes.
+        #[arg(long)]
+        full: bool,
+    },
+    /// Roll the canary back now (recorded as RolledBack, reason Aborted).
+    Abort { name: String },
     /// Hold the running revision; spec changes wait.
     Pause { name: String },
     /// Let spec changes roll out again.
@@ -124,6 +138,8 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{name}: retry requested ({RETRY_ANNOTATION}={token}).");
             Ok(())
         }
+        Command::Promote { name, full } => canary::promote(&mds, &name, full, explain).await,
+        Command::Abort { name } => canary::abort(&mds, &name, explain).await,
         Command::Pause { name } => set_paused(&mds, &name, true, explain).await,
         Command::Resume { name } => set_paused(&mds, &name, false, explain).await,
     }
@@ -306,6 +322,9 @@ fn status_table(md: &ModelDeployment) -> String {
             opt(s.update_revision)
         ),
     );
+    if let Some(canary) = &s.canary {
+        row(&mut out, "CANARY", canary.summary.clone());
+    }
     row(&mut out, "URL", s.url.clone().unwrap_or_default());
     let generation = md.metadata.generation.unwrap_or(0);
     if s.observed_generation.unwrap_or(0) < generation {
@@ -317,6 +336,9 @@ fn status_table(md: &ModelDeployment) -> String {
                 opt(s.observed_generation)
             ),
         );
+    }
+    if let Some(canary) = &s.canary {
+        out.push_str(&canary::step_plan(md, canary));
     }
     out.push_str(&format!(
         "\n{:<12} {:<7} {:<24} MESSAGE\n",

@@ -11,6 +11,7 @@ use kube::api::DeleteParams;
 use kube::{Api, Resource, ResourceExt};
 
 use super::apply::{Applied, ensure};
+use super::canary::CanaryChild;
 use super::context::{Context, cached};
 use super::drift::Need;
 use super::error::Error;
@@ -36,7 +37,12 @@ pub async fn apply_children(seen: &Snapshot, plan: &Plan, ctx: &Context) -> Resu
     let mut applied = Vec::new();
     let mut announcements = Vec::new();
 
-    let desired = resources::deployment(md, &plan.target, plan.decision.target);
+    // While a canary runs, the stable Deployment keeps the Stable revision.
+    let (revision, served) = match &plan.canary.stable {
+        Some((revision, served)) => (*revision, served),
+        None => (plan.decision.target, &plan.target),
+    };
+    let desired = resources::deployment(md, served, revision);
     let api = Api::<Deployment>::namespaced(ctx.client.clone(), namespace);
     let deployment = match ensure(&api, "Deployment", desired, seen.deployment.clone()).await {
         Ok(done) => {
@@ -53,6 +59,21 @@ pub async fn apply_children(seen: &Snapshot, plan: &Plan, ctx: &Context) -> Resu
         }
         Err(e) => return Err(e),
     };
+
+    match apply_canary(seen, plan, &api).await {
+        Ok(Some(done)) => applied.push(record("Deployment", done)),
+        Ok(None) => {}
+        Err(Error::Rejected { kind, message }) => {
+            return Ok(Acted {
+                deployment,
+                invalid: Some(format!(
+                    "the API server refused the canary {kind}: {message}"
+                )),
+                announcements,
+            });
+        }
+        Err(e) => return Err(e),
+    }
 
     let desired = resources::service(md, plan.target.model_name());
     let api = Api::<Service>::namespaced(ctx.client.clone(), namespace);
@@ -90,6 +111,26 @@ pub async fn apply_children(seen: &Snapshot, plan: &Plan, ctx: &Context) -> Resu
         invalid: None,
         announcements,
     })
+}
+
+/// The canary Deployment as planned: applied, left alone, or deleted.
+async fn apply_canary(
+    seen: &Snapshot,
+    plan: &Plan,
+    api: &Api<Deployment>,
+) -> Result<Option<Applied<Deployment>>, Error> {
+    match &plan.canary.child {
+        CanaryChild::None | CanaryChild::Keep => Ok(None),
+        CanaryChild::Run {
+            revision,
+            served,
+            replicas,
+        } => {
+            let desired = resources::canary_deployment(&seen.md, served, *revision, *replicas);
+            let cached = seen.canary_deployment.clone();
+            ensure(api, "Deployment", desired, cached).await.map(Some)
+        }
+    }
 }
 
 fn record<K: Resource<DynamicType = ()>>(

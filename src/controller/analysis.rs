@@ -102,6 +102,10 @@ pub(super) struct Subject<'a> {
     pub previous: &'a Revisions,
     /// Model version of a revision, for the baseline query.
     pub version_of: &'a (dyn Fn(i64) -> Option<String> + Sync),
+    /// The running revision is a canary: the stable revision serves at the
+    /// same time, so a relative bound compares with its value in the same
+    /// round only, never with a baseline remembered from an earlier one.
+    pub side_by_side: bool,
 }
 
 /// The measure step: a round of metric checks of the running revision when
@@ -195,6 +199,7 @@ async fn query_round(
         name: &seen.name,
         previous: &seen.previous,
         version_of: &version_of,
+        side_by_side: seen.canary_is_current,
     };
     // Both revisions are measured over the same window: by default since
     // this analysis started (the revision started serving), 1m to 1h.
@@ -274,6 +279,7 @@ async fn round(
         .filter(|g| g.comparison.is_none())
         .map(|gate| {
             let last_baseline = stored
+                .filter(|_| !subject.side_by_side)
                 .and_then(|s| s.metrics.iter().find(|m| m.name == gate.name))
                 .and_then(|m| m.baseline);
             plain_check(

@@ -3,6 +3,7 @@
 mod act;
 mod analysis;
 mod apply;
+mod canary;
 mod compare;
 mod conditions;
 mod context;

@@ -135,6 +135,7 @@ fn converged_status(md: &ModelDeployment, deployment: &Deployment) -> ModelDeplo
         }],
         analysis: None,
         alerts: Vec::new(),
+        canary: None,
     };
     let observed = Observed {
         md,
@@ -212,6 +213,110 @@ async fn converged_autoscaled_makes_no_request_even_when_the_hpa_scaled() {
         stores.hpas.clone(),
         stores.revisions.clone(),
         stores.pods.clone(),
+    );
+    reconcile_against_silent_api(md, stores).await;
+}
+
+/// A canary held at a pause without duration: revision 1 Stable on the
+/// stable Deployment, revision 2 on one canary pod, waiting for promotion.
+fn held_canary_world() -> (ModelDeployment, Stores) {
+    let spec = json!({
+        "model": {"version": "2.0"}, "server": {"image": "srv:1"}, "replicas": 4,
+        "rollout": {"strategy": "Canary", "canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}},
+    });
+    let mut md: ModelDeployment = serde_json::from_value(json!({
+        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": "fraud", "namespace": "ml", "uid": "md-uid", "generation": 5, "resourceVersion": "7"},
+        "spec": spec,
+    }))
+    .unwrap();
+    let new = ServedVersion::requested(&md);
+    let mut old_md = md.clone();
+    old_md.spec.model.version = "1.0".into();
+    let old = ServedVersion::requested(&old_md);
+    let settled = |replicas: i32| json!({"observedGeneration": 3, "replicas": replicas, "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas});
+    let stable: Deployment = as_stored(
+        stamp("Deployment", resources::deployment(&md, &old, 1))
+            .unwrap()
+            .0,
+        settled(4),
+    );
+    let canary: Deployment = as_stored(
+        stamp("Deployment", resources::canary_deployment(&md, &new, 2, 1))
+            .unwrap()
+            .0,
+        settled(1),
+    );
+    let service: Service = as_stored(
+        stamp("Service", resources::service(&md, "fraud"))
+            .unwrap()
+            .0,
+        json!({}),
+    );
+    let mut snapshots = vec![revision::build(&md, 1, &old), revision::build(&md, 2, &new)];
+    for s in &mut snapshots {
+        s.metadata.resource_version = Some("3".into());
+    }
+    let at = Time(Timestamp::from_second(1_800_000_000).unwrap());
+    let entry = |revision: i64, served: &ServedVersion, outcome: Outcome| HistoryEntry {
+        revision,
+        model_version: served.model.version.clone(),
+        image: served.server.image.clone(),
+        created_at: Some(at.clone()),
+        outcome,
+        ..HistoryEntry::default()
+    };
+    let revisions = Revisions {
+        requested: Some(2),
+        current: Some(2),
+        stable: Some(1),
+        history: vec![
+            HistoryEntry {
+                finished_at: Some(at.clone()),
+                promoted_at: Some(at.clone()),
+                reason: "RolloutComplete".into(),
+                ..entry(1, &old, Outcome::Stable)
+            },
+            entry(2, &new, Outcome::Progressing),
+        ],
+        analysis: None,
+        alerts: Vec::new(),
+        canary: Some(crate::rollout::canary::status_at(
+            &[
+                crate::rollout::canary::Step::SetWeight(25),
+                crate::rollout::canary::Step::Pause(None),
+            ],
+            2,
+            1,
+            at.clone(),
+            at.clone(),
+        )),
+    };
+    let observed = Observed {
+        md: &md,
+        served: &new,
+        deployment: Some(&stable),
+        invalid: None,
+        revisions: &revisions,
+        template_pending: false,
+    };
+    md.status = Some(derive(&observed, &at));
+    let stores = Stores::new(
+        store_of(vec![stable, canary]),
+        store_of(vec![service]),
+        store_of(Vec::<HorizontalPodAutoscaler>::new()),
+        indexed_of(snapshots),
+        indexed_of(Vec::<Pod>::new()),
+    );
+    (md, stores)
+}
+
+#[tokio::test]
+async fn a_canary_held_at_a_pause_makes_no_request() {
+    let (md, stores) = held_canary_world();
+    assert_eq!(
+        md.status.as_ref().and_then(|s| s.phase),
+        Some(crate::api::Phase::Progressing)
     );
     reconcile_against_silent_api(md, stores).await;
 }

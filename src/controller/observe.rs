@@ -9,14 +9,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
+use super::act::owned_by;
 use super::context::{Context, cached};
 use super::error::Error;
 use super::revisions::{health_of, known_revisions};
 use super::status::Revisions;
+use crate::api::Outcome;
 use crate::api::{ModelDeployment, ServedVersion};
 use crate::gates::Health;
 use crate::resources;
-use crate::resources::labels::RETRY_ANNOTATION;
+use crate::resources::labels::{ABORT_ANNOTATION, PROMOTE_ANNOTATION, RETRY_ANNOTATION};
+use crate::rollout::canary::{Attempt, Promotion};
 use crate::rollout::revision::Revision;
 
 /// One reconcile's view of a ModelDeployment and what it owns.
@@ -29,14 +32,27 @@ pub struct Snapshot {
     /// The revision bookkeeping as the stored status has it.
     pub previous: Revisions,
     pub deployment: Option<Arc<Deployment>>,
-    /// The revision in the Deployment's pod template.
+    /// The canary Deployment (`<name>-canary`), when this ModelDeployment
+    /// owns one.
+    pub canary_deployment: Option<Arc<Deployment>>,
+    /// The revision being rolled out: the canary's while a canary of a
+    /// revision still rolling out exists, else the one in the Deployment's
+    /// pod template.
     pub current: Option<i64>,
+    /// The revision in the (stable) Deployment's pod template.
+    pub stable_running: Option<i64>,
+    /// `current` runs as the canary.
+    pub canary_is_current: bool,
     /// How `current` is doing (its pods and the Deployment's progress).
     pub health: Health,
     /// Every revision snapshot this ModelDeployment owns.
     pub known: Vec<Revision>,
     /// The `mlops.dev/retry` annotation.
     pub retry_token: Option<String>,
+    /// The `mlops.dev/promote` annotation, parsed.
+    pub promotion: Option<Promotion>,
+    /// The `mlops.dev/abort` annotation: the canary to abort.
+    pub abort: Option<Attempt>,
     /// The one time this reconcile uses, to the second (the precision the
     /// API server stores), so that status derived twice in a pass is equal.
     pub now: Time,
@@ -47,13 +63,39 @@ impl Snapshot {
         let namespace = md.namespace().ok_or(Error::NoNamespace)?;
         let name = md.name_any();
         let deployment = cached(&ctx.stores.deployments, &namespace, &name);
-        let current = deployment.as_deref().and_then(resources::revision_of);
+        let canary_deployment = cached(
+            &ctx.stores.deployments,
+            &namespace,
+            &resources::canary_name(&name),
+        )
+        .filter(|d| owned_by(d.as_ref(), &md));
+        let previous = Revisions::from_status(md.status.as_ref());
+        let stable_running = deployment.as_deref().and_then(resources::revision_of);
+        let canary_running = canary_deployment
+            .as_deref()
+            .and_then(resources::revision_of)
+            .filter(|c| Some(*c) != stable_running && still_rolling_out(&previous, *c));
+        let current = canary_running.or(stable_running);
         let pods = super::context::of_instance(&ctx.stores.pods, &namespace, &name);
-        let health = health_of(current, deployment.as_deref(), &pods);
+        let running = match canary_running {
+            Some(_) => canary_deployment.as_deref(),
+            None => deployment.as_deref(),
+        };
+        let health = health_of(current, running, &pods);
         let known = known_revisions(&md, &namespace, ctx);
+        let annotations = md.annotations();
         Ok(Self {
+            promotion: annotations
+                .get(PROMOTE_ANNOTATION)
+                .and_then(|v| Promotion::parse(v)),
+            abort: annotations
+                .get(ABORT_ANNOTATION)
+                .and_then(|v| Attempt::parse(v)),
+            canary_deployment,
+            stable_running,
+            canary_is_current: canary_running.is_some(),
             served: ServedVersion::requested(&md),
-            previous: Revisions::from_status(md.status.as_ref()),
+            previous,
             retry_token: md.annotations().get(RETRY_ANNOTATION).cloned(),
             now: now_to_the_second(),
             md,
@@ -77,6 +119,17 @@ impl Snapshot {
             .find(|k| k.number == number)
             .map(|k| &k.served)
     }
+}
+
+/// A canary Deployment's revision is the one rolling out only while its
+/// rollout has not ended: an aborted canary left at 0 pods, or a promoted
+/// one waiting for the stable Deployment, is no longer judged.
+fn still_rolling_out(previous: &Revisions, revision: i64) -> bool {
+    previous
+        .history
+        .iter()
+        .find(|e| e.revision == revision)
+        .is_none_or(|e| e.outcome == Outcome::Progressing)
 }
 
 fn now_to_the_second() -> Time {

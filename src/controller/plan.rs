@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 
+use super::canary::{self, CanaryPlan};
 use super::error::Error;
 use super::events::{self, Announcement};
 use super::observe::Snapshot;
@@ -13,8 +14,10 @@ use super::status::{Observed, Revisions, derive};
 use crate::alerts;
 use crate::analysis::schedule::Analysed;
 use crate::api::{ModelDeploymentStatus, ServedVersion};
+use crate::gates::Health;
 use crate::metrics::RevisionLabels;
 use crate::reasons;
+use crate::rollout::canary::Step;
 use crate::rollout::decide::{Change, Decision, Inputs, decide};
 use crate::rollout::history::{self, Described};
 
@@ -40,13 +43,27 @@ pub struct Plan {
     pub outcomes: Vec<RevisionLabels>,
     /// When to look again if nothing else happens.
     pub requeue: Duration,
+    /// What the stable and canary Deployments run (Canary strategy).
+    pub canary: CanaryPlan,
 }
 
 /// Decides the rollout and everything that follows from it.
-pub fn plan(seen: &Snapshot, requested: i64, analysed: &Analysed) -> Result<Plan, Error> {
+/// `steps`: the canary's, when the strategy is Canary.
+pub fn plan(
+    seen: &Snapshot,
+    requested: i64,
+    analysed: &Analysed,
+    steps: Option<&[Step]>,
+) -> Result<Plan, Error> {
     let previous = &seen.previous;
     let md = &seen.md;
     let retry_token = seen.retry_token.as_deref();
+    // A running canary moves on a step, and its gate holds promotion until
+    // the last step (or fails it at any).
+    let (stepped, gate) = match steps {
+        Some(steps) => canary::step(seen, steps, analysed),
+        None => (None, analysed.gate.clone()),
+    };
     let decision = decide(&Inputs {
         requested,
         previous_update: previous.requested,
@@ -56,8 +73,11 @@ pub fn plan(seen: &Snapshot, requested: i64, analysed: &Analysed) -> Result<Plan
         paused: md.spec.paused,
         auto_rollback: md.spec.rollout.auto_rollback,
         retry_token,
-        health: seen.health.clone(),
-        analysis: analysed.gate.clone(),
+        health: match &seen.health {
+            Health::Failed(f) => Health::Failed(canary::at_step(f.clone(), stepped.as_ref())),
+            other => other.clone(),
+        },
+        analysis: gate,
         breach: analysed.breach.clone(),
     });
     let target =
@@ -93,6 +113,7 @@ pub fn plan(seen: &Snapshot, requested: i64, analysed: &Analysed) -> Result<Plan
     let limit = usize::try_from(md.spec.revision_history_limit)
         .unwrap_or(1)
         .max(1);
+    let canary = canary::children(seen, steps, stepped, &decision, requested);
     let mut revisions = Revisions {
         requested: Some(requested),
         current: Some(decision.target),
@@ -100,6 +121,7 @@ pub fn plan(seen: &Snapshot, requested: i64, analysed: &Analysed) -> Result<Plan
         history: history::prune(history, limit, &pinned),
         analysis: analysed.status.clone(),
         alerts: Vec::new(),
+        canary: canary.status.clone(),
     };
     let alerts = raise_alerts(seen, previous, &revisions);
     revisions.alerts = alerts.next.clone();
@@ -110,11 +132,15 @@ pub fn plan(seen: &Snapshot, requested: i64, analysed: &Analysed) -> Result<Plan
             && crash_could_change_outcome(&decision, seen.current, previous.stable),
         announcements: events::for_changes(&decision.changes, &revisions, first),
         outcomes: outcomes(&decision.changes),
-        requeue: analysed.next_round.map_or(RESYNC, |next| next.min(RESYNC)),
+        requeue: [analysed.next_round, canary.requeue]
+            .into_iter()
+            .flatten()
+            .fold(RESYNC, Duration::min),
         decision,
         target,
         revisions,
         alerts,
+        canary,
     })
 }
 

@@ -42,7 +42,7 @@ pub async fn reconcile(
     // Measure: a round of metric checks, when one is due.
     let analysed = measure(&seen, spec.analysis.as_ref(), requested, &ctx).await;
     // Plan: every decision of this pass, purely.
-    let mut plan = plan::plan(&seen, requested, &analysed)?;
+    let mut plan = plan::plan(&seen, requested, &analysed, spec.canary.as_deref())?;
     // Persist first only what a crash before acting could otherwise undo.
     let persisted = match plan.persist_first {
         true => Some(persist_decision(&seen, &mut plan, &ctx).await?),

@@ -7,8 +7,8 @@ use kube::ResourceExt;
 
 use super::conditions::{self, DEGRADED, Draft, PROGRESSING, READY};
 use crate::api::{
-    AnalysisPhase, AnalysisStatus, FiringAlert, HistoryEntry, MetricCheck, ModelDeployment,
-    ModelDeploymentStatus, Outcome, Phase, ServedVersion,
+    AnalysisPhase, AnalysisStatus, CanaryStatus, FiringAlert, HistoryEntry, MetricCheck,
+    ModelDeployment, ModelDeploymentStatus, Outcome, Phase, ServedVersion,
 };
 use crate::reasons;
 use crate::resources::{labels, service_url};
@@ -42,6 +42,8 @@ pub struct Revisions {
     pub analysis: Option<AnalysisStatus>,
     /// Alerts firing.
     pub alerts: Vec<FiringAlert>,
+    /// The canary of the revision rolling out (Canary strategy).
+    pub canary: Option<CanaryStatus>,
 }
 
 impl Revisions {
@@ -54,7 +56,16 @@ impl Revisions {
             history: s.history.clone(),
             analysis: s.analysis.clone(),
             alerts: s.alerts.clone(),
+            canary: s.canary.clone(),
         })
+    }
+
+    /// The canary of the revision rolling out, while it rolls out.
+    fn running_canary(&self) -> Option<&CanaryStatus> {
+        let running = self.entry(self.current)?;
+        self.canary
+            .as_ref()
+            .filter(|c| Some(c.revision) == self.current && running.outcome == Outcome::Progressing)
     }
 
     fn entry(&self, revision: Option<i64>) -> Option<&HistoryEntry> {
@@ -154,6 +165,7 @@ pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
         history: revisions.history.clone(),
         analysis: revisions.analysis.clone(),
         alerts: revisions.alerts.clone(),
+        canary: revisions.canary.clone(),
         conditions: conditions::stamp(&drafts, previous, md.metadata.generation, now),
     }
 }
@@ -216,6 +228,22 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Draft {
             false,
             reasons::ANALYSIS_INCONCLUSIVE,
             format!("{target}: analysis {}", halted.message),
+        );
+    }
+    if let Some(canary) = revisions.running_canary() {
+        let reason = match canary.waiting_for_promotion {
+            true => reasons::CANARY_PAUSED,
+            false => reasons::CANARY_STEP,
+        };
+        let analysis = revisions
+            .analysing()
+            .map(|a| format!("; analysis {}", a.message))
+            .unwrap_or_default();
+        return Draft::new(
+            PROGRESSING,
+            true,
+            reason,
+            format!("{}{analysis}", canary.summary),
         );
     }
     if let Some(analysis) = revisions.analysing()
@@ -358,6 +386,7 @@ fn phase(observed: &Observed<'_>, progress: Option<&Progress>, n: Counts) -> Pha
         _ if observed.revisions.halted().is_some() => Phase::Paused,
         _ if breach(observed).is_some() => Phase::Degraded,
         _ if observed.md.spec.paused => Phase::Paused,
+        Some(_) if observed.revisions.running_canary().is_some() => Phase::Progressing,
         None => Phase::Pending,
         Some(Progress::Complete) if observed.revisions.analysing().is_some() => Phase::Progressing,
         Some(Progress::Complete) => Phase::Healthy,

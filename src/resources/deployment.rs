@@ -46,6 +46,39 @@ pub fn deployment(md: &ModelDeployment, served: &ServedVersion, revision: i64) -
     }
 }
 
+/// Name of the canary Deployment of ModelDeployment `name`.
+pub fn canary_name(name: &str) -> String {
+    format!("{name}-canary")
+}
+
+/// The canary Deployment: `served` as revision `revision` with exactly
+/// `replicas` pods (the step's share of the stable count; never the HPA's).
+/// Its pods carry `mlops.dev/track: canary`, which its selector adds to the
+/// stable one's, so the two Deployments never count each other's pods.
+pub fn canary_deployment(
+    md: &ModelDeployment,
+    served: &ServedVersion,
+    revision: i64,
+    replicas: i32,
+) -> Deployment {
+    let mut d = deployment(md, served, revision);
+    let name = canary_name(&md.name_any());
+    d.metadata.name = Some(name);
+    if let Some(spec) = d.spec.as_mut() {
+        spec.replicas = Some(replicas);
+        spec.selector
+            .match_labels
+            .get_or_insert_with(Default::default)
+            .insert(labels::TRACK.to_string(), labels::TRACK_CANARY.to_string());
+        if let Some(meta) = spec.template.metadata.as_mut() {
+            meta.labels
+                .get_or_insert_with(Default::default)
+                .insert(labels::TRACK.to_string(), labels::TRACK_CANARY.to_string());
+        }
+    }
+    d
+}
+
 /// The revision a Deployment's pod template runs, from its label.
 pub fn revision_of(deployment: &Deployment) -> Option<i64> {
     deployment

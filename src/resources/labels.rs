@@ -14,6 +14,15 @@ pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Revision number of the served version, on pods.
 pub const REVISION: &str = "mlops.dev/revision";
 
+/// On canary pods (value `canary`): which Deployment they belong to.
+pub const TRACK: &str = "mlops.dev/track";
+pub const TRACK_CANARY: &str = "canary";
+/// `kubectl model promote` sets it to `<revision>/<step>` or
+/// `<revision>/full`: the canary's current step (or every step) is done.
+pub const PROMOTE_ANNOTATION: &str = "mlops.dev/promote";
+/// `kubectl model abort` sets it to the canary's revision: roll it back.
+pub const ABORT_ANNOTATION: &str = "mlops.dev/abort";
+
 /// Setting this annotation on a ModelDeployment to a new value retries a
 /// failed revision (`kubectl model retry` does it).
 pub const RETRY_ANNOTATION: &str = "mlops.dev/retry";

@@ -6,7 +6,9 @@ mod hpa;
 pub mod labels;
 mod service;
 
-pub use deployment::{CONTAINER_NAME, PORT_NAME, deployment, revision_of};
+pub use deployment::{
+    CONTAINER_NAME, PORT_NAME, canary_deployment, canary_name, deployment, revision_of,
+};
 pub use hpa::hpa;
 pub use service::{service, service_url};
 

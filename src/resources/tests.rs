@@ -198,3 +198,25 @@ fn defaults_apply_when_fields_are_left_out() {
     assert_eq!(md.spec.rollout.progress_deadline_seconds, 300);
     assert_eq!(service_url(&md), "http://fraud.ml.svc:80");
 }
+
+#[test]
+fn the_canary_deployment_has_its_own_name_selector_and_replicas() {
+    for extra in ["", "  autoscaling: {maxReplicas: 5}\n"] {
+        let md = md(&format!("{BASE}{extra}"));
+        let d = canary_deployment(&md, &ServedVersion::requested(&md), 5, 2);
+        assert_eq!(d.metadata.name.as_deref(), Some("fraud-canary"));
+        let spec = d.spec.unwrap();
+        assert_eq!(spec.replicas, Some(2), "always the step's count: {extra}");
+        let selector = spec.selector.match_labels.unwrap();
+        assert_eq!(
+            selector.get(labels::TRACK).map(String::as_str),
+            Some("canary")
+        );
+        let pod = spec.template.metadata.unwrap().labels.unwrap();
+        assert!(
+            selector.iter().all(|(k, v)| pod.get(k) == Some(v)),
+            "the selector selects its pods"
+        );
+        assert_eq!(pod.get(labels::REVISION).map(String::as_str), Some("5"));
+    }
+}

@@ -1,5 +1,6 @@
 //! Pure rollout logic: observed state in, verdicts and next actions out.
 
+pub mod canary;
 pub mod decide;
 pub mod health;
 pub mod history;

@@ -333,6 +333,7 @@ fn metric_analysis_shows_in_phase_and_conditions() {
         history: vec![entry(1, Outcome::Stable), entry(2, Outcome::Progressing)],
         analysis: Some(analysis(phase, 0)),
         alerts: Vec::new(),
+        canary: None,
     };
     let guarded = |failed| Revisions {
         requested: Some(2),
@@ -341,6 +342,7 @@ fn metric_analysis_shows_in_phase_and_conditions() {
         history: vec![entry(1, Outcome::Superseded), entry(2, Outcome::Stable)],
         analysis: Some(analysis(AnalysisPhase::Guarding, failed)),
         alerts: Vec::new(),
+        canary: None,
     };
     let cases = [
         (

@@ -1,7 +1,8 @@
 -- Argo CD health check for mlops.dev/v1alpha1 ModelDeployment.
 --
 -- Reads only what the operator writes to .status (observedGeneration, phase,
--- currentRevision, conditions Ready/Progressing/Degraded) and maps it to an
+-- currentRevision, conditions Ready/Progressing/Degraded; a canary's step is
+-- in the Progressing condition) and maps it to an
 -- Argo CD health status. Plain Lua 5.1 with base functions only (no string,
 -- math, table, os or io library), so it runs from argocd-cm without
 -- useOpenLibs.
@@ -127,7 +128,20 @@ if phase == "Paused" then
   return hs
 end
 
--- 5. A rollout is under way, or nothing serves yet.
+-- 4b. A canary at a pause without duration waits for
+--     `kubectl model promote`: a person decides, like a paused rollout.
+if progressing ~= nil and progressing.reason == "CanaryPaused" then
+  hs.status = "Suspended"
+  local name = "NAME"
+  if obj.metadata ~= nil and obj.metadata.name ~= nil then
+    name = tostring(obj.metadata.name)
+  end
+  hs.message = explain(progressing, "CanaryPaused") .. " (kubectl model promote " .. name .. ")"
+  return hs
+end
+
+-- 5. A rollout is under way (a canary's step is in the Progressing
+--    message), or nothing serves yet.
 if isTrue(progressing) or phase == "Progressing" or phase == "Pending" then
   hs.status = "Progressing"
   local msg = nil

@@ -1,0 +1,239 @@
+//! The canary part of the plan: from the rollout decision and the canary's
+//! step, what the stable and canary Deployments run. Pure; `act` applies it.
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+
+use super::observe::Snapshot;
+use crate::analysis::schedule::Analysed;
+use crate::api::{CanaryStatus, ServedVersion};
+use crate::gates::{Failure, Gate, Health};
+use crate::reasons;
+use crate::resources;
+use crate::rollout::canary::{self, Attempt, Inputs, Step};
+use crate::rollout::decide::Decision;
+use crate::rollout::{Progress, progress};
+
+/// What the canary Deployment should be.
+#[derive(Clone, Debug, PartialEq)]
+pub enum CanaryChild {
+    /// There is none and none is wanted.
+    None,
+    /// Run `served` as `revision` with exactly `replicas` pods. A canary
+    /// that is no longer wanted (aborted, promoted, or the strategy changed)
+    /// is scaled to 0, not deleted: the operator may not delete
+    /// Deployments (garbage collection does that with the ModelDeployment),
+    /// and the next canary reuses it.
+    Run {
+        revision: i64,
+        served: Box<ServedVersion>,
+        replicas: i32,
+    },
+    /// Leave it as it is: the promoted revision's canary keeps serving
+    /// until the stable Deployment runs that revision on every pod.
+    Keep,
+}
+
+/// The canary's share of one plan.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CanaryPlan {
+    pub status: Option<CanaryStatus>,
+    pub child: CanaryChild,
+    /// The revision the stable Deployment runs while a canary runs; `None`:
+    /// the decided revision, as with RollingUpdate.
+    pub stable: Option<(i64, ServedVersion)>,
+    /// When a pause with a duration ends.
+    pub requeue: Option<Duration>,
+}
+
+impl CanaryPlan {
+    fn rolling(seen: &Snapshot, requested: i64) -> Self {
+        Self {
+            status: None,
+            child: retire(seen, requested),
+            stable: None,
+            requeue: None,
+        }
+    }
+}
+
+/// A canary Deployment left over, scaled to 0 (as it runs: its template
+/// unchanged). One whose revision is no longer known is left alone.
+fn retire(seen: &Snapshot, requested: i64) -> CanaryChild {
+    let Some(revision) = seen
+        .canary_deployment
+        .as_deref()
+        .and_then(resources::revision_of)
+    else {
+        return CanaryChild::None;
+    };
+    match seen.served_of(revision, requested) {
+        Some(served) => CanaryChild::Run {
+            revision,
+            served: Box::new(served.clone()),
+            replicas: 0,
+        },
+        None => CanaryChild::Keep,
+    }
+}
+
+/// Before the decision: the running canary's next step, and the gate the
+/// decision sees (pending until the last step; failed on a failed check or
+/// an abort by hand, at any step).
+pub fn step(seen: &Snapshot, steps: &[Step], analysed: &Analysed) -> (Option<CanaryStatus>, Gate) {
+    let gate = analysed.gate.clone();
+    let Some(current) = seen.current.filter(|_| seen.canary_is_current) else {
+        return (None, gate);
+    };
+    let stored = seen
+        .previous
+        .canary
+        .as_ref()
+        .filter(|c| c.revision == current);
+    let aborted = stored
+        .filter(|c| seen.abort == Some(Attempt::of(c)))
+        .map(|c| Failure {
+            reason: reasons::ABORTED,
+            message: format!(
+                "canary aborted by hand at {} (kubectl model abort)",
+                c.summary
+            ),
+        });
+    // A canary that fails in this pass stays at the step it failed at: the
+    // history names that step, not the next one.
+    let failing = aborted.is_some()
+        || matches!(gate, Gate::Failed(_))
+        || matches!(seen.health, Health::Failed(_));
+    let status = match stored.filter(|_| failing) {
+        Some(held) => held.clone(),
+        None => canary::advance(&Inputs {
+            steps,
+            revision: current,
+            stored: seen.previous.canary.as_ref(),
+            stable_replicas: stable_replicas(seen),
+            canary_available: available(seen.canary_deployment.as_deref()),
+            analysis: analysed.status.as_ref(),
+            gated: seen.md.spec.rollout.analysis.is_some(),
+            promotion: seen.promotion,
+            now: &seen.now,
+        }),
+    };
+    let gate = match canary::gate(&status, gate, aborted) {
+        Gate::Failed(failure) => Gate::Failed(at_step(failure, Some(&status))),
+        other => other,
+    };
+    (Some(status), gate)
+}
+
+/// A canary's failure says at which step it happened, for history, Events
+/// and alerts (an abort by hand says so itself).
+pub fn at_step(failure: Failure, canary: Option<&CanaryStatus>) -> Failure {
+    match canary {
+        Some(c) if failure.reason != reasons::ABORTED => Failure {
+            message: format!("{} (canary at {})", failure.message, c.summary),
+            ..failure
+        },
+        _ => failure,
+    }
+}
+
+/// After the decision: what each Deployment runs.
+pub fn children(
+    seen: &Snapshot,
+    steps: Option<&[Step]>,
+    stepped: Option<CanaryStatus>,
+    decision: &Decision,
+    requested: i64,
+) -> CanaryPlan {
+    let Some(steps) = steps else {
+        return CanaryPlan::rolling(seen, requested);
+    };
+    let target = decision.target;
+    let stable_replicas = stable_replicas(seen);
+    match decision.stable {
+        // A revision other than the Stable one runs: as the canary, next
+        // to the Stable revision.
+        Some(stable) if stable != target => {
+            let (Some(served), Some(stable_served)) = (
+                seen.served_of(target, requested),
+                seen.served_of(stable, requested),
+            ) else {
+                return CanaryPlan::rolling(seen, requested);
+            };
+            let status = stepped.filter(|s| s.revision == target).unwrap_or_else(|| {
+                canary::status_at(steps, target, 0, seen.now.clone(), seen.now.clone())
+            });
+            CanaryPlan {
+                requeue: canary::pause_left(steps, &status, &seen.now),
+                child: CanaryChild::Run {
+                    revision: target,
+                    served: Box::new(served.clone()),
+                    replicas: canary::replicas(status.weight, stable_replicas),
+                },
+                status: Some(status),
+                stable: Some((stable, stable_served.clone())),
+            }
+        }
+        // The Stable revision (or a first rollout) runs in the stable
+        // Deployment; a canary left over was promoted or aborted.
+        _ => {
+            let left = seen
+                .canary_deployment
+                .as_deref()
+                .and_then(resources::revision_of);
+            // A promoted canary keeps its pods until the stable Deployment
+            // serves its revision on every pod, so capacity never dips.
+            let child = match left {
+                Some(c) if c == target && !stable_runs(seen.deployment.as_deref(), target) => {
+                    CanaryChild::Keep
+                }
+                _ => retire(seen, requested),
+            };
+            CanaryPlan {
+                status: None,
+                child,
+                stable: None,
+                requeue: None,
+            }
+        }
+    }
+}
+
+/// The stable Deployment runs `revision` on every pod, all available.
+fn stable_runs(deployment: Option<&Deployment>, revision: i64) -> bool {
+    deployment.is_some_and(|d| {
+        resources::revision_of(d) == Some(revision) && progress(d) == Progress::Complete
+    })
+}
+
+/// The stable Deployment's pod count: the spec's, or the HPA's while
+/// autoscaled (read from the Deployment, whose replicas the HPA owns).
+fn stable_replicas(seen: &Snapshot) -> i32 {
+    match seen.md.spec.autoscaling {
+        Some(_) => seen
+            .deployment
+            .as_deref()
+            .and_then(|d| d.spec.as_ref()?.replicas)
+            .unwrap_or(1),
+        None => seen.md.spec.replicas,
+    }
+}
+
+/// Available pods of the canary's current template: none until the
+/// Deployment controller has seen its latest spec.
+fn available(deployment: Option<&Deployment>) -> i32 {
+    let Some(d) = deployment else {
+        return 0;
+    };
+    let Some(status) = d.status.as_ref() else {
+        return 0;
+    };
+    if status.observed_generation < d.metadata.generation {
+        return 0;
+    }
+    status
+        .available_replicas
+        .unwrap_or(0)
+        .min(status.updated_replicas.unwrap_or(0))
+}
