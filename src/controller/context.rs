@@ -6,7 +6,7 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{Pod, Service};
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 use tokio::sync::watch;
@@ -100,7 +100,12 @@ where
 pub struct Context {
     pub client: Client,
     pub stores: Stores,
-    pub recorder: Recorder,
+    /// Who sends the Events. Each Event is sent through a recorder of its
+    /// own: kube's recorder keeps every event it sent for six minutes to
+    /// fold repeats into a series, which at 1,000 new models held 9 MiB
+    /// (and kept it until the next event). Our events are transitions, so
+    /// repeats are rare and a repeat is simply a new Event.
+    pub reporter: Reporter,
     pub metrics: Arc<crate::metrics::Metrics>,
     /// Prometheus and the alert channels.
     pub outbound: Arc<super::analysis::Outbound>,
@@ -121,7 +126,7 @@ impl Context {
             instance: None,
         };
         Self {
-            recorder: Recorder::new(client.clone(), reporter),
+            reporter,
             client,
             stores,
             metrics,

@@ -5,7 +5,7 @@
 //! them, best effort.
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType};
+use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 
 use super::conditions::{self, DEGRADED};
@@ -23,9 +23,7 @@ pub struct Announcement {
     pub reason: String,
     pub action: &'static str,
     pub note: String,
-    /// The child the event is about, when there is one. Part of the
-    /// recorder's aggregation key, so two children's events in one pass are
-    /// never merged into one with the first one's note.
+    /// The child the event is about, when there is one.
     pub related: Option<ObjectReference>,
 }
 
@@ -174,7 +172,8 @@ pub async fn publish(md: &ModelDeployment, announcements: Vec<Announcement>, ctx
             action: a.action.to_string(),
             secondary: a.related,
         };
-        if let Err(e) = ctx.recorder.publish(&event, &regarding).await {
+        let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
+        if let Err(e) = recorder.publish(&event, &regarding).await {
             tracing::warn!(name = %md.name_any(), error = %e, "could not record event");
         }
     }

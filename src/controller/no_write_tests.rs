@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use kube::runtime::events::{Recorder, Reporter};
+use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
 use serde::Serialize;
@@ -159,14 +159,13 @@ fn mock_context(stores: Stores) -> (Arc<Context>, MockHandle) {
         controller: "test".into(),
         instance: None,
     };
-    let recorder = Recorder::new(client.clone(), reporter);
     let outbound =
         Arc::new(super::analysis::Outbound::new(client.clone(), Arc::default()).unwrap());
     (
         Arc::new(Context {
             client,
             stores,
-            recorder,
+            reporter,
             metrics: Arc::default(),
             outbound,
             status_writes: Default::default(),
