@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use model_operator::controller::{self, Settings};
+use model_operator::egress::Policy;
 use model_operator::leader::{self, Election, ElectionArgs};
 use model_operator::telemetry::{self, LogFormat};
 
@@ -33,8 +34,24 @@ enum Command {
         /// Where `/healthz` and `/readyz` listen (may equal --metrics-addr).
         #[arg(long, env = "HEALTH_ADDR", default_value = "127.0.0.1:8081")]
         health_addr: std::net::SocketAddr,
+        /// URL prefixes ModelDeployments may send metric queries and alerts
+        /// to (repeat the flag, or comma-separate in the env var), e.g.
+        /// `http://prometheus.monitoring:9090`. Empty: any address, which
+        /// lets anyone who can create a ModelDeployment make the operator
+        /// send requests from its network position; unsafe in a shared
+        /// cluster (docs/security.md).
+        #[arg(
+            long = "allowed-endpoint",
+            env = "ALLOWED_ENDPOINTS",
+            value_delimiter = ','
+        )]
+        allowed_endpoints: Vec<String>,
+        /// Send bearer tokens to plain-http Prometheus addresses too (by
+        /// default they go over https only).
+        #[arg(long, env = "ALLOW_INSECURE_TOKENS")]
+        allow_insecure_tokens: bool,
         #[command(flatten)]
-        election: ElectionArgs,
+        election: Box<ElectionArgs>,
     },
     /// Print the ModelDeployment CustomResourceDefinition as YAML.
     Crd,
@@ -58,10 +75,24 @@ fn main() -> ExitCode {
             namespaces,
             metrics_addr,
             health_addr,
+            allowed_endpoints,
+            allow_insecure_tokens,
             election,
         } => {
             telemetry::init(log_format);
-            let election = match Election::from_args(election) {
+            let egress = match Policy::new(&allowed_endpoints, allow_insecure_tokens) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "invalid flags");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if egress.allows_any() {
+                tracing::warn!(
+                    "no --allowed-endpoint: ModelDeployments may send metric queries and alerts to any address (unsafe in a shared cluster; see docs/security.md)"
+                );
+            }
+            let election = match Election::from_args(*election) {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(error = %e, "invalid flags");
@@ -74,6 +105,7 @@ fn main() -> ExitCode {
                 namespaces,
                 metrics: Default::default(),
                 ready,
+                egress: std::sync::Arc::new(egress),
             };
             run(settings, election, metrics_addr, health_addr, ready_rx)
         }

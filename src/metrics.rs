@@ -101,6 +101,9 @@ pub struct Metrics {
     pub phase: Family<PhaseLabels, Gauge>,
     /// 1 per alert firing in a ModelDeployment's status; removed when resolved.
     pub alert_firing: Family<FiringLabels, Gauge>,
+    /// ModelDeployments this binary could not decode (each version once):
+    /// skipped, logged and Evented, never a stop of the watch.
+    pub undecodable: Counter,
     pub registry: Registry,
 }
 
@@ -169,7 +172,14 @@ impl Default for Metrics {
             "1 for each alert firing in a ModelDeployment's status",
             alert_firing.clone(),
         );
+        let undecodable = Counter::default();
+        registry.register(
+            "undecodable_objects",
+            "ModelDeployment versions this operator could not decode and skipped",
+            undecodable.clone(),
+        );
         Self {
+            undecodable,
             reconciles,
             reconcile_duration,
             revision_outcomes,

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::desired::Transition;
 use crate::api::{FiringAlert, SecretKeyRef};
+use crate::egress::{self, ALERT_BODY_LIMIT, Failure, Policy};
 use crate::metrics::{DeliveryLabels, Metrics};
 
 /// Alertmanager forgets an alert this long after its last update unless
@@ -32,6 +33,7 @@ pub struct Target {
 
 pub struct Deliverer {
     http: reqwest::Client,
+    policy: Arc<Policy>,
     client: Client,
     metrics: Arc<Metrics>,
     /// When each firing alert last went to Alertmanager (in memory only: after
@@ -40,9 +42,15 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    pub fn new(http: reqwest::Client, client: Client, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        policy: Arc<Policy>,
+        client: Client,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             http,
+            policy,
             client,
             metrics,
             sent: Mutex::new(HashMap::new()),
@@ -83,7 +91,10 @@ impl Deliverer {
             let this = self.clone();
             tokio::spawn(async move {
                 let url = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
-                let result = this.post(&url, &Value::Array(to_alertmanager)).await;
+                let result = this
+                    .post(&url, &Value::Array(to_alertmanager))
+                    .await
+                    .map_err(|f| f.to_string());
                 this.record("alertmanager", &url, result);
             });
         }
@@ -99,7 +110,7 @@ impl Deliverer {
                 });
                 let result = match crate::secrets::read_key(&this.client, &namespace, &secret).await
                 {
-                    Ok(url) => this.post(&url, &body).await,
+                    Ok(url) => this.post(&url, &body).await.map_err(|f| f.to_string()),
                     Err(e) => Err(e),
                 };
                 // The URL is a secret: only its Secret is named.
@@ -112,24 +123,15 @@ impl Deliverer {
         }
     }
 
-    async fn post(&self, url: &str, body: &Value) -> Result<(), String> {
-        let response = self
-            .http
-            .post(url)
-            .timeout(TIMEOUT)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| without_url(&e))?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            let text = response.text().await.unwrap_or_default();
-            Err(format!(
-                "HTTP {status}: {}",
-                text.chars().take(200).collect::<String>()
-            ))
+    /// Posts `body`; only the answer's status is used, and at most
+    /// `ALERT_BODY_LIMIT` bytes of it are read.
+    async fn post(&self, url: &str, body: &Value) -> Result<(), Failure> {
+        self.policy.check(url)?;
+        let request = self.http.post(url).json(body);
+        let (status, _) = egress::send_capped(request, TIMEOUT, ALERT_BODY_LIMIT).await?;
+        match status {
+            200..=299 => Ok(()),
+            other => Err(Failure::Status(other)),
         }
     }
 
@@ -153,19 +155,6 @@ impl Deliverer {
                 "alert delivery failed"
             );
         }
-    }
-}
-
-/// reqwest's errors include the URL, which may hold a webhook's secret.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut cause: &(dyn std::error::Error + 'static) = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    if e.is_timeout() {
-        format!("no answer within {}s", TIMEOUT.as_secs())
-    } else {
-        cause.to_string()
     }
 }
 

@@ -86,7 +86,7 @@ fn default_inconclusive_limit() -> i32 {
 pub struct PrometheusSpec {
     /// Base URL, e.g. `http://prometheus.monitoring:9090`.
     #[schemars(length(max = 2048))]
-    #[x_kube(validation = Rule::new("self.matches('^https?://[^\\\\s/]+(/\\\\S*)?$')").message("analysis.prometheus.address must be an http:// or https:// URL"))]
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^\\\\s/@?#]+(/[^\\\\s?#]*)?$')").message("analysis.prometheus.address must be an http:// or https:// URL without credentials, query or fragment"))]
     pub address: String,
 
     /// Seconds one query may take before it counts as Inconclusive.
@@ -348,7 +348,7 @@ pub struct AlertsSpec {
 pub struct AlertmanagerSpec {
     /// Base URL, e.g. `http://alertmanager.monitoring:9093`.
     #[schemars(length(max = 2048))]
-    #[x_kube(validation = Rule::new("self.matches('^https?://[^\\\\s/]+(/\\\\S*)?$')").message("alerts.alertmanager.url must be an http:// or https:// URL"))]
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^\\\\s/@?#]+(/[^\\\\s?#]*)?$')").message("alerts.alertmanager.url must be an http:// or https:// URL without credentials, query or fragment"))]
     pub url: String,
 }
 

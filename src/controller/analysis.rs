@@ -20,6 +20,7 @@ use crate::analysis::template::{self, Vars};
 use crate::analysis::verdict::{Measurement, effective_limits, judge};
 use crate::analysis::window;
 use crate::api::{AnalysisSpec, AnalysisStatus, MetricGate, Outcome, SecretKeyRef};
+use crate::egress::{self, Policy};
 use crate::metrics::{BoundLabels, CheckLabels, MetricValueLabels, Metrics};
 use crate::validate::Timing;
 
@@ -41,16 +42,15 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub fn new(client: Client, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
-        // reqwest is built without a default crypto provider; use ring, like
-        // the kube client. Installing twice is harmless (the first wins).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("model-operator/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        policy: Arc<Policy>,
+    ) -> Result<Self, reqwest::Error> {
+        let http = egress::http_client()?;
         Ok(Self {
-            prometheus: Prometheus::new(http.clone()),
-            deliverer: Arc::new(Deliverer::new(http, client.clone(), metrics)),
+            prometheus: Prometheus::new(http.clone(), policy.clone()),
+            deliverer: Arc::new(Deliverer::new(http, policy, client.clone(), metrics)),
             client,
             guard_rounds: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),

@@ -6,6 +6,7 @@ mod apply;
 mod compare;
 mod conditions;
 mod context;
+mod decode;
 mod drift;
 mod error;
 mod events;
@@ -54,6 +55,8 @@ pub struct Settings {
     pub metrics: Arc<Metrics>,
     /// Set to true once every watched scope has its caches filled.
     pub ready: watch::Sender<bool>,
+    /// Which endpoints ModelDeployments may name.
+    pub egress: Arc<crate::egress::Policy>,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C: one controller for the whole
@@ -72,6 +75,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
     let outbound = Arc::new(analysis::Outbound::new(
         client.clone(),
         settings.metrics.clone(),
+        settings.egress.clone(),
     )?);
     let pending = Arc::new(std::sync::atomic::AtomicUsize::new(scopes.len()));
     let runs = scopes.into_iter().map(|scope| {
@@ -110,7 +114,10 @@ async fn run_scope(
     let mds = scoped_api::<ModelDeployment>(&client, namespace);
     // Fail fast with a clear error when the CRD is not installed or the
     // operator may not read ModelDeployments here.
-    mds.list(&kube::api::ListParams::default().limit(1)).await?;
+    // Metadata only: one object this binary cannot decode must not stop
+    // the start (`decode`).
+    mds.list_metadata(&kube::api::ListParams::default().limit(1))
+        .await?;
     tracing::info!(
         namespace = namespace.unwrap_or("<all>"),
         "watching ModelDeployments"
@@ -145,11 +152,20 @@ async fn run_scope(
     // than a quorum read of etcd: a restart or relist of 1,000 objects is
     // then cheap for the API server, and the watch continues from there.
     let (md_store, md_writer) = reflector::store();
-    let md_events = watcher(mds, watcher::Config::default().any_semantic())
-        .backoff(WatchBackoff::default())
-        .modify(|md: &mut ModelDeployment| md.meta_mut().managed_fields = None)
-        .reflect(md_writer)
-        .applied_objects();
+    let reporter = Arc::new(decode::Reporter::new(
+        ctx.recorder.clone(),
+        settings.metrics.clone(),
+    ));
+    let md_events = decode::watch(
+        &ctx.client,
+        namespace,
+        watcher::Config::default().any_semantic(),
+        reporter,
+    )
+    .backoff(WatchBackoff::default())
+    .modify(|md: &mut ModelDeployment| md.meta_mut().managed_fields = None)
+    .reflect(md_writer)
+    .applied_objects();
     Controller::for_stream(md_events, md_store)
         .trigger_backoff(SharedPause)
         .owns_stream(deployment_events)

@@ -80,6 +80,14 @@ pub(super) async fn ensure_revision(seen: &Snapshot, ctx: &Context) -> Result<i6
         // the number: only the former may use it.
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let existing = api.get(&revision::name(&md.name_any(), number)).await?;
+            // Never built on, adopted or deleted: someone else's object.
+            if !owned_by(&existing, md) {
+                return Err(Error::NameConflict {
+                    kind: "ControllerRevision",
+                    namespace: seen.namespace.clone(),
+                    name: existing.name_any(),
+                });
+            }
             match revision::parse(&existing) {
                 Some(r) if r.hash == revision::served_hash(served) => Ok(number),
                 _ => Err(Error::RevisionTaken { revision: number }),

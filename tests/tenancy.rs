@@ -1,0 +1,358 @@
+//! Safe in a shared cluster (issue 11): no ModelDeployment can take over
+//! what it does not own, nor use the operator's network position to reach
+//! or read back what its author could not, nor stop the operator for the
+//! other teams.
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Client, ResourceExt};
+use model_operator::api::ModelDeployment;
+use serde_json::{Value, json};
+use support::*;
+
+const TIMEOUT: Duration = Duration::from_secs(90);
+
+fn model(name: &str, spec: Value) -> ModelDeployment {
+    serde_json::from_value(json!({
+        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+    .expect("ModelDeployment")
+}
+
+fn condition(md: &ModelDeployment, type_: &str) -> Option<(String, String, String)> {
+    md.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
+fn degraded_because(md: &ModelDeployment, reason: &str) -> bool {
+    condition(md, "Degraded").is_some_and(|(status, r, _)| status == "True" && r == reason)
+}
+
+async fn warnings(client: &Client, namespace: &str, regarding: &str) -> Vec<(String, String)> {
+    Api::<Event>::namespaced(client.clone(), namespace)
+        .list(&ListParams::default())
+        .await
+        .expect("list events")
+        .items
+        .into_iter()
+        .filter(|e| e.type_.as_deref() == Some("Warning"))
+        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
+        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
+        .collect()
+}
+
+/// A foreign object as `kubectl create` makes it: no owner, no labels.
+fn foreign<K: serde::de::DeserializeOwned>(value: Value) -> K {
+    serde_json::from_value(value).expect("foreign object")
+}
+
+#[tokio::test]
+async fn foreign_children_are_never_taken_over_nor_deleted() {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "tenancy-owner").await;
+    let _operator = Operator::start(&ns.name);
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    let services = Api::<Service>::namespaced(client.clone(), &ns.name);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns.name);
+    let revisions = Api::<ControllerRevision>::namespaced(client.clone(), &ns.name);
+
+    // Another team's Service, named like the ModelDeployment to come.
+    let theirs: Service = foreign(json!({
+        "metadata": {"name": "svc-taken"},
+        "spec": {"selector": {"team": "b"}, "ports": [{"port": 8080}]},
+    }));
+    let theirs = services
+        .create(&PostParams::default(), &theirs)
+        .await
+        .expect("create foreign Service");
+    // Another team's Deployment.
+    let their_deployment: Deployment = foreign(json!({
+        "metadata": {"name": "dep-taken"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"team": "b"}},
+            "template": {"metadata": {"labels": {"team": "b"}},
+                "spec": {"containers": [{"name": "c", "image": "theirs:1"}]}},
+        },
+    }));
+    let their_deployment = deployments
+        .create(&PostParams::default(), &their_deployment)
+        .await
+        .expect("create foreign Deployment");
+    // A ControllerRevision with the name the first revision would get.
+    let their_revision: ControllerRevision = foreign(json!({
+        "metadata": {"name": "rev-taken-r1"},
+        "data": {"theirs": true},
+        "revision": 1,
+    }));
+    let their_revision = revisions
+        .create(&PostParams::default(), &their_revision)
+        .await
+        .expect("create foreign ControllerRevision");
+
+    let spec = json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}});
+    for name in ["svc-taken", "dep-taken", "rev-taken"] {
+        mds.create(&PostParams::default(), &model(name, spec.clone()))
+            .await
+            .expect("create ModelDeployment");
+    }
+    for (name, kind, object) in [
+        ("svc-taken", "Service", "svc-taken"),
+        ("dep-taken", "Deployment", "dep-taken"),
+        ("rev-taken", "ControllerRevision", "rev-taken-r1"),
+    ] {
+        let md = wait_for(&mds, name, "be Degraded: NameConflict", TIMEOUT, |m| {
+            degraded_because(m, "NameConflict")
+        })
+        .await;
+        let (_, _, message) = condition(&md, "Degraded").expect("Degraded");
+        assert!(
+            message.contains(&format!("{kind} {}/{object}", ns.name)),
+            "the condition names the object: {message}"
+        );
+        let events = warnings(&client, &ns.name, name).await;
+        assert!(
+            events
+                .iter()
+                .any(|(r, note)| r == "NameConflict" && note.contains(object)),
+            "a Warning Event names {kind} {object}: {events:?}"
+        );
+    }
+
+    // Untouched: no field of ours, no owner reference, their spec. (The
+    // Deployment's status moves on: the deployment controller runs it.)
+    let ours = |fields: Option<
+        &Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::ManagedFieldsEntry>,
+    >| {
+        fields
+            .into_iter()
+            .flatten()
+            .any(|f| f.manager.as_deref() == Some("model-operator"))
+    };
+    let now = services.get("svc-taken").await.expect("their Service");
+    assert_eq!(now.resource_version(), theirs.resource_version());
+    assert!(now.owner_references().is_empty());
+    assert!(!ours(now.metadata.managed_fields.as_ref()));
+    assert_eq!(
+        now.spec.and_then(|s| s.selector),
+        Some([("team".to_string(), "b".to_string())].into())
+    );
+    let now = deployments
+        .get("dep-taken")
+        .await
+        .expect("their Deployment");
+    assert_eq!(
+        now.metadata.generation,
+        their_deployment.metadata.generation
+    );
+    assert!(now.owner_references().is_empty());
+    assert!(!ours(now.metadata.managed_fields.as_ref()));
+    let image = now
+        .spec
+        .and_then(|s| s.template.spec)
+        .and_then(|s| s.containers.first().and_then(|c| c.image.clone()));
+    assert_eq!(image.as_deref(), Some("theirs:1"));
+    let now = revisions.get("rev-taken-r1").await.expect("their revision");
+    assert_eq!(now.resource_version(), their_revision.resource_version());
+    assert!(now.owner_references().is_empty());
+
+    // Deleting the ModelDeployments leaves them in place.
+    for name in ["svc-taken", "dep-taken", "rev-taken"] {
+        mds.delete(name, &DeleteParams::foreground())
+            .await
+            .expect("delete ModelDeployment");
+        wait_gone(&mds, name, TIMEOUT).await;
+    }
+    // The garbage collector has had its chance: the ModelDeployments'
+    // own children (e.g. svc-taken's Deployment) are gone.
+    wait_gone(&deployments, "svc-taken", TIMEOUT).await;
+    assert!(services.get_opt("svc-taken").await.unwrap().is_some());
+    assert!(deployments.get_opt("dep-taken").await.unwrap().is_some());
+    assert!(revisions.get_opt("rev-taken-r1").await.unwrap().is_some());
+}
+
+/// Peak resident memory of a process, from /proc (VmHWM), in bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    let kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM");
+    kib * 1024
+}
+
+fn analysis_message(md: &ModelDeployment) -> Option<String> {
+    let analysis = md.status.as_ref()?.analysis.as_ref()?;
+    Some(analysis.metrics.first()?.message.clone())
+}
+
+fn stopped(md: &ModelDeployment) -> bool {
+    md.status
+        .as_ref()
+        .and_then(|s| s.analysis.as_ref())
+        .is_some_and(|a| a.phase == model_operator::api::AnalysisPhase::Inconclusive)
+}
+
+/// The operator's peak memory while hostile endpoints offer it hundreds of
+/// MiB stays under this (the chart's limit is 256Mi; before bodies were
+/// capped, one 400 MB answer took it past 800 MiB).
+const RSS_BOUND: u64 = 160 * 1024 * 1024;
+
+#[tokio::test]
+async fn misbehaving_endpoints_yield_only_classified_errors() {
+    use support::fakes::{Misbehaving, Misbehaviour, SECRET_MARKER};
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "tenancy-egress").await;
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+
+    let html = Misbehaving::start(Misbehaviour::Html).await;
+    // Where the redirect points: allowed too, so only "no redirects" keeps
+    // the operator from going there.
+    let redirect_target = Misbehaving::start(Misbehaviour::Html).await;
+    let redirect = Misbehaving::start(Misbehaviour::Redirect(format!(
+        "{}/api/v1/query",
+        redirect_target.url()
+    )))
+    .await;
+    let huge = Misbehaving::start(Misbehaviour::Huge {
+        bytes: 400 * 1024 * 1024,
+    })
+    .await;
+    let huge_alerts = Misbehaving::start(Misbehaviour::Huge {
+        bytes: 400 * 1024 * 1024,
+    })
+    .await;
+    let silent = Misbehaving::start(Misbehaviour::Silent).await;
+    // Not on the admin's list: never contacted.
+    let unlisted = Misbehaving::start(Misbehaviour::Html).await;
+
+    let mut args = vec![
+        "--metrics-addr".to_string(),
+        "127.0.0.1:0".into(),
+        "--health-addr".into(),
+        "127.0.0.1:0".into(),
+    ];
+    for allowed in [
+        &html,
+        &redirect_target,
+        &redirect,
+        &huge,
+        &huge_alerts,
+        &silent,
+    ] {
+        args.push("--allowed-endpoint".into());
+        args.push(allowed.url());
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let operator = Operator::start_with(&ns.name, &args);
+
+    let cases = [
+        (
+            "html",
+            &html,
+            "HTTP 200, not a Prometheus API response",
+            json!({}),
+        ),
+        (
+            "redirect",
+            &redirect,
+            "HTTP 302 (redirects are not followed)",
+            json!({}),
+        ),
+        (
+            "huge",
+            &huge,
+            "response over 1048576 bytes",
+            json!({"alertmanager": {"url": huge_alerts.url()}}),
+        ),
+        ("silent", &silent, "no answer within 2s", json!({})),
+        (
+            "unlisted",
+            &unlisted,
+            "not among the endpoints the operator may use",
+            json!({}),
+        ),
+    ];
+    for (name, endpoint, _, alerts) in &cases {
+        let analysis = support::gates::analysis(
+            json!({"prometheus": {"address": endpoint.url(), "timeoutSeconds": 2}}),
+            0.05,
+            None,
+        );
+        let md = model(
+            name,
+            json!({
+                "model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1,
+                "rollout": {"analysis": analysis}, "alerts": alerts,
+            }),
+        );
+        mds.create(&PostParams::default(), &md)
+            .await
+            .expect("create ModelDeployment");
+    }
+    for (name, _, expected, _) in &cases {
+        let md = wait_for(&mds, name, "stop its analysis", TIMEOUT, stopped).await;
+        let message = analysis_message(&md).unwrap_or_default();
+        assert!(
+            message.contains(expected),
+            "{name}: the check says {expected:?}: {message}"
+        );
+    }
+    // The huge alert endpoint was offered 400 MiB too.
+    let start = std::time::Instant::now();
+    while !operator.logs().contains("response over 65536 bytes") {
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "the failed alert delivery is logged, classified"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+
+    assert_eq!(redirect_target.hits(), 0, "no redirect was followed");
+    assert_eq!(
+        unlisted.hits(),
+        0,
+        "an endpoint off the list is never contacted"
+    );
+    assert!(huge.hits() > 0 && huge_alerts.hits() > 0);
+
+    // Nothing the endpoints said is anywhere: status, Events, logs.
+    for (name, ..) in &cases {
+        let md = mds.get(name).await.expect("get");
+        let text = serde_json::to_string(&md).unwrap();
+        assert!(!text.contains(SECRET_MARKER), "{name}'s object: {text}");
+        assert!(!text.contains("<html"), "{name}'s object: {text}");
+    }
+    let events = Api::<Event>::namespaced(client.clone(), &ns.name)
+        .list(&ListParams::default())
+        .await
+        .expect("events");
+    let text = serde_json::to_string(&events).unwrap();
+    assert!(!text.contains(SECRET_MARKER), "events: {text}");
+    assert!(
+        !operator.logs().contains(SECRET_MARKER),
+        "the operator's log"
+    );
+
+    let peak = peak_rss(operator.pid().expect("running"));
+    assert!(
+        peak < RSS_BOUND,
+        "peak RSS {} MiB while offered 2 x 400 MiB (bound {} MiB)",
+        peak / (1024 * 1024),
+        RSS_BOUND / (1024 * 1024)
+    );
+}
