@@ -356,3 +356,141 @@ async fn misbehaving_endpoints_yield_only_classified_errors() {
         RSS_BOUND / (1024 * 1024)
     );
 }
+
+/// The local cluster's etcd client port, from kwokctl's configuration
+/// (hack/cluster.sh: `CLUSTER_NAME`, `CLUSTER_WORKDIR`).
+fn etcd_url() -> String {
+    let name = std::env::var("CLUSTER_NAME").unwrap_or_else(|_| "model-operator".into());
+    let workdir = std::env::var("CLUSTER_WORKDIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".local/kwok"));
+    let config = workdir.join("clusters").join(&name).join("kwok.yaml");
+    let text =
+        std::fs::read_to_string(&config).unwrap_or_else(|e| panic!("{}: {e}", config.display()));
+    let port = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("etcdPort:"))
+        .map(|p| p.trim().to_string())
+        .expect("etcdPort in kwok.yaml");
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Base64, as etcd's JSON gateway wants it (k8s-openapi's ByteString
+/// serializes as such).
+fn b64(bytes: &[u8]) -> Value {
+    serde_json::to_value(k8s_openapi::ByteString(bytes.to_vec())).expect("base64")
+}
+
+/// Rewrites a ModelDeployment straight in etcd (through its JSON gateway),
+/// past the API server's validation: as an older API server, or a newer
+/// CRD, could have stored it.
+async fn rewrite_in_etcd(namespace: &str, name: &str, edit: impl Fn(&mut Value)) {
+    let http = reqwest::Client::new();
+    let key = format!("/registry/mlops.dev/modeldeployments/{namespace}/{name}");
+    let range: Value = http
+        .post(format!("{}/v3/kv/range", etcd_url()))
+        .json(&json!({"key": b64(key.as_bytes())}))
+        .send()
+        .await
+        .expect("etcd range")
+        .json()
+        .await
+        .expect("etcd answer");
+    let stored: k8s_openapi::ByteString =
+        serde_json::from_value(range["kvs"][0]["value"].clone()).expect("the object is in etcd");
+    let mut object: Value = serde_json::from_slice(&stored.0).expect("stored as JSON");
+    edit(&mut object);
+    let put = http
+        .post(format!("{}/v3/kv/put", etcd_url()))
+        .json(&json!({"key": b64(key.as_bytes()), "value": b64(object.to_string().as_bytes())}))
+        .send()
+        .await
+        .expect("etcd put");
+    assert!(put.status().is_success(), "etcd put: {}", put.status());
+}
+
+fn healthy(md: &ModelDeployment) -> bool {
+    md.status.as_ref().and_then(|s| s.phase) == Some(model_operator::api::Phase::Healthy)
+}
+
+#[tokio::test]
+async fn an_undecodable_object_is_skipped_and_the_others_reconcile_after_a_restart() {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "tenancy-decode").await;
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    let metrics_port = free_port();
+    let metrics_addr = format!("127.0.0.1:{metrics_port}");
+    let mut operator = Operator::start_with(
+        &ns.name,
+        &[
+            "--metrics-addr",
+            &metrics_addr,
+            "--health-addr",
+            "127.0.0.1:0",
+        ],
+    );
+    let spec = json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1});
+    for name in ["future", "broken"] {
+        mds.create(&PostParams::default(), &model(name, spec.clone()))
+            .await
+            .expect("create");
+        wait_for(&mds, name, "be Healthy", TIMEOUT, healthy).await;
+    }
+    operator.kill();
+
+    // A newer CRD's phase (the downgrade case), and a spec no version of
+    // this binary can read.
+    rewrite_in_etcd(&ns.name, "future", |o| {
+        o["status"]["phase"] = json!("Suspended")
+    })
+    .await;
+    rewrite_in_etcd(&ns.name, "broken", |o| {
+        o["spec"]["replicas"] = json!("many")
+    })
+    .await;
+    let raw = kubectl(&[
+        "-n",
+        &ns.name,
+        "get",
+        "mdep",
+        "future",
+        "-o",
+        "jsonpath={.status.phase}",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&raw.stdout), "Suspended");
+
+    operator.restart();
+    // The others reconcile: the unknown phase is read and replaced...
+    wait_for(&mds, "future", "be reconciled to Healthy", TIMEOUT, healthy).await;
+    // ...and a new one comes up.
+    mds.create(&PostParams::default(), &model("after", spec.clone()))
+        .await
+        .expect("create");
+    wait_for(&mds, "after", "be Healthy", TIMEOUT, healthy).await;
+
+    // The broken one is reported: an Event on it, a metric, a log line.
+    let start = std::time::Instant::now();
+    loop {
+        let events = warnings(&client, &ns.name, "broken").await;
+        if events.iter().any(|(reason, _)| reason == "Undecodable") {
+            break;
+        }
+        assert!(
+            start.elapsed() < TIMEOUT,
+            "no Undecodable event: {events:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    assert!(
+        metrics.contains("model_operator_undecodable_objects_total 1"),
+        "{metrics}"
+    );
+    assert!(operator.logs().contains("cannot decode"));
+}
