@@ -90,6 +90,21 @@ impl Policy {
         }
     }
 
+    /// A webhook URL, read from a Secret: it may carry a token in its query
+    /// or credentials (common for webhook receivers, and it is a Secret the
+    /// team opted in), but it is held to the same allow-list.
+    pub fn check_secret_url(&self, address: &str) -> Result<Url, Failure> {
+        let url = Url::parse(address).map_err(|_| Failure::BadAddress)?;
+        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
+            return Err(Failure::BadAddress);
+        }
+        if self.allowed.is_empty() || self.allowed.iter().any(|p| within(&url, p)) {
+            Ok(url)
+        } else {
+            Err(Failure::NotAllowed)
+        }
+    }
+
     /// Whether a bearer token may go to `url`.
     pub fn token_allowed(&self, url: &Url) -> Result<(), Failure> {
         match url.scheme() {
@@ -260,6 +275,24 @@ mod tests {
             assert_eq!(policy.check(address), Err(Failure::BadAddress), "{address}");
         }
         assert!(Policy::new(&["http://u:p@x".into()], false).is_err());
+    }
+
+    #[test]
+    fn webhook_urls_from_secrets_may_carry_a_query_but_not_leave_the_list() {
+        let policy = Policy::new(&["https://hooks.example/team-a".into()], false).unwrap();
+        assert!(
+            policy
+                .check_secret_url("https://hooks.example/team-a/x?token=s")
+                .is_ok()
+        );
+        assert_eq!(
+            policy.check_secret_url("https://hooks.example/team-b?token=s"),
+            Err(Failure::NotAllowed)
+        );
+        assert_eq!(
+            policy.check_secret_url("file:///etc/passwd"),
+            Err(Failure::BadAddress)
+        );
     }
 
     #[test]

@@ -494,3 +494,66 @@ async fn an_undecodable_object_is_skipped_and_the_others_reconcile_after_a_resta
     );
     assert!(operator.logs().contains("cannot decode"));
 }
+
+#[tokio::test]
+async fn secrets_are_read_only_when_labelled_and_tokens_never_go_over_plain_http() {
+    use k8s_openapi::api::core::v1::Secret;
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "tenancy-secrets").await;
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    let secrets = Api::<Secret>::namespaced(client.clone(), &ns.name);
+    let _operator = Operator::start(&ns.name);
+    let (port, seen, task) = support::fakes::fake_prometheus("0.01").await;
+    for (name, labels) in [
+        // Another team's Secret, or one never meant for the operator.
+        ("unlabelled", json!({})),
+        (
+            "labelled",
+            json!({"mlops.dev/secret-type": "prometheus-token"}),
+        ),
+    ] {
+        let secret: Secret = serde_json::from_value(json!({
+            "metadata": {"name": name, "labels": labels},
+            "stringData": {"token": "t0k3n-v4lue"},
+        }))
+        .unwrap();
+        secrets
+            .create(&PostParams::default(), &secret)
+            .await
+            .expect("create Secret");
+    }
+    let cases = [
+        (
+            "unlabelled",
+            "Secret unlabelled lacks the label mlops.dev/secret-type=prometheus-token",
+        ),
+        ("labelled", "a bearer token is never sent over plain http"),
+    ];
+    for (secret, _) in &cases {
+        let prometheus = json!({
+            "address": format!("http://127.0.0.1:{port}"), "timeoutSeconds": 2,
+            "bearerTokenSecretRef": {"name": secret, "key": "token"},
+        });
+        let analysis = support::gates::analysis(json!({"prometheus": prometheus}), 0.05, None);
+        let md = model(
+            secret,
+            json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1,
+                "rollout": {"analysis": analysis}}),
+        );
+        mds.create(&PostParams::default(), &md)
+            .await
+            .expect("create");
+    }
+    for (name, expected) in &cases {
+        let md = wait_for(&mds, name, "stop its analysis", TIMEOUT, stopped).await;
+        let message = analysis_message(&md).unwrap_or_default();
+        assert!(message.contains(expected), "{name}: {message}");
+    }
+    let headers = seen.lock().unwrap().clone();
+    assert!(
+        headers.iter().all(|h| !h.contains("t0k3n")),
+        "the token was sent: {headers:?}"
+    );
+    task.abort();
+}

@@ -68,9 +68,14 @@ impl Outbound {
         {
             return Ok(token.clone());
         }
-        let token = crate::secrets::read_key(&self.client, namespace, secret)
-            .await
-            .map_err(|e| format!("bearer token: {e}"))?;
+        let token = crate::secrets::read_key(
+            &self.client,
+            namespace,
+            secret,
+            crate::secrets::Purpose::PrometheusToken,
+        )
+        .await
+        .map_err(|e| format!("bearer token: {e}"))?;
         self.tokens
             .lock()
             .unwrap_or_else(|e| e.into_inner())

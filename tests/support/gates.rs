@@ -38,20 +38,24 @@ pub struct Setup {
 }
 
 pub async fn setup(prefix: &str) -> Setup {
+    setup_with(prefix, &[]).await
+}
+
+/// `setup` with more operator flags.
+pub async fn setup_with(prefix: &str, extra: &[&str]) -> Setup {
     let client = client().await;
     ensure_crd(&client).await;
     let ns = TestNamespace::new(&client, prefix).await;
     let metrics_port = free_port();
     let metrics_addr = format!("127.0.0.1:{metrics_port}");
-    let operator = Operator::start_with(
-        &ns.name,
-        &[
-            "--metrics-addr",
-            &metrics_addr,
-            "--health-addr",
-            "127.0.0.1:0",
-        ],
-    );
+    let mut args = vec![
+        "--metrics-addr",
+        &metrics_addr,
+        "--health-addr",
+        "127.0.0.1:0",
+    ];
+    args.extend_from_slice(extra);
+    let operator = Operator::start_with(&ns.name, &args);
     let exporter = Exporter::start("").await;
     let target = ScrapeTarget::add(&format!("exporter-{}", ns.name), exporter.port, json!({}));
     Setup {
