@@ -557,3 +557,87 @@ async fn secrets_are_read_only_when_labelled_and_tokens_never_go_over_plain_http
     );
     task.abort();
 }
+
+fn waiting_reason(pod: &k8s_openapi::api::core::v1::Pod) -> Option<String> {
+    pod.status
+        .as_ref()?
+        .container_statuses
+        .as_ref()?
+        .iter()
+        .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
+}
+
+#[tokio::test]
+async fn a_stray_pod_with_the_models_labels_neither_fails_a_rollout_nor_gets_traffic() {
+    use k8s_openapi::api::core::v1::Pod;
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "tenancy-pods").await;
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    let pods = Api::<Pod>::namespaced(client.clone(), &ns.name);
+    let services = Api::<Service>::namespaced(client.clone(), &ns.name);
+    let _operator = Operator::start(&ns.name);
+    let spec = |version: &str| json!({"model": {"version": version}, "server": {"image": "srv:1"}, "replicas": 1});
+    mds.create(&PostParams::default(), &model("m", spec("1.0")))
+        .await
+        .expect("create");
+    wait_for(&mds, "m", "be Healthy", TIMEOUT, healthy).await;
+
+    // Created by hand with every label the next revision's pods will have
+    // (as copied from a pod of the model), crash-looping.
+    let stray: Pod = serde_json::from_value(json!({
+        "metadata": {"name": "stray", "labels": {
+            "app.kubernetes.io/instance": "m", "app.kubernetes.io/managed-by": "model-operator",
+            "app.kubernetes.io/name": "m", "app.kubernetes.io/component": "model-server",
+            "app.kubernetes.io/version": "2.0", "mlops.dev/revision": "2",
+            "pod-template-hash": "abcdef", "mlops.dev/simulate": "crash-loop",
+        }},
+        "spec": {"containers": [{"name": "server", "image": "srv:1"}]},
+    }))
+    .unwrap();
+    pods.create(&PostParams::default(), &stray)
+        .await
+        .expect("create the stray pod");
+    wait_for(&pods, "stray", "crash-loop", TIMEOUT, |p| {
+        waiting_reason(p).as_deref() == Some("CrashLoopBackOff")
+    })
+    .await;
+
+    mds.patch(
+        "m",
+        &kube::api::PatchParams::default(),
+        &kube::api::Patch::Merge(json!({"spec": {"model": {"version": "2.0"}}})),
+    )
+    .await
+    .expect("roll out 2.0");
+    let md = wait_for(&mds, "m", "promote revision 2", TIMEOUT, |m| {
+        healthy(m) && m.status.as_ref().and_then(|s| s.stable_revision) == Some(2)
+    })
+    .await;
+    let history = &md.status.as_ref().unwrap().history;
+    assert!(
+        history
+            .iter()
+            .all(|e| e.outcome != model_operator::api::Outcome::RolledBack),
+        "nothing rolled back: {history:?}"
+    );
+    // The stray pod still crash-loops, and the Service does not select it.
+    let stray = pods.get("stray").await.expect("stray pod");
+    assert_eq!(waiting_reason(&stray).as_deref(), Some("CrashLoopBackOff"));
+    let selector = services
+        .get("m")
+        .await
+        .expect("Service")
+        .spec
+        .and_then(|s| s.selector)
+        .expect("selector");
+    let selected = pods
+        .list(&ListParams::default().labels(
+            &model_operator::resources::labels::to_selector_string(&selector),
+        ))
+        .await
+        .expect("list pods");
+    let names: Vec<_> = selected.items.iter().map(ResourceExt::name_any).collect();
+    assert!(!names.contains(&"stray".to_string()), "{names:?}");
+    assert!(!names.is_empty(), "the model's own pods are selected");
+}

@@ -222,7 +222,7 @@ pub struct PodMetadata {
     /// Extra pod labels. The operator's own labels may not be overridden.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 64))]
-    #[x_kube(validation = Rule::new("!self.exists(k, k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by', 'mlops.dev/revision'])").message("podMetadata.labels may not set the operator's own labels: app.kubernetes.io/name, app.kubernetes.io/instance, app.kubernetes.io/version, app.kubernetes.io/component, app.kubernetes.io/managed-by, mlops.dev/revision"))]
+    #[x_kube(validation = Rule::new("!self.exists(k, k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by', 'mlops.dev/revision', 'mlops.dev/owner-uid'])").message("podMetadata.labels may not set the operator's own labels: app.kubernetes.io/name, app.kubernetes.io/instance, app.kubernetes.io/version, app.kubernetes.io/component, app.kubernetes.io/managed-by, mlops.dev/revision, mlops.dev/owner-uid"))]
     pub labels: Option<BTreeMap<String, String>>,
 
     /// Extra pod annotations.

@@ -29,7 +29,14 @@ pub(super) fn health_of(
     let (Some(current), Some(deployment)) = (current, deployment) else {
         return Health::Rolling;
     };
-    if let Some(failure) = health::failure_of(pods.iter().map(Arc::as_ref), current) {
+    // Only the Deployment's own pods: a stray pod with the model's labels
+    // must not fail (or pass) a rollout.
+    let name = deployment.name_any();
+    let own = pods
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|p| health::owned_by_deployment(p, &name));
+    if let Some(failure) = health::failure_of(own, current) {
         return Health::Failed(failure);
     }
     match progress(deployment) {
