@@ -162,7 +162,7 @@ pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    ModelDeploymentStatus {
+    bounded::bound(ModelDeploymentStatus {
         observed_generation: md.metadata.generation,
         phase: Some(phase(observed, progress.as_ref(), counts)),
         model: Some(observed.served.model_name().to_string()),
@@ -182,7 +182,7 @@ pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
         analysis: revisions.analysis.clone(),
         alerts: revisions.alerts.clone(),
         conditions: conditions::stamp(&drafts, previous, md.metadata.generation, now),
-    }
+    })
 }
 
 fn ready(exists: bool, n: Counts) -> Draft {
@@ -387,6 +387,8 @@ fn phase(observed: &Observed<'_>, progress: Option<&Progress>, n: Counts) -> Pha
         Some(_) => Phase::Progressing,
     }
 }
+
+pub mod bounded;
 
 #[cfg(test)]
 mod tests;
