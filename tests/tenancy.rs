@@ -641,3 +641,93 @@ async fn a_stray_pod_with_the_models_labels_neither_fails_a_rollout_nor_gets_tra
     assert!(!names.contains(&"stray".to_string()), "{names:?}");
     assert!(!names.is_empty(), "the model's own pods are selected");
 }
+
+/// Series on the operator's `/metrics` that name `namespace`.
+async fn series_of(metrics_addr: &str, namespace: &str) -> Vec<String> {
+    let text = reqwest::get(format!("http://{metrics_addr}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let label = format!("namespace=\"{namespace}\"");
+    text.lines()
+        .filter(|l| !l.starts_with('#') && l.contains(&label))
+        .map(str::to_string)
+        .collect()
+}
+
+#[tokio::test]
+async fn deleted_model_deployments_leave_no_metric_series() {
+    const N: usize = 100;
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "tenancy-cleanup").await;
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    let metrics_addr = format!("127.0.0.1:{}", free_port());
+    let _operator = Operator::start_with(
+        &ns.name,
+        &[
+            "--metrics-addr",
+            &metrics_addr,
+            "--health-addr",
+            "127.0.0.1:0",
+            "--allow-insecure-tokens",
+        ],
+    );
+    let (port, _seen, task) = support::fakes::fake_prometheus("0.01").await;
+    let analysis = support::gates::analysis(
+        json!({"prometheus": {"address": format!("http://127.0.0.1:{port}"), "timeoutSeconds": 2}}),
+        0.05,
+        None,
+    );
+    for i in 0..N {
+        let md = model(
+            &format!("m{i}"),
+            json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1,
+                "rollout": {"analysis": analysis.clone()}}),
+        );
+        mds.create(&PostParams::default(), &md)
+            .await
+            .expect("create");
+    }
+    // Every one has its phase and analysed-value series.
+    let start = std::time::Instant::now();
+    loop {
+        let series = series_of(&metrics_addr, &ns.name).await;
+        let values = series
+            .iter()
+            .filter(|l| l.starts_with("model_operator_analysis_value"))
+            .count();
+        let phases = series
+            .iter()
+            .filter(|l| l.starts_with("model_operator_phase"))
+            .count();
+        if values == N && phases == 6 * N {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(300),
+            "{values} analysis_value and {phases} phase series of {N}"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    mds.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await
+        .expect("delete all");
+    let start = std::time::Instant::now();
+    loop {
+        let series = series_of(&metrics_addr, &ns.name).await;
+        if series.is_empty() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{} series of deleted ModelDeployments remain, e.g. {:?}",
+            series.len(),
+            series.first()
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    task.abort();
+}

@@ -57,6 +57,15 @@ impl Deliverer {
         }
     }
 
+    /// Forgets the delivery state of keys under `prefix`
+    /// (`<namespace>/<name>/`): the ModelDeployment was deleted.
+    pub fn forget(&self, prefix: &str) {
+        self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| !k.starts_with(prefix));
+    }
+
     /// Sends what changed, and re-sends to Alertmanager firing alerts it may
     /// be about to forget.
     pub fn deliver(self: &Arc<Self>, target: &Target, transition: &Transition) {

@@ -83,6 +83,22 @@ impl Outbound {
         Ok(token)
     }
 
+    /// Drops what is kept in memory for a deleted ModelDeployment: its
+    /// guard rounds and alert delivery state. (Tokens are kept per Secret,
+    /// not per object, and expire after `TOKEN_TTL`.)
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let prefix = format!("{namespace}/{name}/");
+        self.guard_rounds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| !k.starts_with(&prefix));
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (at, _)| at.elapsed() < TOKEN_TTL);
+        self.deliverer.forget(&prefix);
+    }
+
     fn since_guard_round(&self, key: &str) -> Option<Duration> {
         let rounds = self.guard_rounds.lock().unwrap_or_else(|e| e.into_inner());
         rounds.get(key).map(Instant::elapsed)

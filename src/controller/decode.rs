@@ -23,19 +23,24 @@ use crate::metrics::Metrics;
 /// (serde names the field and the value; the rest would be noise).
 const REASON_LIMIT: usize = 256;
 
-/// Reports each undecodable version once.
+/// Called with each ModelDeployment the watch sees deleted.
+pub(super) type OnDelete = Box<dyn Fn(&ModelDeployment) + Send + Sync>;
+
+/// Reports each undecodable version once, and passes deletions on.
 pub(super) struct Reporter {
     recorder: Recorder,
     metrics: Arc<Metrics>,
+    on_delete: OnDelete,
     /// (uid, resourceVersion) already reported; forgotten on delete.
     reported: Mutex<HashSet<(String, String)>>,
 }
 
 impl Reporter {
-    pub fn new(recorder: Recorder, metrics: Arc<Metrics>) -> Self {
+    pub fn new(recorder: Recorder, metrics: Arc<Metrics>, on_delete: OnDelete) -> Self {
         Self {
             recorder,
             metrics,
+            on_delete,
             reported: Mutex::new(HashSet::new()),
         }
     }
@@ -137,7 +142,9 @@ fn decode_event(
         // next relist (documented in docs/security.md).
         E::Delete(o) => {
             reporter.forget(&o);
-            decode(o).map(E::Delete)
+            let md = decode(o)?;
+            (reporter.on_delete)(&md);
+            Some(E::Delete(md))
         }
     }
 }

@@ -152,9 +152,25 @@ async fn run_scope(
     // than a quorum read of etcd: a restart or relist of 1,000 objects is
     // then cheap for the API server, and the watch continues from there.
     let (md_store, md_writer) = reflector::store();
+    // What is kept per object goes with the object (issue 11: cleanup).
+    let on_delete: decode::OnDelete = {
+        let (ctx, backoff) = (ctx.clone(), backoff.clone());
+        Box::new(move |md: &ModelDeployment| {
+            let (Some(namespace), Some(name)) = (
+                md.metadata.namespace.as_deref(),
+                md.metadata.name.as_deref(),
+            ) else {
+                return;
+            };
+            ctx.outbound.forget(namespace, name);
+            ctx.metrics.forget(md);
+            backoff.reset(&ObjectRef::from_obj(md));
+        })
+    };
     let reporter = Arc::new(decode::Reporter::new(
         ctx.recorder.clone(),
         settings.metrics.clone(),
+        on_delete,
     ));
     let md_events = decode::watch(
         &ctx.client,
