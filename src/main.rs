@@ -50,6 +50,14 @@ enum Command {
         /// default they go over https only).
         #[arg(long, env = "ALLOW_INSECURE_TOKENS")]
         allow_insecure_tokens: bool,
+        /// Metric rounds (Prometheus queries) that may run at once; each
+        /// holds a reconcile worker until its answers or timeouts are in.
+        #[arg(long, env = "ANALYSIS_POOL", default_value_t = 8)]
+        analysis_pool: usize,
+        /// Of those, at most this many for one namespace, so one team's
+        /// hanging Prometheus delays only that team's analysis.
+        #[arg(long, env = "ANALYSIS_PER_NAMESPACE", default_value_t = 2)]
+        analysis_per_namespace: usize,
         #[command(flatten)]
         election: Box<ElectionArgs>,
     },
@@ -77,6 +85,8 @@ fn main() -> ExitCode {
             health_addr,
             allowed_endpoints,
             allow_insecure_tokens,
+            analysis_pool,
+            analysis_per_namespace,
             election,
         } => {
             telemetry::init(log_format);
@@ -106,6 +116,10 @@ fn main() -> ExitCode {
                 metrics: Default::default(),
                 ready,
                 egress: std::sync::Arc::new(egress),
+                rounds: controller::rounds::Limits {
+                    pool: analysis_pool,
+                    per_namespace: analysis_per_namespace,
+                },
             };
             run(settings, election, metrics_addr, health_addr, ready_rx)
         }

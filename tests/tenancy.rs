@@ -731,3 +731,70 @@ async fn deleted_model_deployments_leave_no_metric_series() {
     }
     task.abort();
 }
+
+#[tokio::test]
+async fn hanging_prometheus_rounds_leave_workers_for_the_others() {
+    use support::fakes::{Misbehaving, Misbehaviour};
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "tenancy-fair").await;
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    // Few workers, so that hanging rounds could take them all.
+    let _operator = Operator::start_with(
+        &ns.name,
+        &[
+            "--metrics-addr",
+            "127.0.0.1:0",
+            "--health-addr",
+            "127.0.0.1:0",
+            "--concurrency",
+            "4",
+            "--analysis-pool",
+            "2",
+            "--analysis-per-namespace",
+            "2",
+        ],
+    );
+    let silent = Misbehaving::start(Misbehaviour::Silent).await;
+    let analysis = support::gates::analysis(
+        json!({"prometheus": {"address": silent.url(), "timeoutSeconds": 60}, "inconclusiveLimit": 100}),
+        0.05,
+        None,
+    );
+    for i in 0..24 {
+        let md = model(
+            &format!("hangs{i}"),
+            json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1,
+                "rollout": {"analysis": analysis.clone()}}),
+        );
+        mds.create(&PostParams::default(), &md)
+            .await
+            .expect("create");
+    }
+    // Rounds hang (each would hold a worker for 60 s).
+    let start = std::time::Instant::now();
+    while silent.hits() < 2 {
+        assert!(start.elapsed() < TIMEOUT, "the rounds started");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Another team's ModelDeployment comes up in its usual time.
+    mds.create(
+        &PostParams::default(),
+        &model(
+            "healthy",
+            json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1}),
+        ),
+    )
+    .await
+    .expect("create");
+    wait_for(
+        &mds,
+        "healthy",
+        "be Healthy while 24 others hang",
+        Duration::from_secs(30),
+        healthy,
+    )
+    .await;
+    // At most the pool's two rounds were ever waiting on the endpoint.
+    assert!(silent.hits() <= 2, "{} rounds hung at once", silent.hits());
+}

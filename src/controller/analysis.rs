@@ -11,6 +11,7 @@ use kube::Client;
 use super::compare;
 use super::context::Context;
 use super::observe::Snapshot;
+use super::rounds::{BUSY_RETRY, Limits, Rounds};
 use super::status::Revisions;
 use crate::alerts::Deliverer;
 use crate::analysis::prometheus::Prometheus;
@@ -33,6 +34,8 @@ const TOKEN_TTL: Duration = Duration::from_secs(300);
 pub struct Outbound {
     pub prometheus: Prometheus,
     pub deliverer: Arc<Deliverer>,
+    /// Slots for metric rounds (a bounded share of the workers).
+    rounds: Rounds,
     client: Client,
     /// When each guarded revision was last checked. Post-promotion rounds
     /// write status only when a verdict changes, so the time of the last
@@ -46,9 +49,11 @@ impl Outbound {
         client: Client,
         metrics: Arc<Metrics>,
         policy: Arc<Policy>,
+        limits: Limits,
     ) -> Result<Self, reqwest::Error> {
         let http = egress::http_client()?;
         Ok(Self {
+            rounds: Rounds::new(limits),
             prometheus: Prometheus::new(http.clone(), policy.clone()),
             deliverer: Arc::new(Deliverer::new(http, policy, client.clone(), metrics)),
             client,
@@ -166,14 +171,23 @@ pub(super) async fn measure(
     let Some(plan) = schedule(&due) else {
         return Analysed::unchanged(stored);
     };
-    let checks = match plan.due {
-        true => {
+    // A due round runs only with a free slot; without one, this pass
+    // judges nothing new (as if the round were not due yet) and comes back.
+    let slot = match plan.due {
+        true => ctx.outbound.rounds.try_start(&seen.namespace),
+        false => None,
+    };
+    let busy = plan.due && slot.is_none();
+    let checks = match slot {
+        Some(slot) => {
             if plan.mode == Mode::Guard {
                 ctx.outbound.guard_round_started(guard_key);
             }
-            Some(query_round(seen, spec, timing, &running, &plan, requested, ctx).await)
+            let checks = query_round(seen, spec, timing, &running, &plan, requested, ctx).await;
+            drop(slot);
+            Some(checks)
         }
-        false => None,
+        None => None,
     };
     let (status, gate) = run::advance(Step {
         spec,
@@ -185,7 +199,7 @@ pub(super) async fn measure(
         now: &seen.now,
         checks,
     });
-    conclude(
+    let mut analysed = conclude(
         plan.mode,
         status,
         gate,
@@ -193,7 +207,11 @@ pub(super) async fn measure(
         timing.interval,
         &previous.history,
         &seen.now,
-    )
+    );
+    if busy {
+        analysed.next_round = Some(BUSY_RETRY);
+    }
+    analysed
 }
 
 /// One round of queries over the analysis window, recorded on `/metrics`.

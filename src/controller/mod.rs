@@ -16,6 +16,7 @@ mod persist;
 mod plan;
 mod reconcile;
 mod revisions;
+pub mod rounds;
 mod status;
 mod watch_backoff;
 
@@ -57,6 +58,8 @@ pub struct Settings {
     pub ready: watch::Sender<bool>,
     /// Which endpoints ModelDeployments may name.
     pub egress: Arc<crate::egress::Policy>,
+    /// How many metric rounds may hold workers at once.
+    pub rounds: rounds::Limits,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C: one controller for the whole
@@ -76,6 +79,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
         client.clone(),
         settings.metrics.clone(),
         settings.egress.clone(),
+        settings.rounds,
     )?);
     let pending = Arc::new(std::sync::atomic::AtomicUsize::new(scopes.len()));
     let runs = scopes.into_iter().map(|scope| {

@@ -160,7 +160,13 @@ fn mock_context(stores: Stores) -> (Arc<Context>, MockHandle) {
     };
     let recorder = Recorder::new(client.clone(), reporter);
     let outbound = Arc::new(
-        super::analysis::Outbound::new(client.clone(), Arc::default(), Arc::default()).unwrap(),
+        super::analysis::Outbound::new(
+            client.clone(),
+            Arc::default(),
+            Arc::default(),
+            Default::default(),
+        )
+        .unwrap(),
     );
     (
         Arc::new(Context {
