@@ -22,10 +22,12 @@ const QUERY: usize = 1024;
 const BOUND: usize = 256;
 /// A bound, in a history entry's compact check summary.
 const HISTORY_BOUND: usize = 96;
+/// A check's message, in a history entry's compact check summary.
+const HISTORY_CHECK_MESSAGE: usize = 192;
 /// History entries (the newest) that keep their check summaries; older
 /// ones keep outcome, reason and message (their checks were shown, Evented
 /// and alerted when they were decided).
-const ENTRIES_WITH_CHECKS: usize = 10;
+const ENTRIES_WITH_CHECKS: usize = 3;
 
 /// `text` cut to at most `max` bytes (at a character boundary), with
 /// `MARKER` when cut.
@@ -79,13 +81,18 @@ fn compact_entry(entry: &mut HistoryEntry, keep_checks: bool) {
     }
 }
 
-/// Metric, verdict, value and bound: what a history entry keeps of a check.
+/// What a history entry keeps of a check: metric, verdict, value,
+/// baseline, bound, a short message and a comparison's evidence (a fixed
+/// set of numbers); not the query, its time or the counters.
 fn summary(check: &MetricCheck) -> MetricCheck {
     MetricCheck {
         name: check.name.clone(),
         verdict: check.verdict,
         value: check.value,
+        baseline: check.baseline,
         bound: truncate(&check.bound, HISTORY_BOUND),
+        message: truncate(&check.message, HISTORY_CHECK_MESSAGE),
+        evidence: check.evidence.clone(),
         ..MetricCheck::default()
     }
 }
