@@ -122,13 +122,22 @@ async fn foreign_children_are_never_taken_over_nor_deleted() {
             message.contains(&format!("{kind} {}/{object}", ns.name)),
             "the condition names the object: {message}"
         );
-        let events = warnings(&client, &ns.name, name).await;
-        assert!(
-            events
+        // The Event follows the status write.
+        let start = std::time::Instant::now();
+        loop {
+            let events = warnings(&client, &ns.name, name).await;
+            if events
                 .iter()
-                .any(|(r, note)| r == "NameConflict" && note.contains(object)),
-            "a Warning Event names {kind} {object}: {events:?}"
-        );
+                .any(|(r, note)| r == "NameConflict" && note.contains(object))
+            {
+                break;
+            }
+            assert!(
+                start.elapsed() < TIMEOUT,
+                "a Warning Event names {kind} {object}: {events:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
     }
 
     // Untouched: no field of ours, no owner reference, their spec. (The

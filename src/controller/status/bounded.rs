@@ -4,16 +4,17 @@
 //! from measurements are cut with a marker; history entries keep compact
 //! check summaries, the newest few only. With the limits below the status
 //! stays under `STATUS_CEILING` in the worst case the schema allows
-//! (256 KiB, `worst_case_status_stays_under_the_ceiling`).
+//! (512 KiB, a third of what etcd accepts, leaving room for the spec; `worst_case_status_stays_under_the_ceiling`).
 
 use crate::api::{HistoryEntry, MetricCheck, ModelDeploymentStatus};
 
 /// Appended where a text was cut.
 pub const MARKER: &str = "…[truncated]";
-/// A message in status (checks, alerts).
-const MESSAGE: usize = 512;
-/// A history entry's message (100 of them).
-const HISTORY_MESSAGE: usize = 256;
+/// A message in status (checks, alerts). Analysis messages quote the
+/// metric, its value, bound and evidence; the query is what can be long.
+const MESSAGE: usize = 1024;
+/// A history entry's message (up to 100 of them).
+const HISTORY_MESSAGE: usize = 1024;
 /// A condition's message (it may name a metric, its bound and query).
 const CONDITION: usize = 1024;
 /// A query as sent, in `status.analysis`.
@@ -21,13 +22,13 @@ const QUERY: usize = 1024;
 /// A bound, in `status.analysis`.
 const BOUND: usize = 256;
 /// A bound, in a history entry's compact check summary.
-const HISTORY_BOUND: usize = 96;
+const HISTORY_BOUND: usize = 256;
 /// A check's message, in a history entry's compact check summary.
-const HISTORY_CHECK_MESSAGE: usize = 192;
+const HISTORY_CHECK_MESSAGE: usize = 512;
 /// History entries (the newest) that keep their check summaries; older
 /// ones keep outcome, reason and message (their checks were shown, Evented
 /// and alerted when they were decided).
-const ENTRIES_WITH_CHECKS: usize = 3;
+const ENTRIES_WITH_CHECKS: usize = 5;
 
 /// `text` cut to at most `max` bytes (at a character boundary), with
 /// `MARKER` when cut.
@@ -106,7 +107,7 @@ mod tests {
 
     /// What the status of any ModelDeployment stays under, serialized
     /// (docs/security.md).
-    const STATUS_CEILING: usize = 256 * 1024;
+    const STATUS_CEILING: usize = 512 * 1024;
 
     #[test]
     fn truncation_marks_the_cut_and_respects_characters() {
