@@ -5,6 +5,7 @@ mod analysis_status;
 mod served;
 mod spec;
 mod status;
+mod tolerant;
 
 pub use analysis_spec::{
     AlertmanagerSpec, AlertsSpec, AnalysisSpec, BreachAction, ComparisonSpec, ComparisonTest,

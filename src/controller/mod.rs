@@ -6,6 +6,7 @@ mod apply;
 mod compare;
 mod conditions;
 mod context;
+mod decode;
 mod drift;
 mod error;
 mod events;
@@ -16,6 +17,7 @@ mod persist;
 mod plan;
 mod reconcile;
 mod revisions;
+pub mod rounds;
 mod status;
 mod watch_backoff;
 
@@ -59,6 +61,10 @@ pub struct Settings {
     pub ready: watch::Sender<bool>,
     /// How the caches are first filled.
     pub initial_list: InitialList,
+    /// Which endpoints ModelDeployments may name.
+    pub egress: Arc<crate::egress::Policy>,
+    /// How many metric rounds may hold workers at once.
+    pub rounds: rounds::Limits,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C: one controller for the whole
@@ -77,6 +83,8 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
     let outbound = Arc::new(analysis::Outbound::new(
         client.clone(),
         settings.metrics.clone(),
+        settings.egress.clone(),
+        settings.rounds,
     )?);
     let watch_config = initial_list::base_config(&client, settings.initial_list).await;
     let pending = Arc::new(std::sync::atomic::AtomicUsize::new(scopes.len()));
@@ -128,7 +136,10 @@ async fn run_scope(
     let mds = scoped_api::<ModelDeployment>(&client, namespace);
     // Fail fast with a clear error when the CRD is not installed or the
     // operator may not read ModelDeployments here.
-    mds.list(&kube::api::ListParams::default().limit(1)).await?;
+    // Metadata only: one object this binary cannot decode must not stop
+    // the start (`decode`).
+    mds.list_metadata(&kube::api::ListParams::default().limit(1))
+        .await?;
     tracing::info!(
         namespace = namespace.unwrap_or("<all>"),
         "watching ModelDeployments"
@@ -159,7 +170,27 @@ async fn run_scope(
     });
 
     let (md_store, md_writer) = reflector::store();
-    let md_events = watcher(mds, scope.watch_config.clone())
+    // What is kept per object goes with the object (issue 11: cleanup).
+    let on_delete: decode::OnDelete = {
+        let (ctx, backoff) = (ctx.clone(), backoff.clone());
+        Box::new(move |md: &ModelDeployment| {
+            let (Some(namespace), Some(name)) = (
+                md.metadata.namespace.as_deref(),
+                md.metadata.name.as_deref(),
+            ) else {
+                return;
+            };
+            ctx.outbound.forget(namespace, name);
+            ctx.metrics.forget(md);
+            backoff.reset(&ObjectRef::from_obj(md));
+        })
+    };
+    let reporter = Arc::new(decode::Reporter::new(
+        ctx.recorder.clone(),
+        settings.metrics.clone(),
+        on_delete,
+    ));
+    let md_events = decode::watch(&ctx.client, namespace, scope.watch_config.clone(), reporter)
         .backoff(WatchBackoff::default())
         .modify(|md: &mut ModelDeployment| md.meta_mut().managed_fields = None)
         .reflect(md_writer)

@@ -159,8 +159,15 @@ fn mock_context(stores: Stores) -> (Arc<Context>, MockHandle) {
         instance: None,
     };
     let recorder = Recorder::new(client.clone(), reporter);
-    let outbound =
-        Arc::new(super::analysis::Outbound::new(client.clone(), Arc::default()).unwrap());
+    let outbound = Arc::new(
+        super::analysis::Outbound::new(
+            client.clone(),
+            Arc::default(),
+            Arc::default(),
+            Default::default(),
+        )
+        .unwrap(),
+    );
     (
         Arc::new(Context {
             client,
