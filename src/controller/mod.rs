@@ -170,6 +170,7 @@ async fn run_scope(
     });
 
     let (md_store, md_writer) = reflector::store();
+    let md_store_for_cleanup = md_store.clone();
     // What is kept per object goes with the object (issue 11: cleanup).
     let on_delete: decode::OnDelete = {
         let (ctx, backoff) = (ctx.clone(), backoff.clone());
@@ -213,8 +214,8 @@ async fn run_scope(
         .shutdown_on_signal()
         .run(
             {
-                let backoff = backoff.clone();
-                move |md, ctx| measured_reconcile(md, ctx, backoff.clone())
+                let (backoff, store) = (backoff.clone(), md_store_for_cleanup);
+                move |md, ctx| measured_reconcile(md, ctx, backoff.clone(), store.clone())
             },
             move |md, error, _ctx| error_policy(md.as_ref(), error, &backoff),
             ctx,
@@ -242,10 +243,22 @@ async fn measured_reconcile(
     md: Arc<ModelDeployment>,
     ctx: Arc<Context>,
     backoff: Arc<Backoff>,
+    store: Store<ModelDeployment>,
 ) -> Result<Action, Error> {
     let metrics = ctx.metrics.clone();
     let start = std::time::Instant::now();
-    let result = reconcile(md.clone(), ctx).await;
+    let result = reconcile(md.clone(), ctx.clone()).await;
+    // Deleted while this pass ran: what the pass recorded (series, guard
+    // rounds) came after the deletion's cleanup, so clean up again.
+    if store.get(&ObjectRef::from_obj(md.as_ref())).is_none()
+        && let (Some(namespace), Some(name)) = (
+            md.metadata.namespace.as_deref(),
+            md.metadata.name.as_deref(),
+        )
+    {
+        ctx.outbound.forget(namespace, name);
+        ctx.metrics.forget(&md);
+    }
     metrics
         .reconcile_duration
         .observe(start.elapsed().as_secs_f64());
