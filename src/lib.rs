@@ -15,6 +15,7 @@ pub mod analysis;
 pub mod api;
 pub mod client;
 pub mod controller;
+pub mod egress;
 pub mod gates;
 pub mod http;
 pub mod leader;

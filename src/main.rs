@@ -2,6 +2,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use model_operator::controller::{self, InitialList, Settings};
+
+use model_operator::egress::Policy;
 use model_operator::leader::{self, Election, ElectionArgs};
 use model_operator::telemetry::{self, LogFormat};
 
@@ -38,8 +40,32 @@ enum Command {
         /// (streaming where the API server has it on by default).
         #[arg(long, env = "INITIAL_LIST", value_enum, default_value = "auto")]
         initial_list: InitialList,
+        /// URL prefixes ModelDeployments may send metric queries and alerts
+        /// to (repeat the flag, or comma-separate in the env var), e.g.
+        /// `http://prometheus.monitoring:9090`. Empty: any address, which
+        /// lets anyone who can create a ModelDeployment make the operator
+        /// send requests from its network position; unsafe in a shared
+        /// cluster (docs/security.md).
+        #[arg(
+            long = "allowed-endpoint",
+            env = "ALLOWED_ENDPOINTS",
+            value_delimiter = ','
+        )]
+        allowed_endpoints: Vec<String>,
+        /// Send bearer tokens to plain-http Prometheus addresses too (by
+        /// default they go over https only).
+        #[arg(long, env = "ALLOW_INSECURE_TOKENS")]
+        allow_insecure_tokens: bool,
+        /// Metric rounds (Prometheus queries) that may run at once; each
+        /// holds a reconcile worker until its answers or timeouts are in.
+        #[arg(long, env = "ANALYSIS_POOL", default_value_t = 8)]
+        analysis_pool: usize,
+        /// Of those, at most this many for one namespace, so one team's
+        /// hanging Prometheus delays only that team's analysis.
+        #[arg(long, env = "ANALYSIS_PER_NAMESPACE", default_value_t = 2)]
+        analysis_per_namespace: usize,
         #[command(flatten)]
-        election: ElectionArgs,
+        election: Box<ElectionArgs>,
     },
     /// Print the ModelDeployment CustomResourceDefinition as YAML.
     Crd,
@@ -64,10 +90,26 @@ fn main() -> ExitCode {
             metrics_addr,
             health_addr,
             initial_list,
+            allowed_endpoints,
+            allow_insecure_tokens,
+            analysis_pool,
+            analysis_per_namespace,
             election,
         } => {
             telemetry::init(log_format);
-            let election = match Election::from_args(election) {
+            let egress = match Policy::new(&allowed_endpoints, allow_insecure_tokens) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::error!(error = %e, "invalid flags");
+                    return ExitCode::FAILURE;
+                }
+            };
+            if egress.allows_any() {
+                tracing::warn!(
+                    "no --allowed-endpoint: ModelDeployments may send metric queries and alerts to any address (unsafe in a shared cluster; see docs/security.md)"
+                );
+            }
+            let election = match Election::from_args(*election) {
                 Ok(e) => e,
                 Err(e) => {
                     tracing::error!(error = %e, "invalid flags");
@@ -81,6 +123,11 @@ fn main() -> ExitCode {
                 metrics: Default::default(),
                 ready,
                 initial_list,
+                egress: std::sync::Arc::new(egress),
+                rounds: controller::rounds::Limits {
+                    pool: analysis_pool,
+                    per_namespace: analysis_per_namespace,
+                },
             };
             run(settings, election, metrics_addr, health_addr, ready_rx)
         }

@@ -9,7 +9,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::api::{FiringAlert, ModelDeploymentStatus, Phase};
+use crate::api::{FiringAlert, ModelDeployment, ModelDeploymentStatus, Phase};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
@@ -101,6 +101,9 @@ pub struct Metrics {
     pub phase: Family<PhaseLabels, Gauge>,
     /// 1 per alert firing in a ModelDeployment's status; removed when resolved.
     pub alert_firing: Family<FiringLabels, Gauge>,
+    /// ModelDeployments this binary could not decode (each version once):
+    /// skipped, logged and Evented, never a stop of the watch.
+    pub undecodable: Counter,
     pub registry: Registry,
 }
 
@@ -169,7 +172,14 @@ impl Default for Metrics {
             "1 for each alert firing in a ModelDeployment's status",
             alert_firing.clone(),
         );
+        let undecodable = Counter::default();
+        registry.register(
+            "undecodable_objects",
+            "ModelDeployment versions this operator could not decode and skipped",
+            undecodable.clone(),
+        );
         Self {
+            undecodable,
             reconciles,
             reconcile_duration,
             revision_outcomes,
@@ -234,6 +244,58 @@ impl Metrics {
         }
         for labels in &now {
             self.alert_firing.get_or_create(labels).set(1);
+        }
+    }
+
+    /// Drops every series of a deleted ModelDeployment: its phases, firing
+    /// alerts and analysed metrics (those its spec and status name).
+    pub fn forget(&self, md: &ModelDeployment) {
+        let (Some(namespace), Some(name)) = (
+            md.metadata.namespace.as_deref(),
+            md.metadata.name.as_deref(),
+        ) else {
+            return;
+        };
+        for phase in PHASES {
+            self.phase.remove(&PhaseLabels {
+                namespace: namespace.into(),
+                modeldeployment: name.into(),
+                phase: phase.to_string(),
+            });
+        }
+        let status = md.status.as_ref();
+        for alert in status.map(|s| s.alerts.as_slice()).unwrap_or_default() {
+            self.alert_firing.remove(&FiringLabels {
+                namespace: namespace.into(),
+                modeldeployment: name.into(),
+                alertname: alert.alertname.clone(),
+                severity: alert.severity.clone(),
+            });
+        }
+        let in_spec = md
+            .spec
+            .rollout
+            .analysis
+            .iter()
+            .flat_map(|a| a.metrics.iter().map(|m| m.name.clone()));
+        let in_status = status
+            .and_then(|s| s.analysis.as_ref())
+            .into_iter()
+            .flat_map(|a| a.metrics.iter().map(|m| m.name.clone()));
+        for metric in in_spec.chain(in_status) {
+            self.analysis_value.remove(&MetricValueLabels {
+                namespace: namespace.into(),
+                modeldeployment: name.into(),
+                metric: metric.clone(),
+            });
+            for bound in ["lower", "upper"] {
+                self.analysis_bound.remove(&BoundLabels {
+                    namespace: namespace.into(),
+                    modeldeployment: name.into(),
+                    metric: metric.clone(),
+                    bound: bound.into(),
+                });
+            }
         }
     }
 

@@ -25,6 +25,8 @@ pub const SCALED_TO_ZERO: &str = "ScaledToZero";
 pub const SERVING: &str = "Serving";
 pub const NOT_ENOUGH_REPLICAS: &str = "NotEnoughReplicas";
 pub const INVALID_SPEC: &str = "InvalidSpec";
+/// A child's name is taken by an object this ModelDeployment does not own.
+pub const NAME_CONFLICT: &str = "NameConflict";
 pub const ROLLED_BACK: &str = "RolledBack";
 pub const ROLLOUT_FAILED: &str = "RolloutFailed";
 pub const ANALYSIS_INCONCLUSIVE: &str = "AnalysisInconclusive";
@@ -43,3 +45,5 @@ pub const CANARY_PAUSED: &str = "CanaryPaused";
 pub const CREATED: &str = "Created";
 pub const DRIFT_CORRECTED: &str = "DriftCorrected";
 pub const DELETED: &str = "Deleted";
+/// This operator version cannot decode the ModelDeployment and skips it.
+pub const UNDECODABLE: &str = "Undecodable";

@@ -22,7 +22,7 @@ async fn a_version_with_a_higher_error_rate_is_rolled_back_and_alerted() {
     s.scraped("2.0", Some(0.30)).await;
     let sink = WebhookSink::start().await;
     let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "model-alerts"},
+        "metadata": {"name": "model-alerts", "labels": {"mlops.dev/secret-type": "alert-webhook"}},
         "stringData": {"url": format!("http://127.0.0.1:{}/hooks/models?token=s3cr3t\n", sink.port)},
     }))
     .unwrap();
@@ -325,10 +325,11 @@ async fn the_metric_gates_example_is_accepted_by_the_api_server() {
 
 #[tokio::test]
 async fn the_bearer_token_from_a_secret_is_sent_and_never_logged() {
-    let s = setup("analysis-token").await;
+    // The fake Prometheus speaks plain http: the admin allows tokens there.
+    let s = setup_with("analysis-token", &["--allow-insecure-tokens"]).await;
     let (port, seen, task) = fake_prometheus("0.01").await;
     let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "prometheus-token"},
+        "metadata": {"name": "prometheus-token", "labels": {"mlops.dev/secret-type": "prometheus-token"}},
         "stringData": {"token": "t0k3n-v4lue\n"},
     }))
     .unwrap();

@@ -413,6 +413,74 @@ async fn invalid_manifests_are_refused_with_clear_messages() {
             with(json!({"rollout": {"strategy": "BlueGreen"}})),
             "Unsupported value: \"BlueGreen\"",
         ),
+        // Safe in a shared cluster (issue 11): numbers past int32, URLs
+        // with credentials, a query or a fragment.
+        (
+            "replicas past int32",
+            "m",
+            with(json!({"replicas": 2_147_483_648_i64})),
+            "spec.replicas in body should be less than or equal to 2147483647",
+        ),
+        (
+            "maxReplicas past int32",
+            "m",
+            with(json!({"autoscaling": {"minReplicas": 1, "maxReplicas": 2_147_483_648_i64}})),
+            "spec.autoscaling.maxReplicas in body should be less than or equal to 2147483647",
+        ),
+        (
+            "progressDeadlineSeconds past int32",
+            "m",
+            with(json!({"rollout": {"progressDeadlineSeconds": 2_147_483_648_i64}})),
+            "spec.rollout.progressDeadlineSeconds in body should be less than or equal to 2147483647",
+        ),
+        (
+            "maxSurge past int32",
+            "m",
+            with(json!({"rollout": {"maxSurge": 2_147_483_648_i64}})),
+            "rollout.maxSurge must be a non-negative number or a percentage",
+        ),
+        (
+            "maxSurge 00% with maxUnavailable 0",
+            "m",
+            with(json!({"rollout": {"maxSurge": "00%", "maxUnavailable": 0}})),
+            "rollout.maxSurge and rollout.maxUnavailable must not both be 0",
+        ),
+        (
+            "Prometheus address with credentials",
+            "m",
+            with(
+                json!({"rollout": {"analysis": analysis(json!({"prometheus": {"address": "http://admin:pw@prometheus:9090"}}))}}),
+            ),
+            "analysis.prometheus.address must be an http:// or https:// URL without credentials, query or fragment",
+        ),
+        (
+            "Prometheus address with a query",
+            "m",
+            with(
+                json!({"rollout": {"analysis": analysis(json!({"prometheus": {"address": "http://prometheus:9090/-/quit?x="}}))}}),
+            ),
+            "analysis.prometheus.address must be an http:// or https:// URL without credentials, query or fragment",
+        ),
+        (
+            "Prometheus address with a fragment",
+            "m",
+            with(
+                json!({"rollout": {"analysis": analysis(json!({"prometheus": {"address": "http://prometheus:9090/api/v1/admin/tsdb/delete_series#"}}))}}),
+            ),
+            "analysis.prometheus.address must be an http:// or https:// URL without credentials, query or fragment",
+        ),
+        (
+            "alertmanager URL with credentials",
+            "m",
+            with(json!({"alerts": {"alertmanager": {"url": "https://user@alertmanager:9093"}}})),
+            "alerts.alertmanager.url must be an http:// or https:// URL without credentials, query or fragment",
+        ),
+        (
+            "alertmanager URL with a query",
+            "m",
+            with(json!({"alerts": {"alertmanager": {"url": "http://alertmanager:9093/?a=b"}}})),
+            "alerts.alertmanager.url must be an http:// or https:// URL without credentials, query or fragment",
+        ),
     ];
     assert!(cases.len() >= 12);
     let mut failures = Vec::new();

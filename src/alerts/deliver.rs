@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::desired::Transition;
 use crate::api::{FiringAlert, SecretKeyRef};
+use crate::egress::{self, ALERT_BODY_LIMIT, Failure, Policy};
 use crate::metrics::{DeliveryLabels, Metrics};
 
 /// Alertmanager forgets an alert this long after its last update unless
@@ -32,6 +33,7 @@ pub struct Target {
 
 pub struct Deliverer {
     http: reqwest::Client,
+    policy: Arc<Policy>,
     client: Client,
     metrics: Arc<Metrics>,
     /// When each firing alert last went to Alertmanager (in memory only: after
@@ -40,13 +42,28 @@ pub struct Deliverer {
 }
 
 impl Deliverer {
-    pub fn new(http: reqwest::Client, client: Client, metrics: Arc<Metrics>) -> Self {
+    pub fn new(
+        http: reqwest::Client,
+        policy: Arc<Policy>,
+        client: Client,
+        metrics: Arc<Metrics>,
+    ) -> Self {
         Self {
             http,
+            policy,
             client,
             metrics,
             sent: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Forgets the delivery state of keys under `prefix`
+    /// (`<namespace>/<name>/`): the ModelDeployment was deleted.
+    pub fn forget(&self, prefix: &str) {
+        self.sent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| !k.starts_with(prefix));
     }
 
     /// Sends what changed, and re-sends to Alertmanager firing alerts it may
@@ -83,7 +100,11 @@ impl Deliverer {
             let this = self.clone();
             tokio::spawn(async move {
                 let url = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
-                let result = this.post(&url, &Value::Array(to_alertmanager)).await;
+                let result = match this.policy.check(&url) {
+                    Ok(_) => this.post(&url, &Value::Array(to_alertmanager)).await,
+                    Err(f) => Err(f),
+                }
+                .map_err(|f| f.to_string());
                 this.record("alertmanager", &url, result);
             });
         }
@@ -97,9 +118,18 @@ impl Deliverer {
                     "status": to_webhook.first().and_then(|a| a.get("status")).cloned().unwrap_or(Value::Null),
                     "alerts": to_webhook,
                 });
-                let result = match crate::secrets::read_key(&this.client, &namespace, &secret).await
+                let result = match crate::secrets::read_key(
+                    &this.client,
+                    &namespace,
+                    &secret,
+                    crate::secrets::Purpose::AlertWebhook,
+                )
+                .await
                 {
-                    Ok(url) => this.post(&url, &body).await,
+                    Ok(url) => match this.policy.check_secret_url(&url) {
+                        Ok(_) => this.post(&url, &body).await.map_err(|f| f.to_string()),
+                        Err(f) => Err(f.to_string()),
+                    },
                     Err(e) => Err(e),
                 };
                 // The URL is a secret: only its Secret is named.
@@ -112,24 +142,14 @@ impl Deliverer {
         }
     }
 
-    async fn post(&self, url: &str, body: &Value) -> Result<(), String> {
-        let response = self
-            .http
-            .post(url)
-            .timeout(TIMEOUT)
-            .json(body)
-            .send()
-            .await
-            .map_err(|e| without_url(&e))?;
-        let status = response.status();
-        if status.is_success() {
-            Ok(())
-        } else {
-            let text = response.text().await.unwrap_or_default();
-            Err(format!(
-                "HTTP {status}: {}",
-                text.chars().take(200).collect::<String>()
-            ))
+    /// Posts `body` to a URL the policy allowed; only the answer's status
+    /// is used, and at most `ALERT_BODY_LIMIT` bytes of it are read.
+    async fn post(&self, url: &str, body: &Value) -> Result<(), Failure> {
+        let request = self.http.post(url).json(body);
+        let (status, _) = egress::send_capped(request, TIMEOUT, ALERT_BODY_LIMIT).await?;
+        match status {
+            200..=299 => Ok(()),
+            other => Err(Failure::Status(other)),
         }
     }
 
@@ -153,19 +173,6 @@ impl Deliverer {
                 "alert delivery failed"
             );
         }
-    }
-}
-
-/// reqwest's errors include the URL, which may hold a webhook's secret.
-fn without_url(e: &reqwest::Error) -> String {
-    let mut cause: &(dyn std::error::Error + 'static) = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    if e.is_timeout() {
-        format!("no answer within {}s", TIMEOUT.as_secs())
-    } else {
-        cause.to_string()
     }
 }
 

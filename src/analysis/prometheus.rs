@@ -1,28 +1,32 @@
 //! Instant queries against Prometheus's HTTP API, reduced to one number.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use super::judge::buckets::{MAX_BUCKETS, RawBucket};
 use super::verdict::Answer;
+use crate::egress::{self, Failure, PROMETHEUS_BODY_LIMIT, Policy};
 
-/// A shared HTTP client for Prometheus (and the alert channels).
+/// A shared HTTP client for Prometheus, held to the admin's endpoint
+/// policy (`crate::egress`).
 #[derive(Clone)]
 pub struct Prometheus {
     http: reqwest::Client,
+    policy: Arc<Policy>,
 }
 
 impl Prometheus {
-    pub fn new(http: reqwest::Client) -> Self {
-        Self { http }
+    pub fn new(http: reqwest::Client, policy: Arc<Policy>) -> Self {
+        Self { http, policy }
     }
 
     /// Runs `query` at `address`; every failure is an answer, never an error
     /// of the reconcile: a metric that cannot be measured is inconclusive.
-    /// What Prometheus said when it refused is not repeated, only the error
-    /// type and the HTTP status: check messages reach status, Events and
-    /// alerts.
+    /// What Prometheus (or whatever answers at the address) said is never
+    /// repeated, only a classified failure (`egress::Failure`): check
+    /// messages reach status, Events and alerts.
     pub async fn query_quiet(
         &self,
         address: &str,
@@ -32,7 +36,7 @@ impl Prometheus {
     ) -> Answer {
         match self.fetch(address, query, timeout, bearer_token).await {
             Ok((status, body)) => parse_quiet(status, &body),
-            Err(why) => Answer::Error(why),
+            Err(why) => Answer::Error(format!("Prometheus: {why}")),
         }
     }
 
@@ -46,7 +50,7 @@ impl Prometheus {
     ) -> Result<Vec<RawBucket>, Answer> {
         match self.fetch(address, query, timeout, bearer_token).await {
             Ok((status, body)) => parse_buckets(status, &body),
-            Err(why) => Err(Answer::Error(why)),
+            Err(why) => Err(Answer::Error(format!("Prometheus: {why}"))),
         }
     }
 
@@ -56,40 +60,22 @@ impl Prometheus {
         query: &str,
         timeout: Duration,
         bearer_token: Option<&str>,
-    ) -> Result<(u16, Vec<u8>), String> {
+    ) -> Result<(u16, Vec<u8>), Failure> {
+        let base = self.policy.check(address)?;
+        if bearer_token.is_some() {
+            self.policy.token_allowed(&base)?;
+        }
         let url = format!("{}/api/v1/query", address.trim_end_matches('/'));
         let mut request = self
             .http
             .post(url)
-            .timeout(timeout)
             .header("Content-Type", "application/x-www-form-urlencoded")
             .body(format!("query={}", encode(query)));
         if let Some(token) = bearer_token {
             request = request.bearer_auth(token);
         }
-        let response = match request.send().await {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => {
-                return Err(format!("no answer within {}s", timeout.as_secs()));
-            }
-            Err(e) => return Err(format!("cannot reach {address}: {}", root_cause(&e))),
-        };
-        let status = response.status();
-        match response.bytes().await {
-            Ok(body) => Ok((status.as_u16(), body.to_vec())),
-            Err(e) if e.is_timeout() => Err(format!("no answer within {}s", timeout.as_secs())),
-            Err(e) => Err(format!("reading the answer failed: {}", root_cause(&e))),
-        }
+        egress::send_capped(request, timeout, PROMETHEUS_BODY_LIMIT).await
     }
-}
-
-/// The innermost error: reqwest's own message is only "error sending request".
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 /// Percent-encoding for a form body.
@@ -114,8 +100,8 @@ struct Response {
     data: Option<Data>,
     #[serde(default)]
     error_type: Option<String>,
-    #[serde(default)]
-    error: Option<String>,
+    // Prometheus's `error` text is deliberately not decoded: whatever
+    // answers at the address wrote it, and it must not reach status.
 }
 
 #[derive(Deserialize)]
@@ -129,20 +115,10 @@ struct Data {
 pub fn parse(http_status: u16, body: &[u8]) -> Answer {
     let response: Response = match serde_json::from_slice(body) {
         Ok(r) => r,
-        Err(_) => {
-            let text = String::from_utf8_lossy(body);
-            let text: String = text.chars().take(200).collect();
-            return Answer::Error(format!(
-                "HTTP {http_status}, not a Prometheus answer: {text}"
-            ));
-        }
+        Err(_) => return Answer::Error(not_prometheus(http_status)),
     };
     if response.status != "success" {
-        return Answer::Error(format!(
-            "{}: {}",
-            response.error_type.as_deref().unwrap_or("error"),
-            response.error.as_deref().unwrap_or("no message")
-        ));
+        return Answer::Error(refused(response.error_type.as_deref(), http_status));
     }
     let Some(data) = response.data else {
         return Answer::Error("the answer has no data".into());
@@ -167,6 +143,12 @@ pub fn parse(http_status: u16, body: &[u8]) -> Answer {
             }
         }
         other => {
+            // Only the types Prometheus defines are named: anything else is
+            // the answering server's text.
+            let other = match other {
+                "matrix" | "string" => other,
+                _ => "result of an unknown type",
+            };
             return Answer::Error(format!(
                 "the query returned a {other}; it must return one number (an instant vector of one series, or a scalar)"
             ));
@@ -181,20 +163,19 @@ pub fn parse(http_status: u16, body: &[u8]) -> Answer {
             Answer::NoData(format!("the value is {text} (a division by zero)"))
         }
         Ok(v) => Answer::Value(v),
-        Err(_) => Answer::Error(format!("the value {text:?} is not a number")),
+        Err(_) => Answer::Error("the answer's sample is not a number".into()),
     }
 }
 
-/// [`parse`] without Prometheus's own words: a refusal or a body that is
-/// not an answer is described by the operator only.
+/// [`parse`]: a refusal or a body that is not an answer is described by
+/// the operator only.
 pub fn parse_quiet(http_status: u16, body: &[u8]) -> Answer {
-    match serde_json::from_slice::<Response>(body) {
-        Err(_) => Answer::Error(format!("HTTP {http_status}, not a Prometheus answer")),
-        Ok(r) if r.status != "success" => {
-            Answer::Error(refused(r.error_type.as_deref(), http_status))
-        }
-        Ok(_) => parse(http_status, body),
-    }
+    parse(http_status, body)
+}
+
+/// A body that does not decode as Prometheus's API: its status only.
+fn not_prometheus(http_status: u16) -> String {
+    format!("HTTP {http_status}, {}", Failure::NotPrometheus)
 }
 
 fn refused(error_type: Option<&str>, http_status: u16) -> String {
@@ -214,9 +195,7 @@ fn refused(error_type: Option<&str>, http_status: u16) -> String {
 /// not repeated (run the query in Prometheus to see it).
 pub fn parse_buckets(http_status: u16, body: &[u8]) -> Result<Vec<RawBucket>, Answer> {
     let Ok(response) = serde_json::from_slice::<Response>(body) else {
-        return Err(Answer::Error(format!(
-            "HTTP {http_status}, not a Prometheus answer"
-        )));
+        return Err(Answer::Error(not_prometheus(http_status)));
     };
     if response.status != "success" {
         return Err(Answer::Error(refused(
@@ -288,8 +267,11 @@ mod tests {
             ("Inf", 200, r#"{"status":"success","data":{"resultType":"scalar","result":[1,"+Inf"]}}"#, Answer::NoData("the value is +Inf (a division by zero)".into())),
             ("two series", 200, r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"1"},"value":[1,"1"]},{"metric":{"a":"2"},"value":[1,"2"]}]}}"#, Answer::Error("the query returned 2 series; it must return one number (aggregate it, e.g. with sum())".into())),
             ("matrix", 200, r#"{"status":"success","data":{"resultType":"matrix","result":[]}}"#, Answer::Error("the query returned a matrix; it must return one number (an instant vector of one series, or a scalar)".into())),
-            ("bad query", 400, r#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#, Answer::Error("bad_data: parse error at char 5".into())),
-            ("not Prometheus", 502, "Bad Gateway", Answer::Error("HTTP 502, not a Prometheus answer: Bad Gateway".into())),
+            ("bad query", 400, r#"{"status":"error","errorType":"bad_data","error":"parse error at char 5"}"#, Answer::Error("Prometheus refused the query (bad_data, HTTP 400); run it in Prometheus to see why".into())),
+            ("not Prometheus", 502, "Bad Gateway", Answer::Error("HTTP 502, not a Prometheus API response".into())),
+            ("HTML", 200, "<html><title>internal admin</title></html>", Answer::Error("HTTP 200, not a Prometheus API response".into())),
+            ("their result type", 200, r#"{"status":"success","data":{"resultType":"<secret>","result":[]}}"#, Answer::Error("the query returned a result of an unknown type; it must return one number (an instant vector of one series, or a scalar)".into())),
+            ("their sample", 200, r#"{"status":"success","data":{"resultType":"scalar","result":[1,"<secret>"]}}"#, Answer::Error("the answer's sample is not a number".into())),
         ];
         for (name, status, body, want) in cases {
             assert_eq!(parse(status, body.as_bytes()), want, "{name}");
@@ -318,7 +300,7 @@ mod tests {
             (200, r#"{"status":"success","data":{"resultType":"scalar","result":[1,"3"]}}"#, Answer::Error("the query returned a scalar or string; it must return one series per le bucket, e.g. sum by (le) (...)".into())),
             // Prometheus's own error text stays out of status.
             (400, r#"{"status":"error","errorType":"bad_data","error":"parse error: <secret-ish text>"}"#, Answer::Error("Prometheus refused the query (bad_data, HTTP 400); run it in Prometheus to see why".into())),
-            (502, "<html>upstream said something</html>", Answer::Error("HTTP 502, not a Prometheus answer".into())),
+            (502, "<html>upstream said something</html>", Answer::Error("HTTP 502, not a Prometheus API response".into())),
         ];
         for (status, body, want) in cases {
             assert_eq!(parse_buckets(status, body.as_bytes()), Err(want), "{body}");
@@ -340,7 +322,7 @@ mod tests {
         );
         assert_eq!(
             parse_quiet(502, b"<html>upstream said something</html>"),
-            Answer::Error("HTTP 502, not a Prometheus answer".into())
+            Answer::Error("HTTP 502, not a Prometheus API response".into())
         );
     }
 

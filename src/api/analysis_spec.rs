@@ -86,7 +86,7 @@ fn default_inconclusive_limit() -> i32 {
 pub struct PrometheusSpec {
     /// Base URL, e.g. `http://prometheus.monitoring:9090`.
     #[schemars(length(max = 2048))]
-    #[x_kube(validation = Rule::new("self.matches('^https?://[^\\\\s/]+(/\\\\S*)?$')").message("analysis.prometheus.address must be an http:// or https:// URL"))]
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^\\\\s/@?#]+(/[^\\\\s?#]*)?$')").message("analysis.prometheus.address must be an http:// or https:// URL without credentials, query or fragment"))]
     pub address: String,
 
     /// Seconds one query may take before it counts as Inconclusive.
@@ -94,7 +94,10 @@ pub struct PrometheusSpec {
     #[schemars(range(min = 1, max = 60))]
     pub timeout_seconds: i32,
 
-    /// A Secret key holding a bearer token sent with every query.
+    /// A Secret key holding a bearer token sent with every query. The
+    /// Secret must carry the label `mlops.dev/secret-type: prometheus-token`
+    /// (the operator reads no other), and the token goes over https only
+    /// unless the operator runs with `--allow-insecure-tokens`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bearer_token_secret_ref: Option<SecretKeyRef>,
 }
@@ -348,7 +351,7 @@ pub struct AlertsSpec {
 pub struct AlertmanagerSpec {
     /// Base URL, e.g. `http://alertmanager.monitoring:9093`.
     #[schemars(length(max = 2048))]
-    #[x_kube(validation = Rule::new("self.matches('^https?://[^\\\\s/]+(/\\\\S*)?$')").message("alerts.alertmanager.url must be an http:// or https:// URL"))]
+    #[x_kube(validation = Rule::new("self.matches('^https?://[^\\\\s/@?#]+(/[^\\\\s?#]*)?$')").message("alerts.alertmanager.url must be an http:// or https:// URL without credentials, query or fragment"))]
     pub url: String,
 }
 
@@ -356,6 +359,8 @@ pub struct AlertmanagerSpec {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct WebhookSpec {
-    /// The Secret key holding the URL. The URL is never logged.
+    /// The Secret key holding the URL. The URL is never logged. The Secret
+    /// must carry the label `mlops.dev/secret-type: alert-webhook` (the
+    /// operator reads no other).
     pub url_secret_ref: SecretKeyRef,
 }

@@ -4,6 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
+use super::tolerant::tolerant;
+
 /// The analysis of one revision: the latest check of every metric and where
 /// the analysis stands.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
@@ -33,7 +35,7 @@ pub struct AnalysisStatus {
 }
 
 /// Where a revision's analysis stands.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum AnalysisPhase {
     /// Checking while pods are being replaced.
     #[default]
@@ -144,7 +146,7 @@ pub struct ComparisonEvidence {
 }
 
 /// Where a comparison stands.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum Finding {
     /// A side has fewer than `minSamples`: no verdict yet.
     #[default]
@@ -165,7 +167,7 @@ impl std::fmt::Display for Finding {
 }
 
 /// One check's verdict.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum Verdict {
     /// Within every bound.
     Pass,
@@ -229,3 +231,17 @@ fn checks_schema(generator: &mut SchemaGenerator) -> Schema {
     );
     schema
 }
+
+tolerant!(
+    AnalysisPhase,
+    fallback = Running,
+    [Running, Baking, Passed, Failed, Inconclusive, Guarding]
+);
+
+tolerant!(
+    Finding,
+    fallback = Collecting,
+    [Collecting, Undecided, Worse, NotWorse]
+);
+
+tolerant!(Verdict, fallback = Inconclusive, [Pass, Fail, Inconclusive]);

@@ -6,6 +6,7 @@ mod canary;
 mod served;
 mod spec;
 mod status;
+mod tolerant;
 
 pub use analysis_spec::{
     AlertmanagerSpec, AlertsSpec, AnalysisSpec, BreachAction, ComparisonSpec, ComparisonTest,

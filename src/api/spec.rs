@@ -57,7 +57,7 @@ pub struct ModelDeploymentSpec {
     /// Number of model server pods. Ignored while `autoscaling` is set: the
     /// HorizontalPodAutoscaler owns the replica count then.
     #[serde(default = "default_replicas")]
-    #[schemars(range(min = 0))]
+    #[schemars(range(min = 0, max = 2147483647))]
     pub replicas: i32,
 
     /// Scale the model server on CPU utilisation with a HorizontalPodAutoscaler
@@ -224,7 +224,7 @@ pub struct PodMetadata {
     /// Extra pod labels. The operator's own labels may not be overridden.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 64))]
-    #[x_kube(validation = Rule::new("!self.exists(k, k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by', 'mlops.dev/revision', 'mlops.dev/track'])").message("podMetadata.labels may not set the operator's own labels: app.kubernetes.io/name, app.kubernetes.io/instance, app.kubernetes.io/version, app.kubernetes.io/component, app.kubernetes.io/managed-by, mlops.dev/revision, mlops.dev/track"))]
+    #[x_kube(validation = Rule::new("!self.exists(k, k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by', 'mlops.dev/revision', 'mlops.dev/track', 'mlops.dev/owner-uid'])").message("podMetadata.labels may not set the operator's own labels: app.kubernetes.io/name, app.kubernetes.io/instance, app.kubernetes.io/version, app.kubernetes.io/component, app.kubernetes.io/managed-by, mlops.dev/revision, mlops.dev/track, mlops.dev/owner-uid"))]
     pub labels: Option<BTreeMap<String, String>>,
 
     /// Extra pod annotations.
@@ -240,11 +240,11 @@ pub struct PodMetadata {
 pub struct AutoscalingSpec {
     /// Fewest pods the autoscaler keeps.
     #[serde(default = "default_min_replicas")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 2147483647))]
     pub min_replicas: i32,
 
     /// Most pods the autoscaler may run.
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 2147483647))]
     pub max_replicas: i32,
 
     /// Average CPU utilisation (percent of requests) the autoscaler aims for.
@@ -309,23 +309,23 @@ pub enum ServiceType {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.strategy) || self.strategy != 'Canary' || has(self.canary)").message("rollout.strategy Canary needs rollout.canary with at least one step"))]
-#[x_kube(validation = Rule::new("!((type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge == '0%') && (type(self.maxUnavailable) == int ? self.maxUnavailable == 0 : self.maxUnavailable == '0%'))").message("rollout.maxSurge and rollout.maxUnavailable must not both be 0: the rollout could never make progress"))]
+#[x_kube(validation = Rule::new("!((type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge.matches('^0+%$')) && (type(self.maxUnavailable) == int ? self.maxUnavailable == 0 : self.maxUnavailable.matches('^0+%$')))").message("rollout.maxSurge and rollout.maxUnavailable must not both be 0: the rollout could never make progress"))]
 pub struct RolloutSpec {
     /// Pods created above the desired count during an update (number or percentage).
     #[serde(default = "default_max_surge")]
-    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^[0-9]+%$')").message("rollout.maxSurge must be a non-negative number or a percentage such as '25%'"))]
+    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 && self <= 2147483647 : self.matches('^[0-9]{1,9}%$')").message("rollout.maxSurge must be a non-negative number or a percentage such as '25%' (at most 2147483647 and 999999999%)"))]
     pub max_surge: IntOrString,
 
     /// Pods that may be unavailable during an update (number or percentage).
     #[serde(default = "default_max_unavailable")]
-    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 : self.matches('^(100|[1-9]?[0-9])%$')").message("rollout.maxUnavailable must be a non-negative number or a percentage from 0% to 100%"))]
+    #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 && self <= 2147483647 : self.matches('^(100|[1-9]?[0-9])%$')").message("rollout.maxUnavailable must be a non-negative number (at most 2147483647) or a percentage from 0% to 100%"))]
     pub max_unavailable: IntOrString,
 
     /// Seconds a rollout may make no progress before it counts as failed.
     /// Crash-looping and image-pull failures are caught as soon as they show,
     /// without waiting for this deadline.
     #[serde(default = "default_progress_deadline")]
-    #[schemars(range(min = 1))]
+    #[schemars(range(min = 1, max = 2147483647))]
     pub progress_deadline_seconds: i32,
 
     /// Put the last stable revision back when a new one fails. The spec is

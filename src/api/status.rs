@@ -4,6 +4,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde::{Deserialize, Serialize};
 
+use super::tolerant::tolerant;
+
 use super::analysis_status::{AnalysisStatus, FiringAlert, MetricCheck};
 use super::canary::CanaryStatus;
 
@@ -132,7 +134,7 @@ pub struct HistoryEntry {
 }
 
 /// How a revision's rollout ended.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
 pub enum Outcome {
     /// Rolling out now.
     #[default]
@@ -159,7 +161,7 @@ fn history_schema(generator: &mut SchemaGenerator) -> Schema {
 }
 
 /// One-word summary of a ModelDeployment's state.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
 pub enum Phase {
     /// Accepted; nothing serves yet.
     Pending,
@@ -192,3 +194,15 @@ fn conditions_schema(generator: &mut SchemaGenerator) -> Schema {
     );
     schema
 }
+
+tolerant!(
+    Outcome,
+    fallback = Superseded,
+    [Progressing, Stable, RolledBack, Failed, Superseded]
+);
+
+tolerant!(
+    Phase,
+    fallback = Pending,
+    [Pending, Progressing, Healthy, RolledBack, Degraded, Paused]
+);

@@ -18,15 +18,17 @@ use super::error::Error;
 use super::events::{self, Announcement};
 use super::observe::Snapshot;
 use super::plan::Plan;
+use super::status::Blocker;
 use crate::api::ModelDeployment;
-use crate::resources;
+use crate::{reasons, resources};
 
 /// What acting did.
 pub struct Acted {
     /// The Deployment as it now is, when it was looked at.
     pub deployment: Option<Arc<Deployment>>,
-    /// Why the API server refused a child: the user's to fix.
-    pub invalid: Option<String>,
+    /// Why a child could not be applied: the API server refused it, or its
+    /// name is taken by an object we do not own. The user's to fix.
+    pub invalid: Option<Blocker>,
     pub announcements: Vec<Announcement>,
 }
 
@@ -50,49 +52,30 @@ pub async fn apply_children(seen: &Snapshot, plan: &Plan, ctx: &Context) -> Resu
             applied.push(record("Deployment", done));
             Some(object)
         }
-        Err(Error::Rejected { kind, message }) => {
-            return Ok(Acted {
-                deployment: seen.deployment.clone(),
-                invalid: Some(format!("the API server refused the {kind}: {message}")),
-                announcements,
-            });
-        }
-        Err(e) => return Err(e),
+        Err(e) => return blocked(e, seen.deployment.clone(), announcements),
     };
 
     match apply_canary(seen, plan, &api).await {
         Ok(Some(done)) => applied.push(record("Deployment", done)),
         Ok(None) => {}
-        Err(Error::Rejected { kind, message }) => {
-            return Ok(Acted {
-                deployment,
-                invalid: Some(format!(
-                    "the API server refused the canary {kind}: {message}"
-                )),
-                announcements,
-            });
-        }
-        Err(e) => return Err(e),
+        Err(e) => return blocked(e, deployment, announcements),
     }
 
     let desired = resources::service(md, plan.target.model_name());
     let api = Api::<Service>::namespaced(ctx.client.clone(), namespace);
-    let done = ensure(
-        &api,
-        "Service",
-        desired,
-        cached(&stores.services, namespace, name),
-    )
-    .await?;
-    applied.push(record("Service", done));
+    let cached_service = cached(&stores.services, namespace, name);
+    match ensure(&api, "Service", desired, cached_service).await {
+        Ok(done) => applied.push(record("Service", done)),
+        Err(e) => return blocked(e, deployment, announcements),
+    }
 
     let api = Api::<HorizontalPodAutoscaler>::namespaced(ctx.client.clone(), namespace);
     let cached_hpa = cached(&stores.hpas, namespace, name);
     match resources::hpa(md, plan.target.model_name()) {
-        Some(desired) => {
-            let done = ensure(&api, "HorizontalPodAutoscaler", desired, cached_hpa).await?;
-            applied.push(record("HorizontalPodAutoscaler", done));
-        }
+        Some(desired) => match ensure(&api, "HorizontalPodAutoscaler", desired, cached_hpa).await {
+            Ok(done) => applied.push(record("HorizontalPodAutoscaler", done)),
+            Err(e) => return blocked(e, deployment, announcements),
+        },
         None => {
             if let Some(hpa) = cached_hpa.filter(|h| owned_by(h.as_ref(), md)) {
                 delete_hpa(&api, &hpa.name_any()).await?;
@@ -131,6 +114,31 @@ async fn apply_canary(
             ensure(api, "Deployment", desired, cached).await.map(Some)
         }
     }
+}
+
+/// A child the user must fix (refused by the API server, or its name
+/// taken by an object we do not own) stops acting and is reported; what
+/// was already applied stays. Other errors are retried.
+fn blocked(
+    error: Error,
+    deployment: Option<Arc<Deployment>>,
+    announcements: Vec<Announcement>,
+) -> Result<Acted, Error> {
+    let invalid = match error {
+        Error::Rejected { kind, message } => {
+            Blocker::invalid(format!("the API server refused the {kind}: {message}"))
+        }
+        e @ Error::NameConflict { .. } => Blocker {
+            reason: reasons::NAME_CONFLICT,
+            message: e.to_string(),
+        },
+        e => return Err(e),
+    };
+    Ok(Acted {
+        deployment,
+        invalid: Some(invalid),
+        announcements,
+    })
 }
 
 fn record<K: Resource<DynamicType = ()>>(

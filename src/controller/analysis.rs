@@ -11,6 +11,7 @@ use kube::Client;
 use super::compare;
 use super::context::Context;
 use super::observe::Snapshot;
+use super::rounds::{BUSY_RETRY, Limits, Rounds};
 use super::status::Revisions;
 use crate::alerts::Deliverer;
 use crate::analysis::prometheus::Prometheus;
@@ -20,6 +21,7 @@ use crate::analysis::template::{self, Vars};
 use crate::analysis::verdict::{Measurement, effective_limits, judge};
 use crate::analysis::window;
 use crate::api::{AnalysisSpec, AnalysisStatus, MetricGate, Outcome, SecretKeyRef};
+use crate::egress::{self, Policy};
 use crate::metrics::{BoundLabels, CheckLabels, MetricValueLabels, Metrics};
 use crate::validate::Timing;
 
@@ -32,6 +34,8 @@ const TOKEN_TTL: Duration = Duration::from_secs(300);
 pub struct Outbound {
     pub prometheus: Prometheus,
     pub deliverer: Arc<Deliverer>,
+    /// Slots for metric rounds (a bounded share of the workers).
+    rounds: Rounds,
     client: Client,
     /// When each guarded revision was last checked. Post-promotion rounds
     /// write status only when a verdict changes, so the time of the last
@@ -41,16 +45,17 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub fn new(client: Client, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
-        // reqwest is built without a default crypto provider; use ring, like
-        // the kube client. Installing twice is harmless (the first wins).
-        let _ = rustls::crypto::ring::default_provider().install_default();
-        let http = reqwest::Client::builder()
-            .user_agent(concat!("model-operator/", env!("CARGO_PKG_VERSION")))
-            .build()?;
+    pub fn new(
+        client: Client,
+        metrics: Arc<Metrics>,
+        policy: Arc<Policy>,
+        limits: Limits,
+    ) -> Result<Self, reqwest::Error> {
+        let http = egress::http_client()?;
         Ok(Self {
-            prometheus: Prometheus::new(http.clone()),
-            deliverer: Arc::new(Deliverer::new(http, client.clone(), metrics)),
+            rounds: Rounds::new(limits),
+            prometheus: Prometheus::new(http.clone(), policy.clone()),
+            deliverer: Arc::new(Deliverer::new(http, policy, client.clone(), metrics)),
             client,
             guard_rounds: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
@@ -68,14 +73,35 @@ impl Outbound {
         {
             return Ok(token.clone());
         }
-        let token = crate::secrets::read_key(&self.client, namespace, secret)
-            .await
-            .map_err(|e| format!("bearer token: {e}"))?;
+        let token = crate::secrets::read_key(
+            &self.client,
+            namespace,
+            secret,
+            crate::secrets::Purpose::PrometheusToken,
+        )
+        .await
+        .map_err(|e| format!("bearer token: {e}"))?;
         self.tokens
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, (Instant::now(), token.clone()));
         Ok(token)
+    }
+
+    /// Drops what is kept in memory for a deleted ModelDeployment: its
+    /// guard rounds and alert delivery state. (Tokens are kept per Secret,
+    /// not per object, and expire after `TOKEN_TTL`.)
+    pub fn forget(&self, namespace: &str, name: &str) {
+        let prefix = format!("{namespace}/{name}/");
+        self.guard_rounds
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|k, _| !k.starts_with(&prefix));
+        self.tokens
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|_, (at, _)| at.elapsed() < TOKEN_TTL);
+        self.deliverer.forget(&prefix);
     }
 
     fn since_guard_round(&self, key: &str) -> Option<Duration> {
@@ -149,14 +175,23 @@ pub(super) async fn measure(
     let Some(plan) = schedule(&due) else {
         return Analysed::unchanged(stored);
     };
-    let checks = match plan.due {
-        true => {
+    // A due round runs only with a free slot; without one, this pass
+    // judges nothing new (as if the round were not due yet) and comes back.
+    let slot = match plan.due {
+        true => ctx.outbound.rounds.try_start(&seen.namespace),
+        false => None,
+    };
+    let busy = plan.due && slot.is_none();
+    let checks = match slot {
+        Some(slot) => {
             if plan.mode == Mode::Guard {
                 ctx.outbound.guard_round_started(guard_key);
             }
-            Some(query_round(seen, spec, timing, &running, &plan, requested, ctx).await)
+            let checks = query_round(seen, spec, timing, &running, &plan, requested, ctx).await;
+            drop(slot);
+            Some(checks)
         }
-        false => None,
+        None => None,
     };
     let (status, gate) = run::advance(Step {
         spec,
@@ -168,7 +203,7 @@ pub(super) async fn measure(
         now: &seen.now,
         checks,
     });
-    conclude(
+    let mut analysed = conclude(
         plan.mode,
         status,
         gate,
@@ -176,7 +211,11 @@ pub(super) async fn measure(
         timing.interval,
         &previous.history,
         &seen.now,
-    )
+    );
+    if busy {
+        analysed.next_round = Some(BUSY_RETRY);
+    }
+    analysed
 }
 
 /// One round of queries over the analysis window, recorded on `/metrics`.

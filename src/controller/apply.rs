@@ -52,6 +52,7 @@ where
     let need = match cached {
         // The cache justifies the apply (or its absence): no read first.
         Some(object) => {
+            refuse_foreign(kind, &desired, object.as_ref())?;
             let need = drift::need(&desired_json, Some(object.as_ref())).map_err(serialize)?;
             if need == Need::Nothing {
                 return Ok(Applied { object, need });
@@ -63,6 +64,9 @@ where
         // from causing a second apply of the same change.
         None => {
             let fresh = api.get_opt(&name).await?;
+            if let Some(found) = &fresh {
+                refuse_foreign(kind, &desired, found)?;
+            }
             let need = drift::need(&desired_json, fresh.as_ref()).map_err(serialize)?;
             if let (Need::Nothing, Some(object)) = (need, fresh) {
                 return Ok(Applied {
@@ -92,4 +96,96 @@ where
         object: Arc::new(object),
         need,
     })
+}
+
+/// An existing object is ours only when it carries the controller owner
+/// reference `desired` carries (the ModelDeployment's uid). Anything else,
+/// an object of another team or one that merely copies our labels, is
+/// never patched: a forced apply would take its fields over, and the owner
+/// reference it would gain would let the garbage collector delete it with
+/// the ModelDeployment.
+fn refuse_foreign<K: Resource>(kind: &'static str, desired: &K, existing: &K) -> Result<(), Error> {
+    if owned_by_same_controller(desired, existing) {
+        return Ok(());
+    }
+    Err(Error::NameConflict {
+        kind,
+        namespace: existing.namespace().unwrap_or_default(),
+        name: existing.name_any(),
+    })
+}
+
+/// Both carry a controller owner reference to the same uid.
+pub fn owned_by_same_controller<K: Resource, L: Resource>(ours: &K, theirs: &L) -> bool {
+    let controller_uid =
+        |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
+            refs.iter()
+                .find(|r| r.controller == Some(true))
+                .map(|r| r.uid.clone())
+        };
+    match controller_uid(ours.owner_references()) {
+        Some(uid) => controller_uid(theirs.owner_references()) == Some(uid),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::core::v1::Service;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+    use super::*;
+
+    fn service(owner: Option<(&str, Option<bool>)>) -> Service {
+        let mut s = Service::default();
+        s.metadata.name = Some("x".into());
+        s.metadata.namespace = Some("team-a".into());
+        if let Some((uid, controller)) = owner {
+            s.metadata.owner_references = Some(vec![OwnerReference {
+                api_version: "mlops.dev/v1alpha1".into(),
+                kind: "ModelDeployment".into(),
+                name: "x".into(),
+                uid: uid.into(),
+                controller,
+                block_owner_deletion: Some(true),
+            }]);
+        }
+        s
+    }
+
+    #[test]
+    fn only_a_child_with_our_controller_reference_is_ours() {
+        let desired = service(Some(("uid-1", Some(true))));
+        let cases = [
+            ("ours", service(Some(("uid-1", Some(true)))), true),
+            ("no owner (kubectl create)", service(None), false),
+            (
+                "another controller",
+                service(Some(("uid-2", Some(true)))),
+                false,
+            ),
+            (
+                "our uid, but not as controller",
+                service(Some(("uid-1", None))),
+                false,
+            ),
+        ];
+        for (what, existing, ours) in cases {
+            assert_eq!(
+                refuse_foreign("Service", &desired, &existing).is_ok(),
+                ours,
+                "{what}"
+            );
+        }
+        let err = refuse_foreign("Service", &desired, &service(None)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("Service team-a/x exists and is not owned")
+        );
+    }
+
+    #[test]
+    fn desired_without_controller_reference_owns_nothing() {
+        assert!(!owned_by_same_controller(&service(None), &service(None)));
+    }
 }

@@ -22,6 +22,18 @@ pub enum Error {
     #[error("the snapshot of revision {revision} is missing; cannot roll back to it")]
     MissingRevision { revision: i64 },
 
+    /// A child's name is taken by an object without this ModelDeployment's
+    /// controller owner reference: it is never created over, patched,
+    /// adopted or deleted.
+    #[error(
+        "{kind} {namespace}/{name} exists and is not owned by this ModelDeployment; the operator leaves it alone: delete or rename it, or rename the ModelDeployment"
+    )]
+    NameConflict {
+        kind: &'static str,
+        namespace: String,
+        name: String,
+    },
+
     #[error("ModelDeployment has no namespace")]
     NoNamespace,
 
@@ -39,6 +51,7 @@ impl Error {
             Error::Rejected { .. } => "rejected",
             Error::RevisionTaken { .. } => "revision_taken",
             Error::MissingRevision { .. } => "missing_revision",
+            Error::NameConflict { .. } => "name_conflict",
             Error::NoNamespace => "no_namespace",
             Error::HttpClient(_) => "http_client",
         }

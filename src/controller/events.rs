@@ -158,6 +158,9 @@ pub fn for_transitions(
 }
 
 /// Events are best effort: a failure to record one never fails a reconcile.
+/// Under the 1 KiB the API server allows an Event's note.
+const NOTE_LIMIT: usize = 1000;
+
 pub async fn publish(md: &ModelDeployment, announcements: Vec<Announcement>, ctx: &Context) {
     let regarding = md.object_ref(&());
     for a in announcements {
@@ -168,7 +171,8 @@ pub async fn publish(md: &ModelDeployment, announcements: Vec<Announcement>, ctx
                 EventType::Normal
             },
             reason: a.reason,
-            note: Some(a.note),
+            // The API server refuses notes of 1 KiB or more.
+            note: Some(super::status::bounded::truncate(&a.note, NOTE_LIMIT)),
             action: a.action.to_string(),
             secondary: a.related,
         };

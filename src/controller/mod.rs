@@ -7,6 +7,7 @@ mod canary;
 mod compare;
 mod conditions;
 mod context;
+mod decode;
 mod drift;
 mod error;
 mod events;
@@ -17,6 +18,7 @@ mod persist;
 mod plan;
 mod reconcile;
 mod revisions;
+pub mod rounds;
 mod status;
 mod watch_backoff;
 
@@ -60,6 +62,10 @@ pub struct Settings {
     pub ready: watch::Sender<bool>,
     /// How the caches are first filled.
     pub initial_list: InitialList,
+    /// Which endpoints ModelDeployments may name.
+    pub egress: Arc<crate::egress::Policy>,
+    /// How many metric rounds may hold workers at once.
+    pub rounds: rounds::Limits,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C: one controller for the whole
@@ -78,6 +84,8 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
     let outbound = Arc::new(analysis::Outbound::new(
         client.clone(),
         settings.metrics.clone(),
+        settings.egress.clone(),
+        settings.rounds,
     )?);
     let watch_config = initial_list::base_config(&client, settings.initial_list).await;
     let pending = Arc::new(std::sync::atomic::AtomicUsize::new(scopes.len()));
@@ -129,7 +137,10 @@ async fn run_scope(
     let mds = scoped_api::<ModelDeployment>(&client, namespace);
     // Fail fast with a clear error when the CRD is not installed or the
     // operator may not read ModelDeployments here.
-    mds.list(&kube::api::ListParams::default().limit(1)).await?;
+    // Metadata only: one object this binary cannot decode must not stop
+    // the start (`decode`).
+    mds.list_metadata(&kube::api::ListParams::default().limit(1))
+        .await?;
     tracing::info!(
         namespace = namespace.unwrap_or("<all>"),
         "watching ModelDeployments"
@@ -160,7 +171,28 @@ async fn run_scope(
     });
 
     let (md_store, md_writer) = reflector::store();
-    let md_events = watcher(mds, scope.watch_config.clone())
+    let md_store_for_cleanup = md_store.clone();
+    // What is kept per object goes with the object (issue 11: cleanup).
+    let on_delete: decode::OnDelete = {
+        let (ctx, backoff) = (ctx.clone(), backoff.clone());
+        Box::new(move |md: &ModelDeployment| {
+            let (Some(namespace), Some(name)) = (
+                md.metadata.namespace.as_deref(),
+                md.metadata.name.as_deref(),
+            ) else {
+                return;
+            };
+            ctx.outbound.forget(namespace, name);
+            ctx.metrics.forget(md);
+            backoff.reset(&ObjectRef::from_obj(md));
+        })
+    };
+    let reporter = Arc::new(decode::Reporter::new(
+        kube::runtime::events::Recorder::new(ctx.client.clone(), ctx.reporter.clone()),
+        settings.metrics.clone(),
+        on_delete,
+    ));
+    let md_events = decode::watch(&ctx.client, namespace, scope.watch_config.clone(), reporter)
         .backoff(WatchBackoff::default())
         .modify(|md: &mut ModelDeployment| md.meta_mut().managed_fields = None)
         .reflect(md_writer)
@@ -183,8 +215,8 @@ async fn run_scope(
         .shutdown_on_signal()
         .run(
             {
-                let backoff = backoff.clone();
-                move |md, ctx| measured_reconcile(md, ctx, backoff.clone())
+                let (backoff, store) = (backoff.clone(), md_store_for_cleanup);
+                move |md, ctx| measured_reconcile(md, ctx, backoff.clone(), store.clone())
             },
             move |md, error, _ctx| error_policy(md.as_ref(), error, &backoff),
             ctx,
@@ -212,10 +244,22 @@ async fn measured_reconcile(
     md: Arc<ModelDeployment>,
     ctx: Arc<Context>,
     backoff: Arc<Backoff>,
+    store: Store<ModelDeployment>,
 ) -> Result<Action, Error> {
     let metrics = ctx.metrics.clone();
     let start = std::time::Instant::now();
-    let result = reconcile(md.clone(), ctx).await;
+    let result = reconcile(md.clone(), ctx.clone()).await;
+    // Deleted while this pass ran: what the pass recorded (series, guard
+    // rounds) came after the deletion's cleanup, so clean up again.
+    if store.get(&ObjectRef::from_obj(md.as_ref())).is_none()
+        && let (Some(namespace), Some(name)) = (
+            md.metadata.namespace.as_deref(),
+            md.metadata.name.as_deref(),
+        )
+    {
+        ctx.outbound.forget(namespace, name);
+        ctx.metrics.forget(&md);
+    }
     metrics
         .reconcile_duration
         .observe(start.elapsed().as_secs_f64());

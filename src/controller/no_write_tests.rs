@@ -159,8 +159,15 @@ fn mock_context(stores: Stores) -> (Arc<Context>, MockHandle) {
         controller: "test".into(),
         instance: None,
     };
-    let outbound =
-        Arc::new(super::analysis::Outbound::new(client.clone(), Arc::default()).unwrap());
+    let outbound = Arc::new(
+        super::analysis::Outbound::new(
+            client.clone(),
+            Arc::default(),
+            Arc::default(),
+            Default::default(),
+        )
+        .unwrap(),
+    );
     (
         Arc::new(Context {
             client,

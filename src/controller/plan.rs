@@ -10,7 +10,7 @@ use super::canary::{self, CanaryPlan};
 use super::error::Error;
 use super::events::{self, Announcement};
 use super::observe::Snapshot;
-use super::status::{Observed, Revisions, derive};
+use super::status::{Blocker, Observed, Revisions, derive};
 use crate::alerts;
 use crate::analysis::schedule::Analysed;
 use crate::api::{ModelDeploymentStatus, ServedVersion};
@@ -175,7 +175,7 @@ pub fn status(
     seen: &Snapshot,
     plan: &Plan,
     deployment: Option<&Deployment>,
-    invalid: Option<&str>,
+    invalid: Option<&Blocker>,
     template_pending: bool,
 ) -> ModelDeploymentStatus {
     derive(
@@ -193,7 +193,7 @@ pub fn status(
 
 /// The status of a spec that cannot be applied: the revision bookkeeping
 /// stays as it was, nothing else changes.
-pub fn invalid_status(seen: &Snapshot, cause: &str) -> ModelDeploymentStatus {
+pub fn invalid_status(seen: &Snapshot, cause: &Blocker) -> ModelDeploymentStatus {
     derive(
         &Observed {
             md: &seen.md,

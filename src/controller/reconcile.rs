@@ -16,10 +16,11 @@ use super::observe::Snapshot;
 use super::persist::{self, Due};
 use super::plan::{self, Plan};
 use super::revisions::{ensure_revision, prune_revisions};
+use super::status::Blocker;
 use crate::alerts::deliver::Target;
 use crate::api::ModelDeploymentStatus;
 use crate::metrics::RevisionLabels;
-use crate::validate;
+use crate::{reasons, validate};
 
 pub async fn reconcile(
     md: Arc<crate::api::ModelDeployment>,
@@ -34,11 +35,22 @@ pub async fn reconcile(
     // the user's edit; nothing that runs is touched.
     let spec = match validate::spec(&seen.md.spec) {
         Ok(spec) => spec,
-        Err(cause) => return report_invalid(&seen, &cause, &ctx).await,
+        Err(cause) => return report_invalid(&seen, &Blocker::invalid(cause), &ctx).await,
     };
     // The spec's revision. Its snapshot is created before anything refers
-    // to its number, so a rollback can always find what ran.
-    let requested = ensure_revision(&seen, &ctx).await?;
+    // to its number, so a rollback can always find what ran. A snapshot
+    // name taken by an object we do not own stops here, untouched.
+    let requested = match ensure_revision(&seen, &ctx).await {
+        Ok(requested) => requested,
+        Err(e @ Error::NameConflict { .. }) => {
+            let blocker = Blocker {
+                reason: reasons::NAME_CONFLICT,
+                message: e.to_string(),
+            };
+            return report_invalid(&seen, &blocker, &ctx).await;
+        }
+        Err(e) => return Err(e),
+    };
     // Measure: a round of metric checks, when one is due.
     let analysed = measure(&seen, spec.analysis.as_ref(), requested, &ctx).await;
     // Plan: every decision of this pass, purely.
@@ -87,7 +99,7 @@ async fn report(
         seen,
         &plan,
         acted.deployment.as_deref(),
-        acted.invalid.as_deref(),
+        acted.invalid.as_ref(),
         false,
     );
     // One status write per pass: after a persisted decision, the next pass
@@ -141,12 +153,11 @@ async fn report(
         phase = status.phase.map(|p| p.to_string()).unwrap_or_default(),
         revision = plan.decision.target,
         requested = plan.revisions.requested,
-        invalid = acted.invalid.as_deref().unwrap_or(""),
+        invalid = acted.invalid.as_ref().map_or("", |b| b.message.as_str()),
         "reconciled"
     );
     Ok(match (acted.invalid, wait) {
-        // Nothing changes until the user edits the spec, which wakes us.
-        (Some(_), _) => Action::await_change(),
+        (Some(blocker), _) => wait_for_user(&blocker),
         (None, Some(delay)) => Action::requeue(delay.min(plan.requeue)),
         (None, None) => Action::requeue(plan.requeue),
     })
@@ -154,7 +165,7 @@ async fn report(
 
 /// A spec the operator cannot run: reported in status and events, and the
 /// running children stay as they are.
-async fn report_invalid(seen: &Snapshot, cause: &str, ctx: &Context) -> Result<Action, Error> {
+async fn report_invalid(seen: &Snapshot, cause: &Blocker, ctx: &Context) -> Result<Action, Error> {
     let stored = seen.md.status.as_ref();
     let status = plan::invalid_status(seen, cause);
     ctx.metrics
@@ -167,11 +178,24 @@ async fn report_invalid(seen: &Snapshot, cause: &str, ctx: &Context) -> Result<A
     tracing::info!(
         namespace = seen.namespace,
         name = seen.name,
-        invalid = cause,
-        "reconciled: invalid spec"
+        reason = cause.reason,
+        invalid = cause.message,
+        "reconciled: blocked"
     );
-    Ok(Action::await_change())
+    Ok(wait_for_user(cause))
 }
+
+/// A spec the user must fix wakes us when it is edited. A foreign object
+/// in a child's place is not watched (it lacks our labels): look again
+/// now and then, so that its removal is noticed without an edit.
+fn wait_for_user(blocker: &Blocker) -> Action {
+    match blocker.reason {
+        reasons::NAME_CONFLICT => Action::requeue(NAME_CONFLICT_RECHECK),
+        _ => Action::await_change(),
+    }
+}
+
+const NAME_CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Counts revisions whose rollout ended, for `/metrics`, once their
 /// outcome is written.

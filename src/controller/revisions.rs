@@ -29,7 +29,14 @@ pub(super) fn health_of(
     let (Some(current), Some(deployment)) = (current, deployment) else {
         return Health::Rolling;
     };
-    if let Some(failure) = health::failure_of(pods.iter().map(Arc::as_ref), current) {
+    // Only the Deployment's own pods: a stray pod with the model's labels
+    // must not fail (or pass) a rollout.
+    let name = deployment.name_any();
+    let own = pods
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|p| health::owned_by_deployment(p, &name));
+    if let Some(failure) = health::failure_of(own, current) {
         return Health::Failed(failure);
     }
     match progress(deployment) {
@@ -80,6 +87,14 @@ pub(super) async fn ensure_revision(seen: &Snapshot, ctx: &Context) -> Result<i6
         // the number: only the former may use it.
         Err(kube::Error::Api(s)) if s.code == 409 => {
             let existing = api.get(&revision::name(&md.name_any(), number)).await?;
+            // Never built on, adopted or deleted: someone else's object.
+            if !owned_by(&existing, md) {
+                return Err(Error::NameConflict {
+                    kind: "ControllerRevision",
+                    namespace: seen.namespace.clone(),
+                    name: existing.name_any(),
+                });
+            }
             match revision::parse(&existing) {
                 Some(r) if r.hash == revision::served_hash(served) => Ok(number),
                 _ => Err(Error::RevisionTaken { revision: number }),

@@ -20,12 +20,39 @@ pub struct Observed<'a> {
     pub served: &'a ServedVersion,
     /// The Deployment as last seen: the apply response when one was sent.
     pub deployment: Option<&'a Deployment>,
-    /// Why the spec cannot be applied, when it cannot.
-    pub invalid: Option<&'a str>,
+    /// Why nothing rolls out until the user acts, when that is so.
+    pub invalid: Option<&'a Blocker>,
     pub revisions: &'a Revisions,
     /// The Deployment is about to get another template (a decision written
     /// before it is carried out): its progress is not known yet.
     pub template_pending: bool,
+}
+
+/// Why nothing rolls out until the user acts: a spec the operator cannot
+/// run, a child the API server refused, or a child's name taken by an
+/// object this ModelDeployment does not own.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Blocker {
+    /// The Degraded condition's reason (`crate::reasons`).
+    pub reason: &'static str,
+    pub message: String,
+}
+
+impl Blocker {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self {
+            reason: reasons::INVALID_SPEC,
+            message: message.into(),
+        }
+    }
+
+    /// What the Progressing condition says meanwhile.
+    fn waits_for(&self) -> &'static str {
+        match self.reason {
+            reasons::NAME_CONFLICT => "nothing rolls out until the name conflict is resolved",
+            _ => "nothing rolls out until the spec is fixed",
+        }
+    }
 }
 
 /// The revision bookkeeping, as decided for this reconcile.
@@ -146,7 +173,7 @@ pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
         .as_ref()
         .map(|s| s.conditions.as_slice())
         .unwrap_or_default();
-    ModelDeploymentStatus {
+    bounded::bound(ModelDeploymentStatus {
         observed_generation: md.metadata.generation,
         phase: Some(phase(observed, progress.as_ref(), counts)),
         model: Some(observed.served.model_name().to_string()),
@@ -167,7 +194,7 @@ pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
         alerts: revisions.alerts.clone(),
         canary: revisions.canary.clone(),
         conditions: conditions::stamp(&drafts, previous, md.metadata.generation, now),
-    }
+    })
 }
 
 fn ready(exists: bool, n: Counts) -> Draft {
@@ -205,13 +232,8 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Draft {
             observed.served.model.version
         ),
     };
-    if observed.invalid.is_some() {
-        return Draft::new(
-            PROGRESSING,
-            false,
-            reasons::INVALID_SPEC,
-            "nothing rolls out until the spec is fixed",
-        );
+    if let Some(blocker) = observed.invalid {
+        return Draft::new(PROGRESSING, false, blocker.reason, blocker.waits_for());
     }
     if let Some((failed, rolled_back)) = revisions.failure() {
         let reason = if rolled_back {
@@ -315,8 +337,8 @@ fn rolling(progress: Option<&Progress>, target: &str) -> Draft {
 }
 
 fn degraded(observed: &Observed<'_>, progress: Option<&Progress>) -> Draft {
-    if let Some(cause) = observed.invalid {
-        return Draft::new(DEGRADED, true, reasons::INVALID_SPEC, cause);
+    if let Some(blocker) = observed.invalid {
+        return Draft::new(DEGRADED, true, blocker.reason, blocker.message.as_str());
     }
     let revisions = observed.revisions;
     if let Some((failed, rolled_back)) = revisions.failure() {
@@ -394,6 +416,8 @@ fn phase(observed: &Observed<'_>, progress: Option<&Progress>, n: Counts) -> Pha
         Some(_) => Phase::Progressing,
     }
 }
+
+pub mod bounded;
 
 #[cfg(test)]
 mod tests;

@@ -39,7 +39,7 @@ pub fn deployment(md: &ModelDeployment, served: &ServedVersion, revision: i64) -
             }),
             progress_deadline_seconds: Some(spec.rollout.progress_deadline_seconds),
             revision_history_limit: Some(spec.revision_history_limit),
-            template: pod_template(&md.name_any(), served, revision),
+            template: pod_template(&md.name_any(), md.metadata.uid.as_deref(), served, revision),
             ..DeploymentSpec::default()
         }),
         status: None,
@@ -94,7 +94,12 @@ pub fn revision_of(deployment: &Deployment) -> Option<i64> {
         .ok()
 }
 
-fn pod_template(instance: &str, served: &ServedVersion, revision: i64) -> PodTemplateSpec {
+fn pod_template(
+    instance: &str,
+    uid: Option<&str>,
+    served: &ServedVersion,
+    revision: i64,
+) -> PodTemplateSpec {
     let extra = served.pod_metadata.clone().unwrap_or_default();
     // The user's labels go first so the operator's own always win; the CRD
     // already refuses overrides, this keeps the builder safe on its own.
@@ -102,6 +107,9 @@ fn pod_template(instance: &str, served: &ServedVersion, revision: i64) -> PodTem
     pod_labels.extend(labels::common(instance, served.model_name()));
     pod_labels.insert(labels::VERSION.to_string(), served.model.version.clone());
     pod_labels.insert(labels::REVISION.to_string(), revision.to_string());
+    if let Some(uid) = uid {
+        pod_labels.insert(labels::OWNER_UID.to_string(), uid.to_string());
+    }
 
     let server = &served.server;
     PodTemplateSpec {

@@ -13,6 +13,11 @@ pub const COMPONENT: &str = "app.kubernetes.io/component";
 pub const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
 /// Revision number of the served version, on pods.
 pub const REVISION: &str = "mlops.dev/revision";
+/// The ModelDeployment's uid, on its pods: the Service selects it, so a pod
+/// someone created by hand from a copy of the model's labels gets no
+/// traffic. (Not a secret: whoever may read the ModelDeployment may read
+/// its uid; health is judged through ownership, see `rollout::health`.)
+pub const OWNER_UID: &str = "mlops.dev/owner-uid";
 
 /// On canary pods (value `canary`): which Deployment they belong to.
 pub const TRACK: &str = "mlops.dev/track";
@@ -42,6 +47,16 @@ pub fn selector(instance: &str) -> BTreeMap<String, String> {
         (INSTANCE.to_string(), instance.to_string()),
         (MANAGED_BY.to_string(), MANAGER.to_string()),
     ])
+}
+
+/// What the Service selects: the Deployment's selector and, when known,
+/// the ModelDeployment's uid (`OWNER_UID`).
+pub fn service_selector(instance: &str, uid: Option<&str>) -> BTreeMap<String, String> {
+    let mut labels = selector(instance);
+    if let Some(uid) = uid {
+        labels.insert(OWNER_UID.to_string(), uid.to_string());
+    }
+    labels
 }
 
 /// Labels on every child object.

@@ -16,7 +16,10 @@ pub fn service(md: &ModelDeployment, model_name: &str) -> Service {
         metadata: child_meta(md, model_name),
         spec: Some(CoreServiceSpec {
             type_: Some(type_.to_string()),
-            selector: Some(labels::selector(&md.name_any())),
+            selector: Some(labels::service_selector(
+                &md.name_any(),
+                md.metadata.uid.as_deref(),
+            )),
             ports: Some(vec![ServicePort {
                 name: Some(PORT_NAME.to_string()),
                 port: md.spec.service.port,

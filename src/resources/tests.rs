@@ -168,8 +168,24 @@ fn service_selects_every_version_and_targets_the_named_port() {
             !selector.contains_key(labels::VERSION),
             "{name}: the selector spans versions"
         );
-        assert_eq!(selector, labels::selector("fraud"), "{name}");
+        // The Deployment's selector, and the owner's uid that only the
+        // Deployment's pods carry (a hand-made pod gets no traffic).
+        let mut expected = labels::selector("fraud");
+        expected.insert(labels::OWNER_UID.to_string(), "u-1".to_string());
+        assert_eq!(selector, expected, "{name}");
     }
+    let d = deployment(&md(BASE), &ServedVersion::requested(&md(BASE)), 1);
+    let spec = d.spec.unwrap();
+    assert_eq!(
+        spec.selector.match_labels,
+        Some(labels::selector("fraud")),
+        "the Deployment's (immutable) selector is unchanged"
+    );
+    let pod_labels = spec.template.metadata.unwrap().labels.unwrap();
+    assert_eq!(
+        pod_labels.get(labels::OWNER_UID).map(String::as_str),
+        Some("u-1")
+    );
 }
 
 #[test]

@@ -76,6 +76,29 @@ pub fn keep_read_fields(pod: &mut Pod) {
     });
 }
 
+/// The pod belongs to one of the Deployment's ReplicaSets: its controller
+/// owner reference names a ReplicaSet `<deployment>-<pod-template-hash>`
+/// with the pod's own hash. A pod created by hand with the model's labels
+/// has no such reference; one that claims it with a made-up uid is deleted
+/// by the garbage collector. Only these pods are judged.
+pub fn owned_by_deployment(pod: &Pod, deployment: &str) -> bool {
+    let Some(hash) = pod
+        .metadata
+        .labels
+        .as_ref()
+        .and_then(|l| l.get("pod-template-hash"))
+    else {
+        return false;
+    };
+    let expected = format!("{deployment}-{hash}");
+    pod.metadata.owner_references.iter().flatten().any(|r| {
+        r.controller == Some(true)
+            && r.kind == "ReplicaSet"
+            && r.api_version == "apps/v1"
+            && r.name == expected
+    })
+}
+
 /// Judges the live (not terminating) pods of `revision` among `pods`.
 pub fn failure_of<'a>(pods: impl IntoIterator<Item = &'a Pod>, revision: i64) -> Option<Failure> {
     let revision = revision.to_string();
@@ -212,6 +235,64 @@ mod tests {
                 want,
                 "{name}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod ownership_tests {
+    use super::*;
+
+    fn pod(hash: Option<&str>, owner: Option<(&str, &str, Option<bool>)>) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {
+                "name": "p",
+                "labels": hash.map(|h| serde_json::json!({"pod-template-hash": h})),
+                "ownerReferences": owner.map(|(kind, name, controller)| serde_json::json!([
+                    {"apiVersion": "apps/v1", "kind": kind, "name": name, "uid": "u", "controller": controller}
+                ])),
+            },
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_pods_of_the_deployments_replicasets_count() {
+        let cases = [
+            (
+                "ours",
+                pod(Some("abc"), Some(("ReplicaSet", "m-abc", Some(true)))),
+                true,
+            ),
+            ("made by hand", pod(Some("abc"), None), false),
+            (
+                "no hash",
+                pod(None, Some(("ReplicaSet", "m-abc", Some(true)))),
+                false,
+            ),
+            (
+                "another ReplicaSet",
+                pod(Some("abc"), Some(("ReplicaSet", "other-abc", Some(true)))),
+                false,
+            ),
+            (
+                "hash of another",
+                pod(Some("xyz"), Some(("ReplicaSet", "m-abc", Some(true)))),
+                false,
+            ),
+            (
+                "not the controller",
+                pod(Some("abc"), Some(("ReplicaSet", "m-abc", None))),
+                false,
+            ),
+            (
+                "a StatefulSet's",
+                pod(Some("abc"), Some(("StatefulSet", "m-abc", Some(true)))),
+                false,
+            ),
+        ];
+        for (what, pod, ours) in cases {
+            assert_eq!(owned_by_deployment(&pod, "m"), ours, "{what}");
         }
     }
 }

@@ -124,3 +124,97 @@ impl Drop for Exporter {
         self.task.abort();
     }
 }
+
+/// How a misbehaving endpoint answers.
+#[derive(Clone, Debug)]
+pub enum Misbehaviour {
+    /// 200 with an HTML page holding `SECRET_MARKER`.
+    Html,
+    /// 302 to the given URL.
+    Redirect(String),
+    /// 200, then an endless body (no Content-Length, up to `bytes`) of
+    /// JSON-looking text holding `SECRET_MARKER`.
+    Huge { bytes: usize },
+    /// Accepts the connection, reads the request, never answers.
+    Silent,
+}
+
+/// Text a misbehaving endpoint sends that must never show up anywhere.
+pub const SECRET_MARKER: &str = "INTERNAL-ONLY-7f3a";
+
+/// An HTTP endpoint on 127.0.0.1 that misbehaves, counting requests.
+pub struct Misbehaving {
+    pub port: u16,
+    pub hits: Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Misbehaving {
+    pub async fn start(how: Misbehaviour) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = hits.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let how = how.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 16384];
+                    let _ = conn.read(&mut buf).await;
+                    match how {
+                        Misbehaviour::Html => {
+                            let body = format!(
+                                "<html><title>Admin</title><body>{SECRET_MARKER} internal page</body></html>"
+                            );
+                            let response = format!(
+                                "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                                body.len()
+                            );
+                            let _ = conn.write_all(response.as_bytes()).await;
+                        }
+                        Misbehaviour::Redirect(to) => {
+                            let response = format!(
+                                "HTTP/1.1 302 Found\r\nLocation: {to}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+                            );
+                            let _ = conn.write_all(response.as_bytes()).await;
+                        }
+                        Misbehaviour::Huge { bytes } => {
+                            let head = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n{\"status\":\"success\",\"data\":{\"resultType\":\"scalar\",\"result\":[1,\"";
+                            if conn.write_all(head.as_bytes()).await.is_err() {
+                                return;
+                            }
+                            let chunk = format!("{SECRET_MARKER} ").repeat(4096);
+                            let mut sent = 0;
+                            while sent < bytes {
+                                if conn.write_all(chunk.as_bytes()).await.is_err() {
+                                    return;
+                                }
+                                sent += chunk.len();
+                            }
+                        }
+                        Misbehaviour::Silent => {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                        }
+                    }
+                });
+            }
+        });
+        Self { port, hits, task }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn hits(&self) -> usize {
+        self.hits.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl Drop for Misbehaving {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

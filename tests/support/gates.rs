@@ -25,7 +25,12 @@ pub const ERROR_RATE: &str =
 /// A metric-gate test's world: the namespace, one operator and a test
 /// exporter scraped by the real Prometheus.
 pub async fn setup(prefix: &str) -> Setup {
-    Setup::builder(prefix).exporter().start().await
+    setup_with(prefix, &[]).await
+}
+
+/// `setup` with more operator flags.
+pub async fn setup_with(prefix: &str, extra: &[&str]) -> Setup {
+    Setup::builder(prefix).exporter().args(extra).start().await
 }
 
 /// What the metric-gate tests do with their ModelDeployment `m`.

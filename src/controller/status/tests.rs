@@ -49,11 +49,11 @@ fn table() {
         &'a str,
         bool,
         Option<&'a Deployment>,
-        Option<&'a str>,
+        Option<Blocker>,
         Phase,
         [(&'a str, &'a str); 3],
     );
-    let cases: [Case; 7] = [
+    let cases: [Case; 8] = [
         (
             "nothing yet",
             false,
@@ -118,12 +118,27 @@ fn table() {
             "invalid keeps old pods serving",
             false,
             Some(&complete),
-            Some("bad quantity"),
+            Some(Blocker::invalid("bad quantity")),
             Phase::Degraded,
             [
                 ("True", "Serving"),
                 ("False", "InvalidSpec"),
                 ("True", "InvalidSpec"),
+            ],
+        ),
+        (
+            "a name conflict keeps old pods serving",
+            false,
+            Some(&complete),
+            Some(Blocker {
+                reason: reasons::NAME_CONFLICT,
+                message: "Service ns/x exists and is not owned by this ModelDeployment".into(),
+            }),
+            Phase::Degraded,
+            [
+                ("True", "Serving"),
+                ("False", "NameConflict"),
+                ("True", "NameConflict"),
             ],
         ),
         (
@@ -147,7 +162,7 @@ fn table() {
                 md: &md,
                 served: &served,
                 deployment: dep,
-                invalid,
+                invalid: invalid.as_ref(),
                 revisions: &Revisions::default(),
                 template_pending: false,
             },
