@@ -236,17 +236,25 @@ async fn namespaced_the_operator_serves_its_namespaces_and_nothing_else() {
         .await
         .expect("create");
     wait_for(&mds, "m", "become Healthy", TIMEOUT, is_healthy).await;
-    let events = Api::<Event>::namespaced(admin.clone(), w)
-        .list(&ListParams::default())
-        .await
-        .expect("events");
-    assert!(
-        events
+    // Events go out just after the status write that made it Healthy.
+    let events = Api::<Event>::namespaced(admin.clone(), w);
+    let recorded = "the operator records RolloutComplete (it may create Events)";
+    eventually(recorded, TIMEOUT, || async {
+        let reasons: Vec<String> = events
+            .list(&ListParams::default())
+            .await
+            .expect("events")
             .items
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("RolloutComplete")),
-        "the operator could not record events"
-    );
+            .into_iter()
+            .filter_map(|e| e.reason)
+            .collect();
+        if reasons.iter().any(|r| r == "RolloutComplete") {
+            Ok(())
+        } else {
+            Err(reasons)
+        }
+    })
+    .await;
 
     // Outside its namespaces it may do nothing.
     forbidden(
