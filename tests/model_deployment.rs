@@ -12,7 +12,7 @@ use k8s_openapi::api::events::v1::Event;
 use kube::api::{ListParams, Patch, PatchParams, PostParams};
 use kube::{Api, Resource, ResourceExt};
 use model_operator::api::{ModelDeployment, Phase};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
@@ -21,23 +21,6 @@ fn sample(file: &str) -> ModelDeployment {
     let path = repo_root().join("config/samples").join(file);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     serde_yaml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
-}
-
-fn model(name: &str, spec: Value) -> ModelDeployment {
-    serde_json::from_value(json!({
-        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
-        "metadata": {"name": name}, "spec": spec,
-    }))
-    .expect("ModelDeployment")
-}
-
-fn condition(md: &ModelDeployment, type_: &str) -> Option<(String, String, String)> {
-    md.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
 }
 
 fn is_healthy(md: &ModelDeployment) -> bool {

@@ -18,23 +18,6 @@ use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(90);
 
-fn model(name: &str, spec: Value) -> ModelDeployment {
-    serde_json::from_value(json!({
-        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
-        "metadata": {"name": name}, "spec": spec,
-    }))
-    .expect("ModelDeployment")
-}
-
-fn condition(md: &ModelDeployment, type_: &str) -> Option<(String, String, String)> {
-    md.status
-        .as_ref()?
-        .conditions
-        .iter()
-        .find(|c| c.type_ == type_)
-        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
-}
-
 fn degraded_because(md: &ModelDeployment, reason: &str) -> bool {
     condition(md, "Degraded").is_some_and(|(status, r, _)| status == "True" && r == reason)
 }

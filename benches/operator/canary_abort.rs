@@ -16,32 +16,21 @@ use model_operator::api::{ModelDeployment, Outcome, Phase};
 use serde_json::json;
 
 use crate::convergence::delete_namespace;
+use crate::metric_rollback::{gated_setup, serve};
 use crate::report::{Row, percentile, sorted};
-use crate::support::gates::{Gates, analysis, setup};
+use crate::support::gates::{Gates, analysis};
+use crate::support::prometheus_query;
 use crate::support::{outcome, phase, stable};
-use crate::support::{prometheus, prometheus_query};
 
 const NAME: &str = "canary abort: bad value visible in Prometheus → canary at 0 replicas";
 
 pub async fn run(_client: &Client, rounds: usize) -> Row {
     eprintln!("bench: canary abort latency over {rounds} regressions");
-    if reqwest::get(format!("{}/-/ready", prometheus()))
-        .await
-        .is_err()
-    {
-        return Row::new(
-            NAME,
-            "not measured: Prometheus is not running (make monitoring-up)",
-        );
-    }
-    let s = setup("bench-canary").await;
-    let mut rates: Vec<(String, f64)> = vec![("1.0".into(), 0.01)];
-    let serve = |rates: &[(String, f64)]| {
-        let r: Vec<(&str, f64)> = rates.iter().map(|(v, x)| (v.as_str(), *x)).collect();
-        s.error_rates(&r);
+    let s = match gated_setup(NAME, "bench-canary").await {
+        Ok(s) => s,
+        Err(skipped) => return skipped,
     };
-    serve(&rates);
-    s.scraped("1.0", Some(0.01)).await;
+    let mut rates: Vec<(String, f64)> = vec![("1.0".into(), 0.01)];
     let md: ModelDeployment = serde_json::from_value(json!({
         "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"},
         "spec": {
@@ -70,7 +59,7 @@ pub async fn run(_client: &Client, rounds: usize) -> Row {
     for round in 0..rounds {
         let version = format!("c{round}");
         rates.push((version.clone(), 0.01));
-        serve(&rates);
+        serve(&s, &rates);
         s.scraped(&version, Some(0.01)).await;
         s.set_version(&version).await;
         let revision = round as i64 + 2;
@@ -85,7 +74,7 @@ pub async fn run(_client: &Client, rounds: usize) -> Row {
         if let Some(last) = rates.last_mut() {
             last.1 = 0.30;
         }
-        serve(&rates);
+        serve(&s, &rates);
         let query = format!(
             r#"max(model_error_ratio{{namespace="{}",model_version="{version}"}})"#,
             s.ns.name

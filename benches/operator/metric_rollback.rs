@@ -19,29 +19,18 @@ use crate::convergence::delete_namespace;
 use crate::report::{Row, percentile, sorted};
 use crate::support::gates::{Gates, analysis, setup};
 use crate::support::prometheus;
+use crate::support::setup::Setup;
 use crate::support::{outcome, phase, stable};
 
 const NAME: &str = "rollback, failing metric check: template on the bad revision → reverted";
 
 pub async fn run(_client: &Client, rounds: usize) -> Row {
     eprintln!("bench: rollback latency over {rounds} metric-check failures");
-    if reqwest::get(format!("{}/-/ready", prometheus()))
-        .await
-        .is_err()
-    {
-        return Row::new(
-            NAME,
-            "not measured: Prometheus is not running (make monitoring-up)",
-        );
-    }
-    let s = setup("bench-metric").await;
-    let mut rates: Vec<(String, f64)> = vec![("1.0".into(), 0.01)];
-    let serve = |rates: &[(String, f64)]| {
-        let r: Vec<(&str, f64)> = rates.iter().map(|(v, x)| (v.as_str(), *x)).collect();
-        s.error_rates(&r);
+    let s = match gated_setup(NAME, "bench-metric").await {
+        Ok(s) => s,
+        Err(skipped) => return skipped,
     };
-    serve(&rates);
-    s.scraped("1.0", Some(0.01)).await;
+    let mut rates: Vec<(String, f64)> = vec![("1.0".into(), 0.01)];
     s.create("1.0", analysis(json!({}), 0.05, None), json!({}))
         .await;
     s.wait("promote 1.0", |m| {
@@ -59,7 +48,7 @@ pub async fn run(_client: &Client, rounds: usize) -> Row {
     for round in 0..rounds {
         let version = format!("bad-{round}");
         rates.push((version.clone(), 0.30));
-        serve(&rates);
+        serve(&s, &rates);
         s.scraped(&version, Some(0.30)).await;
         s.set_version(&version).await;
         let revision = round as i64 + 2;
@@ -103,4 +92,29 @@ pub async fn run(_client: &Client, rounds: usize) -> Row {
         format!("p50 {p50:.0} ms, max {max:.0} ms"),
     )
     .data(json!({"rollouts": rounds, "measured": sorted.len(), "p50_ms": p50, "max_ms": max, "samples_ms": samples}))
+}
+
+/// The Setup of a metric-gate bench, with version 1.0 at a 1% error ratio
+/// already scraped; the row to report instead when Prometheus is not
+/// running.
+pub async fn gated_setup(name: &'static str, prefix: &str) -> Result<Setup, Row> {
+    if reqwest::get(format!("{}/-/ready", prometheus()))
+        .await
+        .is_err()
+    {
+        return Err(Row::new(
+            name,
+            "not measured: Prometheus is not running (make monitoring-up)",
+        ));
+    }
+    let s = setup(prefix).await;
+    serve(&s, &[("1.0".into(), 0.01)]);
+    s.scraped("1.0", Some(0.01)).await;
+    Ok(s)
+}
+
+/// The exporter serves these error ratios, by version.
+pub fn serve(s: &Setup, rates: &[(String, f64)]) {
+    let r: Vec<(&str, f64)> = rates.iter().map(|(v, x)| (v.as_str(), *x)).collect();
+    s.error_rates(&r);
 }

@@ -18,6 +18,25 @@ pub fn minimal_model(name: &str) -> ModelDeployment {
     .expect("ModelDeployment")
 }
 
+/// ModelDeployment `name` with this spec.
+pub fn model(name: &str, spec: serde_json::Value) -> ModelDeployment {
+    serde_json::from_value(serde_json::json!({
+        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
+        "metadata": {"name": name}, "spec": spec,
+    }))
+    .expect("ModelDeployment")
+}
+
+/// Condition `type_` as (status, reason, message), when present.
+pub fn condition(md: &ModelDeployment, type_: &str) -> Option<(String, String, String)> {
+    md.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
+        .map(|c| (c.status.clone(), c.reason.clone(), c.message.clone()))
+}
+
 /// How revision `revision` of `m` ended (or that it is still rolling out),
 /// from its status history.
 pub fn outcome(m: &ModelDeployment, revision: i64) -> Option<Outcome> {
