@@ -21,15 +21,8 @@ async fn a_version_with_a_higher_error_rate_is_rolled_back_and_alerted() {
     s.error_rates(&[("1.0", 0.01), ("2.0", 0.30)]);
     s.scraped("2.0", Some(0.30)).await;
     let sink = WebhookSink::start().await;
-    let secret: Secret = serde_json::from_value(json!({
-        "metadata": {"name": "model-alerts", "labels": {"mlops.dev/secret-type": "alert-webhook"}},
-        "stringData": {"url": format!("http://127.0.0.1:{}/hooks/models?token=s3cr3t\n", sink.port)},
-    }))
-    .unwrap();
-    Api::<Secret>::namespaced(s.client.clone(), &s.ns.name)
-        .create(&PostParams::default(), &secret)
-        .await
-        .unwrap();
+    sink.install_secret(&s.client, &s.ns.name, "model-alerts")
+        .await;
     s.create(
         "1.0",
         analysis(json!({}), 0.05, None),

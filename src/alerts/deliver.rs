@@ -1,8 +1,13 @@
-//! Sends alerts to Alertmanager (v2 API) and a webhook. Delivery runs in its
-//! own tasks with a timeout: a slow or failing channel never holds up or
-//! fails a reconcile; failures are logged and counted on `/metrics`.
+//! Sends alert notifications to Alertmanager (v2 API) and a webhook.
+//! What to send is `status.alertOutbox` (`super::outbox`): this only
+//! attempts it. Delivery runs in its own tasks with a timeout, one batch per
+//! ModelDeployment and channel at a time, with a per-channel backoff after
+//! a failure: a slow or failing channel never holds up or fails a
+//! reconcile; failures are logged and counted on `/metrics`. A 2xx is kept
+//! here as a confirmation until the next status write removes the
+//! notification from the outbox.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -10,8 +15,8 @@ use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use serde_json::{Value, json};
 
-use super::desired::Transition;
-use crate::api::{FiringAlert, SecretKeyRef};
+use super::outbox::{self, Confirmed};
+use crate::api::{AlertChannel, AlertNotification, AlertState, FiringAlert, SecretKeyRef};
 use crate::egress::{self, ALERT_BODY_LIMIT, Failure, Policy};
 use crate::metrics::{DeliveryLabels, Metrics};
 
@@ -20,6 +25,12 @@ use crate::metrics::{DeliveryLabels, Metrics};
 const FIRING_FOR: SignedDuration = SignedDuration::from_mins(15);
 const RESEND_AFTER: Duration = Duration::from_secs(240);
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// A failed channel is tried again after 2 s, doubling up to 5 minutes.
+const RETRY_FIRST: Duration = Duration::from_secs(2);
+const RETRY_MAX: Duration = Duration::from_secs(300);
+/// How long after starting an attempt its result is looked at: the request
+/// timeout, the Secret read before it, and a margin.
+const ATTEMPT_LOOK_AGAIN: Duration = Duration::from_secs(7);
 
 /// Where one ModelDeployment's alerts go, and what they are about.
 #[derive(Clone, Debug)]
@@ -31,14 +42,39 @@ pub struct Target {
     pub webhook: Option<SecretKeyRef>,
 }
 
+impl Target {
+    fn object(&self) -> String {
+        format!("{}/{}/", self.namespace, self.name)
+    }
+}
+
+/// One channel's attempts for one ModelDeployment.
+#[derive(Default)]
+struct Attempts {
+    in_flight: bool,
+    failures: u32,
+    /// No new attempt before this (after a failure).
+    not_before: Option<Instant>,
+}
+
+/// What is kept in memory; all of it is keyed under `<namespace>/<name>/`.
+/// Losing it (a restart) costs at most a repeated notification.
+#[derive(Default)]
+struct Memory {
+    /// When each firing alert last went to Alertmanager.
+    sent: HashMap<String, Instant>,
+    /// Per `<namespace>/<name>/<channel>`.
+    attempts: HashMap<String, Attempts>,
+    /// Per `<namespace>/<name>/`: confirmed, not yet removed from status.
+    confirmed: HashMap<String, BTreeSet<Confirmed>>,
+}
+
 pub struct Deliverer {
     http: reqwest::Client,
     policy: Arc<Policy>,
     client: Client,
     metrics: Arc<Metrics>,
-    /// When each firing alert last went to Alertmanager (in memory only: after
-    /// a restart everything firing is simply sent again).
-    sent: Mutex<HashMap<String, Instant>>,
+    memory: Mutex<Memory>,
 }
 
 impl Deliverer {
@@ -53,93 +89,256 @@ impl Deliverer {
             policy,
             client,
             metrics,
-            sent: Mutex::new(HashMap::new()),
+            memory: Mutex::new(Memory::default()),
         }
+    }
+
+    fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Forgets the delivery state of keys under `prefix`
     /// (`<namespace>/<name>/`): the ModelDeployment was deleted.
     pub fn forget(&self, prefix: &str) {
-        self.sent
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .retain(|k, _| !k.starts_with(prefix));
+        let mut memory = self.memory();
+        memory.sent.retain(|k, _| !k.starts_with(prefix));
+        memory.attempts.retain(|k, _| !k.starts_with(prefix));
+        memory.confirmed.retain(|k, _| !k.starts_with(prefix));
     }
 
-    /// Sends what changed, and re-sends to Alertmanager firing alerts it may
-    /// be about to forget.
-    pub fn deliver(self: &Arc<Self>, target: &Target, transition: &Transition) {
+    /// Deliveries of this ModelDeployment's notifications that a channel
+    /// confirmed and status may not show yet.
+    pub fn confirmed(&self, namespace: &str, name: &str) -> Vec<Confirmed> {
+        self.memory()
+            .confirmed
+            .get(&format!("{namespace}/{name}/"))
+            .map(|c| c.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Records a confirmation as a successful attempt would.
+    #[cfg(test)]
+    pub(crate) fn confirm(&self, namespace: &str, name: &str, confirmed: Confirmed) {
+        self.memory()
+            .confirmed
+            .entry(format!("{namespace}/{name}/"))
+            .or_default()
+            .insert(confirmed);
+    }
+
+    /// Starts an attempt per channel for the notifications `outbox` (as
+    /// written in status) still holds for it, unless one is under way or
+    /// the channel's backoff is not over; and re-sends to Alertmanager
+    /// firing alerts it may be about to forget. Returns when a pass should
+    /// look again: to write what an attempt confirmed, or to retry.
+    pub fn deliver(
+        self: &Arc<Self>,
+        target: &Target,
+        firing: &[FiringAlert],
+        outbox: &[AlertNotification],
+    ) -> Option<Duration> {
         let now = Timestamp::now();
-        let mut to_alertmanager: Vec<Value> = Vec::new();
-        let mut to_webhook: Vec<Value> = Vec::new();
-        {
-            let mut sent = self.sent.lock().unwrap_or_else(|e| e.into_inner());
-            for alert in &transition.next {
-                let key = key(target, alert);
-                let new = transition.firing.iter().any(|f| f.same_alert(alert));
-                let due = sent.get(&key).is_none_or(|at| at.elapsed() >= RESEND_AFTER);
-                if new || due {
-                    sent.insert(key, Instant::now());
-                    to_alertmanager.push(payload(target, alert, "firing", now));
-                }
-                if new {
-                    to_webhook.push(payload(target, alert, "firing", now));
-                }
-            }
-            for alert in &transition.resolved {
-                sent.remove(&key(target, alert));
-                to_alertmanager.push(payload(target, alert, "resolved", now));
-                to_webhook.push(payload(target, alert, "resolved", now));
+        let object = target.object();
+        let mut memory = self.memory();
+        // Confirmations status no longer lists were written: drop them.
+        if let Some(confirmed) = memory.confirmed.get_mut(&object) {
+            confirmed.retain(|c| {
+                outbox
+                    .iter()
+                    .any(|n| n.key == c.key && n.pending.contains(&c.channel))
+            });
+            if confirmed.is_empty() {
+                memory.confirmed.remove(&object);
             }
         }
-        if let Some(url) = target
-            .alertmanager
-            .clone()
-            .filter(|_| !to_alertmanager.is_empty())
-        {
+        let confirmed = memory.confirmed.get(&object).cloned().unwrap_or_default();
+        let mut look_again: Option<Duration> = None;
+        let mut started = Vec::new();
+        for channel in [AlertChannel::Alertmanager, AlertChannel::Webhook] {
+            let configured = match channel {
+                AlertChannel::Alertmanager => target.alertmanager.is_some(),
+                _ => target.webhook.is_some(),
+            };
+            let batch: Vec<AlertNotification> = outbox::pending_for(outbox, channel)
+                .into_iter()
+                .filter(|n| {
+                    !confirmed.contains(&Confirmed {
+                        key: n.key.clone(),
+                        channel,
+                    })
+                })
+                .cloned()
+                .collect();
+            if !configured || batch.is_empty() {
+                continue;
+            }
+            let attempts = memory
+                .attempts
+                .entry(format!("{object}{channel}"))
+                .or_default();
+            let wait = match (attempts.in_flight, attempts.not_before) {
+                (true, _) => Some(ATTEMPT_LOOK_AGAIN),
+                (false, Some(at)) if at > Instant::now() => Some(at - Instant::now()),
+                _ => None,
+            };
+            let wait = wait.unwrap_or_else(|| {
+                attempts.in_flight = true;
+                started.push((channel, batch));
+                ATTEMPT_LOOK_AGAIN
+            });
+            look_again = Some(look_again.map_or(wait, |l| l.min(wait)));
+        }
+        // Firing alerts Alertmanager may forget soon; those whose firing
+        // notification is on its way anyway are not sent twice.
+        let mut refresh = Vec::new();
+        if target.alertmanager.is_some() {
+            for alert in firing {
+                let key = key(target, alert);
+                let on_its_way = started.iter().any(|(c, batch)| {
+                    *c == AlertChannel::Alertmanager
+                        && batch.iter().any(|n| n.alert.same_alert(alert))
+                });
+                let due = memory
+                    .sent
+                    .get(&key)
+                    .is_none_or(|at| at.elapsed() >= RESEND_AFTER);
+                if on_its_way || due {
+                    memory.sent.insert(key, Instant::now());
+                }
+                if due && !on_its_way {
+                    refresh.push(payload(target, alert, AlertState::Firing, now, now));
+                }
+            }
+            for n in outbox.iter().filter(|n| n.state == AlertState::Resolved) {
+                memory.sent.remove(&key(target, &n.alert));
+            }
+        }
+        drop(memory);
+        for (channel, batch) in started {
+            self.attempt(target, channel, batch, now);
+        }
+        if let Some(url) = target.alertmanager.clone().filter(|_| !refresh.is_empty()) {
             let this = self.clone();
             tokio::spawn(async move {
-                let url = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
-                let result = match this.policy.check(&url) {
-                    Ok(_) => this.post(&url, &Value::Array(to_alertmanager)).await,
-                    Err(f) => Err(f),
-                }
-                .map_err(|f| f.to_string());
+                let result = this.to_alertmanager(&url, refresh).await;
                 this.record("alertmanager", &url, result);
             });
         }
-        if let Some(secret) = target.webhook.clone().filter(|_| !to_webhook.is_empty()) {
-            let this = self.clone();
-            let namespace = target.namespace.clone();
-            tokio::spawn(async move {
-                let body = json!({
-                    "version": "1",
-                    "receiver": "model-operator",
-                    "status": to_webhook.first().and_then(|a| a.get("status")).cloned().unwrap_or(Value::Null),
-                    "alerts": to_webhook,
-                });
-                let result = match crate::secrets::read_key(
-                    &this.client,
-                    &namespace,
-                    &secret,
-                    crate::secrets::Purpose::AlertWebhook,
-                )
-                .await
-                {
-                    Ok(url) => match this.policy.check_secret_url(&url) {
-                        Ok(_) => this.post(&url, &body).await.map_err(|f| f.to_string()),
-                        Err(f) => Err(f.to_string()),
-                    },
-                    Err(e) => Err(e),
-                };
-                // The URL is a secret: only its Secret is named.
-                let named = format!(
-                    "the URL in Secret {namespace}/{} key {}",
-                    secret.name, secret.key
-                );
-                this.record("webhook", &named, result);
-            });
+        look_again
+    }
+
+    /// One attempt to deliver `batch` over `channel`, in its own task.
+    fn attempt(
+        self: &Arc<Self>,
+        target: &Target,
+        channel: AlertChannel,
+        batch: Vec<AlertNotification>,
+        now: Timestamp,
+    ) {
+        let this = self.clone();
+        let target = target.clone();
+        tokio::spawn(async move {
+            let (destination, result) = match channel {
+                AlertChannel::Alertmanager => {
+                    let url = target.alertmanager.clone().unwrap_or_default();
+                    let alerts = batch
+                        .iter()
+                        .map(|n| notification(&target, n, now))
+                        .collect();
+                    (url.clone(), this.to_alertmanager(&url, alerts).await)
+                }
+                _ => this.to_webhook(&target, &batch, now).await,
+            };
+            let ok = result.is_ok();
+            this.record(&channel.to_string().to_lowercase(), &destination, result);
+            this.settle(&target, channel, &batch, ok);
+        });
+    }
+
+    /// Records an attempt's result: the confirmations, or the backoff.
+    fn settle(
+        &self,
+        target: &Target,
+        channel: AlertChannel,
+        batch: &[AlertNotification],
+        ok: bool,
+    ) {
+        let object = target.object();
+        let mut memory = self.memory();
+        let attempts = memory
+            .attempts
+            .entry(format!("{object}{channel}"))
+            .or_default();
+        attempts.in_flight = false;
+        if ok {
+            attempts.failures = 0;
+            attempts.not_before = None;
+            let confirmed = memory.confirmed.entry(object).or_default();
+            confirmed.extend(batch.iter().map(|n| Confirmed {
+                key: n.key.clone(),
+                channel,
+            }));
+        } else {
+            attempts.failures = attempts.failures.saturating_add(1);
+            attempts.not_before = Some(Instant::now() + retry_after(attempts.failures));
         }
+    }
+
+    async fn to_alertmanager(&self, url: &str, alerts: Vec<Value>) -> Result<(), String> {
+        let url = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
+        match self.policy.check(&url) {
+            Ok(_) => self.post(&url, &Value::Array(alerts)).await,
+            Err(f) => Err(f),
+        }
+        .map_err(|f| f.to_string())
+    }
+
+    /// Returns where it went (the Secret, never the URL) and the result.
+    async fn to_webhook(
+        &self,
+        target: &Target,
+        batch: &[AlertNotification],
+        now: Timestamp,
+    ) -> (String, Result<(), String>) {
+        let Some(secret) = target.webhook.as_ref() else {
+            return (String::new(), Err("no webhook configured".into()));
+        };
+        let namespace = &target.namespace;
+        // The URL is a secret: only its Secret is named.
+        let named = format!(
+            "the URL in Secret {namespace}/{} key {}",
+            secret.name, secret.key
+        );
+        let alerts: Vec<Value> = batch
+            .iter()
+            .map(|n| {
+                let mut alert = notification(target, n, now);
+                alert["idempotencyKey"] = json!(n.key);
+                alert
+            })
+            .collect();
+        let any_firing = batch.iter().any(|n| n.state == AlertState::Firing);
+        let body = json!({
+            "version": "1",
+            "receiver": "model-operator",
+            "status": if any_firing { "firing" } else { "resolved" },
+            "alerts": alerts,
+        });
+        let result = match crate::secrets::read_key(
+            &self.client,
+            namespace,
+            secret,
+            crate::secrets::Purpose::AlertWebhook,
+        )
+        .await
+        {
+            Ok(url) => match self.policy.check_secret_url(&url) {
+                Ok(_) => self.post(&url, &body).await.map_err(|f| f.to_string()),
+                Err(f) => Err(f.to_string()),
+            },
+            Err(e) => Err(e),
+        };
+        (named, result)
     }
 
     /// Posts `body` to a URL the policy allowed; only the answer's status
@@ -202,12 +401,26 @@ pub fn labels(target: &Target, alert: &FiringAlert) -> BTreeMap<String, String> 
     labels
 }
 
-fn payload(target: &Target, alert: &FiringAlert, status: &str, now: Timestamp) -> Value {
+/// A notification as an alert of Alertmanager's API (and of its webhook
+/// shape). A resolved alert ends when it was decided to.
+fn notification(target: &Target, n: &AlertNotification, now: Timestamp) -> Value {
+    let decided = n.decided_at.as_ref().map_or(now, |t| t.0);
+    payload(target, &n.alert, n.state, now, decided)
+}
+
+/// `now`: when it is sent (a firing alert's `endsAt` counts from it);
+/// `resolved_at`: a resolved alert's `endsAt`.
+fn payload(
+    target: &Target,
+    alert: &FiringAlert,
+    state: AlertState,
+    now: Timestamp,
+    resolved_at: Timestamp,
+) -> Value {
     let starts = alert.since.as_ref().map_or(now, |t| t.0);
-    let ends = if status == "firing" {
-        now.checked_add(FIRING_FOR).unwrap_or(now)
-    } else {
-        now
+    let (status, ends) = match state {
+        AlertState::Resolved => ("resolved", resolved_at),
+        _ => ("firing", now.checked_add(FIRING_FOR).unwrap_or(now)),
     };
     json!({
         "status": status,
@@ -221,9 +434,24 @@ fn payload(target: &Target, alert: &FiringAlert, status: &str, now: Timestamp) -
     })
 }
 
+/// After `failures` failed attempts in a row.
+fn retry_after(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(16);
+    RETRY_FIRST.saturating_mul(1 << doublings).min(RETRY_MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retries_back_off_from_two_seconds_to_five_minutes() {
+        let waits: Vec<u64> = [1, 2, 3, 8, 9, 50, u32::MAX]
+            .into_iter()
+            .map(|f| retry_after(f).as_secs())
+            .collect();
+        assert_eq!(waits, vec![2, 4, 8, 256, 300, 300, 300]);
+    }
 
     #[test]
     fn payload_has_the_documented_labels() {
@@ -245,7 +473,7 @@ mod tests {
             since: None,
         };
         let now = Timestamp::from_second(1_800_000_000).unwrap();
-        let p = payload(&target, &alert, "resolved", now);
+        let p = payload(&target, &alert, AlertState::Resolved, now, now);
         assert_eq!(
             p["labels"],
             json!({"alertname": "ModelMetricBreach", "severity": "critical", "namespace": "prod", "modeldeployment": "fraud", "model": "fraud-detector", "revision": "3", "model_version": "2.1.0", "metric": "error-rate", "reason": "PostPromotionBreach"})
@@ -255,7 +483,7 @@ mod tests {
             json!(now.to_string()),
             "resolved alerts end now"
         );
-        let p = payload(&target, &alert, "firing", now);
+        let p = payload(&target, &alert, AlertState::Firing, now, now);
         assert_eq!(
             p["endsAt"],
             json!(now.checked_add(FIRING_FOR).unwrap().to_string())

@@ -122,9 +122,9 @@ fn analysis_alerts(state: &State<'_>) -> Vec<FiringAlert> {
 /// What changed between the stored alerts and the desired ones.
 #[derive(Debug, Default, PartialEq)]
 pub struct Transition {
-    /// Newly firing: send now.
+    /// Newly firing: a firing notification goes into the outbox.
     pub firing: Vec<FiringAlert>,
-    /// No longer firing: send resolved.
+    /// No longer firing: a resolved notification goes into the outbox.
     pub resolved: Vec<FiringAlert>,
     /// What status stores from now on.
     pub next: Vec<FiringAlert>,

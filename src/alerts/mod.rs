@@ -3,6 +3,7 @@
 
 pub mod deliver;
 pub mod desired;
+pub mod outbox;
 
 pub use deliver::Deliverer;
 pub use desired::{Transition, desired, transition};

@@ -221,6 +221,62 @@ impl FiringAlert {
     }
 }
 
+/// A notification about an alert (it started firing, or it resolved) that
+/// a channel has not confirmed yet. Written with the decision that raised it
+/// and removed per channel once that channel answered 2xx, so a failed
+/// delivery, a restart or another replica taking over sends it again
+/// (docs/analysis.md, "Delivery").
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlertNotification {
+    /// Firing or Resolved.
+    pub state: AlertState,
+    /// The alert as it stood when the notification was decided.
+    pub alert: FiringAlert,
+    /// Channels that have not confirmed it yet: Alertmanager, Webhook.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending: Vec<AlertChannel>,
+    /// The same for every attempt, restart and replica: webhook receivers
+    /// deduplicate repeats by it (`idempotencyKey` in the payload).
+    pub key: String,
+    /// When it was decided; a resolved alert's `endsAt`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decided_at: Option<Time>,
+}
+
+/// What a notification says about its alert.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Default, JsonSchema)]
+pub enum AlertState {
+    /// It started firing.
+    #[default]
+    Firing,
+    /// It stopped firing.
+    Resolved,
+    /// A state this operator does not know (written by a newer one): the
+    /// notification is dropped, never sent as something it is not.
+    #[schemars(skip)]
+    Unknown,
+}
+
+/// Where alerts are sent besides Events.
+#[derive(Serialize, Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, JsonSchema)]
+pub enum AlertChannel {
+    /// `spec.alerts.alertmanager`.
+    Alertmanager,
+    /// `spec.alerts.webhook`.
+    Webhook,
+    /// A channel this operator does not know (written by a newer one):
+    /// dropped from `pending`.
+    #[schemars(skip)]
+    Unknown,
+}
+
+impl std::fmt::Display for AlertChannel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
+
 /// Checks are a map keyed by metric name.
 fn checks_schema(generator: &mut SchemaGenerator) -> Schema {
     let mut schema = generator.subschema_for::<Vec<MetricCheck>>();
@@ -245,3 +301,11 @@ tolerant!(
 );
 
 tolerant!(Verdict, fallback = Inconclusive, [Pass, Fail, Inconclusive]);
+
+tolerant!(AlertState, fallback = Unknown, [Firing, Resolved, Unknown]);
+
+tolerant!(
+    AlertChannel,
+    fallback = Unknown,
+    [Alertmanager, Webhook, Unknown]
+);

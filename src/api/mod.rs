@@ -13,7 +13,8 @@ pub use analysis_spec::{
     MetricGate, OnNoData, PostPromotionSpec, PrometheusSpec, SecretKeyRef, WebhookSpec, WorseWhen,
 };
 pub use analysis_status::{
-    AnalysisPhase, AnalysisStatus, ComparisonEvidence, Finding, FiringAlert, MetricCheck, Verdict,
+    AlertChannel, AlertNotification, AlertState, AnalysisPhase, AnalysisStatus, ComparisonEvidence,
+    Finding, FiringAlert, MetricCheck, Verdict,
 };
 pub use canary::{
     CanarySpec, CanaryStatus, CanaryStep, GatewayApiRouting, PauseStep, RolloutStrategy,

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use super::tolerant::tolerant;
 
-use super::analysis_status::{AnalysisStatus, FiringAlert, MetricCheck};
+use super::analysis_status::{AlertNotification, AnalysisStatus, FiringAlert, MetricCheck};
 use super::canary::CanaryStatus;
 
 /// Observed state of a ModelDeployment. Written only by the operator.
@@ -86,6 +86,12 @@ pub struct ModelDeploymentStatus {
     /// Alerts raised and not yet resolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<FiringAlert>,
+
+    /// Alert notifications (firing or resolved) not yet confirmed by every
+    /// channel they go to, oldest first; retried until they are. At most 32
+    /// are kept (the oldest are dropped beyond that).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alert_outbox: Vec<AlertNotification>,
 
     /// Standard conditions: Ready (the model serves at the desired capacity),
     /// Progressing (a rollout is under way) and Degraded (something needs a

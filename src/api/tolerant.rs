@@ -33,7 +33,7 @@ pub(crate) use tolerant;
 
 #[cfg(test)]
 mod tests {
-    use crate::api::{AnalysisPhase, Finding, Outcome, Phase, Verdict};
+    use crate::api::{AlertChannel, AlertState, AnalysisPhase, Finding, Outcome, Phase, Verdict};
     use serde::Serialize;
     use serde::de::DeserializeOwned;
 
@@ -51,6 +51,8 @@ mod tests {
         round_trips(AnalysisPhase::ALL);
         round_trips(Verdict::ALL);
         round_trips(Finding::ALL);
+        round_trips(AlertState::ALL);
+        round_trips(AlertChannel::ALL);
     }
 
     #[test]
@@ -73,8 +75,17 @@ mod tests {
             Verdict::Inconclusive
         );
         assert_eq!(
-            serde_json::from_value::<Finding>(unknown).unwrap(),
+            serde_json::from_value::<Finding>(unknown.clone()).unwrap(),
             Finding::Collecting
+        );
+        // Not sent as something it is not: the outbox drops these.
+        assert_eq!(
+            serde_json::from_value::<AlertState>(unknown.clone()).unwrap(),
+            AlertState::Unknown
+        );
+        assert_eq!(
+            serde_json::from_value::<AlertChannel>(unknown).unwrap(),
+            AlertChannel::Unknown
         );
     }
 

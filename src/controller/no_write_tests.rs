@@ -22,7 +22,10 @@ use super::apply::stamp;
 use super::context::{Context, Stores};
 use super::reconcile;
 use super::status::{Observed, Revisions, derive};
-use crate::api::{HistoryEntry, ModelDeployment, ModelDeploymentStatus, Outcome, ServedVersion};
+use crate::api::{
+    AlertChannel, AlertNotification, AlertState, FiringAlert, HistoryEntry, ModelDeployment,
+    ModelDeploymentStatus, Outcome, ServedVersion,
+};
 use crate::resources;
 use crate::rollout::revision;
 
@@ -135,6 +138,7 @@ fn converged_status(md: &ModelDeployment, deployment: &Deployment) -> ModelDeplo
         }],
         analysis: None,
         alerts: Vec::new(),
+        alert_outbox: Vec::new(),
         canary: None,
     };
     let observed = Observed {
@@ -179,6 +183,20 @@ fn mock_context(stores: Stores) -> (Arc<Context>, MockHandle) {
         }),
         handle,
     )
+}
+
+/// The first request reconcile sends, with its answer's sender.
+async fn first_request(
+    handle: &mut MockHandle,
+    what: &str,
+) -> (
+    http::Request<kube::client::Body>,
+    tower_test::mock::SendResponse<http::Response<kube::client::Body>>,
+) {
+    tokio::time::timeout(Duration::from_secs(5), handle.next_request())
+        .await
+        .unwrap_or_else(|_| panic!("no request: expected {what}"))
+        .expect("the mock is alive")
 }
 
 async fn reconcile_against_silent_api(md: ModelDeployment, stores: Stores) {
@@ -287,6 +305,7 @@ fn held_canary_world() -> (ModelDeployment, Stores) {
         ],
         analysis: None,
         alerts: Vec::new(),
+        alert_outbox: Vec::new(),
         canary: Some(crate::rollout::canary::status_at(
             &[
                 crate::rollout::canary::Step::SetWeight(25),
@@ -334,10 +353,7 @@ async fn a_stale_status_is_the_only_write() {
     md.status.as_mut().unwrap().ready_replicas = 0;
     let (ctx, mut handle) = mock_context(stores);
     let task = tokio::spawn(reconcile(Arc::new(md), ctx));
-    let (request, _send) = tokio::time::timeout(Duration::from_secs(5), handle.next_request())
-        .await
-        .expect("a status write")
-        .expect("request");
+    let (request, _send) = first_request(&mut handle, "a status write").await;
     assert_eq!(request.method(), http::Method::PATCH);
     assert!(
         request
@@ -348,6 +364,122 @@ async fn a_stale_status_is_the_only_write() {
         request.uri()
     );
     task.abort();
+}
+
+/// The converged world with a webhook configured and, in status, a resolved
+/// alert's notification the webhook has not confirmed.
+fn world_with_a_pending_notification() -> (ModelDeployment, Stores, AlertNotification) {
+    let (mut md, stores) = converged_world(false);
+    md.spec.alerts = Some(
+        serde_json::from_value(
+            json!({"webhook": {"urlSecretRef": {"name": "hook", "key": "url"}}}),
+        )
+        .unwrap(),
+    );
+    let alert = FiringAlert {
+        alertname: "ModelRolledBack".into(),
+        severity: "warning".into(),
+        revision: 2,
+        model_version: "2.0".into(),
+        since: Some(Time(Timestamp::from_second(1_700_000_000).unwrap())),
+        ..FiringAlert::default()
+    };
+    let notification = AlertNotification {
+        state: AlertState::Resolved,
+        key: crate::alerts::outbox::key("md-uid", &alert, AlertState::Resolved),
+        alert,
+        pending: vec![AlertChannel::Webhook],
+        decided_at: Some(Time(Timestamp::from_second(1_800_000_000).unwrap())),
+    };
+    md.status.as_mut().unwrap().alert_outbox = vec![notification.clone()];
+    (md, stores, notification)
+}
+
+#[tokio::test]
+async fn converged_with_alert_channels_and_nothing_pending_makes_no_request() {
+    let (mut md, stores, _) = world_with_a_pending_notification();
+    md.status.as_mut().unwrap().alert_outbox.clear();
+    reconcile_against_silent_api(md, stores).await;
+}
+
+#[tokio::test]
+async fn a_pending_notification_is_retried_without_a_status_write() {
+    let (md, stores, _) = world_with_a_pending_notification();
+    let (ctx, mut handle) = mock_context(stores);
+    let task = tokio::spawn(reconcile(Arc::new(md), ctx));
+    // The only request: the delivery task reading the webhook's Secret.
+    let (request, _send) = first_request(&mut handle, "a request").await;
+    assert_eq!(request.method(), http::Method::GET);
+    assert!(
+        request.uri().path().ends_with("/secrets/hook"),
+        "{}",
+        request.uri()
+    );
+    let action = tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("reconcile does not wait for the delivery")
+        .unwrap()
+        .unwrap();
+    assert!(
+        format!("{action:?}").contains("7s"),
+        "comes back for the attempt's result: {action:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_confirmed_notification_is_removed_in_one_status_write_and_not_sent_again() {
+    let (md, stores, notification) = world_with_a_pending_notification();
+    let (ctx, mut handle) = mock_context(stores);
+    ctx.outbound.deliverer.confirm(
+        "ml",
+        "fraud",
+        crate::alerts::outbox::Confirmed {
+            key: notification.key.clone(),
+            channel: AlertChannel::Webhook,
+        },
+    );
+    let task = tokio::spawn(reconcile(Arc::new(md.clone()), ctx));
+    let (request, send) = first_request(&mut handle, "a status write").await;
+    assert_eq!(request.method(), http::Method::PATCH);
+    assert!(
+        request
+            .uri()
+            .path()
+            .ends_with("/modeldeployments/fraud/status")
+    );
+    let body = http_body_util::BodyExt::collect(request.into_body())
+        .await
+        .unwrap()
+        .to_bytes();
+    let patch: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        patch["status"].get("alertOutbox").is_none(),
+        "the confirmed notification is still in {patch}"
+    );
+    // The API server's answer: the object with that status.
+    let mut written = serde_json::to_value(&md).unwrap();
+    written["status"] = patch["status"].clone();
+    written["metadata"]["resourceVersion"] = json!("8");
+    send.send_response(
+        http::Response::builder()
+            .status(200)
+            .body(kube::client::Body::from(
+                serde_json::to_vec(&written).unwrap(),
+            ))
+            .unwrap(),
+    );
+    tokio::time::timeout(Duration::from_secs(5), task)
+        .await
+        .expect("reconcile ends")
+        .unwrap()
+        .unwrap();
+    // Nothing else: no Secret read, so no second delivery.
+    match tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await {
+        Err(_) | Ok(None) => {}
+        Ok(Some((request, _))) => {
+            panic!("unexpected request: {} {}", request.method(), request.uri())
+        }
+    }
 }
 
 /// Regression: kube-runtime's `Store::wait_until_ready` wakes only the last of

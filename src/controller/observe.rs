@@ -14,6 +14,7 @@ use super::context::{Context, cached};
 use super::error::Error;
 use super::revisions::{health_of, known_revisions};
 use super::status::Revisions;
+use crate::alerts::outbox::Confirmed;
 use crate::api::Outcome;
 use crate::api::{ModelDeployment, ServedVersion};
 use crate::gates::Health;
@@ -53,6 +54,8 @@ pub struct Snapshot {
     pub promotion: Option<Promotion>,
     /// The `mlops.dev/abort` annotation: the canary to abort.
     pub abort: Option<Attempt>,
+    /// Alert deliveries a channel confirmed that status does not show yet.
+    pub confirmed: Vec<Confirmed>,
     /// The one time this reconcile uses, to the second (the precision the
     /// API server stores), so that status derived twice in a pass is equal.
     pub now: Time,
@@ -97,6 +100,7 @@ impl Snapshot {
             served: ServedVersion::requested(&md),
             previous,
             retry_token: md.annotations().get(RETRY_ANNOTATION).cloned(),
+            confirmed: ctx.outbound.deliverer.confirmed(&namespace, &name),
             now: now_to_the_second(),
             md,
             namespace,

@@ -13,7 +13,7 @@ use super::observe::Snapshot;
 use super::status::{Blocker, Observed, Revisions, derive};
 use crate::alerts;
 use crate::analysis::schedule::Analysed;
-use crate::api::{ModelDeploymentStatus, ServedVersion};
+use crate::api::{AlertChannel, ModelDeploymentStatus, ServedVersion};
 use crate::gates::Health;
 use crate::metrics::RevisionLabels;
 use crate::reasons;
@@ -32,7 +32,9 @@ pub struct Plan {
     pub target: ServedVersion,
     /// The revision bookkeeping status will hold.
     pub revisions: Revisions,
-    pub alerts: alerts::Transition,
+    /// Channels of alert notifications dropped from a full outbox, never
+    /// sent (one per notification and channel).
+    pub notifications_dropped: Vec<AlertChannel>,
     /// Write status before touching the Deployment: a crash in between
     /// could otherwise change the outcome (a rollback forgotten, a failed
     /// version tried again).
@@ -121,10 +123,22 @@ pub fn plan(
         history: history::prune(history, limit, &pinned),
         analysis: analysed.status.clone(),
         alerts: Vec::new(),
+        alert_outbox: Vec::new(),
         canary: canary.status.clone(),
     };
     let alerts = raise_alerts(seen, previous, &revisions);
     revisions.alerts = alerts.next.clone();
+    // The notifications go into status with the decision that raised them,
+    // and leave it once every channel confirmed them.
+    let outbox = alerts::outbox::next(
+        &previous.alert_outbox,
+        &alerts,
+        &alerts::outbox::channels(md.spec.alerts.as_ref()),
+        &seen.confirmed,
+        md.metadata.uid.as_deref().unwrap_or_default(),
+        &seen.now,
+    );
+    revisions.alert_outbox = outbox.outbox;
 
     let first = previous.requested.is_none() && previous.history.is_empty();
     Ok(Plan {
@@ -139,7 +153,7 @@ pub fn plan(
         decision,
         target,
         revisions,
-        alerts,
+        notifications_dropped: outbox.dropped,
         canary,
     })
 }

@@ -18,8 +18,8 @@ use super::plan::{self, Plan};
 use super::revisions::{ensure_revision, prune_revisions};
 use super::status::Blocker;
 use crate::alerts::deliver::Target;
-use crate::api::ModelDeploymentStatus;
-use crate::metrics::RevisionLabels;
+use crate::api::{AlertChannel, ModelDeploymentStatus};
+use crate::metrics::{DeliveryLabels, RevisionLabels};
 use crate::{reasons, validate};
 
 pub async fn reconcile(
@@ -108,9 +108,11 @@ async fn report(
     let mut before = seen.md.status.clone();
     let mut written = None;
     let mut wait = None;
+    let mut persisted_status = None;
     match persisted {
         Some((persisted, version)) => {
-            before = Some(persisted);
+            before = Some(persisted.clone());
+            persisted_status = Some(persisted);
             if acted.invalid.is_some() {
                 persist::write(seen, &status, version, ctx).await?;
                 written = Some(&status);
@@ -145,7 +147,13 @@ async fn report(
         seen.md.status.as_ref(),
         &status,
     );
-    deliver_alerts(seen, &plan, ctx);
+    // Notifications are sent only once status holds them (a refused write
+    // returned above): what was sent is always also what will be retried.
+    let holds = written
+        .or(persisted_status.as_ref())
+        .or(seen.md.status.as_ref());
+    let deliveries = deliver_alerts(seen, holds, ctx);
+    count_dropped(&plan.notifications_dropped, ctx);
     prune_revisions(seen, &plan.revisions, ctx).await?;
     tracing::info!(
         namespace = seen.namespace,
@@ -156,10 +164,11 @@ async fn report(
         invalid = acted.invalid.as_ref().map_or("", |b| b.message.as_str()),
         "reconciled"
     );
+    let requeue = deliveries.map_or(plan.requeue, |d| d.min(plan.requeue));
     Ok(match (acted.invalid, wait) {
         (Some(blocker), _) => wait_for_user(&blocker),
-        (None, Some(delay)) => Action::requeue(delay.min(plan.requeue)),
-        (None, None) => Action::requeue(plan.requeue),
+        (None, Some(delay)) => Action::requeue(delay.min(requeue)),
+        (None, None) => Action::requeue(requeue),
     })
 }
 
@@ -205,14 +214,17 @@ fn count_outcomes(outcomes: &[RevisionLabels], ctx: &Context) {
     }
 }
 
-/// Hands the alerts that changed (and those due a refresh) to the delivery
-/// tasks; Events were already sent by the Degraded condition's transition.
-fn deliver_alerts(seen: &Snapshot, plan: &Plan, ctx: &Context) {
-    let Some(channels) = seen.md.spec.alerts.as_ref() else {
-        return;
-    };
+/// Hands the notifications `status` holds to the delivery tasks, and
+/// firing alerts due a refresh; Events were already sent by the Degraded
+/// condition's transition. Returns when a pass should look again for them.
+fn deliver_alerts(
+    seen: &Snapshot,
+    status: Option<&ModelDeploymentStatus>,
+    ctx: &Context,
+) -> Option<std::time::Duration> {
+    let channels = seen.md.spec.alerts.as_ref()?;
     if channels.alertmanager.is_none() && channels.webhook.is_none() {
-        return;
+        return None;
     }
     let target = Target {
         namespace: seen.namespace.clone(),
@@ -221,5 +233,28 @@ fn deliver_alerts(seen: &Snapshot, plan: &Plan, ctx: &Context) {
         alertmanager: channels.alertmanager.as_ref().map(|a| a.url.clone()),
         webhook: channels.webhook.as_ref().map(|w| w.url_secret_ref.clone()),
     };
-    ctx.outbound.deliverer.deliver(&target, &plan.alerts);
+    let (firing, outbox) = status.map_or((&[][..], &[][..]), |s| {
+        (s.alerts.as_slice(), s.alert_outbox.as_slice())
+    });
+    ctx.outbound.deliverer.deliver(&target, firing, outbox)
+}
+
+/// Notifications dropped from a full outbox, for `/metrics`
+/// (`alert_deliveries_total{result="dropped"}`).
+fn count_dropped(channels: &[AlertChannel], ctx: &Context) {
+    for channel in channels {
+        ctx.metrics
+            .alert_deliveries
+            .get_or_create(&DeliveryLabels {
+                channel: channel.to_string().to_lowercase(),
+                result: "dropped".into(),
+            })
+            .inc();
+    }
+    if !channels.is_empty() {
+        tracing::warn!(
+            dropped = channels.len(),
+            "alert outbox full: the oldest notifications were dropped unsent"
+        );
+    }
 }

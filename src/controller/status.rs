@@ -7,8 +7,8 @@ use kube::ResourceExt;
 
 use super::conditions::{self, DEGRADED, Draft, PROGRESSING, READY};
 use crate::api::{
-    AnalysisPhase, AnalysisStatus, CanaryStatus, FiringAlert, HistoryEntry, MetricCheck,
-    ModelDeployment, ModelDeploymentStatus, Outcome, Phase, ServedVersion,
+    AlertNotification, AnalysisPhase, AnalysisStatus, CanaryStatus, FiringAlert, HistoryEntry,
+    MetricCheck, ModelDeployment, ModelDeploymentStatus, Outcome, Phase, ServedVersion,
 };
 use crate::reasons;
 use crate::resources::{labels, service_url};
@@ -69,6 +69,8 @@ pub struct Revisions {
     pub analysis: Option<AnalysisStatus>,
     /// Alerts firing.
     pub alerts: Vec<FiringAlert>,
+    /// Alert notifications a channel has yet to confirm.
+    pub alert_outbox: Vec<AlertNotification>,
     /// The canary of the revision rolling out (Canary strategy).
     pub canary: Option<CanaryStatus>,
 }
@@ -83,6 +85,7 @@ impl Revisions {
             history: s.history.clone(),
             analysis: s.analysis.clone(),
             alerts: s.alerts.clone(),
+            alert_outbox: s.alert_outbox.clone(),
             canary: s.canary.clone(),
         })
     }
@@ -192,6 +195,7 @@ pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
         history: revisions.history.clone(),
         analysis: revisions.analysis.clone(),
         alerts: revisions.alerts.clone(),
+        alert_outbox: revisions.alert_outbox.clone(),
         canary: revisions.canary.clone(),
         conditions: conditions::stamp(&drafts, previous, md.metadata.generation, now),
     })

@@ -2,6 +2,7 @@
 //! webhook receiver, a Prometheus query API that records credentials, and
 //! the exporter Prometheus scrapes.
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,34 +28,86 @@ pub async fn serve(router: Router) -> (u16, tokio::task::JoinHandle<()>) {
     (port, task)
 }
 
-/// A webhook receiver that keeps every JSON body posted to it.
+/// A webhook receiver that keeps every JSON body it accepts. It can be
+/// taken down (`set_up(false)`): it then answers 500 and keeps nothing, as
+/// a receiver in trouble would, while counting the attempts.
 pub struct WebhookSink {
     pub port: u16,
-    bodies: Arc<Mutex<Vec<Value>>>,
+    state: Sink,
     task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone, Default)]
+struct Sink {
+    bodies: Arc<Mutex<Vec<Value>>>,
+    down: Arc<AtomicBool>,
+    attempts: Arc<AtomicUsize>,
 }
 
 impl WebhookSink {
     pub async fn start() -> Self {
-        async fn receive(State(bodies): State<Arc<Mutex<Vec<Value>>>>, body: Bytes) -> StatusCode {
+        async fn receive(State(sink): State<Sink>, body: Bytes) -> StatusCode {
+            sink.attempts.fetch_add(1, Ordering::SeqCst);
+            if sink.down.load(Ordering::SeqCst) {
+                return StatusCode::INTERNAL_SERVER_ERROR;
+            }
             if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-                bodies.lock().unwrap().push(v);
+                sink.bodies.lock().unwrap().push(v);
             }
             StatusCode::OK
         }
-        let bodies = Arc::new(Mutex::new(Vec::new()));
-        let router = Router::new().fallback(receive).with_state(bodies.clone());
+        let state = Sink::default();
+        let router = Router::new().fallback(receive).with_state(state.clone());
         let (port, task) = serve(router).await;
-        Self { port, bodies, task }
+        Self { port, state, task }
+    }
+
+    /// Creates Secret `name` in `namespace`, labelled for alert webhooks,
+    /// whose key `url` is this sink's URL with a token (`s3cr3t`) that must
+    /// never be logged.
+    pub async fn install_secret(&self, client: &kube::Client, namespace: &str, name: &str) {
+        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": {"mlops.dev/secret-type": "alert-webhook"}},
+            "stringData": {"url": format!("http://127.0.0.1:{}/hooks/models?token=s3cr3t\n", self.port)},
+        }))
+        .expect("Secret");
+        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+            .create(&kube::api::PostParams::default(), &secret)
+            .await
+            .expect("create the webhook Secret");
+    }
+
+    /// `false`: answer 500 and keep nothing from now on.
+    pub fn set_up(&self, up: bool) {
+        self.state.down.store(!up, Ordering::SeqCst);
+    }
+
+    /// Requests received, accepted or not.
+    pub fn attempts(&self) -> usize {
+        self.state.attempts.load(Ordering::SeqCst)
+    }
+
+    /// The bodies accepted so far.
+    pub fn bodies(&self) -> Vec<Value> {
+        self.state.bodies.lock().unwrap().clone()
     }
 
     pub async fn wait_for(&self, what: &str, ok: impl Fn(&Value) -> bool) -> Value {
         eventually(&format!("the webhook gets {what}"), TIMEOUT, || async {
-            let bodies = self.bodies.lock().unwrap().clone();
+            let bodies = self.bodies();
             match bodies.iter().find(|b| ok(b)) {
                 Some(b) => Ok(b.clone()),
                 None => Err(bodies),
             }
+        })
+        .await
+    }
+
+    /// Waits until a request was refused after `before` attempts.
+    pub async fn wait_attempt(&self, before: usize) {
+        eventually("the webhook is tried", TIMEOUT, || async {
+            let now = self.attempts();
+            if now > before { Ok(()) } else { Err(now) }
         })
         .await
     }

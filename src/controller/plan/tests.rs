@@ -64,6 +64,7 @@ fn snapshot(
         retry_token: None,
         promotion: None,
         abort: None,
+        confirmed: Vec::new(),
         now: Time(Timestamp::from_second(1_000).unwrap()),
     }
 }

@@ -65,6 +65,16 @@ pub fn bound(mut status: ModelDeploymentStatus) -> ModelDeploymentStatus {
     for alert in &mut status.alerts {
         cut(&mut alert.message, MESSAGE);
     }
+    // The planner keeps the outbox this short already (and counts what it
+    // drops); this is the ceiling whatever a stored status held.
+    let over = status
+        .alert_outbox
+        .len()
+        .saturating_sub(crate::alerts::outbox::MAX_PENDING);
+    status.alert_outbox.drain(..over);
+    for notification in &mut status.alert_outbox {
+        cut(&mut notification.alert.message, MESSAGE);
+    }
     for condition in &mut status.conditions {
         cut(&mut condition.message, CONDITION);
     }
@@ -101,7 +111,10 @@ fn summary(check: &MetricCheck) -> MetricCheck {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::{AnalysisStatus, ComparisonEvidence, FiringAlert, Outcome, Verdict};
+    use crate::api::{
+        AlertChannel, AlertNotification, AlertState, AnalysisStatus, ComparisonEvidence,
+        FiringAlert, Outcome, Verdict,
+    };
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
     use k8s_openapi::jiff::Timestamp;
 
@@ -117,7 +130,8 @@ mod tests {
     }
 
     /// Every field as long as the schema allows: 20 metrics with 4 KiB
-    /// queries and long names, 100 history entries, an alert per metric.
+    /// queries and long names, 100 history entries, an alert per metric,
+    /// and more undelivered notifications than the outbox keeps.
     fn worst_case() -> ModelDeploymentStatus {
         let time = Some(Time(Timestamp::from_second(1_800_000_000).unwrap()));
         let long = "x".repeat(8 * 1024);
@@ -157,24 +171,32 @@ mod tests {
             analysis: checks.clone(),
             retry_token: Some("t".repeat(63)),
         };
+        let alert = |i: usize| FiringAlert {
+            alertname: "ModelAnalysisInconclusive".into(),
+            severity: "critical".into(),
+            revision: i64::MAX,
+            model_version: "v".repeat(63),
+            metric: format!("{i:0>63}"),
+            reason: "AnalysisInconclusive".into(),
+            message: long.clone(),
+            since: time.clone(),
+        };
         ModelDeploymentStatus {
+            alert_outbox: (0..100)
+                .map(|i| AlertNotification {
+                    state: AlertState::Resolved,
+                    alert: alert(i),
+                    pending: vec![AlertChannel::Alertmanager, AlertChannel::Webhook],
+                    key: "k".repeat(32),
+                    decided_at: time.clone(),
+                })
+                .collect(),
             history: (0..100).map(entry).collect(),
             analysis: Some(AnalysisStatus {
                 metrics: checks.clone(),
                 ..AnalysisStatus::default()
             }),
-            alerts: (0..22)
-                .map(|i| FiringAlert {
-                    alertname: "ModelAnalysisInconclusive".into(),
-                    severity: "critical".into(),
-                    revision: i64::MAX,
-                    model_version: "v".repeat(63),
-                    metric: format!("{i:0>63}"),
-                    reason: "AnalysisInconclusive".into(),
-                    message: long.clone(),
-                    since: time.clone(),
-                })
-                .collect(),
+            alerts: (0..22).map(alert).collect(),
             conditions: ["Ready", "Progressing", "Degraded"]
                 .iter()
                 .map(|t| Condition {
@@ -212,6 +234,16 @@ mod tests {
         );
         assert!(bounded.history[0].analysis.is_empty());
         assert!(bounded.analysis.unwrap().metrics[0].query.ends_with(MARKER));
+        // The newest notifications stay, cut like the alerts themselves.
+        assert_eq!(
+            bounded.alert_outbox.len(),
+            crate::alerts::outbox::MAX_PENDING
+        );
+        assert_eq!(
+            bounded.alert_outbox.last().unwrap().alert.metric,
+            format!("{:0>63}", 99)
+        );
+        assert!(bounded.alert_outbox[0].alert.message.ends_with(MARKER));
     }
 
     #[test]

@@ -348,6 +348,7 @@ fn metric_analysis_shows_in_phase_and_conditions() {
         history: vec![entry(1, Outcome::Stable), entry(2, Outcome::Progressing)],
         analysis: Some(analysis(phase, 0)),
         alerts: Vec::new(),
+        alert_outbox: Vec::new(),
         canary: None,
     };
     let guarded = |failed| Revisions {
@@ -357,6 +358,7 @@ fn metric_analysis_shows_in_phase_and_conditions() {
         history: vec![entry(1, Outcome::Superseded), entry(2, Outcome::Stable)],
         analysis: Some(analysis(AnalysisPhase::Guarding, failed)),
         alerts: Vec::new(),
+        alert_outbox: Vec::new(),
         canary: None,
     };
     let cases = [
