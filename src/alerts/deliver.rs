@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::Client;
 use serde_json::{Value, json};
+use tokio::sync::broadcast;
 
 use super::outbox::{self, Confirmed};
 use crate::api::{AlertChannel, AlertNotification, AlertState, FiringAlert, SecretKeyRef};
@@ -28,8 +29,9 @@ const TIMEOUT: Duration = Duration::from_secs(5);
 /// A failed channel is tried again after 2 s, doubling up to 5 minutes.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(300);
-/// How long after starting an attempt its result is looked at: the request
-/// timeout, the Secret read before it, and a margin.
+/// How long after starting an attempt its result is looked at, should the
+/// controller miss the attempt's end (`Deliverer::attempts_ended`): the
+/// request timeout, the Secret read before it, and a margin.
 const ATTEMPT_LOOK_AGAIN: Duration = Duration::from_secs(7);
 
 /// Where one ModelDeployment's alerts go, and what they are about.
@@ -75,7 +77,15 @@ pub struct Deliverer {
     client: Client,
     metrics: Arc<Metrics>,
     memory: Mutex<Memory>,
+    /// `(namespace, name)` of a ModelDeployment whose attempt ended: the
+    /// controller reconciles it, so a confirmation is written at once.
+    ended: broadcast::Sender<(String, String)>,
 }
+
+/// Attempts ended but not yet reconciled that a controller may lag behind
+/// by; a lagging one misses some and finds them on the pass after
+/// `ATTEMPT_LOOK_AGAIN`.
+const ENDED_BACKLOG: usize = 1024;
 
 impl Deliverer {
     pub fn new(
@@ -90,7 +100,13 @@ impl Deliverer {
             client,
             metrics,
             memory: Mutex::new(Memory::default()),
+            ended: broadcast::channel(ENDED_BACKLOG).0,
         }
+    }
+
+    /// The ModelDeployments whose delivery attempt just ended.
+    pub fn attempts_ended(&self) -> broadcast::Receiver<(String, String)> {
+        self.ended.subscribe()
     }
 
     fn memory(&self) -> std::sync::MutexGuard<'_, Memory> {
@@ -282,6 +298,11 @@ impl Deliverer {
             attempts.failures = attempts.failures.saturating_add(1);
             attempts.not_before = Some(Instant::now() + retry_after(attempts.failures));
         }
+        drop(memory);
+        // No receiver (a test without a controller) is no error worth a word.
+        let _ = self
+            .ended
+            .send((target.namespace.clone(), target.name.clone()));
     }
 
     async fn to_alertmanager(&self, url: &str, alerts: Vec<Value>) -> Result<(), String> {

@@ -197,8 +197,10 @@ async fn run_scope(
         .modify(|md: &mut ModelDeployment| md.meta_mut().managed_fields = None)
         .reflect(md_writer)
         .applied_objects();
+    let attempts_ended = attempts_ended(&ctx.outbound.deliverer, namespace);
     Controller::for_stream(md_events, md_store)
         .trigger_backoff(SharedPause)
+        .reconcile_on(attempts_ended)
         .owns_stream(deployment_events)
         .owns_stream(service_events)
         .owns_stream(hpa_events)
@@ -227,6 +229,31 @@ async fn run_scope(
         })
         .await;
     Ok(())
+}
+
+/// The ModelDeployments of this scope whose alert delivery attempt ended:
+/// reconciled at once, so a confirmation reaches status in one pass (and a
+/// failure's backoff is scheduled).
+fn attempts_ended(
+    deliverer: &crate::alerts::Deliverer,
+    namespace: Option<&str>,
+) -> impl Stream<Item = ObjectRef<ModelDeployment>> + Send + 'static {
+    use tokio::sync::broadcast::error::RecvError;
+    let scope = namespace.map(str::to_string);
+    futures::stream::unfold(deliverer.attempts_ended(), |mut ended| async move {
+        loop {
+            match ended.recv().await {
+                Ok(object) => return Some((object, ended)),
+                // Missed ends are found by the pass `deliver` scheduled.
+                Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    })
+    .filter_map(move |(ns, name)| {
+        let ours = scope.as_ref().is_none_or(|s| *s == ns);
+        std::future::ready(ours.then(|| ObjectRef::new(&name).within(&ns)))
+    })
 }
 
 /// Reconcile errors are logged by the error policy; what arrives here are
