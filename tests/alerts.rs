@@ -100,9 +100,9 @@ async fn decided_while_down(
     key
 }
 
-#[tokio::test]
-async fn notifications_decided_while_the_webhook_is_down_survive_a_kill_and_arrive_once() {
-    let mut s = Setup::new("alerts-outbox").await;
+/// A webhook sink, and ModelDeployment `m` (revision 1 stable) alerting to
+/// it and, unless null, to this Alertmanager.
+async fn stable_m_alerting(s: &Setup, alertmanager: Value) -> WebhookSink {
     let sink = WebhookSink::start().await;
     sink.install_secret(&s.client, &s.ns.name, "model-alerts")
         .await;
@@ -111,7 +111,7 @@ async fn notifications_decided_while_the_webhook_is_down_survive_a_kill_and_arri
         json!({
             "model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": 1,
             "rollout": {"maxSurge": 1, "maxUnavailable": 0, "progressDeadlineSeconds": 600},
-            "alerts": {"alertmanager": {"url": alertmanager()},
+            "alerts": {"alertmanager": alertmanager,
                        "webhook": {"urlSecretRef": {"name": "model-alerts", "key": "url"}}},
         }),
     ))
@@ -120,6 +120,13 @@ async fn notifications_decided_while_the_webhook_is_down_survive_a_kill_and_arri
         outcome(m, 1) == Some(Outcome::Stable) && phase(m) == Some(Phase::Healthy)
     })
     .await;
+    sink
+}
+
+#[tokio::test]
+async fn notifications_decided_while_the_webhook_is_down_survive_a_kill_and_arrive_once() {
+    let mut s = Setup::new("alerts-outbox").await;
+    let sink = stable_m_alerting(&s, json!({"url": alertmanager()})).await;
 
     // Revision 2 crash-loops and is rolled back: ModelRolledBack fires.
     let crash = json!({"model": {"version": "2"},
@@ -158,4 +165,58 @@ async fn notifications_decided_while_the_webhook_is_down_survive_a_kill_and_arri
         !s.operators[0].logs().contains("s3cr3t"),
         "the webhook URL leaked into the logs"
     );
+}
+
+#[tokio::test]
+async fn a_new_leader_delivers_what_the_deposed_one_decided() {
+    let mut s = Setup::builder("alerts-lease")
+        .replicas(2)
+        .args(&LEASE_TIMING)
+        .start()
+        .await;
+    let sink = stable_m_alerting(&s, Value::Null).await;
+    let leader = leader(&s).await;
+
+    sink.set_up(false);
+    let tried = sink.attempts();
+    s.set(json!({"model": {"version": "2"},
+        "podMetadata": {"labels": {"mlops.dev/simulate": "crash-loop"}}}))
+        .await;
+    let m = s
+        .wait("firing ModelRolledBack pending in status", |m| {
+            pending_webhook_key(m, AlertState::Firing, "ModelRolledBack").is_some()
+        })
+        .await;
+    let key = pending_webhook_key(&m, AlertState::Firing, "ModelRolledBack").unwrap();
+    sink.wait_attempt(tried).await;
+    // The leader dies for good; only the standby can deliver now.
+    s.operators[leader].kill();
+    sink.set_up(true);
+    let body = sink
+        .wait_for("the firing ModelRolledBack from the new leader", |b| {
+            webhook_alert(b, "firing", "ModelRolledBack").is_some()
+        })
+        .await;
+    assert_eq!(
+        webhook_alert(&body, "firing", "ModelRolledBack").unwrap()["idempotencyKey"],
+        key.as_str()
+    );
+    s.wait("the delivery marked in status", |m| {
+        m.status.as_ref().is_some_and(|s| s.alert_outbox.is_empty())
+    })
+    .await;
+    assert_eq!(s.operators[1 - leader].leads().await, Some(true));
+    assert_eq!(received(&sink, &key), 1, "{:#?}", sink.bodies());
+}
+
+/// The index of the replica that leads, once one does.
+async fn leader(s: &Setup) -> usize {
+    eventually("one replica leads", TIMEOUT, || async {
+        match (s.operators[0].leads().await, s.operators[1].leads().await) {
+            (Some(true), Some(false)) => Ok(0),
+            (Some(false), Some(true)) => Ok(1),
+            other => Err(other),
+        }
+    })
+    .await
 }

@@ -17,17 +17,6 @@ use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Shorter than the defaults (15s/10s/2s) so a takeover after a kill fits
-/// the tests' patience; the same proportions.
-const LEASE_TIMING: [&str; 6] = [
-    "--lease-duration",
-    "10s",
-    "--renew-deadline",
-    "6s",
-    "--retry-period",
-    "2s",
-];
-
 async fn holder(leases: &Api<Lease>) -> Option<String> {
     leases
         .get_opt("model-operator")

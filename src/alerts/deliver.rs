@@ -147,19 +147,24 @@ impl Deliverer {
     /// the channel's backoff is not over; and re-sends to Alertmanager
     /// firing alerts it may be about to forget. Returns when a pass should
     /// look again: to write what an attempt confirmed, or to retry.
+    /// `cached`: the outbox of the status this pass observed.
     pub fn deliver(
         self: &Arc<Self>,
         target: &Target,
         firing: &[FiringAlert],
         outbox: &[AlertNotification],
+        cached: &[AlertNotification],
     ) -> Option<Duration> {
         let now = Timestamp::now();
         let object = target.object();
         let mut memory = self.memory();
-        // Confirmations status no longer lists were written: drop them.
+        // A confirmation is forgotten once the cache shows it written, not
+        // when this process wrote it: a pass working from a cache that
+        // lags behind that write still finds it, and neither sends the
+        // notification again nor keeps it in status.
         if let Some(confirmed) = memory.confirmed.get_mut(&object) {
             confirmed.retain(|c| {
-                outbox
+                cached
                     .iter()
                     .any(|n| n.key == c.key && n.pending.contains(&c.channel))
             });

@@ -438,7 +438,7 @@ async fn a_confirmed_notification_is_removed_in_one_status_write_and_not_sent_ag
             channel: AlertChannel::Webhook,
         },
     );
-    let task = tokio::spawn(reconcile(Arc::new(md.clone()), ctx));
+    let task = tokio::spawn(reconcile(Arc::new(md.clone()), ctx.clone()));
     let (request, send) = first_request(&mut handle, "a status write").await;
     assert_eq!(request.method(), http::Method::PATCH);
     assert!(
@@ -480,6 +480,19 @@ async fn a_confirmed_notification_is_removed_in_one_status_write_and_not_sent_ag
             panic!("unexpected request: {} {}", request.method(), request.uri())
         }
     }
+    // A pass whose cache has not seen that write yet still knows the
+    // notification was delivered: it writes again (refused as stale, in a
+    // real API server), and does not deliver again.
+    let task = tokio::spawn(reconcile(Arc::new(md), ctx));
+    let (request, _send) = first_request(&mut handle, "a status write").await;
+    assert_eq!(
+        (request.method(), request.uri().path().ends_with("/status")),
+        (&http::Method::PATCH, true),
+        "{} {}",
+        request.method(),
+        request.uri()
+    );
+    task.abort();
 }
 
 /// Regression: kube-runtime's `Store::wait_until_ready` wakes only the last of

@@ -236,7 +236,10 @@ fn deliver_alerts(
     let (firing, outbox) = status.map_or((&[][..], &[][..]), |s| {
         (s.alerts.as_slice(), s.alert_outbox.as_slice())
     });
-    ctx.outbound.deliverer.deliver(&target, firing, outbox)
+    let cached = seen.previous.alert_outbox.as_slice();
+    ctx.outbound
+        .deliverer
+        .deliver(&target, firing, outbox, cached)
 }
 
 /// Notifications dropped from a full outbox, for `/metrics`

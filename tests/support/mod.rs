@@ -21,5 +21,5 @@ pub use models::*;
 pub use operator::*;
 pub use prometheus::*;
 pub use requests::*;
-pub use setup::Setup;
+pub use setup::{LEASE_TIMING, Setup};
 pub use wait::*;

@@ -18,6 +18,17 @@ use super::*;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Leader election flags shorter than the defaults (15s/10s/2s) so a
+/// takeover after a kill fits the tests' patience; the same proportions.
+pub const LEASE_TIMING: [&str; 6] = [
+    "--lease-duration",
+    "10s",
+    "--renew-deadline",
+    "6s",
+    "--retry-period",
+    "2s",
+];
+
 pub struct Setup {
     pub client: Client,
     pub ns: TestNamespace,
