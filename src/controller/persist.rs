@@ -1,11 +1,12 @@
 //! Persist: the status write, and when a changed status is worth one.
 //!
 //! A status change a person or Argo CD acts on (phase, a condition's status
-//! or reason, revisions, history, analysis, alerts, observedGeneration) is
-//! written at once. A change of progress only (pod counts, messages) is
-//! written at most once per `PROGRESS_WINDOW` per ModelDeployment: a user
-//! still sees counts move within a couple of seconds, and a rollout of N
-//! pods costs a few writes instead of one per pod event.
+//! or reason, revisions, history, analysis, alerts and their outbox,
+//! observedGeneration) is written at once. A change of progress only (pod
+//! counts, messages) is written at most once per `PROGRESS_WINDOW` per
+//! ModelDeployment: a user still sees counts move within a couple of
+//! seconds, and a rollout of N pods costs a few writes instead of one per
+//! pod event.
 //!
 //! A new ModelDeployment's first status counts as progress too, with the
 //! window starting at its creation: a model that is Ready within the window
