@@ -153,7 +153,10 @@ async fn report(
         .or(persisted_status.as_ref())
         .or(seen.md.status.as_ref());
     let deliveries = deliver_alerts(seen, holds, ctx);
-    count_dropped(&plan.notifications_dropped, ctx);
+    // Dropped once, when the status without them is written.
+    if written.is_some() || persisted_status.is_some() {
+        count_dropped(&plan.notifications_dropped, ctx);
+    }
     prune_revisions(seen, &plan.revisions, ctx).await?;
     tracing::info!(
         namespace = seen.namespace,
