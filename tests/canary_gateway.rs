@@ -352,3 +352,105 @@ async fn the_gateway_canary_example_is_accepted_by_the_api_server() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn a_regression_at_step_2_sets_the_canarys_weight_to_0() {
+    use support::gates::{Gates, analysis, setup};
+    install_gateway_api();
+    let s = setup("canary-gateway-abort").await;
+    let ns = s.ns.name.clone();
+    apply_route(
+        &s.client,
+        &ns,
+        &users_route(json!([
+            {"name": "m-stable", "port": 80, "weight": 100},
+            {"name": "m-canary", "port": 80, "weight": 0},
+        ])),
+    )
+    .await;
+    let users = without_weights(&routes(&s.client, &ns).get("r").await.unwrap());
+    s.error_rates(&[("1.0", 0.01), ("2.0", 0.01)]);
+    s.scraped("2.0", Some(0.01)).await;
+    s.create_md(&model(
+        "m",
+        json!({
+            "model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 2,
+            "rollout": {
+                "strategy": "Canary",
+                "canary": {
+                    "steps": [{"setWeight": 10}, {"pause": {"duration": "1s"}},
+                              {"setWeight": 50}, {"pause": {}}],
+                    "trafficRouting": {"gatewayAPI": {"httpRoute": "r"}},
+                },
+                "analysis": analysis(json!({}), 0.05, None),
+            },
+        }),
+    ))
+    .await;
+    s.wait("promote 1.0", |m| {
+        stable(m) == Some(1) && phase(m) == Some(Phase::Healthy)
+    })
+    .await;
+
+    s.set_version("2.0").await;
+    let m = s
+        .wait("hold at 50% after passing step 1", |m| {
+            m.status
+                .as_ref()
+                .and_then(|s| s.canary.as_ref())
+                .is_some_and(|c| c.revision == 2 && c.step_index == 3)
+        })
+        .await;
+    let generation = m.metadata.generation;
+    eventually("the route at 50/50", TIMEOUT, || async {
+        weights(&routes(&s.client, &ns).get("r").await.unwrap()) == (50, 50)
+    })
+    .await;
+
+    // The canary regresses: weight 0, then its pods to 0; history says at
+    // which step; the spec is never written; no retry loop.
+    s.error_rates(&[("1.0", 0.01), ("2.0", 0.30)]);
+    let m = s
+        .wait("roll 2.0 back", |m| {
+            outcome(m, 2) == Some(Outcome::RolledBack)
+        })
+        .await;
+    let entry = m
+        .status
+        .as_ref()
+        .unwrap()
+        .history
+        .iter()
+        .find(|e| e.revision == 2)
+        .unwrap()
+        .clone();
+    assert_eq!(entry.reason, "AnalysisFailed");
+    assert!(
+        entry.message.contains("(canary at step 4/4"),
+        "{}",
+        entry.message
+    );
+    assert_eq!(m.metadata.generation, generation);
+    eventually("the route back on stable", TIMEOUT, || async {
+        weights(&routes(&s.client, &ns).get("r").await.unwrap()) == (100, 0)
+    })
+    .await;
+    wait_for(
+        &s.deployments,
+        "m-canary",
+        "the canary at 0",
+        TIMEOUT,
+        |d| d.spec.as_ref().and_then(|s| s.replicas) == Some(0),
+    )
+    .await;
+    let route = routes(&s.client, &ns).get("r").await.unwrap();
+    assert_eq!(without_weights(&route), users);
+    assert_operator_wrote_only_rules(&route);
+    let started = s
+        .events()
+        .await
+        .iter()
+        .filter(|(reason, _)| reason == "RolloutStarted")
+        .count();
+    assert_eq!(started, 1, "the failed canary is not started again");
+}
