@@ -67,22 +67,6 @@ pub fn spec(spec: &ModelDeploymentSpec) -> Result<Validated, String> {
 fn canary_steps(canary: Option<&CanarySpec>) -> Result<Vec<Step>, String> {
     let canary =
         canary.ok_or("spec.rollout.strategy is Canary but spec.rollout.canary is missing")?;
-    // Gateway API routing is not implemented yet (docs/canary.md says why:
-    // an HTTPRoute's rules are an atomic list, so no field manager can own
-    // only the weights). Refusing it here leaves everything running as it
-    // is, instead of silently splitting by replicas behind the user's route.
-    if canary
-        .traffic_routing
-        .as_ref()
-        .is_some_and(|t| t.gateway_api.is_some())
-    {
-        return Err(
-            "spec.rollout.canary.trafficRouting.gatewayAPI is not supported by this version \
-             of the operator yet; remove trafficRouting to split traffic by replicas behind \
-             the Service (docs/canary.md)"
-                .into(),
-        );
-    }
     if canary.steps.is_empty() {
         return Err("spec.rollout.canary.steps must not be empty".into());
     }
@@ -370,7 +354,7 @@ mod tests {
     }
 
     #[test]
-    fn canary_steps_are_parsed_once_and_gateway_routing_is_refused() {
+    fn canary_steps_are_parsed_once() {
         let canary = |canary: serde_json::Value| {
             spec(&spec_with(
                 json!({"rollout": {"strategy": "Canary", "canary": canary}}),
@@ -392,7 +376,7 @@ mod tests {
             "steps": [{"setWeight": 10}],
             "trafficRouting": {"gatewayAPI": {"httpRoute": "r"}},
         }));
-        assert!(routed.unwrap_err().contains("gatewayAPI is not supported"));
+        assert_eq!(routed.unwrap().canary, Some(vec![Step::SetWeight(10)]));
         assert_eq!(spec(&spec_with(json!({}))).unwrap().canary, None);
     }
 }

@@ -88,9 +88,11 @@ pub struct TrafficRouting {
 #[serde(rename_all = "camelCase")]
 pub struct GatewayApiRouting {
     /// Name of an HTTPRoute in the ModelDeployment's namespace with a rule
-    /// whose backendRefs are the Services `<name>-stable` and
-    /// `<name>-canary`. The operator writes only those two `weight` fields
-    /// (server-side apply); everything else stays the user's.
+    /// whose only backendRefs are the Services `<name>-stable` and
+    /// `<name>-canary` (the operator creates them). The operator sets only
+    /// those two `weight` fields, with a JSON patch; everything else stays
+    /// the user's. A missing or unsuitable route is reported as
+    /// InvalidSpec and nothing changes.
     #[schemars(length(min = 1, max = 253))]
     #[x_kube(validation = Rule::new("self.matches('^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$')").message("gatewayAPI.httpRoute must be the name of an HTTPRoute: lowercase letters, digits, '-' or '.'"))]
     pub http_route: String,

@@ -18,8 +18,10 @@ use super::error::Error;
 use super::events::{self, Announcement};
 use super::observe::Snapshot;
 use super::plan::Plan;
+use super::route::{self, Route};
 use super::status::Blocker;
 use crate::api::ModelDeployment;
+use crate::resources::route::{Weights, split_services};
 use crate::{reasons, resources};
 
 /// What acting did.
@@ -32,7 +34,12 @@ pub struct Acted {
     pub announcements: Vec<Announcement>,
 }
 
-pub async fn apply_children(seen: &Snapshot, plan: &Plan, ctx: &Context) -> Result<Acted, Error> {
+pub async fn apply_children(
+    seen: &Snapshot,
+    plan: &Plan,
+    route: Option<&Route>,
+    ctx: &Context,
+) -> Result<Acted, Error> {
     let md = seen.md.as_ref();
     let (namespace, name) = (seen.namespace.as_str(), seen.name.as_str());
     let stores = &ctx.stores;
@@ -55,6 +62,14 @@ pub async fn apply_children(seen: &Snapshot, plan: &Plan, ctx: &Context) -> Resu
         Err(e) => return blocked(e, seen.deployment.clone(), announcements),
     };
 
+    // A canary's share of a route goes down before its pods do, and up
+    // only once its Service exists.
+    let weights = route.zip(plan.canary.route);
+    let lowering = weights.filter(|(r, w)| lowers(r, *w));
+    if let Some((route, weights)) = lowering {
+        route::set_weights(ctx.client.clone(), namespace, route, weights).await?;
+    }
+
     match apply_canary(seen, plan, &api).await {
         Ok(Some(done)) => applied.push(record("Deployment", done)),
         Ok(None) => {}
@@ -67,6 +82,18 @@ pub async fn apply_children(seen: &Snapshot, plan: &Plan, ctx: &Context) -> Resu
     match ensure(&api, "Service", desired, cached_service).await {
         Ok(done) => applied.push(record("Service", done)),
         Err(e) => return blocked(e, deployment, announcements),
+    }
+    if route.is_some() {
+        for desired in split_services(md, plan.target.model_name()) {
+            let cached_service = cached(&stores.services, namespace, &desired.name_any());
+            match ensure(&api, "Service", desired, cached_service).await {
+                Ok(done) => applied.push(record("Service", done)),
+                Err(e) => return blocked(e, deployment, announcements),
+            }
+        }
+    }
+    if let Some((route, weights)) = weights.filter(|_| lowering.is_none()) {
+        route::set_weights(ctx.client.clone(), namespace, route, weights).await?;
     }
 
     let api = Api::<HorizontalPodAutoscaler>::namespaced(ctx.client.clone(), namespace);
@@ -93,6 +120,16 @@ pub async fn apply_children(seen: &Snapshot, plan: &Plan, ctx: &Context) -> Resu
         deployment,
         invalid: None,
         announcements,
+    })
+}
+
+/// `weights` gives the canary no more of the traffic than the route gives
+/// it now (or the route's weights are unknown, edited by hand).
+fn lowers(route: &Route, weights: Weights) -> bool {
+    route.split.weights().is_none_or(|(stable, canary)| {
+        let (to_stable, to_canary) = (i64::from(weights.0), i64::from(weights.1));
+        let (stable, canary) = (i64::from(stable), i64::from(canary));
+        to_canary * (stable + canary) <= canary * (to_stable + to_canary)
     })
 }
 

@@ -11,6 +11,7 @@ use crate::api::{CanaryStatus, ServedVersion};
 use crate::gates::{Failure, Gate, Health};
 use crate::reasons;
 use crate::resources;
+use crate::resources::route::Weights;
 use crate::rollout::canary::{self, Attempt, Inputs, Step};
 use crate::rollout::decide::Decision;
 use crate::rollout::{Progress, progress};
@@ -45,6 +46,11 @@ pub struct CanaryPlan {
     pub stable: Option<(i64, ServedVersion)>,
     /// When a pause with a duration ends.
     pub requeue: Option<Duration>,
+    /// The (stable, canary) weights of a Gateway API route, when the
+    /// ModelDeployment splits through one; `None`: leave them as they are
+    /// (a promoted canary keeps its share until the stable Deployment runs
+    /// its revision on every pod).
+    pub route: Option<Weights>,
 }
 
 impl CanaryPlan {
@@ -54,9 +60,13 @@ impl CanaryPlan {
             child: retire(seen, requested),
             stable: None,
             requeue: None,
+            route: Some(STABLE_ONLY),
         }
     }
 }
+
+/// All traffic on the stable Service.
+const STABLE_ONLY: Weights = (100, 0);
 
 /// A canary Deployment left over, scaled to 0 (as it runs: its template
 /// unchanged). One whose revision is no longer known is left alone.
@@ -153,8 +163,11 @@ pub fn children(
     let stable_replicas = stable_replicas(seen);
     match decision.stable {
         // A revision other than the Stable one runs: as the canary, next
-        // to the Stable revision.
-        Some(stable) if stable != target => {
+        // to the Stable revision. Unless the stable Deployment already runs
+        // it: then it was promoted, and this pass's ModelDeployment predates
+        // the status that says so (its watch lags the Deployment's). Acting
+        // as a canary again would take it back to step 1.
+        Some(stable) if stable != target && seen.stable_running != Some(target) => {
             let (Some(served), Some(stable_served)) = (
                 seen.served_of(target, requested),
                 seen.served_of(stable, requested),
@@ -164,7 +177,14 @@ pub fn children(
             let status = stepped.filter(|s| s.revision == target).unwrap_or_else(|| {
                 canary::status_at(steps, target, 0, seen.now.clone(), seen.now.clone())
             });
+            // A backend without a ready pod would fail its share of the
+            // requests: the canary gets its weight once it serves.
+            let weight = match serving(seen.canary_deployment.as_deref(), target) {
+                true => status.weight,
+                false => 0,
+            };
             CanaryPlan {
+                route: Some((100 - weight, weight)),
                 requeue: canary::pause_left(steps, &status, &seen.now),
                 child: CanaryChild::Run {
                     revision: target,
@@ -184,17 +204,18 @@ pub fn children(
                 .and_then(resources::revision_of);
             // A promoted canary keeps its pods until the stable Deployment
             // serves its revision on every pod, so capacity never dips.
-            let child = match left {
+            let (child, route) = match left {
                 Some(c) if c == target && !stable_runs(seen.deployment.as_deref(), target) => {
-                    CanaryChild::Keep
+                    (CanaryChild::Keep, None)
                 }
-                _ => retire(seen, requested),
+                _ => (retire(seen, requested), Some(STABLE_ONLY)),
             };
             CanaryPlan {
                 status: None,
                 child,
                 stable: None,
                 requeue: None,
+                route,
             }
         }
     }
@@ -218,6 +239,18 @@ fn stable_replicas(seen: &Snapshot) -> i32 {
             .unwrap_or(1),
         None => seen.md.spec.replicas,
     }
+}
+
+/// The canary Deployment runs `revision` and has an available pod (of this
+/// or an earlier step: a step's new pods are not waited for).
+fn serving(deployment: Option<&Deployment>, revision: i64) -> bool {
+    deployment.is_some_and(|d| {
+        resources::revision_of(d) == Some(revision)
+            && d.status
+                .as_ref()
+                .and_then(|s| s.available_replicas)
+                .is_some_and(|n| n > 0)
+    })
 }
 
 /// Available pods of the canary's current template: none until the

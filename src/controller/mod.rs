@@ -19,6 +19,7 @@ mod plan;
 mod reconcile;
 mod revisions;
 pub mod rounds;
+mod route;
 mod status;
 mod watch_backoff;
 

@@ -16,10 +16,12 @@ use super::observe::Snapshot;
 use super::persist::{self, Due};
 use super::plan::{self, Plan};
 use super::revisions::{ensure_revision, prune_revisions};
+use super::route;
 use super::status::Blocker;
 use crate::alerts::deliver::Target;
 use crate::api::{AlertChannel, ModelDeploymentStatus};
 use crate::metrics::{DeliveryLabels, RevisionLabels};
+use crate::resources::route::gateway_route;
 use crate::{reasons, validate};
 
 pub async fn reconcile(
@@ -36,6 +38,21 @@ pub async fn reconcile(
     let spec = match validate::spec(&seen.md.spec) {
         Ok(spec) => spec,
         Err(cause) => return report_invalid(&seen, &Blocker::invalid(cause), &ctx).await,
+    };
+    // The user's HTTPRoute, when a canary splits through one: missing or
+    // unsuitable, it is reported like a spec error and nothing changes. It
+    // is not watched, so look again for the user's fix.
+    let route = match gateway_route(&seen.md) {
+        Some(route) => {
+            match route::read(ctx.client.clone(), &seen.namespace, route, &seen.name).await? {
+                Ok(route) => Some(route),
+                Err(blocker) => {
+                    report_invalid(&seen, &blocker, &ctx).await?;
+                    return Ok(Action::requeue(ROUTE_RECHECK));
+                }
+            }
+        }
+        None => None,
     };
     // The spec's revision. Its snapshot is created before anything refers
     // to its number, so a rollback can always find what ran. A snapshot
@@ -61,7 +78,7 @@ pub async fn reconcile(
         false => None,
     };
     // Act: the children run the planned revision.
-    let acted = act::apply_children(&seen, &plan, &ctx).await?;
+    let acted = act::apply_children(&seen, &plan, route.as_ref(), &ctx).await?;
     // Report: status (once per pass), events, alerts, metrics.
     report(&seen, plan, acted, persisted, &ctx).await
 }
@@ -208,6 +225,7 @@ fn wait_for_user(blocker: &Blocker) -> Action {
 }
 
 const NAME_CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
+const ROUTE_RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Counts revisions whose rollout ended, for `/metrics`, once their
 /// outcome is written.

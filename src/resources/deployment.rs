@@ -39,11 +39,29 @@ pub fn deployment(md: &ModelDeployment, served: &ServedVersion, revision: i64) -
             }),
             progress_deadline_seconds: Some(spec.rollout.progress_deadline_seconds),
             revision_history_limit: Some(spec.revision_history_limit),
-            template: pod_template(&md.name_any(), md.metadata.uid.as_deref(), served, revision),
+            template: stable_track(
+                md,
+                pod_template(&md.name_any(), md.metadata.uid.as_deref(), served, revision),
+            ),
             ..DeploymentSpec::default()
         }),
         status: None,
     }
+}
+
+/// With a Gateway API route, the stable pods carry `mlops.dev/track:
+/// stable` for the `<name>-stable` Service (a Service cannot select "not
+/// canary"). Only then: the label is in the pod template, and adding it to
+/// every model would restart every model's pods.
+fn stable_track(md: &ModelDeployment, mut template: PodTemplateSpec) -> PodTemplateSpec {
+    if super::route::gateway_route(md).is_some()
+        && let Some(meta) = template.metadata.as_mut()
+    {
+        meta.labels
+            .get_or_insert_with(Default::default)
+            .insert(labels::TRACK.to_string(), labels::TRACK_STABLE.to_string());
+    }
+    template
 }
 
 /// Name of the canary Deployment of ModelDeployment `name`.

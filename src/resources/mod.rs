@@ -4,6 +4,7 @@
 mod deployment;
 mod hpa;
 pub mod labels;
+pub mod route;
 mod service;
 
 pub use deployment::{

@@ -103,4 +103,12 @@ src/controller before adding anything: only what the code uses. */}}
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+{{- if .Values.gatewayAPI.enabled }}
+# A canary's Gateway API HTTPRoute, named by the ModelDeployment in its own
+# namespace: read once per pass (not watched), and its two backend weights
+# set with a JSON patch (docs/canary.md). Never created or deleted.
+- apiGroups: ["gateway.networking.k8s.io"]
+  resources: ["httproutes"]
+  verbs: ["get", "patch"]
+{{- end }}
 {{- end -}}

@@ -332,6 +332,11 @@ mod canary {
         assert_eq!(canary_replicas(&plan), Some((2, 1)), "25% of 4 pods");
         let status = plan.revisions.canary.as_ref().unwrap();
         assert_eq!((status.step_index, status.weight), (0, 25));
+        assert_eq!(
+            plan.canary.route,
+            Some((100, 0)),
+            "a route gives the canary its share once it has a pod available"
+        );
         assert!(
             plan.persist_first,
             "the start is written before the canary runs"
@@ -350,6 +355,7 @@ mod canary {
         let status = stepped.revisions.canary.as_ref().unwrap();
         assert_eq!((status.step_index, status.waiting_for_promotion), (1, true));
         assert!(!stepped.persist_first, "a step is written after acting");
+        assert_eq!(stepped.canary.route, Some((75, 25)));
 
         // A failing check at any step rolls back: canary to 0 pods.
         let plan_failed = {
@@ -375,6 +381,7 @@ mod canary {
             entry.message
         );
         assert_eq!(canary_replicas(&plan_failed), Some((2, 0)));
+        assert_eq!(plan_failed.canary.route, Some((100, 0)));
         assert!(plan_failed.canary.stable.is_none());
         assert!(plan_failed.revisions.canary.is_none());
         assert!(plan_failed.persist_first);
@@ -421,6 +428,33 @@ mod canary {
             CanaryChild::Keep,
             "the canary keeps its pods until the stable Deployment serves 2"
         );
+        assert_eq!(plan.canary.route, None, "and its share of a route");
+    }
+
+    #[test]
+    fn a_pass_on_a_stale_status_does_not_restart_a_promoted_canary() {
+        // The stable Deployment already runs 2 (promoted), but this pass's
+        // ModelDeployment still says Stable 1 and has no canary step.
+        let history = vec![entry(1, Outcome::Stable), entry(2, Outcome::Progressing)];
+        let mut seen = seen(history, Some((2, 4)));
+        let md = seen.md.clone();
+        let promoted = revision(2, "2.0").served;
+        let mut rolling = (*settled(resources::deployment(&md, &promoted, 2), 4)).clone();
+        if let Some(status) = rolling.status.as_mut() {
+            status.updated_replicas = Some(1);
+        }
+        seen.deployment = Some(Arc::new(rolling));
+        seen.stable_running = Some(2);
+        seen.current = Some(2);
+        seen.canary_is_current = false;
+        seen.health = Health::Rolling;
+        let plan = plan(&seen, 2, &passed(), Some(&STEPS)).unwrap();
+        assert_eq!(plan.canary.child, CanaryChild::Keep, "not back to 25%");
+        assert_eq!(plan.canary.route, None);
+        assert!(
+            plan.canary.stable.is_none(),
+            "the stable Deployment keeps 2"
+        );
     }
 
     #[test]
@@ -436,6 +470,7 @@ mod canary {
         seen.current = Some(2);
         let plan = plan(&seen, 2, &passed(), Some(&STEPS)).unwrap();
         assert_eq!(canary_replicas(&plan), Some((2, 0)));
+        assert_eq!(plan.canary.route, Some((100, 0)));
         assert!(plan.revisions.canary.is_none());
     }
 
