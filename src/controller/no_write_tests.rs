@@ -176,6 +176,7 @@ fn mock_context(stores: Stores) -> (Arc<Context>, MockHandle) {
             metrics: Arc::default(),
             outbound,
             status_writes: Default::default(),
+            wake: super::rounds::Wake::channel().0,
         }),
         handle,
     )

@@ -18,8 +18,10 @@ use super::plan::{self, Plan};
 use super::revisions::{ensure_revision, prune_revisions};
 use super::status::Blocker;
 use crate::alerts::deliver::Target;
+use crate::analysis::schedule::Analysed;
 use crate::api::ModelDeploymentStatus;
 use crate::metrics::RevisionLabels;
+use crate::rollout::canary::Step;
 use crate::{reasons, validate};
 
 pub async fn reconcile(
@@ -51,19 +53,38 @@ pub async fn reconcile(
         }
         Err(e) => return Err(e),
     };
-    // Measure: a round of metric checks, when one is due.
-    let analysed = measure(&seen, spec.analysis.as_ref(), requested, &ctx).await;
+    // Measure: the finished round of metric checks, if any; a due round is
+    // started off this path, never waited for (one team's hanging
+    // Prometheus must not hold the workers everyone's reconciles need).
+    let (analysed, judged) = measure(&seen, spec.analysis.as_ref(), requested, &ctx);
+    let result = decide_and_act(&seen, requested, &analysed, spec.canary.as_deref(), &ctx).await;
+    // A round judged by a pass that failed (a refused status write) is
+    // judged again by the retry, not run again.
+    if result.is_err() {
+        ctx.outbound.give_back(&seen, judged);
+    }
+    result
+}
+
+/// Plan, persist, act and report: the rest of the pass, once measured.
+async fn decide_and_act(
+    seen: &Snapshot,
+    requested: i64,
+    analysed: &Analysed,
+    steps: Option<&[Step]>,
+    ctx: &Context,
+) -> Result<Action, Error> {
     // Plan: every decision of this pass, purely.
-    let mut plan = plan::plan(&seen, requested, &analysed, spec.canary.as_deref())?;
+    let mut plan = plan::plan(seen, requested, analysed, steps)?;
     // Persist first only what a crash before acting could otherwise undo.
     let persisted = match plan.persist_first {
-        true => Some(persist_decision(&seen, &mut plan, &ctx).await?),
+        true => Some(persist_decision(seen, &mut plan, ctx).await?),
         false => None,
     };
     // Act: the children run the planned revision.
-    let acted = act::apply_children(&seen, &plan, &ctx).await?;
+    let acted = act::apply_children(seen, &plan, ctx).await?;
     // Report: status (once per pass), events, alerts, metrics.
-    report(&seen, plan, acted, persisted, &ctx).await
+    report(seen, plan, acted, persisted, ctx).await
 }
 
 /// Writes the decision before it is acted on, and announces it. Returns the
