@@ -33,6 +33,11 @@ pub async fn reconcile(
     ctx.stores.wait_until_ready().await;
     // Observe: one snapshot of the caches and one `now` for the whole pass.
     let seen = Snapshot::observe(md, &ctx)?;
+    // Our last status write has not reached the cache yet: nothing is
+    // decided from what it replaced. Its watch event brings us back.
+    if ctx.status_writes.outdated(&seen) {
+        return Ok(Action::requeue(persist::PROGRESS_WINDOW));
+    }
     // Validate into typed values. What cannot run is reported and waits for
     // the user's edit; nothing that runs is touched.
     let spec = match validate::spec(&seen.md.spec) {
