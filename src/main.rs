@@ -56,8 +56,9 @@ enum Command {
         /// default they go over https only).
         #[arg(long, env = "ALLOW_INSECURE_TOKENS")]
         allow_insecure_tokens: bool,
-        /// Metric rounds (Prometheus queries) that may run at once; each
-        /// holds a reconcile worker until its answers or timeouts are in.
+        /// Metric rounds (Prometheus queries) that may run at once. They run
+        /// off the reconcile workers, each until its answers or timeouts
+        /// are in.
         #[arg(long, env = "ANALYSIS_POOL", default_value_t = 8)]
         analysis_pool: usize,
         /// Of those, at most this many for one namespace, so one team's

@@ -724,25 +724,48 @@ async fn deleted_model_deployments_leave_no_metric_series() {
     task.abort();
 }
 
+fn ready(md: &ModelDeployment) -> bool {
+    condition(md, "Ready").is_some_and(|(status, ..)| status == "True")
+}
+
+/// Promoted on metric checks that passed: the analysis ran to its end.
+fn promoted_on_passing_checks(md: &ModelDeployment) -> bool {
+    let Some(status) = md.status.as_ref() else {
+        return false;
+    };
+    ready(md)
+        && status.stable_revision == Some(1)
+        && status.history.iter().any(|e| {
+            e.revision == 1
+                && !e.analysis.is_empty()
+                && e.analysis
+                    .iter()
+                    .all(|c| c.verdict == model_operator::api::Verdict::Pass)
+        })
+}
+
 #[tokio::test]
 async fn hanging_prometheus_rounds_leave_workers_for_the_others() {
     use support::fakes::{Misbehaving, Misbehaviour};
     let client = client().await;
     ensure_crd(&client).await;
+    // The team whose Prometheus never answers, and another team.
     let ns = TestNamespace::new(&client, "tenancy-fair").await;
+    let other = TestNamespace::new(&client, "tenancy-fair-other").await;
     let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
-    // Few workers, so that hanging rounds could take them all.
-    let _operator = Operator::start_with(
+    let theirs = Api::<ModelDeployment>::namespaced(client.clone(), &other.name);
+    // As many workers per watched namespace as the hanging team may run
+    // rounds: rounds awaited on a worker would hold every worker of its
+    // namespace. One slot of the pool is left for the other team.
+    let operator = Operator::start_with(
         &ns.name,
         &[
-            "--metrics-addr",
-            "127.0.0.1:0",
-            "--health-addr",
-            "127.0.0.1:0",
+            "--namespace",
+            &other.name,
             "--concurrency",
-            "4",
-            "--analysis-pool",
             "2",
+            "--analysis-pool",
+            "3",
             "--analysis-per-namespace",
             "2",
         ],
@@ -763,30 +786,74 @@ async fn hanging_prometheus_rounds_leave_workers_for_the_others() {
             .await
             .expect("create");
     }
-    // Rounds hang (each would hold a worker for 60 s).
-    let start = std::time::Instant::now();
-    while silent.hits() < 2 {
-        assert!(start.elapsed() < TIMEOUT, "the rounds started");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    // Another team's ModelDeployment comes up in its usual time.
+    // The namespace's share of rounds hangs on the endpoint, for 60 s each.
+    eventually("two rounds hang on the endpoint", TIMEOUT, || async {
+        silent.hits() >= 2
+    })
+    .await;
+
+    // The other team's ModelDeployment, with metric gates on a Prometheus
+    // that answers, is analysed and promoted meanwhile.
+    let (port, _seen, prometheus) = support::fakes::fake_prometheus("0.01").await;
+    let gated = support::gates::analysis(
+        json!({"prometheus": {"address": format!("http://127.0.0.1:{port}"), "timeoutSeconds": 2}}),
+        0.05,
+        None,
+    );
+    theirs
+        .create(
+            &PostParams::default(),
+            &model(
+                "healthy",
+                json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1,
+                    "rollout": {"analysis": gated}}),
+            ),
+        )
+        .await
+        .expect("create");
+    // And one without gates in the hanging team's own namespace, whose
+    // share of rounds is used up: it needs nothing but a worker.
     mds.create(
         &PostParams::default(),
         &model(
-            "healthy",
+            "plain",
             json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1}),
         ),
     )
     .await
     .expect("create");
     wait_for(
-        &mds,
+        &theirs,
         "healthy",
-        "be Healthy while 24 others hang",
-        Duration::from_secs(30),
-        healthy,
+        "be Ready on passing checks while 24 others hang",
+        TIMEOUT,
+        promoted_on_passing_checks,
     )
     .await;
-    // At most the pool's two rounds were ever waiting on the endpoint.
-    assert!(silent.hits() <= 2, "{} rounds hung at once", silent.hits());
+    wait_for(
+        &mds,
+        "plain",
+        "be Ready beside 24 hanging rounds",
+        TIMEOUT,
+        ready,
+    )
+    .await;
+    // No round of the hanging team has ended yet: its two rounds still
+    // wait on the endpoint, and every reconcile above ran meanwhile. (Were
+    // rounds awaited on the workers, both of this namespace's workers would
+    // be held until a round timed out and was judged Inconclusive; only
+    // then could `plain` be reconciled at all.)
+    let checks =
+        |verdict: &str| format!("model_operator_analysis_checks_total{{verdict=\"{verdict}\"}}");
+    let passed = operator.metric(&checks("Pass")).await.expect("/metrics");
+    assert!(passed > 0.0, "the other team's checks are counted");
+    let ended = operator
+        .metric(&checks("Inconclusive"))
+        .await
+        .expect("/metrics");
+    assert_eq!(ended, 0.0, "a hanging round had to end first");
+    // At most the namespace's share of rounds was ever waiting on the
+    // endpoint.
+    assert_eq!(silent.hits(), 2, "rounds hung at once");
+    prometheus.abort();
 }

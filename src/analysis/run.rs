@@ -40,6 +40,11 @@ pub struct Step<'a> {
     pub now: &'a Time,
     /// This round's checks, in spec order; `None` when none was due.
     pub checks: Option<Vec<Check>>,
+    /// When the round was made, if before `now`: a round runs off the
+    /// reconcile that started it and is judged by a later one, and its
+    /// checks count as of when it ran (a round started before every pod was
+    /// updated is no fresh check of the finished rollout).
+    pub measured_at: Option<&'a Time>,
 }
 
 /// Whether the stored analysis is this revision's current one; otherwise a
@@ -122,7 +127,8 @@ pub fn advance(step: Step<'_>) -> (AnalysisStatus, Gate) {
             .bake_started_at
             .as_ref()
             .is_some_and(|b| elapsed(b, step.now) >= step.bake_time);
-        status.metrics = record(&status.metrics, checks, step.mode, spec, step.now, baked);
+        let at = step.measured_at.unwrap_or(step.now);
+        status.metrics = record(&status.metrics, checks, step.mode, spec, at, baked);
     }
     match step.mode {
         Mode::Rollout { .. } => judge_rollout(status, spec, step.bake_time, step.now),

@@ -40,7 +40,10 @@ pub struct Schedule {
     pub mode: Mode,
     /// The stored analysis is this revision's current one.
     pub continuing: bool,
-    /// A round of queries is due now.
+    /// Nothing holds the analysis (a pause, a stop for a person, failing
+    /// pods): a round that finished may be judged now.
+    pub open: bool,
+    /// A round of queries is due now: open, and its time has come.
     pub due: bool,
 }
 
@@ -58,9 +61,8 @@ pub fn schedule(d: &Due<'_>) -> Option<Schedule> {
     let halted = continuing
         && d.stored
             .is_some_and(|a| a.phase == AnalysisPhase::Inconclusive);
-    let due = !d.paused
-        && !halted
-        && !matches!(d.health, Health::Failed(_))
+    let open = !d.paused && !halted && !matches!(d.health, Health::Failed(_));
+    let due = open
         && match mode {
             Mode::Rollout { .. } => {
                 run::next_round_in(d.stored.filter(|_| continuing), d.interval, d.now).is_zero()
@@ -70,6 +72,7 @@ pub fn schedule(d: &Due<'_>) -> Option<Schedule> {
     Some(Schedule {
         mode,
         continuing,
+        open,
         due,
     })
 }
@@ -197,32 +200,33 @@ mod tests {
         let old = analysis(2, AnalysisPhase::Running, 900);
         let halted = analysis(2, AnalysisPhase::Inconclusive, 900);
         let rollout = Mode::Rollout { complete: false };
-        type Row<'a> = (&'a str, Due<'a>, Option<(Mode, bool)>);
+        // (what, input, (mode, open, due))
+        type Row<'a> = (&'a str, Due<'a>, Option<(Mode, bool, bool)>);
         let cases: Vec<Row<'_>> = vec![
             (
                 "first round of a new rollout",
                 due(Outcome::Progressing, &rolling, None),
-                Some((rollout, true)),
+                Some((rollout, true, true)),
             ),
             (
                 "checked 10 s ago, interval 30 s",
                 due(Outcome::Progressing, &rolling, Some(&recent)),
-                Some((rollout, false)),
+                Some((rollout, true, false)),
             ),
             (
                 "checked 100 s ago",
                 due(Outcome::Progressing, &rolling, Some(&old)),
-                Some((rollout, true)),
+                Some((rollout, true, true)),
             ),
             (
                 "stopped as inconclusive: waits for a person",
                 due(Outcome::Progressing, &rolling, Some(&halted)),
-                Some((rollout, false)),
+                Some((rollout, false, false)),
             ),
             (
                 "failing pods: no query, the pods decide",
                 due(Outcome::Progressing, &failed, None),
-                Some((rollout, false)),
+                Some((rollout, false, false)),
             ),
             (
                 "paused",
@@ -230,12 +234,12 @@ mod tests {
                     paused: true,
                     ..due(Outcome::Progressing, &rolling, None)
                 },
-                Some((rollout, false)),
+                Some((rollout, false, false)),
             ),
             (
                 "stable, never guarded since start",
                 due(Outcome::Stable, &rolling, None),
-                Some((Mode::Guard, true)),
+                Some((Mode::Guard, true, true)),
             ),
             (
                 "stable, guarded 5 s ago",
@@ -243,7 +247,7 @@ mod tests {
                     since_guard_round: Some(Duration::from_secs(5)),
                     ..due(Outcome::Stable, &rolling, None)
                 },
-                Some((Mode::Guard, false)),
+                Some((Mode::Guard, true, false)),
             ),
             (
                 "stable without post-promotion checks",
@@ -260,7 +264,7 @@ mod tests {
             ),
         ];
         for (what, input, expected) in cases {
-            let got = schedule(&input).map(|s| (s.mode, s.due));
+            let got = schedule(&input).map(|s| (s.mode, s.open, s.due));
             assert_eq!(got, expected, "{what}");
         }
     }

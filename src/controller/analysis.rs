@@ -1,18 +1,20 @@
-//! The measure step of the pipeline: runs a round of Prometheus queries when
-//! `crate::analysis::schedule` says one is due. Scheduling, verdicts and the
-//! analysis' progress are pure, in `crate::analysis`.
+//! The measure step of the pipeline: starts a round of Prometheus queries
+//! when `crate::analysis::schedule` says one is due, off the reconcile path
+//! (`super::rounds`), and judges it in the pass it wakes. Scheduling,
+//! verdicts and the analysis' progress are pure, in `crate::analysis`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
+use kube::runtime::reflector::ObjectRef;
 
 use super::compare;
 use super::context::Context;
 use super::observe::Snapshot;
-use super::rounds::{BUSY_RETRY, Limits, Rounds};
-use super::status::Revisions;
+use super::rounds::{BUSY_RETRY, Finished, Limits, Measuring, Rounds, Start};
 use crate::alerts::Deliverer;
 use crate::analysis::prometheus::Prometheus;
 use crate::analysis::run::{self, Check, Mode, Step};
@@ -34,7 +36,7 @@ const TOKEN_TTL: Duration = Duration::from_secs(300);
 pub struct Outbound {
     pub prometheus: Prometheus,
     pub deliverer: Arc<Deliverer>,
-    /// Slots for metric rounds (a bounded share of the workers).
+    /// Metric rounds in flight, their slots and their results.
     rounds: Rounds,
     client: Client,
     /// When each guarded revision was last checked. Post-promotion rounds
@@ -89,9 +91,11 @@ impl Outbound {
     }
 
     /// Drops what is kept in memory for a deleted ModelDeployment: its
-    /// guard rounds and alert delivery state. (Tokens are kept per Secret,
-    /// not per object, and expire after `TOKEN_TTL`.)
+    /// round in flight (cancelled) or its result, guard rounds and alert
+    /// delivery state. (Tokens are kept per Secret, not per object, and
+    /// expire after `TOKEN_TTL`.)
     pub fn forget(&self, namespace: &str, name: &str) {
+        self.rounds.forget(&format!("{namespace}/{name}"));
         let prefix = format!("{namespace}/{name}/");
         self.guard_rounds
             .lock()
@@ -102,6 +106,14 @@ impl Outbound {
             .unwrap_or_else(|e| e.into_inner())
             .retain(|_, (at, _)| at.elapsed() < TOKEN_TTL);
         self.deliverer.forget(&prefix);
+    }
+
+    /// A round judged by a pass that failed: its retry judges it again.
+    pub(super) fn give_back(&self, seen: &Snapshot, judged: Option<Finished>) {
+        if let Some(finished) = judged {
+            let object = format!("{}/{}", seen.namespace, seen.name);
+            self.rounds.give_back(&object, finished);
+        }
     }
 
     fn since_guard_round(&self, key: &str) -> Option<Duration> {
@@ -122,36 +134,31 @@ pub(super) struct Running<'a> {
     pub version: &'a str,
 }
 
-pub(super) struct Subject<'a> {
-    pub namespace: &'a str,
-    pub name: &'a str,
-    pub previous: &'a Revisions,
-    /// Model version of a revision, for the baseline query.
-    pub version_of: &'a (dyn Fn(i64) -> Option<String> + Sync),
-    /// The running revision is a canary: the stable revision serves at the
-    /// same time, so a relative bound compares with its value in the same
-    /// round only, never with a baseline remembered from an earlier one.
-    pub side_by_side: bool,
-}
-
-/// The measure step: a round of metric checks of the running revision when
-/// one is due (`schedule`), and what it concludes (`conclude`). Only the
-/// queries are I/O.
-pub(super) async fn measure(
+/// The measure step: judges the running revision's finished round, or
+/// starts a round when one is due (`schedule`), and says what that
+/// concludes (`conclude`). Never waits for Prometheus: a round runs as a
+/// task of its own (`rounds`), and its result is judged by the reconcile it
+/// wakes. Also returns the round judged, for `Outbound::give_back` should
+/// the pass fail.
+pub(super) fn measure(
     seen: &Snapshot,
     timing: Option<&Timing>,
     requested: i64,
     ctx: &Context,
-) -> Analysed {
+) -> (Analysed, Option<Finished>) {
+    let object = format!("{}/{}", seen.namespace, seen.name);
+    // Taken by every pass: judged now, or discarded.
+    let finished = ctx.outbound.rounds.take_finished(&object);
     let previous = &seen.previous;
     let (Some(spec), Some(timing)) = (seen.md.spec.rollout.analysis.as_ref(), timing) else {
-        return Analysed {
+        let analysed = Analysed {
             status: None,
             ..Analysed::unchanged(None)
         };
+        return (analysed, None);
     };
     let Some(running) = running(seen, requested) else {
-        return Analysed::unchanged(previous.analysis.as_ref());
+        return (Analysed::unchanged(previous.analysis.as_ref()), None);
     };
     let guard_key = format!("{}/{}/{}", seen.namespace, seen.name, running.revision);
     let stored = previous.analysis.as_ref();
@@ -173,26 +180,41 @@ pub(super) async fn measure(
         now: &seen.now,
     };
     let Some(plan) = schedule(&due) else {
-        return Analysed::unchanged(stored);
+        return (Analysed::unchanged(stored), None);
     };
-    // A due round runs only with a free slot; without one, this pass
-    // judges nothing new (as if the round were not due yet) and comes back.
-    let slot = match plan.due {
-        true => ctx.outbound.rounds.try_start(&seen.namespace),
-        false => None,
+    let measuring = Measuring {
+        uid: seen.md.metadata.uid.clone(),
+        generation: seen.md.metadata.generation,
+        revision: running.revision,
+        guard: plan.mode == Mode::Guard,
+        retry_token: seen.retry_token.clone(),
     };
-    let busy = plan.due && slot.is_none();
-    let checks = match slot {
-        Some(slot) => {
-            if plan.mode == Mode::Guard {
-                ctx.outbound.guard_round_started(guard_key);
-            }
-            let checks = query_round(seen, spec, timing, &running, &plan, requested, ctx).await;
-            drop(slot);
-            Some(checks)
+    // A round of what is analysed now, nothing holds the analysis, and
+    // status does not show it yet (a pass that judged it wrote status,
+    // then failed).
+    let finished = finished.filter(|f| {
+        plan.open && f.measuring == measuring && !shown(stored, f.measuring.revision, &f.at)
+    });
+    // Without a result, a due round is started (or is running already);
+    // this pass then judges nothing new, as between two rounds.
+    let mut wait = None;
+    match &finished {
+        Some(f) if !f.recorded => record_metrics(&ctx.metrics, seen, spec, &f.checks),
+        Some(_) => {}
+        None if plan.due => {
+            let query = || Query::new(seen, spec, timing, &running, &plan, requested);
+            wait = Some(match start(seen, &object, &measuring, query, ctx) {
+                true => in_flight_recheck(spec),
+                false => BUSY_RETRY,
+            });
         }
-        None => None,
-    };
+        None => {}
+    }
+    let judged = finished.clone().map(|f| Finished {
+        recorded: true,
+        ..f
+    });
+    let (checks, measured_at) = finished.map(|f| (f.checks, f.at)).unzip();
     let (status, gate) = run::advance(Step {
         spec,
         bake_time: timing.bake_time,
@@ -202,6 +224,7 @@ pub(super) async fn measure(
         retry_token: seen.retry_token.as_deref(),
         now: &seen.now,
         checks,
+        measured_at: measured_at.as_ref(),
     });
     let mut analysed = conclude(
         plan.mode,
@@ -212,44 +235,60 @@ pub(super) async fn measure(
         &previous.history,
         &seen.now,
     );
-    if busy {
-        analysed.next_round = Some(BUSY_RETRY);
+    if wait.is_some() {
+        analysed.next_round = wait;
     }
-    analysed
+    (analysed, judged)
 }
 
-/// One round of queries over the analysis window, recorded on `/metrics`.
-async fn query_round(
+/// Whether the stored analysis of `revision` holds a check made at `at`:
+/// the round started then was judged and written.
+fn shown(stored: Option<&AnalysisStatus>, revision: i64, at: &Time) -> bool {
+    stored
+        .filter(|a| a.revision == revision)
+        .is_some_and(|a| a.metrics.iter().any(|m| m.checked_at.as_ref() == Some(at)))
+}
+
+/// When a reconcile whose round is in flight looks again if the round's
+/// wake-up never came: by then its queries have timed out.
+fn in_flight_recheck(spec: &AnalysisSpec) -> Duration {
+    Duration::from_secs(u64::try_from(spec.prometheus.timeout_seconds).unwrap_or(60)) + BUSY_RETRY
+}
+
+/// Starts `query` as a task of its own when a slot is free and the same
+/// round is not in flight already. The task keeps its result in `rounds`
+/// and wakes the ModelDeployment's reconcile. `false`: no free slot.
+fn start(
     seen: &Snapshot,
-    spec: &AnalysisSpec,
-    timing: &Timing,
-    running: &Running<'_>,
-    plan: &Schedule,
-    requested: i64,
+    object: &str,
+    measuring: &Measuring,
+    query: impl FnOnce() -> Query,
     ctx: &Context,
-) -> Vec<Check> {
-    let stored = seen.previous.analysis.as_ref().filter(|_| plan.continuing);
-    let version_of = |r: i64| {
-        seen.served_of(r, requested)
-            .map(|s| s.model.version.clone())
+) -> bool {
+    let ticket = match ctx
+        .outbound
+        .rounds
+        .start(object, &seen.namespace, measuring)
+    {
+        Start::Run(ticket) => ticket,
+        Start::InFlight => return true,
+        Start::Busy => return false,
     };
-    let subject = Subject {
-        namespace: &seen.namespace,
-        name: &seen.name,
-        previous: &seen.previous,
-        version_of: &version_of,
-        side_by_side: seen.canary_is_current,
-    };
-    // Both revisions are measured over the same window: by default since
-    // this analysis started (the revision started serving), 1m to 1h.
-    let window = window::promql(window::window(
-        timing.window,
-        stored.and_then(|s| s.started_at.as_ref()),
-        &seen.now,
-    ));
-    let checks = round(spec, &subject, running, plan.mode, stored, ctx, &window).await;
-    record_metrics(&ctx.metrics, &subject, spec, &checks);
-    checks
+    let (id, query) = (ticket.id(), query());
+    if measuring.guard {
+        let key = format!("{object}/{}", measuring.revision);
+        ctx.outbound.guard_round_started(key);
+    }
+    let (outbound, wake) = (ctx.outbound.clone(), ctx.wake.clone());
+    let (md, at) = (ObjectRef::from_obj(seen.md.as_ref()), seen.now.clone());
+    let task = tokio::spawn(async move {
+        let checks = query.run(&outbound).await;
+        if outbound.rounds.finish(ticket, at, checks) {
+            wake.wake(md);
+        }
+    });
+    ctx.outbound.rounds.spawned(object, id, task.abort_handle());
+    true
 }
 
 /// The revision the Deployment runs, with its model and version.
@@ -263,83 +302,133 @@ fn running(seen: &Snapshot, requested: i64) -> Option<Running<'_>> {
     })
 }
 
-/// Queries every metric (and its baseline) at once.
-async fn round(
-    spec: &AnalysisSpec,
-    subject: &Subject<'_>,
-    running: &Running<'_>,
-    mode: Mode,
-    stored: Option<&AnalysisStatus>,
-    ctx: &Context,
-    window: &str,
-) -> Vec<Check> {
-    let timeout = Duration::from_secs(u64::try_from(spec.prometheus.timeout_seconds).unwrap_or(5));
-    let token = match &spec.prometheus.bearer_token_secret_ref {
-        Some(secret) => ctx
-            .outbound
-            .bearer_token(subject.namespace, secret)
-            .await
-            .map(Some),
-        None => Ok(None),
-    };
-    let vars = Vars {
-        namespace: subject.namespace,
-        name: subject.name,
-        model: running.model,
-        version: running.version,
-        revision: running.revision,
-        window,
-    };
-    // Relative bounds compare with the Stable revision while a new one rolls
-    // out; after promotion there is nothing serving to compare with.
-    let baseline_revision = match mode {
-        Mode::Rollout { .. } => subject.previous.stable.filter(|s| *s != running.revision),
-        Mode::Guard => None,
-    };
-    let baseline_version = baseline_revision.and_then(|r| (subject.version_of)(r));
-    let stable_vars = match (baseline_revision, &baseline_version) {
-        (Some(revision), Some(version)) => Some(Vars {
-            version,
-            revision,
-            ..vars.clone()
-        }),
-        _ => None,
-    };
-    let asker = compare::Asker {
-        prometheus: &ctx.outbound.prometheus,
-        address: spec.prometheus.address.as_str(),
-        timeout,
-        token,
-    };
-    let comparisons = compare::round(spec, &asker, &vars, stable_vars.as_ref());
-    let checks = spec
-        .metrics
-        .iter()
-        .filter(|g| g.comparison.is_none())
-        .map(|gate| {
-            let last_baseline = stored
-                .filter(|_| !subject.side_by_side)
-                .and_then(|s| s.metrics.iter().find(|m| m.name == gate.name))
-                .and_then(|m| m.baseline);
-            plain_check(
-                gate,
-                spec,
-                &asker,
-                &vars,
-                stable_vars.as_ref(),
-                last_baseline,
-            )
+/// One round's queries, with everything they need owned: they run in a
+/// task of their own, after the reconcile that started them has returned.
+struct Query {
+    spec: AnalysisSpec,
+    namespace: String,
+    name: String,
+    model: String,
+    version: String,
+    revision: i64,
+    /// The analysis window, as PromQL.
+    window: String,
+    /// The Stable revision and its model version, when relative bounds
+    /// compare with it (rollouts only).
+    baseline: Option<(i64, String)>,
+    /// Each plain gate's baseline as the previous check of this analysis
+    /// saw it: the Stable revision's series often disappears once its pods
+    /// are replaced.
+    last_baselines: HashMap<String, f64>,
+}
+
+impl Query {
+    fn new(
+        seen: &Snapshot,
+        spec: &AnalysisSpec,
+        timing: &Timing,
+        running: &Running<'_>,
+        plan: &Schedule,
+        requested: i64,
+    ) -> Self {
+        let stored = seen.previous.analysis.as_ref().filter(|_| plan.continuing);
+        // Both revisions are measured over the same window: by default since
+        // this analysis started (the revision started serving), 1m to 1h.
+        let window = window::promql(window::window(
+            timing.window,
+            stored.and_then(|s| s.started_at.as_ref()),
+            &seen.now,
+        ));
+        // Relative bounds compare with the Stable revision while a new one
+        // rolls out; after promotion there is nothing serving to compare
+        // with.
+        let baseline = match plan.mode {
+            Mode::Rollout { .. } => seen.previous.stable.filter(|s| *s != running.revision),
+            Mode::Guard => None,
+        }
+        .and_then(|r| {
+            let version = seen.served_of(r, requested)?.model.version.clone();
+            Some((r, version))
         });
-    let (plain, compared) = futures::join!(futures::future::join_all(checks), comparisons);
-    // Spec order, as status lists them.
-    let (mut plain, mut compared) = (plain.into_iter(), compared.into_iter());
-    spec.metrics
-        .iter()
-        .filter_map(|gate| match gate.comparison {
-            Some(_) => compared.next(),
-            None => plain.next(),
-        })
-        .collect()
+        // A canary runs side by side with the Stable revision: a relative
+        // bound compares with its value in the same round only, never with
+        // a baseline remembered from an earlier one.
+        let last_baselines = stored
+            .filter(|_| !seen.canary_is_current)
+            .into_iter()
+            .flat_map(|s| &s.metrics)
+            .filter_map(|m| Some((m.name.clone(), m.baseline?)))
+            .collect();
+        Self {
+            spec: spec.clone(),
+            namespace: seen.namespace.clone(),
+            name: seen.name.clone(),
+            model: running.model.to_string(),
+            version: running.version.to_string(),
+            revision: running.revision,
+            window,
+            baseline,
+            last_baselines,
+        }
+    }
+
+    /// Queries every metric (and its baseline) at once.
+    async fn run(&self, outbound: &Outbound) -> Vec<Check> {
+        let spec = &self.spec;
+        let timeout =
+            Duration::from_secs(u64::try_from(spec.prometheus.timeout_seconds).unwrap_or(5));
+        let token = match &spec.prometheus.bearer_token_secret_ref {
+            Some(secret) => outbound
+                .bearer_token(&self.namespace, secret)
+                .await
+                .map(Some),
+            None => Ok(None),
+        };
+        let vars = Vars {
+            namespace: &self.namespace,
+            name: &self.name,
+            model: &self.model,
+            version: &self.version,
+            revision: self.revision,
+            window: &self.window,
+        };
+        let stable_vars = self.baseline.as_ref().map(|(revision, version)| Vars {
+            version,
+            revision: *revision,
+            ..vars.clone()
+        });
+        let asker = compare::Asker {
+            prometheus: &outbound.prometheus,
+            address: spec.prometheus.address.as_str(),
+            timeout,
+            token,
+        };
+        let comparisons = compare::round(spec, &asker, &vars, stable_vars.as_ref());
+        let checks = spec
+            .metrics
+            .iter()
+            .filter(|g| g.comparison.is_none())
+            .map(|gate| {
+                plain_check(
+                    gate,
+                    spec,
+                    &asker,
+                    &vars,
+                    stable_vars.as_ref(),
+                    self.last_baselines.get(&gate.name).copied(),
+                )
+            });
+        let (plain, compared) = futures::join!(futures::future::join_all(checks), comparisons);
+        // Spec order, as status lists them.
+        let (mut plain, mut compared) = (plain.into_iter(), compared.into_iter());
+        spec.metrics
+            .iter()
+            .filter_map(|gate| match gate.comparison {
+                Some(_) => compared.next(),
+                None => plain.next(),
+            })
+            .collect()
+    }
 }
 
 /// A gate with a query and bounds: its value, and the stable revision's
@@ -379,11 +468,14 @@ async fn plain_check(
     }
 }
 
-fn record_metrics(metrics: &Metrics, subject: &Subject<'_>, spec: &AnalysisSpec, checks: &[Check]) {
+/// A judged round's values and bounds on `/metrics`. Recorded by the
+/// reconcile that judges it, not by the round's task: a ModelDeployment
+/// deleted meanwhile must leave no series behind.
+fn record_metrics(metrics: &Metrics, seen: &Snapshot, spec: &AnalysisSpec, checks: &[Check]) {
     for check in checks {
         let labels = MetricValueLabels {
-            namespace: subject.namespace.to_string(),
-            modeldeployment: subject.name.to_string(),
+            namespace: seen.namespace.clone(),
+            modeldeployment: seen.name.clone(),
             metric: check.name.clone(),
         };
         if let Some(gate) = spec.metrics.iter().find(|g| g.name == check.name) {

@@ -112,6 +112,8 @@ pub struct Context {
     /// When each ModelDeployment's status was last written, so progress
     /// is written at most once per window.
     pub status_writes: super::persist::WriteTimes,
+    /// Wakes a ModelDeployment of this scope once its metric round is done.
+    pub wake: super::rounds::Wake,
 }
 
 impl Context {
@@ -120,6 +122,7 @@ impl Context {
         stores: Stores,
         metrics: Arc<crate::metrics::Metrics>,
         outbound: Arc<super::analysis::Outbound>,
+        wake: super::rounds::Wake,
     ) -> Self {
         let reporter = Reporter {
             controller: MANAGER.into(),
@@ -132,6 +135,7 @@ impl Context {
             metrics,
             outbound,
             status_writes: Default::default(),
+            wake,
         }
     }
 }

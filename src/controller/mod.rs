@@ -65,7 +65,7 @@ pub struct Settings {
     pub initial_list: InitialList,
     /// Which endpoints ModelDeployments may name.
     pub egress: Arc<crate::egress::Policy>,
-    /// How many metric rounds may hold workers at once.
+    /// How many metric rounds may run at once (off the reconcile workers).
     pub rounds: rounds::Limits,
 }
 
@@ -158,11 +158,14 @@ async fn run_scope(
     let (pods, writer) = indexed_store::<Pod>();
     let pod_events = indexed_child_cache(writer, &client, &scope, health::keep_read_fields);
     let stores = Stores::new(deployments, services, hpas, revisions, pods);
+    // Finished metric rounds wake their ModelDeployment's reconcile.
+    let (wake, rounds_done) = rounds::Wake::channel();
     let ctx = Arc::new(Context::new(
         client,
         stores,
         settings.metrics.clone(),
         outbound,
+        wake,
     ));
     let backoff = Arc::new(Backoff::default());
     let stores = ctx.stores.clone();
@@ -206,6 +209,7 @@ async fn run_scope(
         .owns_stream(service_events)
         .owns_stream(hpa_events)
         .owns_stream(revision_events)
+        .reconcile_on(rounds_done)
         .watches_stream(pod_events, |pod: Pod| {
             let namespace = pod.metadata.namespace?;
             let instance = pod

@@ -77,12 +77,22 @@ fn without_progress(status: &ModelDeploymentStatus) -> ModelDeploymentStatus {
 }
 
 /// When this operator last wrote each ModelDeployment's status, for the
-/// progress window only. Entries older than the window mean nothing and are
-/// dropped, so the map holds only objects written in the last seconds
-/// (deleted ones included).
+/// progress window only, and which resourceVersions those writes replaced.
+/// Entries older than the window mean nothing and are dropped, so the map
+/// holds only objects written in the last seconds (deleted ones included).
 #[derive(Default)]
 pub struct WriteTimes {
-    last: Mutex<HashMap<String, Instant>>,
+    last: Mutex<HashMap<String, Written>>,
+}
+
+/// How many replaced versions of one object are remembered.
+const REPLACED_KEPT: usize = 8;
+
+struct Written {
+    at: Instant,
+    /// The versions this window's writes replaced: a pass that sees one of
+    /// them works from a cache our own write has not reached yet.
+    replaced: Vec<String>,
 }
 
 impl WriteTimes {
@@ -92,7 +102,7 @@ impl WriteTimes {
     pub fn since_last(&self, seen: &Snapshot) -> Option<Duration> {
         let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         let since = match last.get(&key(seen)) {
-            Some(at) => Some(at.elapsed()),
+            Some(written) => Some(written.at.elapsed()),
             None if seen.md.status.is_none() => {
                 let created = seen.md.metadata.creation_timestamp.as_ref()?;
                 let age = seen.now.0.as_second() - created.0.as_second();
@@ -103,10 +113,36 @@ impl WriteTimes {
         since.filter(|e| *e < PROGRESS_WINDOW)
     }
 
-    fn wrote(&self, key: &str) {
+    /// Whether `seen` is a version of the object one of our status writes
+    /// replaced within the window: the cache has not caught up with our own
+    /// write, so a pass would decide from outdated status and its write
+    /// would be refused. (A metric round that finishes right after the pass
+    /// that started it and wrote status wakes its object that early.)
+    pub fn outdated(&self, seen: &Snapshot) -> bool {
+        self.replaced(&key(seen), seen.md.metadata.resource_version.as_deref())
+    }
+
+    fn replaced(&self, key: &str, version: Option<&str>) -> bool {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        let (Some(written), Some(version)) = (last.get(key), version) else {
+            return false;
+        };
+        written.at.elapsed() < PROGRESS_WINDOW && written.replaced.iter().any(|v| v == version)
+    }
+
+    fn wrote(&self, key: &str, replaced: Option<String>) {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.retain(|_, at| at.elapsed() < PROGRESS_WINDOW);
-        last.insert(key.to_string(), Instant::now());
+        last.retain(|_, w| w.at.elapsed() < PROGRESS_WINDOW);
+        let written = last.entry(key.to_string()).or_insert_with(|| Written {
+            at: Instant::now(),
+            replaced: Vec::new(),
+        });
+        written.at = Instant::now();
+        written.replaced.extend(replaced);
+        // An object written again and again within the window keeps its
+        // entry alive: only the latest versions can still be in a cache.
+        let excess = written.replaced.len().saturating_sub(REPLACED_KEPT);
+        written.replaced.drain(..excess);
     }
 }
 
@@ -126,7 +162,7 @@ pub async fn write(
     let patch = json!({
         "apiVersion": "mlops.dev/v1alpha1",
         "kind": "ModelDeployment",
-        "metadata": {"resourceVersion": version},
+        "metadata": {"resourceVersion": &version},
         "status": status,
     });
     let written = api
@@ -136,7 +172,7 @@ pub async fn write(
             &Patch::Apply(&patch),
         )
         .await?;
-    ctx.status_writes.wrote(&key(seen));
+    ctx.status_writes.wrote(&key(seen), version);
     Ok(written.resource_version())
 }
 
@@ -217,6 +253,28 @@ mod tests {
         for (what, stored, new, since, want) in cases {
             assert_eq!(due(stored, new, since), want, "{what}");
         }
+    }
+
+    #[test]
+    fn a_version_our_own_write_replaced_is_outdated() {
+        let writes = WriteTimes::default();
+        assert!(!writes.replaced("ns/m", Some("7")), "nothing written yet");
+        writes.wrote("ns/m", Some("7".into()));
+        // Two writes in one pass: the second replaces the first's version.
+        writes.wrote("ns/m", Some("8".into()));
+        assert!(writes.replaced("ns/m", Some("7")));
+        assert!(writes.replaced("ns/m", Some("8")));
+        assert!(
+            !writes.replaced("ns/m", Some("9")),
+            "our last write's version"
+        );
+        assert!(!writes.replaced("ns/other", Some("7")));
+        assert!(!writes.replaced("ns/m", None));
+        for v in 9..30 {
+            writes.wrote("ns/m", Some(v.to_string()));
+        }
+        assert!(!writes.replaced("ns/m", Some("7")), "bounded");
+        assert!(writes.replaced("ns/m", Some("29")));
     }
 
     #[test]

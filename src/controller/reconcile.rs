@@ -19,9 +19,11 @@ use super::revisions::{ensure_revision, prune_revisions};
 use super::route;
 use super::status::Blocker;
 use crate::alerts::deliver::Target;
+use crate::analysis::schedule::Analysed;
 use crate::api::{AlertChannel, ModelDeploymentStatus};
 use crate::metrics::{DeliveryLabels, RevisionLabels};
 use crate::resources::route::gateway_route;
+use crate::rollout::canary::Step;
 use crate::{reasons, validate};
 
 pub async fn reconcile(
@@ -33,6 +35,11 @@ pub async fn reconcile(
     ctx.stores.wait_until_ready().await;
     // Observe: one snapshot of the caches and one `now` for the whole pass.
     let seen = Snapshot::observe(md, &ctx)?;
+    // Our last status write has not reached the cache yet: nothing is
+    // decided from what it replaced. Its watch event brings us back.
+    if ctx.status_writes.outdated(&seen) {
+        return Ok(Action::requeue(persist::PROGRESS_WINDOW));
+    }
     // Validate into typed values. What cannot run is reported and waits for
     // the user's edit; nothing that runs is touched.
     let spec = match validate::spec(&seen.md.spec) {
@@ -68,19 +75,40 @@ pub async fn reconcile(
         }
         Err(e) => return Err(e),
     };
-    // Measure: a round of metric checks, when one is due.
-    let analysed = measure(&seen, spec.analysis.as_ref(), requested, &ctx).await;
+    // Measure: the finished round of metric checks, if any; a due round is
+    // started off this path, never waited for (one team's hanging
+    // Prometheus must not hold the workers everyone's reconciles need).
+    let (analysed, judged) = measure(&seen, spec.analysis.as_ref(), requested, &ctx);
+    let steps = spec.canary.as_deref();
+    let result = decide_and_act(&seen, requested, &analysed, steps, route.as_ref(), &ctx).await;
+    // A round judged by a pass that failed (a refused status write) is
+    // judged again by the retry, not run again.
+    if result.is_err() {
+        ctx.outbound.give_back(&seen, judged);
+    }
+    result
+}
+
+/// Plan, persist, act and report: the rest of the pass, once measured.
+async fn decide_and_act(
+    seen: &Snapshot,
+    requested: i64,
+    analysed: &Analysed,
+    steps: Option<&[Step]>,
+    route: Option<&route::Route>,
+    ctx: &Context,
+) -> Result<Action, Error> {
     // Plan: every decision of this pass, purely.
-    let mut plan = plan::plan(&seen, requested, &analysed, spec.canary.as_deref())?;
+    let mut plan = plan::plan(seen, requested, analysed, steps)?;
     // Persist first only what a crash before acting could otherwise undo.
     let persisted = match plan.persist_first {
-        true => Some(persist_decision(&seen, &mut plan, &ctx).await?),
+        true => Some(persist_decision(seen, &mut plan, ctx).await?),
         false => None,
     };
     // Act: the children run the planned revision.
-    let acted = act::apply_children(&seen, &plan, route.as_ref(), &ctx).await?;
+    let acted = act::apply_children(seen, &plan, route, ctx).await?;
     // Report: status (once per pass), events, alerts, metrics.
-    report(&seen, plan, acted, persisted, &ctx).await
+    report(seen, plan, acted, persisted, ctx).await
 }
 
 /// Writes the decision before it is acted on, and announces it. Returns the

@@ -75,6 +75,7 @@ fn run(
             retry_token: None,
             now: &now,
             checks,
+            measured_at: None,
         });
         stored = Some(status.clone());
         last = Some((status, gate));
@@ -256,6 +257,7 @@ fn a_halted_analysis_restarts_when_the_retry_annotation_changes() {
         retry_token: Some("1"),
         now: &now,
         checks: round(Pass, Pass),
+        measured_at: None,
     });
     assert_eq!((fresh.phase, gate), (AnalysisPhase::Baking, Gate::Pending));
     assert_eq!(fresh.retry_token.as_deref(), Some("1"));
@@ -416,6 +418,7 @@ fn promotion_waits_for_a_check_made_after_every_pod_was_updated() {
             retry_token: None,
             now: &now,
             checks,
+            measured_at: None,
         })
     };
     let (rolling, _) = step(0, ROLLING, None, round(Pass, Pass));
@@ -431,6 +434,40 @@ fn promotion_waits_for_a_check_made_after_every_pod_was_updated() {
         "baked; waiting for a check made after every pod was updated"
     );
     let (checked, gate) = step(6, DONE, Some(&done), round(Pass, Pass));
+    assert_eq!((checked.phase, gate), (AnalysisPhase::Passed, Gate::Passed));
+}
+
+#[test]
+fn a_round_judged_later_counts_as_of_when_it_ran() {
+    let s = spec(1, 2);
+    let step = |second: i64, measured: i64, previous: Option<&AnalysisStatus>| {
+        let (now, measured_at) = (at(second), at(measured));
+        advance(Step {
+            spec: &s,
+            bake_time: Duration::ZERO,
+            revision: 2,
+            mode: DONE,
+            previous,
+            retry_token: None,
+            now: &now,
+            checks: round(Pass, Pass),
+            measured_at: Some(&measured_at),
+        })
+    };
+    // Started at 0 while pods were replaced; judged at 5, once every pod
+    // runs the revision (the bake starts then): not a check of it.
+    let (late, gate) = step(5, 0, None);
+    assert_eq!(late.metrics[0].checked_at, Some(at(0)));
+    assert_eq!(late.bake_started_at, Some(at(5)));
+    assert_eq!(
+        (late.phase, gate),
+        (AnalysisPhase::Baking, Gate::Pending),
+        "{}",
+        late.message
+    );
+    // The next round, started after the bake began, promotes.
+    let (checked, gate) = step(9, 6, Some(&late));
+    assert_eq!(checked.metrics[0].checked_at, Some(at(6)));
     assert_eq!((checked.phase, gate), (AnalysisPhase::Passed, Gate::Passed));
 }
 
