@@ -75,6 +75,16 @@ pub struct FiringLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    /// What is held: a cache (`cached_deployments`, …) or per-object state
+    /// (`analysis_rounds`, `alert_delivery`, …).
+    pub kind: String,
+    /// The watched namespace, or `all` (caches are per scope; state shared
+    /// by every scope is reported under each).
+    pub scope: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiRequestLabels {
     /// Kubernetes verb: `get`, `list`, `watch`, `create`, `patch`, …
     pub verb: String,
@@ -104,6 +114,9 @@ pub struct Metrics {
     /// ModelDeployments this binary could not decode (each version once):
     /// skipped, logged and Evented, never a stop of the watch.
     pub undecodable: Counter,
+    /// Entries held in memory, by kind: every cache and every per-object
+    /// map, so that what a deleted ModelDeployment leaves behind shows.
+    pub state_entries: Family<StateLabels, Gauge>,
     pub registry: Registry,
 }
 
@@ -178,7 +191,14 @@ impl Default for Metrics {
             "ModelDeployment versions this operator could not decode and skipped",
             undecodable.clone(),
         );
+        let state_entries = Family::<StateLabels, Gauge>::default();
+        registry.register(
+            "state_entries",
+            "Entries held in memory, by kind (caches and per-object state)",
+            state_entries.clone(),
+        );
         Self {
+            state_entries,
             undecodable,
             reconciles,
             reconcile_duration,

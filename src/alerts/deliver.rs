@@ -88,6 +88,12 @@ pub struct Deliverer {
 const ENDED_BACKLOG: usize = 1024;
 
 impl Deliverer {
+    /// Delivery state entries held (refresh times, attempts, confirmations).
+    pub fn entries(&self) -> usize {
+        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.sent.len() + memory.attempts.len() + memory.confirmed.len()
+    }
+
     pub fn new(
         http: reqwest::Client,
         policy: Arc<Policy>,

@@ -94,6 +94,19 @@ impl Outbound {
     /// round in flight (cancelled) or its result, guard rounds and alert
     /// delivery state. (Tokens are kept per Secret, not per object, and
     /// expire after `TOKEN_TTL`.)
+    /// Entries held per ModelDeployment (and per Secret, for tokens), by
+    /// kind, for `model_operator_state_entries`.
+    pub fn entries(&self) -> [(&'static str, usize); 3] {
+        let lock =
+            |m: &Mutex<HashMap<String, Instant>>| m.lock().unwrap_or_else(|e| e.into_inner()).len();
+        let tokens = self.tokens.lock().unwrap_or_else(|e| e.into_inner()).len();
+        [
+            ("guard_rounds", lock(&self.guard_rounds)),
+            ("bearer_tokens", tokens),
+            ("analysis_rounds", self.rounds.entries()),
+        ]
+    }
+
     pub fn forget(&self, namespace: &str, name: &str) {
         self.rounds.forget(&format!("{namespace}/{name}"));
         let prefix = format!("{namespace}/{name}/");

@@ -36,6 +36,14 @@ pub(super) struct Reporter {
 }
 
 impl Reporter {
+    /// Undecodable versions remembered (until their object is deleted).
+    pub fn entries(&self) -> usize {
+        self.reported
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+
     pub fn new(recorder: Recorder, metrics: Arc<Metrics>, on_delete: OnDelete) -> Self {
         Self {
             recorder,

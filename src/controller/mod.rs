@@ -20,6 +20,7 @@ mod reconcile;
 mod revisions;
 pub mod rounds;
 mod route;
+mod state_entries;
 mod status;
 mod watch_backoff;
 
@@ -196,12 +197,22 @@ async fn run_scope(
         settings.metrics.clone(),
         on_delete,
     ));
-    let md_events = decode::watch(&ctx.client, namespace, scope.watch_config.clone(), reporter)
-        .backoff(WatchBackoff::default())
-        .modify(|md: &mut ModelDeployment| md.meta_mut().managed_fields = None)
-        .reflect(md_writer)
-        .applied_objects();
+    let md_events = decode::watch(
+        &ctx.client,
+        namespace,
+        scope.watch_config.clone(),
+        reporter.clone(),
+    )
+    .backoff(WatchBackoff::default())
+    .modify(|md: &mut ModelDeployment| md.meta_mut().managed_fields = None)
+    .reflect(md_writer)
+    .applied_objects();
     let attempts_ended = attempts_ended(&ctx.outbound.deliverer, namespace);
+    let sampler = tokio::spawn(state_entries::sample(
+        settings.metrics.clone(),
+        namespace.unwrap_or("all").to_string(),
+        entry_counters(&ctx, &md_store, &backoff, &reporter),
+    ));
     Controller::for_stream(md_events, md_store)
         .trigger_backoff(SharedPause)
         .reconcile_on(attempts_ended)
@@ -233,7 +244,66 @@ async fn run_scope(
             std::future::ready(())
         })
         .await;
+    sampler.abort();
     Ok(())
+}
+
+/// Every cache of this scope and every per-object map, for
+/// `model_operator_state_entries`.
+fn entry_counters(
+    ctx: &Arc<Context>,
+    mds: &Store<ModelDeployment>,
+    backoff: &Arc<Backoff>,
+    reporter: &Arc<decode::Reporter>,
+) -> Vec<state_entries::Counter> {
+    let stores = ctx.stores.clone();
+    let mut counters: Vec<state_entries::Counter> = Vec::new();
+    let mds = mds.clone();
+    counters.push((
+        "cached_modeldeployments",
+        Box::new(move || mds.state().len()),
+    ));
+    let s = stores.clone();
+    counters.push((
+        "cached_deployments",
+        Box::new(move || s.deployments.state().len()),
+    ));
+    let s = stores.clone();
+    counters.push((
+        "cached_services",
+        Box::new(move || s.services.state().len()),
+    ));
+    let s = stores.clone();
+    counters.push(("cached_hpas", Box::new(move || s.hpas.state().len())));
+    let s = stores.clone();
+    counters.push((
+        "cached_controllerrevisions",
+        Box::new(move || s.revisions.store.state().len()),
+    ));
+    let s = stores;
+    counters.push(("cached_pods", Box::new(move || s.pods.store.state().len())));
+    let c = ctx.clone();
+    counters.push((
+        "status_write_times",
+        Box::new(move || c.status_writes.entries()),
+    ));
+    let c = ctx.clone();
+    counters.push((
+        "alert_delivery",
+        Box::new(move || c.outbound.deliverer.entries()),
+    ));
+    for (n, kind) in ["guard_rounds", "bearer_tokens", "analysis_rounds"]
+        .into_iter()
+        .enumerate()
+    {
+        let c = ctx.clone();
+        counters.push((kind, Box::new(move || c.outbound.entries()[n].1)));
+    }
+    let b = backoff.clone();
+    counters.push(("reconcile_backoff", Box::new(move || b.entries())));
+    let r = reporter.clone();
+    counters.push(("undecodable_reported", Box::new(move || r.entries())));
+    counters
 }
 
 /// The ModelDeployments of this scope whose alert delivery attempt ended:
@@ -402,6 +472,13 @@ struct Backoff {
 }
 
 impl Backoff {
+    fn entries(&self) -> usize {
+        self.failures
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
     const BASE: Duration = Duration::from_millis(500);
     const MAX: Duration = Duration::from_secs(300);
 

@@ -99,7 +99,10 @@ impl Snapshot {
             canary_is_current: canary_running.is_some(),
             served: ServedVersion::requested(&md),
             previous,
-            retry_token: md.annotations().get(RETRY_ANNOTATION).cloned(),
+            retry_token: md
+                .annotations()
+                .get(RETRY_ANNOTATION)
+                .map(|t| bounded_token(t)),
             confirmed: ctx.outbound.deliverer.confirmed(&namespace, &name),
             now: now_to_the_second(),
             md,
@@ -136,7 +139,37 @@ fn still_rolling_out(previous: &Revisions, revision: i64) -> bool {
         .is_none_or(|e| e.outcome == Outcome::Progressing)
 }
 
+/// The retry annotation as status keeps it: as is up to 63 characters
+/// (`kubectl model retry` writes a timestamp), else a hash of it, so that a
+/// long annotation cannot grow every history entry (docs/security.md,
+/// "Bounded status"). Equal annotations still give equal tokens.
+fn bounded_token(token: &str) -> String {
+    const KEPT: usize = 63;
+    if token.len() <= KEPT {
+        return token.to_string();
+    }
+    match super::drift::hash_of(&token) {
+        Ok(hash) => format!("sha256:{hash}"),
+        Err(_) => token.chars().take(KEPT).collect(),
+    }
+}
+
 fn now_to_the_second() -> Time {
     let now = Timestamp::now();
     Time(Timestamp::from_second(now.as_second()).unwrap_or(now))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded_token;
+
+    #[test]
+    fn retry_tokens_are_bounded_and_still_tell_retries_apart() {
+        assert_eq!(bounded_token("1764201600"), "1764201600");
+        let long = "x".repeat(200_000);
+        let other = format!("{}y", "x".repeat(199_999));
+        assert!(bounded_token(&long).len() <= 63);
+        assert_eq!(bounded_token(&long), bounded_token(&long));
+        assert_ne!(bounded_token(&long), bounded_token(&other));
+    }
 }

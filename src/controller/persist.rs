@@ -96,6 +96,15 @@ struct Written {
 }
 
 impl WriteTimes {
+    /// Objects written within the window (older entries mean nothing and
+    /// go with the next write).
+    pub fn entries(&self) -> usize {
+        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+        last.values()
+            .filter(|w| w.at.elapsed() < PROGRESS_WINDOW)
+            .count()
+    }
+
     /// Time since the last status write of `seen`'s ModelDeployment, or,
     /// when it has no status yet, since it was created; `None` once that is
     /// longer than the window.

@@ -130,6 +130,11 @@ struct Slot {
 }
 
 impl Rounds {
+    /// Rounds in flight or finished and not yet judged.
+    pub fn entries(&self) -> usize {
+        self.rounds.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
     pub fn new(limits: Limits) -> Self {
         Self {
             pool: Arc::new(Semaphore::new(limits.pool.max(1))),
