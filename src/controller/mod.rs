@@ -48,7 +48,7 @@ use serde::de::DeserializeOwned;
 use crate::api::ModelDeployment;
 use crate::metrics::{Metrics, ReconcileLabels};
 use crate::resources::labels::managed_selector;
-use crate::rollout::health;
+use crate::rollout::{health, revision};
 use tokio::sync::watch;
 use watch_backoff::{SharedPause, WatchBackoff};
 
@@ -152,7 +152,7 @@ async fn run_scope(
     let (services, service_events) = child_cache::<Service>(&client, &scope);
     let (hpas, hpa_events) = child_cache::<HorizontalPodAutoscaler>(&client, &scope);
     let (revisions, writer) = indexed_store::<ControllerRevision>();
-    let revision_events = indexed_child_cache(writer, &client, &scope, |_| {});
+    let revision_events = indexed_child_cache(writer, &client, &scope, revision::compact);
     // Pods are owned by ReplicaSets, not by the ModelDeployment: they are
     // mapped to it by their instance label. Only what rollout::health reads
     // is kept: at 1,000 pods the rest is most of the pod cache.
@@ -204,7 +204,7 @@ async fn run_scope(
         reporter.clone(),
     )
     .backoff(WatchBackoff::default())
-    .modify(|md: &mut ModelDeployment| md.meta_mut().managed_fields = None)
+    .modify(keep_read_fields)
     .reflect(md_writer)
     .applied_objects();
     let attempts_ended = attempts_ended(&ctx.outbound.deliverer, namespace);
@@ -305,6 +305,19 @@ fn entry_counters(
     counters.push(("undecodable_reported", Box::new(move || r.entries())));
     counters
 }
+
+/// What the ModelDeployment cache keeps: not the managed fields, nor the
+/// copy of the whole spec that a client-side `kubectl apply` leaves in an
+/// annotation (the operator never reads either).
+fn keep_read_fields(md: &mut ModelDeployment) {
+    let meta = md.meta_mut();
+    meta.managed_fields = None;
+    if let Some(annotations) = meta.annotations.as_mut() {
+        annotations.remove(LAST_APPLIED);
+    }
+}
+
+const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 
 /// The ModelDeployments of this scope whose alert delivery attempt ended:
 /// reconciled at once, so a confirmation reaches status in one pass (and a
