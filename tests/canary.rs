@@ -7,7 +7,6 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::process::{Command, Output};
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -18,21 +17,6 @@ use model_operator::api::{CanaryStatus, ModelDeployment, Outcome, Phase};
 use serde_json::{Value, json};
 use support::gates::*;
 use support::*;
-
-fn plugin(ns: &str, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-model"))
-        .args(["-n", ns])
-        .args(args)
-        .env("KUBECONFIG", kubeconfig_path())
-        .output()
-        .expect("run kubectl-model");
-    assert!(
-        out.status.success(),
-        "kubectl model {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn canary(m: &ModelDeployment) -> Option<&CanaryStatus> {
     m.status.as_ref()?.canary.as_ref()
@@ -184,20 +168,21 @@ async fn a_replica_weighted_canary_follows_its_steps_and_is_promoted() {
     );
     assert_eq!(deployments(&s).await, (Some((1, 4)), Some((2, 1))));
     wait_endpoints(&s, &[("1", 4), ("2", 1)]).await;
-    let shown = String::from_utf8_lossy(&plugin(&s.ns.name, &["status", "m"]).stdout).to_string();
+    let shown =
+        String::from_utf8_lossy(&kubectl_model(&s.ns.name, &["status", "m"]).stdout).to_string();
     assert!(
         shown.contains("> 2   pause (until kubectl model promote)"),
         "{shown}"
     );
 
-    plugin(&s.ns.name, &["promote", "m"]);
+    kubectl_model(&s.ns.name, &["promote", "m"]);
     s.wait("hold at the second pause", |m| at_step(m, 2, 3))
         .await;
     wait_replicas(&s, "canary at 50%", "m-canary", 2, 2).await;
     wait_endpoints(&s, &[("1", 4), ("2", 2)]).await;
     assert_eq!(deployments(&s).await.0, Some((1, 4)), "stable untouched");
 
-    plugin(&s.ns.name, &["promote", "m"]);
+    kubectl_model(&s.ns.name, &["promote", "m"]);
     let m = s
         .wait("promote 2.0", |m| {
             stable(m) == Some(2) && phase(m) == Some(Phase::Healthy)
@@ -258,7 +243,7 @@ async fn a_regression_at_step_2_aborts_the_canary_and_equal_values_pass() {
         })
         .await;
     let status = m.status.as_ref().unwrap();
-    let entry = status.history.iter().find(|e| e.revision == 2).unwrap();
+    let entry = history_entry(&m, 2).unwrap();
     assert_eq!(entry.reason, "AnalysisFailed");
     assert!(
         entry.message.contains("0.13")
@@ -336,27 +321,19 @@ async fn pause_promote_full_abort_and_a_killed_operator_resumes_at_its_step() {
     assert_eq!(deployments(&s).await, (Some((1, 2)), Some((2, 1))));
 
     // Abort by hand: rolled back like a failed gate.
-    plugin(&s.ns.name, &["abort", "m"]);
+    kubectl_model(&s.ns.name, &["abort", "m"]);
     let m = s
         .wait("abort 2.0", |m| outcome(m, 2) == Some(Outcome::RolledBack))
         .await;
-    let entry = m
-        .status
-        .as_ref()
-        .unwrap()
-        .history
-        .iter()
-        .find(|e| e.revision == 2)
-        .unwrap()
-        .clone();
+    let entry = history_entry(&m, 2).unwrap();
     assert_eq!(entry.reason, "Aborted");
     assert!(entry.message.contains("step 2/4"), "{}", entry.message);
     wait_replicas(&s, "canary scaled to 0", "m-canary", 2, 0).await;
 
     // Retry starts the canary over at step 1; promote --full skips the rest.
-    plugin(&s.ns.name, &["retry", "m"]);
+    kubectl_model(&s.ns.name, &["retry", "m"]);
     s.wait("canary again", |m| at_step(m, 2, 1)).await;
-    plugin(&s.ns.name, &["promote", "m", "--full"]);
+    kubectl_model(&s.ns.name, &["promote", "m", "--full"]);
     s.wait("promote 2.0", |m| {
         stable(m) == Some(2) && phase(m) == Some(Phase::Healthy)
     })

@@ -147,6 +147,26 @@ async fn endpoint_revisions(client: &Client, ns: &str, service: &str) -> Vec<Str
     revisions
 }
 
+/// After an abort: the route sends everything to stable again, the canary
+/// has no pods, and the route is otherwise still the user's. Returns it.
+async fn back_on_stable(s: &Setup, users: &Value) -> DynamicObject {
+    eventually("the route back on stable", TIMEOUT, || async {
+        weights(&routes(&s.client, &s.ns.name).get("r").await.unwrap()) == (100, 0)
+    })
+    .await;
+    wait_for(
+        &s.deployments,
+        "m-canary",
+        "the canary at 0",
+        TIMEOUT,
+        |d| d.spec.as_ref().and_then(|s| s.replicas) == Some(0),
+    )
+    .await;
+    let route = routes(&s.client, &s.ns.name).get("r").await.unwrap();
+    assert_eq!(&without_weights(&route), users);
+    route
+}
+
 fn degraded_message(m: &ModelDeployment) -> Option<String> {
     let (status, reason, message) = condition(m, "Degraded")?;
     let current = m.status.as_ref()?.observed_generation == m.metadata.generation;
@@ -311,35 +331,13 @@ async fn a_canary_sets_only_the_weights_of_the_users_httproute() {
     })
     .await;
     let generation = s.mds.get("m").await.unwrap().metadata.generation;
-    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-model"))
-        .args(["-n", &ns, "abort", "m"])
-        .env("KUBECONFIG", kubeconfig_path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    kubectl_model(&ns, &["abort", "m"]);
     let m = wait_for(&s.mds, "m", "abort 3.0", TIMEOUT, |m| {
         outcome(m, 3) == Some(Outcome::RolledBack)
     })
     .await;
     assert_eq!(m.metadata.generation, generation);
-    eventually("the route back on stable", TIMEOUT, || async {
-        weights(&routes(&s.client, &ns).get("r").await.unwrap()) == (100, 0)
-    })
-    .await;
-    wait_for(
-        &s.deployments,
-        "m-canary",
-        "the canary at 0",
-        TIMEOUT,
-        |d| d.spec.as_ref().and_then(|s| s.replicas) == Some(0),
-    )
-    .await;
-    let route = routes(&s.client, &ns).get("r").await.unwrap();
-    assert_eq!(without_weights(&route), users);
+    back_on_stable(&s, &users).await;
     assert_eq!(s.mds.get("m").await.unwrap().spec.model.version, "3.0");
 }
 
@@ -415,15 +413,7 @@ async fn a_regression_at_step_2_sets_the_canarys_weight_to_0() {
             outcome(m, 2) == Some(Outcome::RolledBack)
         })
         .await;
-    let entry = m
-        .status
-        .as_ref()
-        .unwrap()
-        .history
-        .iter()
-        .find(|e| e.revision == 2)
-        .unwrap()
-        .clone();
+    let entry = history_entry(&m, 2).unwrap();
     assert_eq!(entry.reason, "AnalysisFailed");
     assert!(
         entry.message.contains("(canary at step 4/4"),
@@ -431,20 +421,7 @@ async fn a_regression_at_step_2_sets_the_canarys_weight_to_0() {
         entry.message
     );
     assert_eq!(m.metadata.generation, generation);
-    eventually("the route back on stable", TIMEOUT, || async {
-        weights(&routes(&s.client, &ns).get("r").await.unwrap()) == (100, 0)
-    })
-    .await;
-    wait_for(
-        &s.deployments,
-        "m-canary",
-        "the canary at 0",
-        TIMEOUT,
-        |d| d.spec.as_ref().and_then(|s| s.replicas) == Some(0),
-    )
-    .await;
-    let route = routes(&s.client, &ns).get("r").await.unwrap();
-    assert_eq!(without_weights(&route), users);
+    let route = back_on_stable(&s, &users).await;
     assert_operator_wrote_only_rules(&route);
     let started = s
         .events()

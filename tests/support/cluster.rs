@@ -154,6 +154,23 @@ pub fn run_tool(name: &str, args: &[&str]) -> Output {
     .unwrap_or_else(|e| panic!("run {name}: {e}"))
 }
 
+/// Runs this build's `kubectl model` plugin in namespace `ns` against the
+/// test cluster, and requires it to succeed.
+pub fn kubectl_model(ns: &str, args: &[&str]) -> Output {
+    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-model"))
+        .args(["-n", ns])
+        .args(args)
+        .env("KUBECONFIG", kubeconfig_path())
+        .output()
+        .expect("run kubectl-model");
+    assert!(
+        out.status.success(),
+        "kubectl model {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// A port nothing listens on right now, on 127.0.0.1.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

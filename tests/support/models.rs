@@ -5,7 +5,7 @@ use std::time::Duration;
 use kube::Api;
 use kube::api::PostParams;
 
-use model_operator::api::{ModelDeployment, Outcome, Phase};
+use model_operator::api::{HistoryEntry, ModelDeployment, Outcome, Phase};
 
 use super::wait_for;
 
@@ -40,12 +40,17 @@ pub fn condition(md: &ModelDeployment, type_: &str) -> Option<(String, String, S
 /// How revision `revision` of `m` ended (or that it is still rolling out),
 /// from its status history.
 pub fn outcome(m: &ModelDeployment, revision: i64) -> Option<Outcome> {
+    history_entry(m, revision).map(|e| e.outcome)
+}
+
+/// Revision `revision`'s entry in `m`'s status history.
+pub fn history_entry(m: &ModelDeployment, revision: i64) -> Option<HistoryEntry> {
     m.status
         .as_ref()?
         .history
         .iter()
         .find(|e| e.revision == revision)
-        .map(|e| e.outcome)
+        .cloned()
 }
 
 pub fn phase(m: &ModelDeployment) -> Option<Phase> {
