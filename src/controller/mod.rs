@@ -11,6 +11,7 @@ mod decode;
 mod drift;
 mod error;
 mod events;
+mod first_status;
 mod index;
 mod initial_list;
 mod observe;
@@ -286,6 +287,11 @@ fn entry_counters(
     counters.push((
         "status_write_times",
         Box::new(move || c.status_writes.entries()),
+    ));
+    let c = ctx.clone();
+    counters.push((
+        "awaiting_first_status",
+        Box::new(move || c.status_writes.awaiting_first()),
     ));
     let c = ctx.clone();
     counters.push((

@@ -8,11 +8,12 @@
 //! seconds, and a rollout of N pods costs a few writes instead of one per
 //! pod event.
 //!
-//! A new ModelDeployment's first status counts as progress too, with the
-//! window starting at its creation: a model that is Ready within the window
-//! gets one status write, not three. Nothing is lost by waiting: the
-//! decision of a first rollout is derived again from the cluster on the next
-//! pass (`rollout::decide` records a running revision the history lacks).
+//! A new ModelDeployment's first status counts as progress too, until its
+//! first rollout has an outcome, held from its creation (`first_status`
+//! says how long): a model that is Ready within the window gets one status
+//! write, not three. Nothing is lost by waiting: the decision of a first
+//! rollout is derived again from the cluster on the next pass
+//! (`rollout::decide` records a running revision the history lacks).
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -24,8 +25,9 @@ use serde_json::json;
 
 use super::context::Context;
 use super::error::Error;
+use super::first_status::{self, Awaiting};
 use super::observe::Snapshot;
-use crate::api::{ModelDeployment, ModelDeploymentStatus};
+use crate::api::{ModelDeployment, ModelDeploymentStatus, Phase};
 use crate::resources::labels::MANAGER;
 
 pub const PROGRESS_WINDOW: Duration = Duration::from_secs(2);
@@ -41,22 +43,25 @@ pub enum Due {
     After(Duration),
 }
 
-/// `since_last_write`: how long ago this operator last wrote this
-/// ModelDeployment's status, or for one without status, how long ago it was
-/// created (`None`: not within the window).
+/// `hold`: how much longer a change of progress only may wait (what is left
+/// of the window since this operator last wrote this ModelDeployment's
+/// status, or for one without status, of its first status's hold).
 pub fn due(
     stored: Option<&ModelDeploymentStatus>,
     new: &ModelDeploymentStatus,
-    since_last_write: Option<Duration>,
+    hold: Option<Duration>,
 ) -> Due {
     if stored == Some(new) {
         return Due::Never;
     }
-    let progress_only = stored.is_none_or(|s| without_progress(s) == without_progress(new));
-    match since_last_write {
-        Some(elapsed) if progress_only && elapsed < PROGRESS_WINDOW => {
-            Due::After(PROGRESS_WINDOW - elapsed)
-        }
+    let progress_only = match stored {
+        Some(stored) => without_progress(stored) == without_progress(new),
+        // A first status holds back "accepted, rolling out", never an
+        // outcome.
+        None => matches!(new.phase, None | Some(Phase::Pending | Phase::Progressing)),
+    };
+    match hold {
+        Some(left) if progress_only && !left.is_zero() => Due::After(left),
         _ => Due::Now,
     }
 }
@@ -83,6 +88,7 @@ fn without_progress(status: &ModelDeploymentStatus) -> ModelDeploymentStatus {
 #[derive(Default)]
 pub struct WriteTimes {
     last: Mutex<HashMap<String, Written>>,
+    first: Awaiting,
 }
 
 /// How many replaced versions of one object are remembered.
@@ -105,21 +111,31 @@ impl WriteTimes {
             .count()
     }
 
-    /// Time since the last status write of `seen`'s ModelDeployment, or,
-    /// when it has no status yet, since it was created; `None` once that is
-    /// longer than the window.
-    pub fn since_last(&self, seen: &Snapshot) -> Option<Duration> {
-        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let since = match last.get(&key(seen)) {
-            Some(written) => Some(written.at.elapsed()),
-            None if seen.md.status.is_none() => {
-                let created = seen.md.metadata.creation_timestamp.as_ref()?;
-                let age = seen.now.0.as_second() - created.0.as_second();
-                u64::try_from(age).ok().map(Duration::from_secs)
-            }
-            None => None,
+    /// How much longer a change of progress only in `seen`'s status may
+    /// wait: the rest of the window since our last write of it, or, when it
+    /// has no status yet, the rest of its first status's hold.
+    pub fn hold(&self, seen: &Snapshot) -> Option<Duration> {
+        let key = key(seen);
+        let since_write = {
+            let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
+            last.get(&key).map(|written| written.at.elapsed())
         };
-        since.filter(|e| *e < PROGRESS_WINDOW)
+        if let Some(elapsed) = since_write {
+            return PROGRESS_WINDOW.checked_sub(elapsed);
+        }
+        if seen.md.status.is_some() {
+            return None;
+        }
+        let awaiting = self.first.note(&key);
+        let created = seen.md.metadata.creation_timestamp.as_ref()?;
+        let age = seen.now.0.as_second() - created.0.as_second();
+        let age = Duration::from_secs(u64::try_from(age).unwrap_or(0));
+        first_status::hold(age, awaiting)
+    }
+
+    /// New ModelDeployments awaiting their first status.
+    pub fn awaiting_first(&self) -> usize {
+        self.first.entries()
     }
 
     /// Whether `seen` is a version of the object one of our status writes
@@ -140,6 +156,7 @@ impl WriteTimes {
     }
 
     fn wrote(&self, key: &str, replaced: Option<String>) {
+        self.first.done(key);
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         last.retain(|_, w| w.at.elapsed() < PROGRESS_WINDOW);
         let written = last.entry(key.to_string()).or_insert_with(|| Written {
@@ -194,8 +211,6 @@ mod tests {
     use super::*;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
-    use crate::api::Phase;
-
     fn status(phase: Phase, ready: i32, message: &str) -> ModelDeploymentStatus {
         ModelDeploymentStatus {
             phase: Some(phase),
@@ -220,7 +235,8 @@ mod tests {
         let stored = status(Phase::Progressing, 0, "0/2 pods available");
         let progressed = status(Phase::Progressing, 1, "1/2 pods available");
         let healthy = status(Phase::Healthy, 2, "2/2 pods available");
-        let just = Some(Duration::from_millis(500));
+        // Half a second into the window: 1.5 s of hold left.
+        let just = Some(Duration::from_millis(1500));
         let cases = [
             ("unchanged", Some(&stored), &stored, just, Due::Never),
             (
@@ -258,6 +274,20 @@ mod tests {
                 None,
                 Due::Now,
             ),
+            (
+                "first status that is already an outcome",
+                None,
+                &healthy,
+                just,
+                Due::Now,
+            ),
+            (
+                "first status held for a burst",
+                None,
+                &stored,
+                Some(Duration::from_secs(57)),
+                Due::After(Duration::from_secs(57)),
+            ),
         ];
         for (what, stored, new, since, want) in cases {
             assert_eq!(due(stored, new, since), want, "{what}");
@@ -291,6 +321,6 @@ mod tests {
         let stored = status(Phase::Progressing, 1, "1/2 pods available");
         let mut new = stored.clone();
         new.conditions[0].reason = "Serving".into();
-        assert_eq!(due(Some(&stored), &new, Some(Duration::ZERO)), Due::Now);
+        assert_eq!(due(Some(&stored), &new, Some(PROGRESS_WINDOW)), Due::Now);
     }
 }

@@ -167,7 +167,7 @@ async fn report(
             // A refused child waits for the user: no later pass would write.
             let since = match acted.invalid {
                 Some(_) => None,
-                None => ctx.status_writes.since_last(seen),
+                None => ctx.status_writes.hold(seen),
             };
             match persist::due(before.as_ref(), &status, since) {
                 Due::Now => {

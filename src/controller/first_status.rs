@@ -1,0 +1,103 @@
+//! When a new ModelDeployment's first status is written.
+//!
+//! One new ModelDeployment gets its first status within `PROGRESS_WINDOW` of
+//! its creation (at once if its first rollout has an outcome sooner), so a
+//! person sees it picked up within a couple of seconds.
+//!
+//! A burst of new ones (a GitOps sync of a whole fleet, a namespace
+//! restored from backup) is different: every first status written while
+//! the rollout is still going is followed by a second at its outcome, and
+//! those extra writes land on an API server that is at that moment busy
+//! creating every Deployment, ReplicaSet and pod of the burst. While more
+//! than `BURST` new ModelDeployments await their first status, a first
+//! status is written at the first rollout's outcome (Healthy, Degraded,
+//! RolledBack, Paused) or `BURST_HOLD` after creation, whichever is first.
+//! Decisions never wait: what the status holds back is "Progressing, n/m
+//! pods", which a first rollout's next pass derives again from the cluster.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::persist::PROGRESS_WINDOW;
+
+/// More new ModelDeployments than this awaiting their first status make a
+/// burst.
+pub const BURST: usize = 32;
+
+/// The longest a first status waits during a burst.
+pub const BURST_HOLD: Duration = Duration::from_secs(60);
+
+/// How long a new ModelDeployment of `age` may still go without status:
+/// `None` once it should have one. Pure, for the table test.
+pub fn hold(age: Duration, awaiting: usize) -> Option<Duration> {
+    let limit = match awaiting > BURST {
+        true => BURST_HOLD,
+        false => PROGRESS_WINDOW,
+    };
+    limit.checked_sub(age).filter(|left| !left.is_zero())
+}
+
+/// The new ModelDeployments this operator has seen without status, keyed
+/// `namespace/name`. An entry leaves with the object's first status write;
+/// one whose object was deleted first is dropped after `BURST_HOLD`.
+#[derive(Default)]
+pub struct Awaiting {
+    seen: Mutex<HashMap<String, Instant>>,
+}
+
+impl Awaiting {
+    /// Records `key` as awaiting its first status, and returns how many do
+    /// (itself included).
+    pub fn note(&self, key: &str) -> usize {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.retain(|_, at| at.elapsed() < BURST_HOLD);
+        seen.entry(key.to_string()).or_insert_with(Instant::now);
+        seen.len()
+    }
+
+    /// `key`'s first status was written.
+    pub fn done(&self, key: &str) {
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.remove(key);
+    }
+
+    pub fn entries(&self) -> usize {
+        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        seen.values().filter(|at| at.elapsed() < BURST_HOLD).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_first_status_waits_a_moment_alone_and_longer_in_a_burst() {
+        let s = Duration::from_secs;
+        let cases = [
+            ("alone, just created", s(0), 1, Some(s(2))),
+            ("alone, 1 s old", s(1), 5, Some(s(1))),
+            ("alone, window over", s(2), 1, None),
+            ("at the threshold is not a burst", s(3), BURST, None),
+            ("burst, 3 s old", s(3), BURST + 1, Some(s(57))),
+            ("burst, hold over", s(60), 1000, None),
+            ("burst, long over", s(600), 1000, None),
+        ];
+        for (what, age, awaiting, want) in cases {
+            assert_eq!(hold(age, awaiting), want, "{what}");
+        }
+    }
+
+    #[test]
+    fn awaiting_counts_each_object_once_until_its_first_write() {
+        let awaiting = Awaiting::default();
+        assert_eq!(awaiting.note("ns/a"), 1);
+        assert_eq!(awaiting.note("ns/a"), 1, "a second pass is the same object");
+        assert_eq!(awaiting.note("ns/b"), 2);
+        awaiting.done("ns/a");
+        assert_eq!(awaiting.entries(), 1);
+        awaiting.done("ns/b");
+        assert_eq!(awaiting.entries(), 0);
+    }
+}
