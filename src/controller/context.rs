@@ -3,27 +3,29 @@
 
 use std::sync::Arc;
 
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 use tokio::sync::watch;
 
+use super::cached_deployment::CachedDeployment;
 use super::index::Indexed;
 use crate::resources::labels::MANAGER;
+use crate::rollout::pod::WatchedPod;
 
 /// Caches of the operator's children (label-scoped watches), so a converged
 /// ModelDeployment is checked without a single API request.
 #[derive(Clone)]
 pub struct Stores {
-    pub deployments: Store<Deployment>,
+    pub deployments: Store<CachedDeployment>,
     pub services: Store<Service>,
     pub hpas: Store<HorizontalPodAutoscaler>,
     /// Indexed by instance: every reconcile looks its revisions and pods up.
     pub revisions: Indexed<ControllerRevision>,
-    pub pods: Indexed<Pod>,
+    pub pods: Indexed<WatchedPod>,
     ready: watch::Receiver<bool>,
 }
 
@@ -31,11 +33,11 @@ impl Stores {
     /// Must be called inside a Tokio runtime: one task waits for the caches'
     /// first full list.
     pub fn new(
-        deployments: Store<Deployment>,
+        deployments: Store<CachedDeployment>,
         services: Store<Service>,
         hpas: Store<HorizontalPodAutoscaler>,
         revisions: Indexed<ControllerRevision>,
-        pods: Indexed<Pod>,
+        pods: Indexed<WatchedPod>,
     ) -> Self {
         // `Store::wait_until_ready` wakes only the most recent of several
         // concurrent waiters (kube-runtime 5.0 keeps one waker per store), so

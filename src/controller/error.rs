@@ -13,6 +13,12 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    #[error("cannot decode the {kind}: {source}")]
+    Decode {
+        kind: &'static str,
+        source: serde_json::Error,
+    },
+
     #[error("the API server refused the {kind}: {message}")]
     Rejected { kind: &'static str, message: String },
 
@@ -48,6 +54,7 @@ impl Error {
             Error::Kube(kube::Error::Api(s)) if s.code == 409 => "conflict",
             Error::Kube(_) => "api",
             Error::Serialize { .. } => "serialize",
+            Error::Decode { .. } => "decode",
             Error::Rejected { .. } => "rejected",
             Error::RevisionTaken { .. } => "revision_taken",
             Error::MissingRevision { .. } => "missing_revision",

@@ -3,6 +3,7 @@
 mod act;
 mod analysis;
 mod apply;
+mod cached_deployment;
 mod canary;
 mod compare;
 mod conditions;
@@ -37,9 +38,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt, TryStreamExt};
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{Pod, Service};
+use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -49,7 +50,9 @@ use serde::de::DeserializeOwned;
 use crate::api::ModelDeployment;
 use crate::metrics::{Metrics, ReconcileLabels};
 use crate::resources::labels::managed_selector;
-use crate::rollout::{health, revision};
+use crate::rollout::pod::{self, WatchedPod};
+use crate::rollout::revision;
+use cached_deployment::CachedDeployment;
 use tokio::sync::watch;
 use watch_backoff::{SharedPause, WatchBackoff};
 
@@ -149,7 +152,7 @@ async fn run_scope(
         "watching ModelDeployments"
     );
 
-    let (deployments, deployment_events) = child_cache::<Deployment>(&client, &scope);
+    let (deployments, deployment_events) = child_cache::<CachedDeployment>(&client, &scope);
     let (services, service_events) = child_cache::<Service>(&client, &scope);
     let (hpas, hpa_events) = child_cache::<HorizontalPodAutoscaler>(&client, &scope);
     let (revisions, writer) = indexed_store::<ControllerRevision>();
@@ -157,8 +160,8 @@ async fn run_scope(
     // Pods are owned by ReplicaSets, not by the ModelDeployment: they are
     // mapped to it by their instance label. Only what rollout::health reads
     // is kept: at 1,000 pods the rest is most of the pod cache.
-    let (pods, writer) = indexed_store::<Pod>();
-    let pod_events = indexed_child_cache(writer, &client, &scope, health::keep_read_fields);
+    let (pods, writer) = indexed_store::<WatchedPod>();
+    let pod_events = indexed_child_cache(writer, &client, &scope, pod::keep_read_fields);
     let stores = Stores::new(deployments, services, hpas, revisions, pods);
     // Finished metric rounds wake their ModelDeployment's reconcile.
     let (wake, rounds_done) = rounds::Wake::channel();
@@ -222,7 +225,7 @@ async fn run_scope(
         .owns_stream(hpa_events)
         .owns_stream(revision_events)
         .reconcile_on(rounds_done)
-        .watches_stream(pod_events, |pod: Pod| {
+        .watches_stream(pod_events, |pod: WatchedPod| {
             let namespace = pod.metadata.namespace?;
             let instance = pod
                 .metadata

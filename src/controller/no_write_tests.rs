@@ -5,8 +5,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
+
+use super::cached_deployment::CachedDeployment;
+use crate::rollout::pod::WatchedPod;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
@@ -47,6 +49,15 @@ fn listed<K>(objects: Vec<K>) -> Vec<watcher::Event<K>> {
         .chain(objects.into_iter().map(watcher::Event::InitApply))
         .chain(std::iter::once(watcher::Event::InitDone))
         .collect()
+}
+
+fn deployments_of(deployments: Vec<Deployment>) -> Store<CachedDeployment> {
+    store_of(
+        deployments
+            .iter()
+            .map(|d| CachedDeployment::of(d).unwrap())
+            .collect(),
+    )
 }
 
 fn store_of<K>(objects: Vec<K>) -> Store<K>
@@ -106,11 +117,11 @@ fn converged_world(autoscaling: bool) -> (ModelDeployment, Stores) {
     snapshot.metadata.resource_version = Some("3".into());
     md.status = Some(converged_status(&md, &deployment));
     let stores = Stores::new(
-        store_of(vec![deployment]),
+        deployments_of(vec![deployment]),
         store_of(vec![service]),
         store_of(hpas),
         indexed_of(vec![snapshot]),
-        indexed_of(Vec::<Pod>::new()),
+        indexed_of(Vec::<WatchedPod>::new()),
     );
     (md, stores)
 }
@@ -227,13 +238,13 @@ async fn converged_fixed_replicas_makes_no_request() {
 async fn converged_autoscaled_makes_no_request_even_when_the_hpa_scaled() {
     let (md, stores) = converged_world(true);
     // The HPA moved the Deployment to 4 replicas; that is not drift.
-    let mut d = (*stores.deployments.state()[0]).clone();
+    let mut d = stores.deployments.state()[0].decode().unwrap();
     d.spec.as_mut().unwrap().replicas = Some(4);
     let mut md = md;
     // The status the operator wrote after the HPA scaled.
     md.status = Some(converged_status(&md, &d));
     let stores = Stores::new(
-        store_of(vec![d]),
+        deployments_of(vec![d]),
         stores.services.clone(),
         stores.hpas.clone(),
         stores.revisions.clone(),
@@ -328,11 +339,11 @@ fn held_canary_world() -> (ModelDeployment, Stores) {
     };
     md.status = Some(derive(&observed, &at));
     let stores = Stores::new(
-        store_of(vec![stable, canary]),
+        deployments_of(vec![stable, canary]),
         store_of(vec![service]),
         store_of(Vec::<HorizontalPodAutoscaler>::new()),
         indexed_of(snapshots),
-        indexed_of(Vec::<Pod>::new()),
+        indexed_of(Vec::<WatchedPod>::new()),
     );
     (md, stores)
 }
@@ -497,11 +508,11 @@ async fn a_confirmed_notification_is_removed_in_one_status_write_and_not_sent_ag
 /// several concurrent waiters; the Stores gate must wake all of them.
 #[tokio::test]
 async fn every_concurrent_reconcile_gets_past_the_cache_gate() {
-    let (deployments, mut dw) = reflector::store::<Deployment>();
+    let (deployments, mut dw) = reflector::store::<CachedDeployment>();
     let (services, mut sw) = reflector::store::<Service>();
     let (hpas, mut hw) = reflector::store::<HorizontalPodAutoscaler>();
     let revisions = indexed_of(Vec::<k8s_openapi::api::apps::v1::ControllerRevision>::new());
-    let pods = indexed_of(Vec::<Pod>::new());
+    let pods = indexed_of(Vec::<WatchedPod>::new());
     let stores = Stores::new(deployments, services, hpas, revisions, pods);
     let waiters: Vec<_> = (0..8)
         .map(|_| {

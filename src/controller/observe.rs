@@ -10,6 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::act::owned_by;
+use super::cached_deployment::CachedDeployment;
 use super::context::{Context, cached};
 use super::error::Error;
 use super::revisions::{health_of, known_revisions};
@@ -65,12 +66,12 @@ impl Snapshot {
     pub fn observe(md: Arc<ModelDeployment>, ctx: &Context) -> Result<Self, Error> {
         let namespace = md.namespace().ok_or(Error::NoNamespace)?;
         let name = md.name_any();
-        let deployment = cached(&ctx.stores.deployments, &namespace, &name);
-        let canary_deployment = cached(
+        let deployment = decoded(cached(&ctx.stores.deployments, &namespace, &name))?;
+        let canary_deployment = decoded(cached(
             &ctx.stores.deployments,
             &namespace,
             &resources::canary_name(&name),
-        )
+        ))?
         .filter(|d| owned_by(d.as_ref(), &md));
         let previous = Revisions::from_status(md.status.as_ref());
         let stable_running = deployment.as_deref().and_then(resources::revision_of);
@@ -126,6 +127,16 @@ impl Snapshot {
             .find(|k| k.number == number)
             .map(|k| &k.served)
     }
+}
+
+fn decoded(cached: Option<Arc<CachedDeployment>>) -> Result<Option<Arc<Deployment>>, Error> {
+    cached
+        .map(|d| d.decode().map(Arc::new))
+        .transpose()
+        .map_err(|source| Error::Decode {
+            kind: "cached Deployment",
+            source,
+        })
 }
 
 /// A canary Deployment's revision is the one rolling out only while its

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
-use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 
@@ -17,6 +16,7 @@ use crate::api::ModelDeployment;
 use crate::gates::{Failure, Health};
 use crate::reasons;
 use crate::rollout::health;
+use crate::rollout::pod::WatchedPod;
 use crate::rollout::revision::{self, Revision};
 use crate::rollout::{Progress, progress};
 
@@ -24,7 +24,7 @@ use crate::rollout::{Progress, progress};
 pub(super) fn health_of(
     current: Option<i64>,
     deployment: Option<&Deployment>,
-    pods: &[Arc<Pod>],
+    pods: &[Arc<WatchedPod>],
 ) -> Health {
     let (Some(current), Some(deployment)) = (current, deployment) else {
         return Health::Rolling;

@@ -2,11 +2,7 @@
 //! failures are failures as soon as one pod shows them: waiting for the
 //! progress deadline would keep a broken version half rolled out for minutes.
 
-use k8s_openapi::api::core::v1::{
-    ContainerState, ContainerStateWaiting, ContainerStatus, Pod, PodStatus,
-};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-
+use super::pod::WatchedPod;
 use crate::gates::Failure;
 use crate::reasons;
 use crate::resources::labels;
@@ -27,53 +23,10 @@ fn classify(waiting_reason: &str) -> Option<&'static str> {
 }
 
 /// The first failing container's waiting reason, if any.
-fn failing_reason(pod: &Pod) -> Option<String> {
-    let status = pod.status.as_ref()?;
-    status
-        .init_container_statuses
-        .iter()
-        .chain(status.container_statuses.iter())
-        .flatten()
-        .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone())
+fn failing_reason(pod: &WatchedPod) -> Option<String> {
+    pod.waiting_reasons()
         .find(|r| classify(r).is_some())
-}
-
-/// Reduces a pod to what `failure_of` and the cache's index read (name,
-/// namespace, labels, owners, deletion, containers' waiting reasons), so
-/// the pod cache holds a few hundred bytes per pod instead of several KiB.
-pub fn keep_read_fields(pod: &mut Pod) {
-    let meta = std::mem::take(&mut pod.metadata);
-    pod.metadata = ObjectMeta {
-        name: meta.name,
-        namespace: meta.namespace,
-        labels: meta.labels,
-        owner_references: meta.owner_references,
-        deletion_timestamp: meta.deletion_timestamp,
-        ..ObjectMeta::default()
-    };
-    pod.spec = None;
-    let waiting_only = |statuses: Option<Vec<ContainerStatus>>| {
-        statuses.map(|all| {
-            all.into_iter()
-                .map(|c| ContainerStatus {
-                    name: c.name,
-                    state: c.state.and_then(|s| s.waiting).map(|w| ContainerState {
-                        waiting: Some(ContainerStateWaiting {
-                            reason: w.reason,
-                            message: None,
-                        }),
-                        ..ContainerState::default()
-                    }),
-                    ..ContainerStatus::default()
-                })
-                .collect()
-        })
-    };
-    pod.status = pod.status.take().map(|status| PodStatus {
-        container_statuses: waiting_only(status.container_statuses),
-        init_container_statuses: waiting_only(status.init_container_statuses),
-        ..PodStatus::default()
-    });
+        .map(str::to_string)
 }
 
 /// The pod belongs to one of the Deployment's ReplicaSets: its controller
@@ -81,7 +34,7 @@ pub fn keep_read_fields(pod: &mut Pod) {
 /// with the pod's own hash. A pod created by hand with the model's labels
 /// has no such reference; one that claims it with a made-up uid is deleted
 /// by the garbage collector. Only these pods are judged.
-pub fn owned_by_deployment(pod: &Pod, deployment: &str) -> bool {
+pub fn owned_by_deployment(pod: &WatchedPod, deployment: &str) -> bool {
     let Some(hash) = pod
         .metadata
         .labels
@@ -100,9 +53,12 @@ pub fn owned_by_deployment(pod: &Pod, deployment: &str) -> bool {
 }
 
 /// Judges the live (not terminating) pods of `revision` among `pods`.
-pub fn failure_of<'a>(pods: impl IntoIterator<Item = &'a Pod>, revision: i64) -> Option<Failure> {
+pub fn failure_of<'a>(
+    pods: impl IntoIterator<Item = &'a WatchedPod>,
+    revision: i64,
+) -> Option<Failure> {
     let revision = revision.to_string();
-    let of_revision: Vec<&Pod> = pods
+    let of_revision: Vec<&WatchedPod> = pods
         .into_iter()
         .filter(|p| p.metadata.deletion_timestamp.is_none())
         .filter(|p| {
@@ -134,7 +90,7 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn pod(revision: &str, waiting: Option<&str>, terminating: bool) -> Pod {
+    fn pod(revision: &str, waiting: Option<&str>, terminating: bool) -> WatchedPod {
         let mut p = json!({"metadata": {"name": "p", "labels": {"mlops.dev/revision": revision}}, "status": {"phase": "Running"}});
         if let Some(reason) = waiting {
             p["status"]["containerStatuses"] = json!([{"name": "model-server", "image": "i", "imageID": "", "ready": false, "restartCount": 3, "state": {"waiting": {"reason": reason}}}]);
@@ -154,7 +110,9 @@ mod tests {
             pod("1", Some("ErrImagePull"), false),
         ];
         let mut trimmed = pods.clone();
-        trimmed.iter_mut().for_each(keep_read_fields);
+        trimmed
+            .iter_mut()
+            .for_each(crate::rollout::pod::keep_read_fields);
         for revision in [1, 2, 3] {
             assert_eq!(
                 failure_of(&trimmed, revision),
@@ -162,14 +120,17 @@ mod tests {
                 "revision {revision}"
             );
         }
-        assert!(trimmed.iter().all(|p| p.spec.is_none()));
         assert_eq!(trimmed[0].metadata.labels, pods[0].metadata.labels);
     }
 
     #[test]
     fn table() {
         // (name, pods, expected (reason, message))
-        type Case = (&'static str, Vec<Pod>, Option<(&'static str, &'static str)>);
+        type Case = (
+            &'static str,
+            Vec<WatchedPod>,
+            Option<(&'static str, &'static str)>,
+        );
         let cases: Vec<Case> = vec![
             (
                 "all healthy",
@@ -243,7 +204,7 @@ mod tests {
 mod ownership_tests {
     use super::*;
 
-    fn pod(hash: Option<&str>, owner: Option<(&str, &str, Option<bool>)>) -> Pod {
+    fn pod(hash: Option<&str>, owner: Option<(&str, &str, Option<bool>)>) -> WatchedPod {
         serde_json::from_value(serde_json::json!({
             "metadata": {
                 "name": "p",

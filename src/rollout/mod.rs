@@ -4,6 +4,7 @@ pub mod canary;
 pub mod decide;
 pub mod health;
 pub mod history;
+pub mod pod;
 mod progress;
 pub mod revision;
 

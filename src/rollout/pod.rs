@@ -1,0 +1,152 @@
+//! What the operator keeps of a pod: the fields health and the cache's
+//! index read, deserialized straight from the watch. A `Pod` of
+//! k8s-openapi is several KiB even when trimmed (its spec and statuses are
+//! large inline structs); at 1,000 models that was the biggest cache.
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::{Deserialize, Serialize};
+
+/// A pod as the operator watches it. Everything not named here is skipped
+/// while decoding.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct WatchedPod {
+    /// Only name, namespace, labels, owners and deletion are kept
+    /// (`keep_read_fields`).
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<WatchedPodStatus>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchedPodStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container_statuses: Option<Vec<WatchedContainer>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init_container_statuses: Option<Vec<WatchedContainer>>,
+}
+
+/// A container's status, reduced to why it waits.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct WatchedContainer {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<WatchedContainerState>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct WatchedContainerState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<Waiting>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+pub struct Waiting {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl WatchedPod {
+    /// Why its containers wait, init containers first.
+    pub fn waiting_reasons(&self) -> impl Iterator<Item = &str> {
+        self.status
+            .iter()
+            .flat_map(|s| {
+                s.init_container_statuses
+                    .iter()
+                    .chain(s.container_statuses.iter())
+            })
+            .flatten()
+            .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
+    }
+}
+
+/// Drops the metadata neither health nor the index reads (annotations,
+/// managed fields, uid, times, ...) before the pod is cached.
+pub fn keep_read_fields(pod: &mut WatchedPod) {
+    let meta = std::mem::take(&mut pod.metadata);
+    pod.metadata = ObjectMeta {
+        name: meta.name,
+        namespace: meta.namespace,
+        labels: meta.labels,
+        owner_references: meta.owner_references,
+        deletion_timestamp: meta.deletion_timestamp,
+        ..ObjectMeta::default()
+    };
+}
+
+crate::resources::slim::slim_resource!(WatchedPod, "v1", "", "Pod", "v1", "pods");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::json;
+
+    /// A pod as the API server sends it, with spec, managed fields and
+    /// every status the kubelet writes.
+    fn full_pod() -> serde_json::Value {
+        json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": "m-abc-x", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+                "labels": {"mlops.dev/revision": "2", "pod-template-hash": "abc"},
+                "annotations": {"a": "b"},
+                "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "m-abc", "uid": "r", "controller": true}],
+                "deletionTimestamp": "2026-01-01T00:00:00Z",
+                "managedFields": [{"manager": "kubelet", "operation": "Update", "apiVersion": "v1", "fieldsType": "FieldsV1", "fieldsV1": {"f:status": {}}}]
+            },
+            "spec": {"containers": [{"name": "model-server", "image": "srv:1", "env": [{"name": "MODEL", "value": "m"}]}]},
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "False"}],
+                "initContainerStatuses": [{"name": "init", "image": "i", "imageID": "", "ready": true, "restartCount": 0, "state": {"terminated": {"exitCode": 0}}}],
+                "containerStatuses": [{"name": "model-server", "image": "srv:1", "imageID": "", "ready": false, "restartCount": 3, "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}}}]
+            }
+        })
+    }
+
+    #[test]
+    fn decodes_what_is_read_from_a_full_pod() {
+        let mut watched: WatchedPod = serde_json::from_value(full_pod()).unwrap();
+        keep_read_fields(&mut watched);
+        let full: Pod = serde_json::from_value(full_pod()).unwrap();
+        assert_eq!(watched.metadata.name, full.metadata.name);
+        assert_eq!(watched.metadata.namespace, full.metadata.namespace);
+        assert_eq!(watched.metadata.labels, full.metadata.labels);
+        assert_eq!(
+            watched.metadata.owner_references,
+            full.metadata.owner_references
+        );
+        assert_eq!(
+            watched.metadata.deletion_timestamp,
+            full.metadata.deletion_timestamp
+        );
+        assert_eq!(
+            watched.waiting_reasons().collect::<Vec<_>>(),
+            ["CrashLoopBackOff"]
+        );
+        assert!(watched.metadata.managed_fields.is_none());
+        assert!(watched.metadata.annotations.is_none());
+        assert_eq!(<WatchedPod as kube::Resource>::kind(&()), "Pod");
+    }
+
+    #[test]
+    fn a_pod_without_status_decodes() {
+        let watched: WatchedPod =
+            serde_json::from_value(json!({"metadata": {"name": "p"}})).unwrap();
+        assert_eq!(watched.waiting_reasons().count(), 0);
+    }
+
+    #[test]
+    fn is_much_smaller_than_a_pod() {
+        // What the cache holds per pod, inline; the point of this type.
+        assert!(
+            std::mem::size_of::<WatchedPod>() * 4 < std::mem::size_of::<Pod>(),
+            "{} vs {}",
+            std::mem::size_of::<WatchedPod>(),
+            std::mem::size_of::<Pod>()
+        );
+    }
+}
