@@ -19,7 +19,10 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use kube::runtime::watcher;
+
 use super::persist::PROGRESS_WINDOW;
+use crate::api::ModelDeployment;
 
 /// More new ModelDeployments than this awaiting their first status make a
 /// burst.
@@ -38,22 +41,35 @@ pub fn hold(age: Duration, awaiting: usize) -> Option<Duration> {
     limit.checked_sub(age).filter(|left| !left.is_zero())
 }
 
-/// The new ModelDeployments this operator has seen without status, keyed
-/// `namespace/name`. An entry leaves with the object's first status write;
-/// one whose object was deleted first is dropped after `BURST_HOLD`.
+/// The ModelDeployments of this scope without status, keyed
+/// `namespace/name`, kept from the ModelDeployment watch itself: a burst
+/// is mostly objects still queued for their first pass, which a count kept
+/// by the passes would not see. An entry leaves with the object's first
+/// status (our write, or its watch event) or its deletion; one older than
+/// `BURST_HOLD` no longer counts.
 #[derive(Default)]
 pub struct Awaiting {
     seen: Mutex<HashMap<String, Instant>>,
 }
 
 impl Awaiting {
-    /// Records `key` as awaiting its first status, and returns how many do
-    /// (itself included).
-    pub fn note(&self, key: &str) -> usize {
+    /// Follows one event of the ModelDeployment watch.
+    pub fn observe(&self, event: &watcher::Event<ModelDeployment>) {
+        use watcher::Event as E;
+        match event {
+            E::Apply(md) | E::InitApply(md) => match md.status {
+                None => self.note(&key_of(md)),
+                Some(_) => self.done(&key_of(md)),
+            },
+            E::Delete(md) => self.done(&key_of(md)),
+            E::Init | E::InitDone => {}
+        }
+    }
+
+    fn note(&self, key: &str) {
         let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.retain(|_, at| at.elapsed() < BURST_HOLD);
         seen.entry(key.to_string()).or_insert_with(Instant::now);
-        seen.len()
     }
 
     /// `key`'s first status was written.
@@ -62,10 +78,19 @@ impl Awaiting {
         seen.remove(key);
     }
 
+    /// How many await their first status.
     pub fn entries(&self) -> usize {
         let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
         seen.values().filter(|at| at.elapsed() < BURST_HOLD).count()
     }
+}
+
+fn key_of(md: &ModelDeployment) -> String {
+    format!(
+        "{}/{}",
+        md.metadata.namespace.as_deref().unwrap_or_default(),
+        md.metadata.name.as_deref().unwrap_or_default()
+    )
 }
 
 #[cfg(test)]
@@ -89,15 +114,33 @@ mod tests {
         }
     }
 
+    fn md(name: &str, with_status: bool) -> ModelDeployment {
+        let mut md: ModelDeployment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": name, "namespace": "ns"},
+            "spec": {"model": {"version": "1"}, "server": {"image": "srv:1"}},
+        }))
+        .unwrap();
+        if with_status {
+            md.status = Some(Default::default());
+        }
+        md
+    }
+
     #[test]
-    fn awaiting_counts_each_object_once_until_its_first_write() {
+    fn awaiting_follows_the_watch_until_a_first_status_or_deletion() {
+        use watcher::Event as E;
         let awaiting = Awaiting::default();
-        assert_eq!(awaiting.note("ns/a"), 1);
-        assert_eq!(awaiting.note("ns/a"), 1, "a second pass is the same object");
-        assert_eq!(awaiting.note("ns/b"), 2);
-        awaiting.done("ns/a");
+        awaiting.observe(&E::InitApply(md("a", false)));
+        awaiting.observe(&E::InitApply(md("old", true)));
+        awaiting.observe(&E::Apply(md("b", false)));
+        awaiting.observe(&E::Apply(md("c", false)));
+        awaiting.observe(&E::Apply(md("a", false)));
+        assert_eq!(awaiting.entries(), 3, "each object once, none with status");
+        awaiting.observe(&E::Apply(md("a", true)));
+        awaiting.observe(&E::Delete(md("b", false)));
         assert_eq!(awaiting.entries(), 1);
-        awaiting.done("ns/b");
-        assert_eq!(awaiting.entries(), 0);
+        awaiting.done("ns/c");
+        assert_eq!(awaiting.entries(), 0, "our own write");
     }
 }

@@ -209,6 +209,10 @@ async fn run_scope(
     )
     .backoff(WatchBackoff::default())
     .modify(keep_read_fields)
+    .inspect_ok({
+        let ctx = ctx.clone();
+        move |event| ctx.status_writes.observe(event)
+    })
     .reflect(md_writer)
     .applied_objects();
     let attempts_ended = attempts_ended(&ctx.outbound.deliverer, namespace);

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
+use kube::runtime::watcher;
 use serde_json::json;
 
 use super::context::Context;
@@ -126,7 +127,7 @@ impl WriteTimes {
         if seen.md.status.is_some() {
             return None;
         }
-        let awaiting = self.first.note(&key);
+        let awaiting = self.first.entries();
         let created = seen.md.metadata.creation_timestamp.as_ref()?;
         let age = seen.now.0.as_second() - created.0.as_second();
         let age = Duration::from_secs(u64::try_from(age).unwrap_or(0));
@@ -136,6 +137,12 @@ impl WriteTimes {
     /// New ModelDeployments awaiting their first status.
     pub fn awaiting_first(&self) -> usize {
         self.first.entries()
+    }
+
+    /// Follows the ModelDeployment watch, for the count of those awaiting
+    /// their first status.
+    pub fn observe(&self, event: &watcher::Event<ModelDeployment>) {
+        self.first.observe(event);
     }
 
     /// Whether `seen` is a version of the object one of our status writes
