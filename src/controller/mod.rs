@@ -229,7 +229,10 @@ async fn run_scope(
         .owns_stream(hpa_events)
         .owns_stream(revision_events)
         .reconcile_on(rounds_done)
-        .watches_stream(pod_events, |pod: WatchedPod| {
+        // Only a failing pod wakes its ModelDeployment: every other pod
+        // change reaches it as the Deployment's status, and a pass reads
+        // every pod from the cache whatever woke it.
+        .watches_stream(failing(pod_events), |pod: WatchedPod| {
             let namespace = pod.metadata.namespace?;
             let instance = pod
                 .metadata
@@ -254,6 +257,12 @@ async fn run_scope(
         .await;
     sampler.abort();
     Ok(())
+}
+
+fn failing(
+    pods: impl Stream<Item = Result<WatchedPod, watcher::Error>> + Send + 'static,
+) -> impl Stream<Item = Result<WatchedPod, watcher::Error>> + Send + 'static {
+    pods.try_filter(|pod| std::future::ready(crate::rollout::health::is_failing(pod)))
 }
 
 /// Every cache of this scope and every per-object map, for

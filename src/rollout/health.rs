@@ -22,6 +22,13 @@ fn classify(waiting_reason: &str) -> Option<&'static str> {
     }
 }
 
+/// A container of the pod waits for a reason that fails a rollout: the
+/// only pod change a rollout decision waits for (progress comes from the
+/// Deployment's status).
+pub fn is_failing(pod: &WatchedPod) -> bool {
+    failing_reason(pod).is_some()
+}
+
 /// The first failing container's waiting reason, if any.
 fn failing_reason(pod: &WatchedPod) -> Option<String> {
     pod.waiting_reasons()
