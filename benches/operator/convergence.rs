@@ -187,6 +187,8 @@ struct OperatorRun {
     /// The operator's own request counter while converging.
     requests: Vec<Requests>,
     reconciles: f64,
+    /// The operator's CPU seconds while converging.
+    cpu: f64,
     idle_rss: u64,
 }
 
@@ -201,6 +203,7 @@ async fn operator_run(client: &Client, n: usize, round: usize) -> OperatorRun {
     let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
     let mut ready = count_ready(mds.clone(), md_ready);
     let (requests_before, reconciles_before) = (op.requests().await, op.reconciles().await);
+    let cpu_before = op.cpu_seconds().unwrap_or_default();
     let apiserver_before = apiserver_requests(client).await.unwrap_or_default();
     let start = Instant::now();
     create_all(n, |i| {
@@ -222,6 +225,7 @@ async fn operator_run(client: &Client, n: usize, round: usize) -> OperatorRun {
         timed: Timed { seconds, apiserver },
         requests: requests_between(&requests_before, &op.requests().await),
         reconciles: op.reconciles().await - reconciles_before,
+        cpu: op.cpu_seconds().unwrap_or_default() - cpu_before,
         op,
         ns,
         idle_rss,
@@ -330,13 +334,18 @@ pub async fn run(client: &Client, settings: &Settings) -> Vec<Row> {
     let (writes_per_model, own_text) = per_model(&own, n);
     let reconciles =
         operators.iter().map(|o| o.reconciles).sum::<f64>() / (operators.len() * n) as f64;
+    let cpu: Vec<f64> = operators.iter().map(|o| o.cpu).collect();
+    let (cpu_median, cpu_text) = median_and_spread(&cpu, " s");
     rows.push(
         Row::new(
             format!("N={n}: operator writes per ModelDeployment while converging"),
-            format!("{writes_per_model:.2} ({own_text}); {reconciles:.1} reconciles per ModelDeployment"),
+            format!(
+                "{writes_per_model:.2} ({own_text}); {reconciles:.1} reconciles per ModelDeployment; operator CPU {cpu_text}"
+            ),
         )
         .target("≤ 6", writes_per_model <= 6.0)
-        .data(json!({"n": n, "writes_per_model": writes_per_model, "reconciles_per_model": reconciles})),
+        .data(json!({"n": n, "writes_per_model": writes_per_model, "reconciles_per_model": reconciles,
+                     "operator_cpu_s": cpu, "operator_cpu_median_s": cpu_median})),
     );
     for (side, runs) in [
         (

@@ -107,6 +107,19 @@ impl Probed {
         };
         Some((field("VmRSS:")?, field("VmHWM:")?))
     }
+
+    /// CPU seconds the process has used (user + system).
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.operator.pid()?)).ok()?;
+        // Fields after the command name, which is in parentheses and may
+        // hold spaces: utime and stime are the 12th and 13th.
+        let after = stat.rsplit_once(')')?.1;
+        let mut fields = after.split_whitespace().skip(11);
+        let utime: f64 = fields.next()?.parse().ok()?;
+        let stime: f64 = fields.next()?.parse().ok()?;
+        // Linux reports both in USER_HZ, 100 on every architecture it runs.
+        Some((utime + stime) / 100.0)
+    }
 }
 
 /// The leader-election Lease's renewals: the price of leader election, not
