@@ -12,6 +12,7 @@ use kube::{Api, Resource, ResourceExt};
 
 use super::apply::{Applied, ensure};
 use super::canary::CanaryChild;
+use super::compact_cache::decoded;
 use super::context::{Context, cached};
 use super::drift::Need;
 use super::error::Error;
@@ -78,14 +79,14 @@ pub async fn apply_children(
 
     let desired = resources::service(md, plan.target.model_name());
     let api = Api::<Service>::namespaced(ctx.client.clone(), namespace);
-    let cached_service = cached(&stores.services, namespace, name);
+    let cached_service = decoded(cached(&stores.services, namespace, name))?;
     match ensure(&api, "Service", desired, cached_service).await {
         Ok(done) => applied.push(record("Service", done)),
         Err(e) => return blocked(e, deployment, announcements),
     }
     if route.is_some() {
         for desired in split_services(md, plan.target.model_name()) {
-            let cached_service = cached(&stores.services, namespace, &desired.name_any());
+            let cached_service = decoded(cached(&stores.services, namespace, &desired.name_any()))?;
             match ensure(&api, "Service", desired, cached_service).await {
                 Ok(done) => applied.push(record("Service", done)),
                 Err(e) => return blocked(e, deployment, announcements),

@@ -5,13 +5,12 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{ObjectRef, Store};
 use kube::{Client, Resource};
 use tokio::sync::watch;
 
-use super::cached_deployment::CachedDeployment;
+use super::compact_cache::{CachedDeployment, CachedService};
 use super::index::Indexed;
 use crate::resources::labels::MANAGER;
 use crate::rollout::pod::WatchedPod;
@@ -21,7 +20,7 @@ use crate::rollout::pod::WatchedPod;
 #[derive(Clone)]
 pub struct Stores {
     pub deployments: Store<CachedDeployment>,
-    pub services: Store<Service>,
+    pub services: Store<CachedService>,
     pub hpas: Store<HorizontalPodAutoscaler>,
     /// Indexed by instance: every reconcile looks its revisions and pods up.
     pub revisions: Indexed<ControllerRevision>,
@@ -34,7 +33,7 @@ impl Stores {
     /// first full list.
     pub fn new(
         deployments: Store<CachedDeployment>,
-        services: Store<Service>,
+        services: Store<CachedService>,
         hpas: Store<HorizontalPodAutoscaler>,
         revisions: Indexed<ControllerRevision>,
         pods: Indexed<WatchedPod>,

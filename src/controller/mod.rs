@@ -3,8 +3,8 @@
 mod act;
 mod analysis;
 mod apply;
-mod cached_deployment;
 mod canary;
+mod compact_cache;
 mod compare;
 mod conditions;
 mod context;
@@ -40,7 +40,6 @@ use std::time::Duration;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::Service;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -52,7 +51,7 @@ use crate::metrics::{Metrics, ReconcileLabels};
 use crate::resources::labels::managed_selector;
 use crate::rollout::pod::{self, WatchedPod};
 use crate::rollout::revision;
-use cached_deployment::CachedDeployment;
+use compact_cache::{CachedDeployment, CachedService};
 use tokio::sync::watch;
 use watch_backoff::{SharedPause, WatchBackoff};
 
@@ -153,7 +152,7 @@ async fn run_scope(
     );
 
     let (deployments, deployment_events) = child_cache::<CachedDeployment>(&client, &scope);
-    let (services, service_events) = child_cache::<Service>(&client, &scope);
+    let (services, service_events) = child_cache::<CachedService>(&client, &scope);
     let (hpas, hpa_events) = child_cache::<HorizontalPodAutoscaler>(&client, &scope);
     let (revisions, writer) = indexed_store::<ControllerRevision>();
     let revision_events = indexed_child_cache(writer, &client, &scope, revision::compact);

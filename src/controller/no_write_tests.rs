@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 
-use super::cached_deployment::CachedDeployment;
+use super::compact_cache::{Cached, CachedDeployment, CachedService, Compactable};
 use crate::rollout::pod::WatchedPod;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
@@ -51,13 +51,9 @@ fn listed<K>(objects: Vec<K>) -> Vec<watcher::Event<K>> {
         .collect()
 }
 
-fn deployments_of(deployments: Vec<Deployment>) -> Store<CachedDeployment> {
-    store_of(
-        deployments
-            .iter()
-            .map(|d| CachedDeployment::of(d).unwrap())
-            .collect(),
-    )
+/// A cache of children as the operator keeps them.
+fn cached_of<K: Compactable>(objects: Vec<K>) -> Store<Cached<K>> {
+    store_of(objects.iter().map(|o| Cached::of(o).unwrap()).collect())
 }
 
 fn store_of<K>(objects: Vec<K>) -> Store<K>
@@ -117,8 +113,8 @@ fn converged_world(autoscaling: bool) -> (ModelDeployment, Stores) {
     snapshot.metadata.resource_version = Some("3".into());
     md.status = Some(converged_status(&md, &deployment));
     let stores = Stores::new(
-        deployments_of(vec![deployment]),
-        store_of(vec![service]),
+        cached_of(vec![deployment]),
+        cached_of(vec![service]),
         store_of(hpas),
         indexed_of(vec![snapshot]),
         indexed_of(Vec::<WatchedPod>::new()),
@@ -244,7 +240,7 @@ async fn converged_autoscaled_makes_no_request_even_when_the_hpa_scaled() {
     // The status the operator wrote after the HPA scaled.
     md.status = Some(converged_status(&md, &d));
     let stores = Stores::new(
-        deployments_of(vec![d]),
+        cached_of(vec![d]),
         stores.services.clone(),
         stores.hpas.clone(),
         stores.revisions.clone(),
@@ -339,8 +335,8 @@ fn held_canary_world() -> (ModelDeployment, Stores) {
     };
     md.status = Some(derive(&observed, &at));
     let stores = Stores::new(
-        deployments_of(vec![stable, canary]),
-        store_of(vec![service]),
+        cached_of(vec![stable, canary]),
+        cached_of(vec![service]),
         store_of(Vec::<HorizontalPodAutoscaler>::new()),
         indexed_of(snapshots),
         indexed_of(Vec::<WatchedPod>::new()),
@@ -509,7 +505,7 @@ async fn a_confirmed_notification_is_removed_in_one_status_write_and_not_sent_ag
 #[tokio::test]
 async fn every_concurrent_reconcile_gets_past_the_cache_gate() {
     let (deployments, mut dw) = reflector::store::<CachedDeployment>();
-    let (services, mut sw) = reflector::store::<Service>();
+    let (services, mut sw) = reflector::store::<CachedService>();
     let (hpas, mut hw) = reflector::store::<HorizontalPodAutoscaler>();
     let revisions = indexed_of(Vec::<k8s_openapi::api::apps::v1::ControllerRevision>::new());
     let pods = indexed_of(Vec::<WatchedPod>::new());

@@ -10,7 +10,7 @@ use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
 use super::act::owned_by;
-use super::cached_deployment::CachedDeployment;
+use super::compact_cache::decoded;
 use super::context::{Context, cached};
 use super::error::Error;
 use super::revisions::{health_of, known_revisions};
@@ -127,16 +127,6 @@ impl Snapshot {
             .find(|k| k.number == number)
             .map(|k| &k.served)
     }
-}
-
-fn decoded(cached: Option<Arc<CachedDeployment>>) -> Result<Option<Arc<Deployment>>, Error> {
-    cached
-        .map(|d| d.decode().map(Arc::new))
-        .transpose()
-        .map_err(|source| Error::Decode {
-            kind: "cached Deployment",
-            source,
-        })
 }
 
 /// A canary Deployment's revision is the one rolling out only while its
