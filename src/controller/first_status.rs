@@ -25,8 +25,9 @@ use super::persist::PROGRESS_WINDOW;
 use crate::api::ModelDeployment;
 
 /// More new ModelDeployments than this awaiting their first status make a
-/// burst.
-pub const BURST: usize = 32;
+/// burst: more than the operator reconciles at once (`--concurrency`'s
+/// default), so some wait in the queue anyway.
+pub const BURST: usize = 16;
 
 /// The longest a first status waits during a burst.
 pub const BURST_HOLD: Duration = Duration::from_secs(60);
