@@ -139,17 +139,7 @@ async fn run_scope(
 ) -> Result<(), Error> {
     let concurrency = settings.concurrency;
     let namespace = scope.namespace;
-    let mds = scoped_api::<ModelDeployment>(&client, namespace);
-    // Fail fast with a clear error when the CRD is not installed or the
-    // operator may not read ModelDeployments here.
-    // Metadata only: one object this binary cannot decode must not stop
-    // the start (`decode`).
-    mds.list_metadata(&kube::api::ListParams::default().limit(1))
-        .await?;
-    tracing::info!(
-        namespace = namespace.unwrap_or("<all>"),
-        "watching ModelDeployments"
-    );
+    check_access(&client, namespace).await?;
 
     let (deployments, deployment_events) = child_cache::<CachedDeployment>(&client, &scope);
     let (services, service_events) = child_cache::<CachedService>(&client, &scope);
@@ -180,47 +170,19 @@ async fn run_scope(
 
     let (md_store, md_writer) = reflector::store();
     let md_store_for_cleanup = md_store.clone();
-    // What is kept per object goes with the object (issue 11: cleanup).
-    let on_delete: decode::OnDelete = {
-        let (ctx, backoff) = (ctx.clone(), backoff.clone());
-        Box::new(move |md: &ModelDeployment| {
-            let (Some(namespace), Some(name)) = (
-                md.metadata.namespace.as_deref(),
-                md.metadata.name.as_deref(),
-            ) else {
-                return;
-            };
-            ctx.outbound.forget(namespace, name);
-            ctx.metrics.forget(md);
-            backoff.reset(&ObjectRef::from_obj(md));
-        })
-    };
     let reporter = Arc::new(decode::Reporter::new(
         kube::runtime::events::Recorder::new(ctx.client.clone(), ctx.reporter.clone()),
         settings.metrics.clone(),
-        on_delete,
+        forget_on_delete(&ctx, &backoff),
     ));
-    let md_events = decode::watch(
-        &ctx.client,
-        namespace,
-        scope.watch_config.clone(),
-        reporter.clone(),
-    )
-    .backoff(WatchBackoff::default())
-    .modify(keep_read_fields)
-    .inspect_ok({
-        let ctx = ctx.clone();
-        move |event| ctx.status_writes.observe(event)
-    })
-    .reflect(md_writer)
-    .applied_objects();
+    let md_events = md_watch(&ctx, &scope, reporter.clone()).reflect(md_writer);
     let attempts_ended = attempts_ended(&ctx.outbound.deliverer, namespace);
     let sampler = tokio::spawn(state_entries::sample(
         settings.metrics.clone(),
         namespace.unwrap_or("all").to_string(),
         entry_counters(&ctx, &md_store, &backoff, &reporter),
     ));
-    Controller::for_stream(md_events, md_store)
+    Controller::for_stream(md_events.applied_objects(), md_store)
         .trigger_backoff(SharedPause)
         .reconcile_on(attempts_ended)
         .owns_stream(deployment_events)
@@ -231,14 +193,7 @@ async fn run_scope(
         // Only a failing pod wakes its ModelDeployment: every other pod
         // change reaches it as the Deployment's status, and a pass reads
         // every pod from the cache whatever woke it.
-        .watches_stream(failing(pod_events), |pod: WatchedPod| {
-            let namespace = pod.metadata.namespace?;
-            let instance = pod
-                .metadata
-                .labels?
-                .remove(crate::resources::labels::INSTANCE)?;
-            Some(ObjectRef::new(&instance).within(&namespace))
-        })
+        .watches_stream(failing(pod_events), model_of_pod)
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(
@@ -256,6 +211,67 @@ async fn run_scope(
         .await;
     sampler.abort();
     Ok(())
+}
+
+/// Fails fast with a clear error when the CRD is not installed or the
+/// operator may not read ModelDeployments here. Metadata only: one object
+/// this binary cannot decode must not stop the start (`decode`).
+async fn check_access(client: &Client, namespace: Option<&str>) -> Result<(), Error> {
+    scoped_api::<ModelDeployment>(client, namespace)
+        .list_metadata(&kube::api::ListParams::default().limit(1))
+        .await?;
+    tracing::info!(
+        namespace = namespace.unwrap_or("<all>"),
+        "watching ModelDeployments"
+    );
+    Ok(())
+}
+
+/// What is kept per object goes with the object (issue 11: cleanup).
+fn forget_on_delete(ctx: &Arc<Context>, backoff: &Arc<Backoff>) -> decode::OnDelete {
+    let (ctx, backoff) = (ctx.clone(), backoff.clone());
+    Box::new(move |md: &ModelDeployment| {
+        let (Some(namespace), Some(name)) = (
+            md.metadata.namespace.as_deref(),
+            md.metadata.name.as_deref(),
+        ) else {
+            return;
+        };
+        ctx.outbound.forget(namespace, name);
+        ctx.metrics.forget(md);
+        backoff.reset(&ObjectRef::from_obj(md));
+    })
+}
+
+/// The ModelDeployment watch: decoded one by one (`decode`), trimmed to
+/// what is read, and followed for the count of those awaiting a first
+/// status.
+fn md_watch(
+    ctx: &Arc<Context>,
+    scope: &Scope<'_>,
+    reporter: Arc<decode::Reporter>,
+) -> impl Stream<Item = Result<watcher::Event<ModelDeployment>, watcher::Error>> + Send + 'static {
+    let watch = decode::watch(
+        &ctx.client,
+        scope.namespace,
+        scope.watch_config.clone(),
+        reporter,
+    );
+    let ctx = ctx.clone();
+    watch
+        .backoff(WatchBackoff::default())
+        .modify(keep_read_fields)
+        .inspect_ok(move |event| ctx.status_writes.observe(event))
+}
+
+/// Pods are mapped to their ModelDeployment by its instance label.
+fn model_of_pod(pod: WatchedPod) -> Option<ObjectRef<ModelDeployment>> {
+    let namespace = pod.metadata.namespace?;
+    let instance = pod
+        .metadata
+        .labels?
+        .remove(crate::resources::labels::INSTANCE)?;
+    Some(ObjectRef::new(&instance).within(&namespace))
 }
 
 fn failing(
