@@ -8,8 +8,10 @@
 //! restored from backup) is different: every first status written while
 //! the rollout is still going is followed by a second at its outcome, and
 //! those extra writes land on an API server that is at that moment busy
-//! creating every Deployment, ReplicaSet and pod of the burst. While more
-//! than `BURST` new ModelDeployments await their first status, a first
+//! creating every Deployment, ReplicaSet and pod of the burst. A
+//! ModelDeployment that was awaiting its first status while more than
+//! `BURST` did belongs to a burst, also after the count drops again (the
+//! burst's last ones would otherwise each get two writes), and its first
 //! status is written at the first rollout's outcome (Healthy, Degraded,
 //! RolledBack, Paused) or `BURST_HOLD` after creation, whichever is first.
 //! Decisions never wait: what the status holds back is "Progressing, n/m
@@ -34,8 +36,8 @@ pub const BURST_HOLD: Duration = Duration::from_secs(60);
 
 /// How long a new ModelDeployment of `age` may still go without status:
 /// `None` once it should have one. Pure, for the table test.
-pub fn hold(age: Duration, awaiting: usize) -> Option<Duration> {
-    let limit = match awaiting > BURST {
+pub fn hold(age: Duration, in_burst: bool) -> Option<Duration> {
+    let limit = match in_burst {
         true => BURST_HOLD,
         false => PROGRESS_WINDOW,
     };
@@ -50,7 +52,16 @@ pub fn hold(age: Duration, awaiting: usize) -> Option<Duration> {
 /// `BURST_HOLD` no longer counts.
 #[derive(Default)]
 pub struct Awaiting {
-    seen: Mutex<HashMap<String, Instant>>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// When each was first seen without status.
+    seen: HashMap<String, Instant>,
+    /// The last time more than `BURST` awaited: every one seen before then
+    /// belongs to a burst.
+    last_burst: Option<Instant>,
 }
 
 impl Awaiting {
@@ -68,21 +79,40 @@ impl Awaiting {
     }
 
     fn note(&self, key: &str) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.retain(|_, at| at.elapsed() < BURST_HOLD);
-        seen.entry(key.to_string()).or_insert_with(Instant::now);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.seen.retain(|_, at| at.elapsed() < BURST_HOLD);
+        state
+            .seen
+            .entry(key.to_string())
+            .or_insert_with(Instant::now);
+        if state.seen.len() > BURST {
+            state.last_burst = Some(Instant::now());
+        }
     }
 
     /// `key`'s first status was written.
     pub fn done(&self, key: &str) {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.remove(key);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.seen.remove(key);
+    }
+
+    /// Whether `key` awaits its first status as part of a burst.
+    pub fn in_burst(&self, key: &str) -> bool {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match (state.seen.get(key), state.last_burst) {
+            (Some(seen), Some(burst)) => *seen <= burst,
+            _ => false,
+        }
     }
 
     /// How many await their first status.
     pub fn entries(&self) -> usize {
-        let seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        seen.values().filter(|at| at.elapsed() < BURST_HOLD).count()
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state
+            .seen
+            .values()
+            .filter(|at| at.elapsed() < BURST_HOLD)
+            .count()
     }
 }
 
@@ -102,16 +132,15 @@ mod tests {
     fn a_first_status_waits_a_moment_alone_and_longer_in_a_burst() {
         let s = Duration::from_secs;
         let cases = [
-            ("alone, just created", s(0), 1, Some(s(2))),
-            ("alone, 1 s old", s(1), 5, Some(s(1))),
-            ("alone, window over", s(2), 1, None),
-            ("at the threshold is not a burst", s(3), BURST, None),
-            ("burst, 3 s old", s(3), BURST + 1, Some(s(57))),
-            ("burst, hold over", s(60), 1000, None),
-            ("burst, long over", s(600), 1000, None),
+            ("alone, just created", s(0), false, Some(s(2))),
+            ("alone, 1 s old", s(1), false, Some(s(1))),
+            ("alone, window over", s(2), false, None),
+            ("burst, 3 s old", s(3), true, Some(s(57))),
+            ("burst, hold over", s(60), true, None),
+            ("burst, long over", s(600), true, None),
         ];
-        for (what, age, awaiting, want) in cases {
-            assert_eq!(hold(age, awaiting), want, "{what}");
+        for (what, age, in_burst, want) in cases {
+            assert_eq!(hold(age, in_burst), want, "{what}");
         }
     }
 
@@ -143,5 +172,28 @@ mod tests {
         assert_eq!(awaiting.entries(), 1);
         awaiting.done("ns/c");
         assert_eq!(awaiting.entries(), 0, "our own write");
+    }
+
+    #[test]
+    fn a_burst_holds_those_seen_before_its_end_and_not_those_after() {
+        use watcher::Event as E;
+        let awaiting = Awaiting::default();
+        for i in 0..BURST {
+            awaiting.observe(&E::Apply(md(&format!("m{i}"), false)));
+        }
+        assert!(!awaiting.in_burst("ns/m0"), "{BURST} are not a burst");
+        awaiting.observe(&E::Apply(md("one-more", false)));
+        assert!(awaiting.in_burst("ns/m0"), "the first ones join the burst");
+        assert!(awaiting.in_burst("ns/one-more"));
+        // The burst winds down: its last ones stay in it.
+        for i in 1..BURST {
+            awaiting.observe(&E::Apply(md(&format!("m{i}"), true)));
+        }
+        assert!(awaiting.in_burst("ns/m0"));
+        // A new one after the burst is on its own.
+        std::thread::sleep(Duration::from_millis(2));
+        awaiting.observe(&E::Apply(md("later", false)));
+        assert!(!awaiting.in_burst("ns/later"));
+        assert!(!awaiting.in_burst("ns/unknown"));
     }
 }

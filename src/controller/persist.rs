@@ -127,11 +127,11 @@ impl WriteTimes {
         if seen.md.status.is_some() {
             return None;
         }
-        let awaiting = self.first.entries();
+        let in_burst = self.first.in_burst(&key);
         let created = seen.md.metadata.creation_timestamp.as_ref()?;
         let age = seen.now.0.as_second() - created.0.as_second();
         let age = Duration::from_secs(u64::try_from(age).unwrap_or(0));
-        first_status::hold(age, awaiting)
+        first_status::hold(age, in_burst)
     }
 
     /// New ModelDeployments awaiting their first status.
