@@ -13,7 +13,9 @@
 //! Environment: BENCH_N (comma-separated sizes; full: 100,1000),
 //! BENCH_QUIET_SECS (full: 300), BENCH_RUNS (interleaved floor and operator
 //! runs per size; full: 3), BENCH_APPLIES (200), BENCH_ROLLBACKS (20),
-//! BENCH_ONLY (comma-separated parts: index, convergence, latency, rollback).
+//! BENCH_ONLY (comma-separated parts: index, convergence, latency, rollback),
+//! BENCH_SKIP_LAST_DELETE (set: leave the last operator namespace for the
+//! cluster's deletion; `make bench-stretch`).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
