@@ -27,8 +27,12 @@ use crate::support::{Requests, TestNamespace, apiserver_requests, kubectl, reque
 
 /// Creates at once, like the operator's default `--concurrency`.
 pub const CONCURRENCY: usize = 16;
-/// How long N objects may take to converge before the bench gives up.
-const CONVERGE_TIMEOUT: Duration = Duration::from_secs(900);
+/// How long N models may take to converge before the bench gives up:
+/// 15 minutes, or 0.2 s per model for more (the 10,000 stretch run's floor
+/// alone can take over 15 minutes on two cores).
+fn converge_timeout(n: usize) -> Duration {
+    Duration::from_secs(900).max(Duration::from_millis(200 * n as u64))
+}
 
 pub struct Settings {
     pub n: usize,
@@ -75,7 +79,7 @@ where
 }
 
 async fn until_count(rx: &mut watch::Receiver<usize>, n: usize) -> bool {
-    tokio::time::timeout(CONVERGE_TIMEOUT, rx.wait_for(|c| *c >= n))
+    tokio::time::timeout(converge_timeout(n), rx.wait_for(|c| *c >= n))
         .await
         .is_ok_and(|r| r.is_ok())
 }
@@ -435,7 +439,7 @@ pub async fn run(client: &Client, settings: &Settings) -> Vec<Row> {
         .until_ready(Duration::from_secs(300))
         .await
         .expect("operator ready after restart");
-    let deadline = Instant::now() + CONVERGE_TIMEOUT;
+    let deadline = Instant::now() + converge_timeout(n);
     while reconciled_since(&op.operator.log, offset) < n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
