@@ -170,6 +170,7 @@ async fn run_scope(
 
     let (md_store, md_writer) = reflector::store();
     let md_store_for_cleanup = md_store.clone();
+    let md_store_for_errors = md_store.clone();
     let reporter = Arc::new(decode::Reporter::new(
         kube::runtime::events::Recorder::new(ctx.client.clone(), ctx.reporter.clone()),
         settings.metrics.clone(),
@@ -201,7 +202,7 @@ async fn run_scope(
                 let (backoff, store) = (backoff.clone(), md_store_for_cleanup);
                 move |md, ctx| measured_reconcile(md, ctx, backoff.clone(), store.clone())
             },
-            move |md, error, _ctx| error_policy(md.as_ref(), error, &backoff),
+            move |md, error, _ctx| error_policy(md.as_ref(), error, &backoff, &md_store_for_errors),
             ctx,
         )
         .for_each(|result| {
@@ -433,8 +434,20 @@ async fn measured_reconcile(
 
 /// Every reconcile error is reported here, once: logged with its kind and
 /// retried after the object's own backoff.
-fn error_policy(md: &ModelDeployment, error: &Error, backoff: &Backoff) -> Action {
-    let delay = backoff.next(&ObjectRef::from_obj(md));
+/// An object deleted while its pass ran gets no backoff entry: its
+/// deletion's cleanup has already run, and nothing would remove the entry.
+fn error_policy(
+    md: &ModelDeployment,
+    error: &Error,
+    backoff: &Backoff,
+    store: &Store<ModelDeployment>,
+) -> Action {
+    let object = ObjectRef::from_obj(md);
+    if store.get(&object).is_none() {
+        tracing::info!(name = %md.meta().name.clone().unwrap_or_default(), error = %error, "reconcile of a deleted ModelDeployment failed");
+        return Action::await_change();
+    }
+    let delay = backoff.next(&object);
     tracing::warn!(name = %md.meta().name.clone().unwrap_or_default(), error = %error, kind = error.kind(), retry_in = ?delay, "reconcile failed");
     Action::requeue(delay)
 }
