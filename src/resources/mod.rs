@@ -6,7 +6,6 @@ mod hpa;
 pub mod labels;
 pub mod route;
 mod service;
-pub(crate) mod slim;
 
 pub use deployment::{
     CONTAINER_NAME, PORT_NAME, canary_deployment, canary_name, deployment, revision_of,
