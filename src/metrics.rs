@@ -1,5 +1,9 @@
 //! The operator's own Prometheus metrics.
 
+mod phases;
+
+pub use phases::Phases;
+
 use std::sync::atomic::AtomicU64;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -9,7 +13,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::api::{FiringAlert, ModelDeployment, ModelDeploymentStatus, Phase};
+use crate::api::{FiringAlert, ModelDeployment, ModelDeploymentStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
@@ -57,14 +61,6 @@ pub struct DeliveryLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PhaseLabels {
-    pub namespace: String,
-    pub modeldeployment: String,
-    /// `Pending`, `Progressing`, `Healthy`, `RolledBack`, `Degraded`, `Paused`.
-    pub phase: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct FiringLabels {
     pub namespace: String,
     pub modeldeployment: String,
@@ -108,7 +104,7 @@ pub struct Metrics {
     pub leader: Gauge,
     pub api_requests: Family<ApiRequestLabels, Counter>,
     /// 1 for each ModelDeployment's current phase, 0 for the others.
-    pub phase: Family<PhaseLabels, Gauge>,
+    pub phase: Phases,
     /// 1 per alert firing in a ModelDeployment's status; removed when resolved.
     pub alert_firing: Family<FiringLabels, Gauge>,
     /// ModelDeployments this binary could not decode (each version once):
@@ -173,12 +169,8 @@ impl Default for Metrics {
             "Requests sent to the Kubernetes API server, by verb and resource (counted when sent)",
             api_requests.clone(),
         );
-        let phase = Family::<PhaseLabels, Gauge>::default();
-        registry.register(
-            "phase",
-            "1 for the phase each ModelDeployment is in, 0 for the others",
-            phase.clone(),
-        );
+        let phase = Phases::default();
+        registry.register_collector(Box::new(phase.clone()));
         let alert_firing = Family::<FiringLabels, Gauge>::default();
         registry.register(
             "alert_firing",
@@ -216,18 +208,6 @@ impl Default for Metrics {
     }
 }
 
-/// Every phase, so that a ModelDeployment's phase series are all present
-/// (0 or 1) and a query like `phase{phase="RolledBack"} == 1` has a series to
-/// compare with from the first reconcile on.
-const PHASES: [Phase; 6] = [
-    Phase::Pending,
-    Phase::Progressing,
-    Phase::Healthy,
-    Phase::RolledBack,
-    Phase::Degraded,
-    Phase::Paused,
-];
-
 impl Metrics {
     /// Mirrors a ModelDeployment's phase and firing alerts (its status as
     /// just derived; `stored`: the one it replaces) into the per-object
@@ -239,16 +219,7 @@ impl Metrics {
         stored: Option<&ModelDeploymentStatus>,
         status: &ModelDeploymentStatus,
     ) {
-        for phase in PHASES {
-            let labels = PhaseLabels {
-                namespace: namespace.into(),
-                modeldeployment: name.into(),
-                phase: phase.to_string(),
-            };
-            self.phase
-                .get_or_create(&labels)
-                .set(i64::from(status.phase == Some(phase)));
-        }
+        self.phase.set(namespace, name, status.phase);
         let firing = |alert: &FiringAlert| FiringLabels {
             namespace: namespace.into(),
             modeldeployment: name.into(),
@@ -276,13 +247,7 @@ impl Metrics {
         ) else {
             return;
         };
-        for phase in PHASES {
-            self.phase.remove(&PhaseLabels {
-                namespace: namespace.into(),
-                modeldeployment: name.into(),
-                phase: phase.to_string(),
-            });
-        }
+        self.phase.remove(namespace, name);
         let status = md.status.as_ref();
         for alert in status.map(|s| s.alerts.as_slice()).unwrap_or_default() {
             self.alert_firing.remove(&FiringLabels {
@@ -331,6 +296,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Phase;
 
     fn alert(alertname: &str) -> FiringAlert {
         FiringAlert {

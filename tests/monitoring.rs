@@ -321,13 +321,7 @@ fn rules_and_dashboard_use_only_metrics_the_operator_exports() {
             resource: s(),
         })
         .inc();
-    m.phase
-        .get_or_create(&PhaseLabels {
-            namespace: s(),
-            modeldeployment: s(),
-            phase: s(),
-        })
-        .set(1);
+    m.phase.set(&s(), &s(), Some(Phase::Healthy));
     m.alert_firing
         .get_or_create(&FiringLabels {
             namespace: s(),
