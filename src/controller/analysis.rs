@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::Client;
-use kube::runtime::reflector::ObjectRef;
 
 use super::compare;
 use super::context::Context;
@@ -293,7 +292,7 @@ fn start(
         ctx.outbound.guard_round_started(key);
     }
     let (outbound, wake) = (ctx.outbound.clone(), ctx.wake.clone());
-    let (md, at) = (ObjectRef::from_obj(seen.md.as_ref()), seen.now.clone());
+    let (md, at) = (super::cached_model::model_ref(&seen.md), seen.now.clone());
     let task = tokio::spawn(async move {
         let checks = query.run(&outbound).await;
         if outbound.rounds.finish(ticket, at, checks) {

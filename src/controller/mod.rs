@@ -3,6 +3,7 @@
 mod act;
 mod analysis;
 mod apply;
+mod cached_model;
 mod canary;
 mod compact_cache;
 mod compare;
@@ -51,6 +52,7 @@ use crate::metrics::{Metrics, ReconcileLabels};
 use crate::resources::labels::managed_selector;
 use crate::rollout::pod::{self, WatchedPod};
 use crate::rollout::revision;
+use cached_model::{CachedModel, ModelRef, model_ref};
 use compact_cache::{CachedDeployment, CachedService};
 use tokio::sync::watch;
 use watch_backoff::{SharedPause, WatchBackoff};
@@ -168,7 +170,7 @@ async fn run_scope(
         on_ready();
     });
 
-    let (md_store, md_writer) = reflector::store();
+    let (md_store, md_writer) = reflector::store::<CachedModel>();
     let md_store_for_cleanup = md_store.clone();
     let md_store_for_errors = md_store.clone();
     let reporter = Arc::new(decode::Reporter::new(
@@ -240,18 +242,18 @@ fn forget_on_delete(ctx: &Arc<Context>, backoff: &Arc<Backoff>) -> decode::OnDel
         };
         ctx.outbound.forget(namespace, name);
         ctx.metrics.forget(md);
-        backoff.reset(&ObjectRef::from_obj(md));
+        backoff.reset(&model_ref(md));
     })
 }
 
 /// The ModelDeployment watch: decoded one by one (`decode`), trimmed to
-/// what is read, and followed for the count of those awaiting a first
-/// status.
+/// what is read, followed for the count of those awaiting a first status,
+/// and compacted for the cache (`cached_model`).
 fn md_watch(
     ctx: &Arc<Context>,
     scope: &Scope<'_>,
     reporter: Arc<decode::Reporter>,
-) -> impl Stream<Item = Result<watcher::Event<ModelDeployment>, watcher::Error>> + Send + 'static {
+) -> impl Stream<Item = Result<watcher::Event<CachedModel>, watcher::Error>> + Send + 'static {
     let watch = decode::watch(
         &ctx.client,
         scope.namespace,
@@ -263,10 +265,11 @@ fn md_watch(
         .backoff(WatchBackoff::default())
         .modify(keep_read_fields)
         .inspect_ok(move |event| ctx.status_writes.observe(event))
+        .try_filter_map(|event| std::future::ready(Ok(cached_model::compact(event))))
 }
 
 /// Pods are mapped to their ModelDeployment by its instance label.
-fn model_of_pod(pod: WatchedPod) -> Option<ObjectRef<ModelDeployment>> {
+fn model_of_pod(pod: WatchedPod) -> Option<ModelRef> {
     let namespace = pod.metadata.namespace?;
     let instance = pod
         .metadata
@@ -285,7 +288,7 @@ fn failing(
 /// `model_operator_state_entries`.
 fn entry_counters(
     ctx: &Arc<Context>,
-    mds: &Store<ModelDeployment>,
+    mds: &Store<CachedModel>,
     backoff: &Arc<Backoff>,
     reporter: &Arc<decode::Reporter>,
 ) -> Vec<state_entries::Counter> {
@@ -363,7 +366,7 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 fn attempts_ended(
     deliverer: &crate::alerts::Deliverer,
     namespace: Option<&str>,
-) -> impl Stream<Item = ObjectRef<ModelDeployment>> + Send + 'static {
+) -> impl Stream<Item = ModelRef> + Send + 'static {
     use tokio::sync::broadcast::error::RecvError;
     let scope = namespace.map(str::to_string);
     futures::stream::unfold(deliverer.attempts_ended(), |mut ended| async move {
@@ -394,25 +397,30 @@ fn log_stream_error<T>(result: Result<T, kube::runtime::controller::Error<Error,
 /// Reconciles with its duration and outcome counted, and the object's
 /// backoff reset once it succeeds.
 async fn measured_reconcile(
-    md: Arc<ModelDeployment>,
+    cached: Arc<CachedModel>,
     ctx: Arc<Context>,
     backoff: Arc<Backoff>,
-    store: Store<ModelDeployment>,
+    store: Store<CachedModel>,
 ) -> Result<Action, Error> {
     let metrics = ctx.metrics.clone();
     let start = std::time::Instant::now();
-    let result = reconcile(md.clone(), ctx.clone()).await;
-    // Deleted while this pass ran: what the pass recorded (series, guard
-    // rounds) came after the deletion's cleanup, so clean up again.
-    if store.get(&ObjectRef::from_obj(md.as_ref())).is_none()
-        && let (Some(namespace), Some(name)) = (
-            md.metadata.namespace.as_deref(),
-            md.metadata.name.as_deref(),
-        )
-    {
-        ctx.outbound.forget(namespace, name);
-        ctx.metrics.forget(&md);
-    }
+    let result = match cached.decode() {
+        Ok(md) => {
+            let md = Arc::new(md);
+            let result = reconcile(md.clone(), ctx.clone()).await;
+            // Deleted while this pass ran: what the pass recorded (series,
+            // guard rounds) came after the deletion's cleanup, so clean up
+            // again.
+            if store.get(&ObjectRef::from_obj(cached.as_ref())).is_none() {
+                forget_after_pass(&ctx, &md);
+            }
+            result
+        }
+        Err(source) => Err(Error::Decode {
+            kind: "ModelDeployment",
+            source,
+        }),
+    };
     metrics
         .reconcile_duration
         .observe(start.elapsed().as_secs_f64());
@@ -427,9 +435,19 @@ async fn measured_reconcile(
         })
         .inc();
     if result.is_ok() {
-        backoff.reset(&ObjectRef::from_obj(md.as_ref()));
+        backoff.reset(&ObjectRef::from_obj(cached.as_ref()));
     }
     result
+}
+
+fn forget_after_pass(ctx: &Context, md: &ModelDeployment) {
+    if let (Some(namespace), Some(name)) = (
+        md.metadata.namespace.as_deref(),
+        md.metadata.name.as_deref(),
+    ) {
+        ctx.outbound.forget(namespace, name);
+        ctx.metrics.forget(md);
+    }
 }
 
 /// Every reconcile error is reported here, once: logged with its kind and
@@ -437,10 +455,10 @@ async fn measured_reconcile(
 /// An object deleted while its pass ran gets no backoff entry: its
 /// deletion's cleanup has already run, and nothing would remove the entry.
 fn error_policy(
-    md: &ModelDeployment,
+    md: &CachedModel,
     error: &Error,
     backoff: &Backoff,
-    store: &Store<ModelDeployment>,
+    store: &Store<CachedModel>,
 ) -> Action {
     let object = ObjectRef::from_obj(md);
     if store.get(&object).is_none() {
@@ -531,7 +549,7 @@ where
 /// neither hammers the API server nor waits a flat long time to recover.
 #[derive(Default)]
 struct Backoff {
-    failures: Mutex<HashMap<ObjectRef<ModelDeployment>, u32>>,
+    failures: Mutex<HashMap<ModelRef, u32>>,
 }
 
 impl Backoff {
@@ -545,7 +563,7 @@ impl Backoff {
     const BASE: Duration = Duration::from_millis(500);
     const MAX: Duration = Duration::from_secs(300);
 
-    fn next(&self, key: &ObjectRef<ModelDeployment>) -> Duration {
+    fn next(&self, key: &ModelRef) -> Duration {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         let n = failures.entry(key.clone()).or_insert(0);
         *n = n.saturating_add(1);
@@ -554,7 +572,7 @@ impl Backoff {
             .min(Self::MAX)
     }
 
-    fn reset(&self, key: &ObjectRef<ModelDeployment>) {
+    fn reset(&self, key: &ModelRef) {
         self.failures
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -24,12 +24,11 @@ use std::time::Duration;
 use futures::Stream;
 use futures::channel::mpsc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::runtime::reflector::ObjectRef;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
+use super::cached_model::ModelRef;
 use crate::analysis::run::Check;
-use crate::api::ModelDeployment;
 
 /// When a reconcile that found no free slot looks again.
 pub const BUSY_RETRY: Duration = Duration::from_secs(2);
@@ -313,19 +312,16 @@ impl Drop for Slot {
 /// Wakes a ModelDeployment's reconcile once its round has finished: the
 /// sending half of a stream the controller reconciles on.
 #[derive(Clone)]
-pub struct Wake(mpsc::UnboundedSender<ObjectRef<ModelDeployment>>);
+pub struct Wake(mpsc::UnboundedSender<ModelRef>);
 
 impl Wake {
     /// The waker, and the stream to hand to `Controller::reconcile_on`.
-    pub fn channel() -> (
-        Self,
-        impl Stream<Item = ObjectRef<ModelDeployment>> + Send + 'static,
-    ) {
+    pub fn channel() -> (Self, impl Stream<Item = ModelRef> + Send + 'static) {
         let (tx, rx) = mpsc::unbounded();
         (Self(tx), rx)
     }
 
-    pub fn wake(&self, object: ObjectRef<ModelDeployment>) {
+    pub fn wake(&self, object: ModelRef) {
         // Fails only when the controller is gone (shutdown): nobody to wake.
         let _ = self.0.unbounded_send(object);
     }
