@@ -17,6 +17,7 @@ mod first_status;
 mod index;
 mod initial_list;
 mod observe;
+mod pass;
 mod persist;
 mod plan;
 mod reconcile;
@@ -34,26 +35,25 @@ pub use index::{Indexed, IndexedWriter, indexed_store};
 pub use initial_list::InitialList;
 pub use reconcile::reconcile;
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::runtime::controller::{Action, Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Config as ControllerConfig, Controller};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::api::ModelDeployment;
-use crate::metrics::{Metrics, ReconcileLabels};
+use crate::metrics::Metrics;
 use crate::resources::labels::managed_selector;
 use crate::rollout::pod::{self, WatchedPod};
 use crate::rollout::revision;
 use cached_model::{CachedModel, ModelRef, model_ref};
 use compact_cache::{CachedDeployment, CachedService};
+use pass::{Backoff, error_policy, measured_reconcile};
 use tokio::sync::watch;
 use watch_backoff::{SharedPause, WatchBackoff};
 
@@ -234,14 +234,7 @@ async fn check_access(client: &Client, namespace: Option<&str>) -> Result<(), Er
 fn forget_on_delete(ctx: &Arc<Context>, backoff: &Arc<Backoff>) -> decode::OnDelete {
     let (ctx, backoff) = (ctx.clone(), backoff.clone());
     Box::new(move |md: &ModelDeployment| {
-        let (Some(namespace), Some(name)) = (
-            md.metadata.namespace.as_deref(),
-            md.metadata.name.as_deref(),
-        ) else {
-            return;
-        };
-        ctx.outbound.forget(namespace, name);
-        ctx.metrics.forget(md);
+        pass::forget(&ctx, md);
         backoff.reset(&model_ref(md));
     })
 }
@@ -394,82 +387,6 @@ fn log_stream_error<T>(result: Result<T, kube::runtime::controller::Error<Error,
     }
 }
 
-/// Reconciles with its duration and outcome counted, and the object's
-/// backoff reset once it succeeds.
-async fn measured_reconcile(
-    cached: Arc<CachedModel>,
-    ctx: Arc<Context>,
-    backoff: Arc<Backoff>,
-    store: Store<CachedModel>,
-) -> Result<Action, Error> {
-    let metrics = ctx.metrics.clone();
-    let start = std::time::Instant::now();
-    let result = match cached.decode() {
-        Ok(md) => {
-            let md = Arc::new(md);
-            let result = reconcile(md.clone(), ctx.clone()).await;
-            // Deleted while this pass ran: what the pass recorded (series,
-            // guard rounds) came after the deletion's cleanup, so clean up
-            // again.
-            if store.get(&ObjectRef::from_obj(cached.as_ref())).is_none() {
-                forget_after_pass(&ctx, &md);
-            }
-            result
-        }
-        Err(source) => Err(Error::Decode {
-            kind: "ModelDeployment",
-            source,
-        }),
-    };
-    metrics
-        .reconcile_duration
-        .observe(start.elapsed().as_secs_f64());
-    let outcome = match &result {
-        Ok(_) => "ok",
-        Err(e) => e.kind(),
-    };
-    metrics
-        .reconciles
-        .get_or_create(&ReconcileLabels {
-            outcome: outcome.into(),
-        })
-        .inc();
-    if result.is_ok() {
-        backoff.reset(&ObjectRef::from_obj(cached.as_ref()));
-    }
-    result
-}
-
-fn forget_after_pass(ctx: &Context, md: &ModelDeployment) {
-    if let (Some(namespace), Some(name)) = (
-        md.metadata.namespace.as_deref(),
-        md.metadata.name.as_deref(),
-    ) {
-        ctx.outbound.forget(namespace, name);
-        ctx.metrics.forget(md);
-    }
-}
-
-/// Every reconcile error is reported here, once: logged with its kind and
-/// retried after the object's own backoff.
-/// An object deleted while its pass ran gets no backoff entry: its
-/// deletion's cleanup has already run, and nothing would remove the entry.
-fn error_policy(
-    md: &CachedModel,
-    error: &Error,
-    backoff: &Backoff,
-    store: &Store<CachedModel>,
-) -> Action {
-    let object = ObjectRef::from_obj(md);
-    if store.get(&object).is_none() {
-        tracing::info!(name = %md.meta().name.clone().unwrap_or_default(), error = %error, "reconcile of a deleted ModelDeployment failed");
-        return Action::await_change();
-    }
-    let delay = backoff.next(&object);
-    tracing::warn!(name = %md.meta().name.clone().unwrap_or_default(), error = %error, kind = error.kind(), retry_in = ?delay, "reconcile failed");
-    Action::requeue(delay)
-}
-
 /// What a watched child kind must be.
 trait Child:
     Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
@@ -543,59 +460,6 @@ where
             o.meta_mut().managed_fields = None;
             trim(o);
         })
-}
-
-/// Per-object exponential backoff for failed reconciles, so one broken object
-/// neither hammers the API server nor waits a flat long time to recover.
-#[derive(Default)]
-struct Backoff {
-    failures: Mutex<HashMap<ModelRef, u32>>,
-}
-
-impl Backoff {
-    fn entries(&self) -> usize {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
-    }
-
-    const BASE: Duration = Duration::from_millis(500);
-    const MAX: Duration = Duration::from_secs(300);
-
-    fn next(&self, key: &ModelRef) -> Duration {
-        let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-        let n = failures.entry(key.clone()).or_insert(0);
-        *n = n.saturating_add(1);
-        Self::BASE
-            .saturating_mul(2u32.saturating_pow(n.saturating_sub(1).min(20)))
-            .min(Self::MAX)
-    }
-
-    fn reset(&self, key: &ModelRef) {
-        self.failures
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(key);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_a_cap_and_resets() {
-        let b = Backoff::default();
-        let key = ObjectRef::new("m").within("ns");
-        let delays: Vec<_> = (0..12).map(|_| b.next(&key)).collect();
-        assert_eq!(delays[0], Duration::from_millis(500));
-        assert_eq!(delays[1], Duration::from_secs(1));
-        assert_eq!(delays[2], Duration::from_secs(2));
-        assert_eq!(delays[11], Backoff::MAX);
-        b.reset(&key);
-        assert_eq!(b.next(&key), Duration::from_millis(500));
-    }
 }
 
 #[cfg(test)]
