@@ -71,6 +71,67 @@ struct Memory {
     confirmed: HashMap<String, BTreeSet<Confirmed>>,
 }
 
+impl Memory {
+    /// The confirmations of `object` its cached status does not show yet.
+    /// A confirmation is forgotten once the cache shows it written, not
+    /// when this process wrote it: a pass working from a cache that lags
+    /// behind that write still finds it, and neither sends the
+    /// notification again nor keeps it in status.
+    fn confirmed_unwritten(
+        &mut self,
+        object: &str,
+        cached: &[AlertNotification],
+    ) -> BTreeSet<Confirmed> {
+        let Some(confirmed) = self.confirmed.get_mut(object) else {
+            return BTreeSet::new();
+        };
+        confirmed.retain(|c| {
+            cached
+                .iter()
+                .any(|n| n.key == c.key && n.pending.contains(&c.channel))
+        });
+        let still = confirmed.clone();
+        if still.is_empty() {
+            self.confirmed.remove(object);
+        }
+        still
+    }
+
+    /// Firing alerts Alertmanager may forget soon, to send again; those
+    /// whose firing notification is on its way anyway (`started`) are not
+    /// sent twice.
+    fn refreshes(
+        &mut self,
+        target: &Target,
+        firing: &[FiringAlert],
+        outbox: &[AlertNotification],
+        started: &[(AlertChannel, Vec<AlertNotification>)],
+        now: Timestamp,
+    ) -> Vec<Value> {
+        let mut refresh = Vec::new();
+        for alert in firing {
+            let key = key(target, alert);
+            let on_its_way = started.iter().any(|(c, batch)| {
+                *c == AlertChannel::Alertmanager && batch.iter().any(|n| n.alert.same_alert(alert))
+            });
+            let due = self
+                .sent
+                .get(&key)
+                .is_none_or(|at| at.elapsed() >= RESEND_AFTER);
+            if on_its_way || due {
+                self.sent.insert(key, Instant::now());
+            }
+            if due && !on_its_way {
+                refresh.push(payload(target, alert, AlertState::Firing, now, now));
+            }
+        }
+        for n in outbox.iter().filter(|n| n.state == AlertState::Resolved) {
+            self.sent.remove(&key(target, &n.alert));
+        }
+        refresh
+    }
+}
+
 pub struct Deliverer {
     http: reqwest::Client,
     policy: Arc<Policy>,
@@ -164,21 +225,7 @@ impl Deliverer {
         let now = Timestamp::now();
         let object = target.object();
         let mut memory = self.memory();
-        // A confirmation is forgotten once the cache shows it written, not
-        // when this process wrote it: a pass working from a cache that
-        // lags behind that write still finds it, and neither sends the
-        // notification again nor keeps it in status.
-        if let Some(confirmed) = memory.confirmed.get_mut(&object) {
-            confirmed.retain(|c| {
-                cached
-                    .iter()
-                    .any(|n| n.key == c.key && n.pending.contains(&c.channel))
-            });
-            if confirmed.is_empty() {
-                memory.confirmed.remove(&object);
-            }
-        }
-        let confirmed = memory.confirmed.get(&object).cloned().unwrap_or_default();
+        let confirmed = memory.confirmed_unwritten(&object, cached);
         let mut look_again: Option<Duration> = None;
         let mut started = Vec::new();
         for channel in [AlertChannel::Alertmanager, AlertChannel::Webhook] {
@@ -215,31 +262,10 @@ impl Deliverer {
             });
             look_again = Some(look_again.map_or(wait, |l| l.min(wait)));
         }
-        // Firing alerts Alertmanager may forget soon; those whose firing
-        // notification is on its way anyway are not sent twice.
-        let mut refresh = Vec::new();
-        if target.alertmanager.is_some() {
-            for alert in firing {
-                let key = key(target, alert);
-                let on_its_way = started.iter().any(|(c, batch)| {
-                    *c == AlertChannel::Alertmanager
-                        && batch.iter().any(|n| n.alert.same_alert(alert))
-                });
-                let due = memory
-                    .sent
-                    .get(&key)
-                    .is_none_or(|at| at.elapsed() >= RESEND_AFTER);
-                if on_its_way || due {
-                    memory.sent.insert(key, Instant::now());
-                }
-                if due && !on_its_way {
-                    refresh.push(payload(target, alert, AlertState::Firing, now, now));
-                }
-            }
-            for n in outbox.iter().filter(|n| n.state == AlertState::Resolved) {
-                memory.sent.remove(&key(target, &n.alert));
-            }
-        }
+        let refresh = match target.alertmanager {
+            Some(_) => memory.refreshes(target, firing, outbox, &started, now),
+            None => Vec::new(),
+        };
         drop(memory);
         for (channel, batch) in started {
             self.attempt(target, channel, batch, now);

@@ -77,21 +77,9 @@ pub async fn apply_children(
         Err(e) => return blocked(e, deployment, announcements),
     }
 
-    let desired = resources::service(md, plan.target.model_name());
-    let api = Api::<Service>::namespaced(ctx.client.clone(), namespace);
-    let cached_service = decoded(cached(&stores.services, namespace, name))?;
-    match ensure(&api, "Service", desired, cached_service).await {
-        Ok(done) => applied.push(record("Service", done)),
+    match apply_services(md, namespace, plan, route.is_some(), ctx).await {
+        Ok(services) => applied.extend(services),
         Err(e) => return blocked(e, deployment, announcements),
-    }
-    if route.is_some() {
-        for desired in split_services(md, plan.target.model_name()) {
-            let cached_service = decoded(cached(&stores.services, namespace, &desired.name_any()))?;
-            match ensure(&api, "Service", desired, cached_service).await {
-                Ok(done) => applied.push(record("Service", done)),
-                Err(e) => return blocked(e, deployment, announcements),
-            }
-        }
     }
     if let Some((route, weights)) = weights.filter(|_| lowering.is_none()) {
         route::set_weights(ctx.client.clone(), namespace, route, weights).await?;
@@ -122,6 +110,32 @@ pub async fn apply_children(
         invalid: None,
         announcements,
     })
+}
+
+/// The model's Service and, with a traffic route, the stable and canary
+/// Services the route splits between.
+async fn apply_services(
+    md: &ModelDeployment,
+    namespace: &str,
+    plan: &Plan,
+    routed: bool,
+    ctx: &Context,
+) -> Result<Vec<Record>, Error> {
+    let api = Api::<Service>::namespaced(ctx.client.clone(), namespace);
+    let model_name = plan.target.model_name();
+    let mut desired = vec![resources::service(md, model_name)];
+    if routed {
+        desired.extend(split_services(md, model_name));
+    }
+    let mut applied = Vec::new();
+    for service in desired {
+        let cached_service = decoded(cached(&ctx.stores.services, namespace, &service.name_any()))?;
+        applied.push(record(
+            "Service",
+            ensure(&api, "Service", service, cached_service).await?,
+        ));
+    }
+    Ok(applied)
 }
 
 /// `weights` gives the canary no more of the traffic than the route gives
@@ -179,10 +193,10 @@ fn blocked(
     })
 }
 
-fn record<K: Resource<DynamicType = ()>>(
-    kind: &'static str,
-    done: Applied<K>,
-) -> (&'static str, Need, ObjectReference) {
+/// A child applied: its kind, what applying it needed, and which it is.
+type Record = (&'static str, Need, ObjectReference);
+
+fn record<K: Resource<DynamicType = ()>>(kind: &'static str, done: Applied<K>) -> Record {
     (kind, done.need, done.object.object_ref(&()))
 }
 

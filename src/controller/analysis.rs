@@ -174,23 +174,14 @@ pub(super) fn measure(
     };
     let guard_key = format!("{}/{}/{}", seen.namespace, seen.name, running.revision);
     let stored = previous.analysis.as_ref();
-    let due = Due {
-        revision: running.revision,
-        outcome: previous
-            .history
-            .iter()
-            .find(|e| e.revision == running.revision)
-            .map_or(Outcome::Progressing, |e| e.outcome),
-        is_stable: previous.stable == Some(running.revision),
-        health: &seen.health,
-        post_promotion: spec.post_promotion.enabled,
-        paused: seen.md.spec.paused,
-        interval: timing.interval,
-        stored,
-        retry_token: seen.retry_token.as_deref(),
-        since_guard_round: ctx.outbound.since_guard_round(&guard_key),
-        now: &seen.now,
-    };
+    let since_guard_round = ctx.outbound.since_guard_round(&guard_key);
+    let due = due_for(
+        seen,
+        running.revision,
+        spec,
+        timing.interval,
+        since_guard_round,
+    );
     let Some(plan) = schedule(&due) else {
         return (Analysed::unchanged(stored), None);
     };
@@ -226,31 +217,72 @@ pub(super) fn measure(
         recorded: true,
         ..f
     });
+    let mut analysed = analysis_after(seen, spec, timing, running.revision, plan.mode, finished);
+    if wait.is_some() {
+        analysed.next_round = wait;
+    }
+    (analysed, judged)
+}
+
+/// What the schedule weighs for the running `revision`.
+fn due_for<'a>(
+    seen: &'a Snapshot,
+    revision: i64,
+    spec: &AnalysisSpec,
+    interval: Duration,
+    since_guard_round: Option<Duration>,
+) -> Due<'a> {
+    let previous = &seen.previous;
+    Due {
+        revision,
+        outcome: previous
+            .history
+            .iter()
+            .find(|e| e.revision == revision)
+            .map_or(Outcome::Progressing, |e| e.outcome),
+        is_stable: previous.stable == Some(revision),
+        health: &seen.health,
+        post_promotion: spec.post_promotion.enabled,
+        paused: seen.md.spec.paused,
+        interval,
+        stored: previous.analysis.as_ref(),
+        retry_token: seen.retry_token.as_deref(),
+        since_guard_round,
+        now: &seen.now,
+    }
+}
+
+/// The analysis of `revision` after this pass: the stored progress,
+/// moved on by the round `finished` when one is judged now.
+fn analysis_after(
+    seen: &Snapshot,
+    spec: &AnalysisSpec,
+    timing: &Timing,
+    revision: i64,
+    mode: Mode,
+    finished: Option<Finished>,
+) -> Analysed {
     let (checks, measured_at) = finished.map(|f| (f.checks, f.at)).unzip();
     let (status, gate) = run::advance(Step {
         spec,
         bake_time: timing.bake_time,
-        revision: running.revision,
-        mode: plan.mode,
-        previous: stored,
+        revision,
+        mode,
+        previous: seen.previous.analysis.as_ref(),
         retry_token: seen.retry_token.as_deref(),
         now: &seen.now,
         checks,
         measured_at: measured_at.as_ref(),
     });
-    let mut analysed = conclude(
-        plan.mode,
+    conclude(
+        mode,
         status,
         gate,
         spec.post_promotion.action,
         timing.interval,
-        &previous.history,
+        &seen.previous.history,
         &seen.now,
-    );
-    if wait.is_some() {
-        analysed.next_round = wait;
-    }
-    (analysed, judged)
+    )
 }
 
 /// Whether the stored analysis of `revision` holds a check made at `at`:

@@ -13,7 +13,7 @@ use super::observe::Snapshot;
 use super::status::{Blocker, Observed, Revisions, derive};
 use crate::alerts;
 use crate::analysis::schedule::Analysed;
-use crate::api::{AlertChannel, ModelDeploymentStatus, ServedVersion};
+use crate::api::{AlertChannel, CanaryStatus, HistoryEntry, ModelDeploymentStatus, ServedVersion};
 use crate::gates::Health;
 use crate::metrics::RevisionLabels;
 use crate::reasons;
@@ -58,87 +58,25 @@ pub fn plan(
     steps: Option<&[Step]>,
 ) -> Result<Plan, Error> {
     let previous = &seen.previous;
-    let md = &seen.md;
-    let retry_token = seen.retry_token.as_deref();
-    // A running canary moves on a step, and its gate holds promotion until
-    // the last step (or fails it at any).
-    let (stepped, gate) = match steps {
-        Some(steps) => canary::step(seen, steps, analysed),
-        None => (None, analysed.gate.clone()),
-    };
-    let decision = decide(&Inputs {
-        requested,
-        previous_update: previous.requested,
-        current: seen.current,
-        stable: previous.stable,
-        history: &previous.history,
-        paused: md.spec.paused,
-        auto_rollback: md.spec.rollout.auto_rollback,
-        retry_token,
-        health: match &seen.health {
-            Health::Failed(f) => Health::Failed(canary::at_step(f.clone(), stepped.as_ref())),
-            other => other.clone(),
-        },
-        analysis: gate,
-        breach: analysed.breach.clone(),
-    });
+    let (decision, stepped) = decide_rollout(seen, requested, analysed, steps);
     let target =
         seen.served_of(decision.target, requested)
             .cloned()
             .ok_or(Error::MissingRevision {
                 revision: decision.target,
             })?;
-    let describe = |r: i64| {
-        seen.served_of(r, requested).map_or(
-            Described {
-                model_version: String::new(),
-                image: String::new(),
-            },
-            |s| Described {
-                model_version: s.model.version.clone(),
-                image: s.server.image.clone(),
-            },
-        )
-    };
-    let mut history = history::apply(
-        &previous.history,
-        &decision.changes,
-        describe,
-        retry_token,
-        &seen.now,
-    );
-    history::record_checks(&mut history, &decision.changes, analysed.status.as_ref());
-    let pinned: Vec<i64> = [Some(requested), Some(decision.target), decision.stable]
-        .into_iter()
-        .flatten()
-        .collect();
-    let limit = usize::try_from(md.spec.revision_history_limit)
-        .unwrap_or(1)
-        .max(1);
     let canary = canary::children(seen, steps, stepped, &decision, requested);
     let mut revisions = Revisions {
         requested: Some(requested),
         current: Some(decision.target),
         stable: decision.stable,
-        history: history::prune(history, limit, &pinned),
+        history: planned_history(seen, &decision, analysed, requested),
         analysis: analysed.status.clone(),
         alerts: Vec::new(),
         alert_outbox: Vec::new(),
         canary: canary.status.clone(),
     };
-    let alerts = raise_alerts(seen, previous, &revisions);
-    revisions.alerts = alerts.next.clone();
-    // The notifications go into status with the decision that raised them,
-    // and leave it once every channel confirmed them.
-    let outbox = alerts::outbox::next(
-        &previous.alert_outbox,
-        &alerts,
-        &alerts::outbox::channels(md.spec.alerts.as_ref()),
-        &seen.confirmed,
-        md.metadata.uid.as_deref().unwrap_or_default(),
-        &seen.now,
-    );
-    revisions.alert_outbox = outbox.outbox;
+    let notifications_dropped = raise_alerts(seen, &mut revisions);
 
     let first = previous.requested.is_none() && previous.history.is_empty();
     Ok(Plan {
@@ -153,9 +91,81 @@ pub fn plan(
         decision,
         target,
         revisions,
-        notifications_dropped: outbox.dropped,
+        notifications_dropped,
         canary,
     })
+}
+
+/// The rollout decision, and the canary's step when one runs: a running
+/// canary moves on a step, and its gate holds promotion until the last
+/// step (or fails it at any).
+fn decide_rollout(
+    seen: &Snapshot,
+    requested: i64,
+    analysed: &Analysed,
+    steps: Option<&[Step]>,
+) -> (Decision, Option<CanaryStatus>) {
+    let previous = &seen.previous;
+    let (stepped, gate) = match steps {
+        Some(steps) => canary::step(seen, steps, analysed),
+        None => (None, analysed.gate.clone()),
+    };
+    let decision = decide(&Inputs {
+        requested,
+        previous_update: previous.requested,
+        current: seen.current,
+        stable: previous.stable,
+        history: &previous.history,
+        paused: seen.md.spec.paused,
+        auto_rollback: seen.md.spec.rollout.auto_rollback,
+        retry_token: seen.retry_token.as_deref(),
+        health: match &seen.health {
+            Health::Failed(f) => Health::Failed(canary::at_step(f.clone(), stepped.as_ref())),
+            other => other.clone(),
+        },
+        analysis: gate,
+        breach: analysed.breach.clone(),
+    });
+    (decision, stepped)
+}
+
+/// The version history after the decision's changes and this pass's
+/// checks, pruned to the spec's limit without ever dropping a revision
+/// still in use (requested, served, stable).
+fn planned_history(
+    seen: &Snapshot,
+    decision: &Decision,
+    analysed: &Analysed,
+    requested: i64,
+) -> Vec<HistoryEntry> {
+    let describe = |r: i64| {
+        seen.served_of(r, requested).map_or(
+            Described {
+                model_version: String::new(),
+                image: String::new(),
+            },
+            |s| Described {
+                model_version: s.model.version.clone(),
+                image: s.server.image.clone(),
+            },
+        )
+    };
+    let mut history = history::apply(
+        &seen.previous.history,
+        &decision.changes,
+        describe,
+        seen.retry_token.as_deref(),
+        &seen.now,
+    );
+    history::record_checks(&mut history, &decision.changes, analysed.status.as_ref());
+    let pinned: Vec<i64> = [Some(requested), Some(decision.target), decision.stable]
+        .into_iter()
+        .flatten()
+        .collect();
+    let limit = usize::try_from(seen.md.spec.revision_history_limit)
+        .unwrap_or(1)
+        .max(1);
+    history::prune(history, limit, &pinned)
 }
 
 /// A rollback or a reinstatement is remembered before the Deployment goes
@@ -221,8 +231,12 @@ pub fn invalid_status(seen: &Snapshot, cause: &Blocker) -> ModelDeploymentStatus
     )
 }
 
-/// The alerts the planned state raises, against those already raised.
-fn raise_alerts(seen: &Snapshot, previous: &Revisions, planned: &Revisions) -> alerts::Transition {
+/// The alerts the planned state raises, against those already raised,
+/// and their notifications: they go into status with the decision that
+/// raised them, and leave it once every channel confirmed them. Returns
+/// the channels of notifications a full outbox dropped.
+fn raise_alerts(seen: &Snapshot, planned: &mut Revisions) -> Vec<AlertChannel> {
+    let previous = &seen.previous;
     let failure_limit = seen
         .md
         .spec
@@ -237,7 +251,18 @@ fn raise_alerts(seen: &Snapshot, previous: &Revisions, planned: &Revisions) -> a
         analysis: planned.analysis.as_ref(),
         failure_limit,
     });
-    alerts::transition(&previous.alerts, raised, &seen.now)
+    let alerts = alerts::transition(&previous.alerts, raised, &seen.now);
+    planned.alerts = alerts.next.clone();
+    let outbox = alerts::outbox::next(
+        &previous.alert_outbox,
+        &alerts,
+        &alerts::outbox::channels(seen.md.spec.alerts.as_ref()),
+        &seen.confirmed,
+        seen.md.metadata.uid.as_deref().unwrap_or_default(),
+        &seen.now,
+    );
+    planned.alert_outbox = outbox.outbox;
+    outbox.dropped
 }
 
 fn outcomes(changes: &[Change]) -> Vec<RevisionLabels> {
