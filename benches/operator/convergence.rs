@@ -23,6 +23,7 @@ use tokio::sync::watch;
 
 use crate::probe::{Probed, describe, non_watch, writes};
 use crate::report::{Row, mib};
+use crate::status_lag;
 use crate::support::{Requests, TestNamespace, apiserver_requests, kubectl, requests_between};
 
 /// Creates at once, like the operator's default `--concurrency`.
@@ -194,6 +195,7 @@ struct OperatorRun {
     /// The operator's CPU seconds while converging.
     cpu: f64,
     idle_rss: u64,
+    lags: Option<status_lag::Lags>,
 }
 
 async fn operator_run(client: &Client, n: usize, round: usize) -> OperatorRun {
@@ -225,11 +227,17 @@ async fn operator_run(client: &Client, n: usize, round: usize) -> OperatorRun {
         &apiserver_before,
         &apiserver_requests(client).await.unwrap_or_default(),
     );
+    let requests = requests_between(&requests_before, &op.requests().await);
+    let (reconciles, cpu) = (
+        op.reconciles().await - reconciles_before,
+        op.cpu_seconds().unwrap_or_default() - cpu_before,
+    );
     OperatorRun {
         timed: Timed { seconds, apiserver },
-        requests: requests_between(&requests_before, &op.requests().await),
-        reconciles: op.reconciles().await - reconciles_before,
-        cpu: op.cpu_seconds().unwrap_or_default() - cpu_before,
+        requests,
+        reconciles,
+        cpu,
+        lags: status_lag::measure(client, &ns.name).await,
         op,
         ns,
         idle_rss,
@@ -237,7 +245,7 @@ async fn operator_run(client: &Client, n: usize, round: usize) -> OperatorRun {
 }
 
 /// The middle value and the range: "41.2 s (38.0–45.9)".
-fn median_and_spread(values: &[f64], unit: &str) -> (f64, String) {
+pub fn median_and_spread(values: &[f64], unit: &str) -> (f64, String) {
     let mut sorted = values.to_vec();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
@@ -334,6 +342,13 @@ pub async fn run(client: &Client, settings: &Settings) -> Vec<Row> {
                      "operator_s": operators.iter().map(|o| o.timed.seconds).collect::<Vec<_>>(),
                      "floor_s": floors.iter().map(|f| f.seconds).collect::<Vec<_>>()})),
     );
+    rows.push(status_lag::row(
+        n,
+        &operators
+            .iter()
+            .filter_map(|o| o.lags.as_ref())
+            .collect::<Vec<_>>(),
+    ));
     let own: Vec<&[Requests]> = operators.iter().map(|o| o.requests.as_slice()).collect();
     let (writes_per_model, own_text) = per_model(&own, n);
     let reconciles =

@@ -28,6 +28,7 @@ mod metric_rollback;
 mod probe;
 mod report;
 mod rollback;
+mod status_lag;
 
 use std::time::Duration;
 
