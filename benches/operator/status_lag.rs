@@ -23,7 +23,14 @@ use crate::report::Row;
 pub struct Lags {
     pub per_model: Vec<f64>,
     pub last_available_s: f64,
+    /// The slowest few, for a look at what held them: name, and seconds
+    /// after the first create to its creation, its Deployment's
+    /// `Available` and its `Ready`.
+    pub slowest: Vec<serde_json::Value>,
 }
+
+/// How many of the slowest models the JSON report details.
+const SLOWEST: usize = 5;
 
 pub async fn measure(client: &Client, namespace: &str) -> Option<Lags> {
     let lp = ListParams::default();
@@ -46,19 +53,25 @@ pub async fn measure(client: &Client, namespace: &str) -> Option<Lags> {
         .filter_map(|m| m.creation_timestamp())
         .map(|t| t.0)
         .min()?;
-    let per_model = models
+    let since_start = |t: Timestamp| t.duration_since(first_created).as_secs_f64();
+    let mut timed: Vec<(f64, serde_json::Value)> = models
         .items
         .iter()
         .filter_map(|m| {
             let ready = ready_since(m)?;
-            let pods = available.get(&m.name_any())?;
-            Some(ready.duration_since(*pods).as_secs_f64())
+            let pods = *available.get(&m.name_any())?;
+            let created = m.creation_timestamp()?.0;
+            let detail = json!({"name": m.name_any(), "created_s": since_start(created),
+                                "available_s": since_start(pods), "ready_s": since_start(ready)});
+            Some((ready.duration_since(pods).as_secs_f64(), detail))
         })
         .collect();
+    timed.sort_by(|a, b| b.0.total_cmp(&a.0));
     let last_available = *available.values().max()?;
     Some(Lags {
-        per_model,
-        last_available_s: last_available.duration_since(first_created).as_secs_f64(),
+        per_model: timed.iter().map(|(lag, _)| *lag).collect(),
+        last_available_s: since_start(last_available),
+        slowest: timed.into_iter().take(SLOWEST).map(|(_, d)| d).collect(),
     })
 }
 
@@ -111,12 +124,16 @@ pub fn row(n: usize, runs: &[&Lags]) -> Row {
         return Row::new(what, "not measured: the objects could not be listed");
     }
     let (_, last_text) = median_and_spread(&last, " s");
+    let over_5s = per_model.iter().filter(|lag| **lag > 5.0).count();
+    let slowest: Vec<&serde_json::Value> = runs.iter().flat_map(|l| &l.slowest).collect();
     Row::new(
         what,
         format!(
-            "{} per model; last Deployment Available {last_text} after the first create",
-            describe(&per_model)
+            "{} per model, {over_5s} of {} over 5 s; last Deployment Available {last_text} after the first create",
+            describe(&per_model),
+            per_model.len()
         ),
     )
-    .data(json!({"n": n, "models": per_model.len(), "last_available_s": last}))
+    .data(json!({"n": n, "models": per_model.len(), "over_5s": over_5s,
+                 "last_available_s": last, "slowest": slowest}))
 }
