@@ -1,32 +1,34 @@
 //! model-operator: serves machine-learning models on Kubernetes and rolls bad
 //! versions back automatically.
 //!
-//! The module tree follows the reconcile pipeline: `api` (the resource),
-//! `validate` (the spec parsed once), `resources` (pure builders, label and
-//! annotation keys), `rollout` and `analysis` (pure decisions, sharing the
-//! verdict types of `gates`), `alerts`, and `controller`, whose `reconcile`
-//! runs observe → validate → measure → plan → persist → act → report.
-//! `reasons` holds every reason the operator writes; `leader` elects the one
-//! replica that reconciles.
+//! The module tree follows the pipeline, and imports only go down it:
+//! `controller` (the runtime) → `reconcile` (one pass) → `outbound`,
+//! `status`, `cache` → `analysis`, `rollout`, `alerts`, `resources`,
+//! `validate` → `api`. `tests/layout.rs` holds the tree to that direction
+//! and to no import cycle.
 #![forbid(unsafe_code)]
 
-pub mod alerts;
-pub mod analysis;
-pub mod api;
-pub mod client;
-pub mod controller;
-pub mod egress;
-pub mod gates;
-pub mod http;
-pub mod leader;
-pub mod metrics;
-pub mod quantity;
-pub mod reasons;
-pub mod resources;
-pub mod rollout;
-pub mod secrets;
-pub mod telemetry;
-pub mod validate;
+pub mod alerts; // pure: which alerts a state raises, their outbox
+pub mod analysis; // pure: query templating, verdicts, statistics, schedule
+pub mod api; // the ModelDeployment resource: spec, status, CRD
+pub mod cache; // what the caches hold and how a pass reads them
+pub mod client; // the Kubernetes client, its requests counted
+pub mod controller; // the runtime: watches, queue, backoff, startup
+pub mod digest; // the one SHA-256 helper
+pub mod error; // why a reconcile or the runtime failed
+pub mod gates; // verdict types shared by rollout and analysis
+pub mod http; // /metrics, /healthz, /readyz
+pub mod leader; // leader election with fenced writes
+pub mod metrics; // the operator's own Prometheus metrics
+pub mod outbound; // every request beyond the API server (Prometheus, alerts)
+pub mod quantity; // Kubernetes quantities compared by value
+pub mod reasons; // every reason the operator writes
+pub mod reconcile; // one pass: observe, measure, plan, persist, act, report
+pub mod resources; // pure builders of the children, labels and names
+pub mod rollout; // pure rollout decisions: observed state in, next action out
+pub mod status; // pure status derivation: conditions, phase, bounds
+pub mod telemetry; // logs
+pub mod validate; // the spec parsed once into typed values
 
 /// What `--version` prints after the binary's name: the crate version and,
 /// when the build knew it, the git commit, e.g. `0.1.0 (commit 41133e1a2b3c)`

@@ -3,8 +3,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use model_operator::controller::{self, InitialList, Settings};
 
-use model_operator::egress::Policy;
 use model_operator::leader::{self, Election, ElectionArgs};
+use model_operator::outbound::egress::Policy;
 use model_operator::telemetry::{self, LogFormat};
 
 /// Runs machine-learning models in production safely.
@@ -125,7 +125,7 @@ fn main() -> ExitCode {
                 ready,
                 initial_list,
                 egress: std::sync::Arc::new(egress),
-                rounds: controller::rounds::Limits {
+                rounds: model_operator::outbound::rounds::Limits {
                     pool: analysis_pool,
                     per_namespace: analysis_per_namespace,
                 },

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::runtime::watcher;
-use model_operator::controller::indexed_store;
+use model_operator::cache::index::indexed_store;
 use model_operator::resources::labels::INSTANCE;
 use serde_json::json;
 

@@ -8,7 +8,6 @@
 //! (at least once, with the same `key` for receivers to deduplicate).
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use sha2::{Digest, Sha256};
 
 use super::desired::Transition;
 use crate::api::{AlertChannel, AlertNotification, AlertState, AlertsSpec, FiringAlert};
@@ -127,7 +126,7 @@ pub fn key(uid: &str, alert: &FiringAlert, state: AlertState) -> String {
         AlertState::Resolved => "resolved",
         AlertState::Unknown => "unknown",
     };
-    let mut hash = Sha256::new();
+    let mut parts = Vec::new();
     for part in [
         uid,
         &alert.alertname,
@@ -136,14 +135,11 @@ pub fn key(uid: &str, alert: &FiringAlert, state: AlertState) -> String {
         &since,
         state,
     ] {
-        hash.update(part.as_bytes());
+        parts.extend_from_slice(part.as_bytes());
         // A separator no part contains, so parts cannot run into each other.
-        hash.update([0u8]);
+        parts.push(0u8);
     }
-    hash.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_hex(&parts, 16)
 }
 
 #[cfg(test)]

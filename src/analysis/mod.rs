@@ -3,7 +3,6 @@
 
 pub mod duration;
 pub mod judge;
-pub mod prometheus;
 pub mod run;
 pub mod schedule;
 pub mod template;

@@ -205,7 +205,8 @@ pub fn effective_limits(gate: &MetricGate, baseline: Option<f64>) -> (Option<f64
     (lower, upper)
 }
 
-/// Numbers as a person writes them: at most 6 significant digits.
+/// Numbers as a person writes them: at most 6 significant digits, very
+/// large and very small ones in scientific notation.
 pub fn num(v: f64) -> String {
     if v == 0.0 || !v.is_finite() {
         return format!("{v}");
@@ -217,7 +218,16 @@ pub fn num(v: f64) -> String {
             .trim_end_matches('0')
             .to_string();
     }
-    let decimals = usize::try_from((5 - magnitude).max(0)).unwrap_or(0);
+    significant(v, 6)
+}
+
+/// `v` rounded to `digits` significant digits, without trailing zeros.
+pub fn significant(v: f64, digits: i32) -> String {
+    if v == 0.0 || !v.is_finite() {
+        return num(if v == 0.0 { 0.0 } else { v });
+    }
+    let magnitude = v.abs().log10().floor() as i32;
+    let decimals = usize::try_from((digits - 1 - magnitude).max(0)).unwrap_or(0);
     let text = format!("{v:.decimals$}");
     if text.contains('.') {
         text.trim_end_matches('0').trim_end_matches('.').to_string()

@@ -1,39 +1,15 @@
-//! The ModelDeployment controller: watches, caches and the reconcile loop.
+//! The runtime: one controller per watched scope, its watches and caches,
+//! the queue of ModelDeployments to reconcile, per-object backoff, and
+//! startup. What one pass does is `crate::reconcile`.
 
-mod act;
-mod analysis;
-mod apply;
-mod cached_model;
-mod canary;
-mod compact_cache;
-mod compare;
-mod conditions;
-mod context;
 mod decode;
-mod drift;
-mod error;
-mod events;
-mod first_status;
-mod index;
 mod initial_list;
-mod observe;
 mod pass;
-mod persist;
-mod plan;
-mod reconcile;
-mod revisions;
-pub mod rounds;
-mod route;
 mod state_entries;
-mod status;
 mod watch_backoff;
 
-pub use conditions::{DEGRADED, PROGRESSING, READY};
-pub use context::{Context, Stores};
-pub use error::Error;
-pub use index::{Indexed, IndexedWriter, indexed_store};
+pub use crate::error::Error;
 pub use initial_list::InitialList;
-pub use reconcile::reconcile;
 
 use std::sync::Arc;
 
@@ -47,12 +23,16 @@ use kube::{Api, Client, Resource};
 use serde::de::DeserializeOwned;
 
 use crate::api::ModelDeployment;
+use crate::cache::Stores;
+use crate::cache::children::{CachedDeployment, CachedService};
+use crate::cache::index::{IndexedWriter, indexed_store};
+use crate::cache::model::{self as cached_model, CachedModel, ModelRef, model_ref};
 use crate::metrics::Metrics;
+use crate::outbound::{Outbound, rounds};
+use crate::reconcile::Context;
 use crate::resources::labels::managed_selector;
 use crate::rollout::pod::{self, WatchedPod};
 use crate::rollout::revision;
-use cached_model::{CachedModel, ModelRef, model_ref};
-use compact_cache::{CachedDeployment, CachedService};
 use pass::{Backoff, error_policy, measured_reconcile};
 use tokio::sync::watch;
 use watch_backoff::{SharedPause, WatchBackoff};
@@ -70,7 +50,7 @@ pub struct Settings {
     /// How the caches are first filled.
     pub initial_list: InitialList,
     /// Which endpoints ModelDeployments may name.
-    pub egress: Arc<crate::egress::Policy>,
+    pub egress: Arc<crate::outbound::egress::Policy>,
     /// How many metric rounds may run at once (off the reconcile workers).
     pub rounds: rounds::Limits,
 }
@@ -88,7 +68,7 @@ pub async fn run(client: Client, settings: Settings) -> Result<(), Error> {
             .map(|ns| Some(ns.as_str()))
             .collect()
     };
-    let outbound = Arc::new(analysis::Outbound::new(
+    let outbound = Arc::new(Outbound::new(
         client.clone(),
         settings.metrics.clone(),
         settings.egress.clone(),
@@ -136,7 +116,7 @@ async fn run_scope(
     client: Client,
     scope: Scope<'_>,
     settings: &Settings,
-    outbound: Arc<analysis::Outbound>,
+    outbound: Arc<Outbound>,
     on_ready: impl FnOnce() + Send + 'static,
 ) -> Result<(), Error> {
     let concurrency = settings.concurrency;
@@ -257,7 +237,7 @@ fn md_watch(
     watch
         .backoff(WatchBackoff::default())
         .modify(keep_read_fields)
-        .inspect_ok(move |event| ctx.status_writes.observe(event))
+        .inspect_ok(move |event| ctx.status_writes.follow(event))
         .try_filter_map(|event| std::future::ready(Ok(cached_model::compact(event))))
 }
 
@@ -357,7 +337,7 @@ const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 /// reconciled at once, so a confirmation reaches status in one pass (and a
 /// failure's backoff is scheduled).
 fn attempts_ended(
-    deliverer: &crate::alerts::Deliverer,
+    deliverer: &crate::outbound::deliver::Deliverer,
     namespace: Option<&str>,
 ) -> impl Stream<Item = ModelRef> + Send + 'static {
     use tokio::sync::broadcast::error::RecvError;
@@ -461,6 +441,3 @@ where
             trim(o);
         })
 }
-
-#[cfg(test)]
-mod no_write_tests;

@@ -10,10 +10,11 @@ use kube::Resource;
 use kube::runtime::controller::Action;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use super::cached_model::{CachedModel, ModelRef};
-use super::{Context, Error, reconcile};
 use crate::api::ModelDeployment;
+use crate::cache::model::{CachedModel, ModelRef};
+use crate::error::Error;
 use crate::metrics::ReconcileLabels;
+use crate::reconcile::{Context, reconcile};
 
 /// Reconciles with its duration and outcome counted, and the object's
 /// backoff reset once it succeeds.

@@ -44,7 +44,7 @@ pub enum Error {
     Lost(String),
 
     #[error(transparent)]
-    Controller(#[from] crate::controller::Error),
+    Controller(#[from] crate::error::Error),
 }
 
 /// What the leader election reports to the endpoints.
@@ -65,7 +65,7 @@ pub async fn run<W, F>(
 ) -> Result<(), Error>
 where
     W: FnOnce(Client) -> F,
-    F: Future<Output = Result<(), crate::controller::Error>>,
+    F: Future<Output = Result<(), crate::error::Error>>,
 {
     tracing::info!(identity = %election.identity, lease = %election.lease_name,
         namespace = election.namespace(&client), "joining leader election");

@@ -4,6 +4,7 @@
 mod deployment;
 mod hpa;
 pub mod labels;
+mod owner;
 pub mod route;
 mod service;
 
@@ -11,6 +12,7 @@ pub use deployment::{
     CONTAINER_NAME, PORT_NAME, canary_deployment, canary_name, deployment, revision_of,
 };
 pub use hpa::hpa;
+pub use owner::{owned_by, owned_by_same_controller};
 pub use service::{service, service_url};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};

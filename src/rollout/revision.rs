@@ -26,12 +26,7 @@ pub fn served_hash(served: &ServedVersion) -> String {
     // Serializing plain data (strings, maps, k8s-openapi types) cannot fail;
     // an empty input would still hash deterministically.
     let bytes = serde_json::to_vec(served).unwrap_or_default();
-    use sha2::{Digest, Sha256};
-    Sha256::digest(bytes)
-        .iter()
-        .take(10)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::digest::sha256_hex(&bytes, 10)
 }
 
 /// Name of revision `number` of a ModelDeployment. Numbered names make two

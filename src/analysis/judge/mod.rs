@@ -12,7 +12,7 @@ pub mod two_proportions;
 use buckets::RawBucket;
 use two_proportions::{Counts, Margin};
 
-use super::verdict::{Answer, Judgement, num};
+use super::verdict::{Answer, Judgement, num, significant};
 use crate::api::{ComparisonEvidence, ComparisonSpec, ComparisonTest, Finding, Verdict, WorseWhen};
 
 /// What Prometheus answered for one revision.
@@ -528,21 +528,6 @@ fn p_value(p: f64) -> String {
         "p < 0.0001".into()
     } else {
         format!("p = {}", significant(p, 2))
-    }
-}
-
-/// `v` rounded to `digits` significant digits, without trailing zeros.
-fn significant(v: f64, digits: i32) -> String {
-    if v == 0.0 || !v.is_finite() {
-        return num(if v == 0.0 { 0.0 } else { v });
-    }
-    let magnitude = v.abs().log10().floor() as i32;
-    let decimals = usize::try_from((digits - 1 - magnitude).max(0)).unwrap_or(0);
-    let text = format!("{v:.decimals$}");
-    if text.contains('.') {
-        text.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        text
     }
 }
 

@@ -16,7 +16,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::error::Error;
+use crate::error::Error;
 
 /// A kind whose spec the cache keeps as JSON.
 pub trait Compactable: k8s_openapi::Resource + Clone + Debug + PartialEq + Sized {

@@ -5,11 +5,11 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 
-use super::observe::Snapshot;
 use crate::analysis::schedule::Analysed;
 use crate::api::{CanaryStatus, ServedVersion};
 use crate::gates::{Failure, Gate, Health};
 use crate::reasons;
+use crate::reconcile::observe::Snapshot;
 use crate::resources;
 use crate::resources::route::Weights;
 use crate::rollout::canary::{self, Attempt, Inputs, Step};

@@ -1,11 +1,12 @@
 //! Derives a ModelDeployment's status from what was observed. Pure: the
 //! reconciler writes the result only when it differs from the stored status.
 
+pub mod conditions;
+
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::ResourceExt;
 
-use super::conditions::{self, DEGRADED, Draft, PROGRESSING, READY};
 use crate::api::{
     AlertNotification, AnalysisPhase, AnalysisStatus, CanaryStatus, FiringAlert, HistoryEntry,
     MetricCheck, ModelDeployment, ModelDeploymentStatus, Outcome, Phase, ServedVersion,
@@ -13,6 +14,7 @@ use crate::api::{
 use crate::reasons;
 use crate::resources::{labels, service_url};
 use crate::rollout::{Counts, Progress, progress};
+use conditions::{DEGRADED, Draft, PROGRESSING, READY};
 
 /// Everything the status is a function of.
 pub struct Observed<'a> {

@@ -1,69 +1,19 @@
 //! Revisions in the cluster: the spec's revision number (creating its
-//! snapshot when new), the running revision's health, and pruning.
+//! snapshot when new), and pruning those the history no longer remembers.
 
-use std::sync::Arc;
-
-use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
+use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::api::{DeleteParams, PostParams};
 use kube::{Api, ResourceExt};
 
-use super::act::owned_by;
-use super::context::{Context, of_instance};
-use super::error::Error;
+use super::context::Context;
 use super::observe::Snapshot;
-use super::status::Revisions;
-use crate::api::ModelDeployment;
-use crate::gates::{Failure, Health};
-use crate::reasons;
-use crate::rollout::health;
-use crate::rollout::pod::WatchedPod;
-use crate::rollout::revision::{self, Revision};
-use crate::rollout::{Progress, progress};
-
-/// The health of the revision the Deployment runs.
-pub(super) fn health_of(
-    current: Option<i64>,
-    deployment: Option<&Deployment>,
-    pods: &[Arc<WatchedPod>],
-) -> Health {
-    let (Some(current), Some(deployment)) = (current, deployment) else {
-        return Health::Rolling;
-    };
-    // Only the Deployment's own pods: a stray pod with the model's labels
-    // must not fail (or pass) a rollout.
-    let name = deployment.name_any();
-    let own = pods
-        .iter()
-        .map(Arc::as_ref)
-        .filter(|p| health::owned_by_deployment(p, &name));
-    if let Some(failure) = health::failure_of(own, current) {
-        return Health::Failed(failure);
-    }
-    match progress(deployment) {
-        Progress::Complete => Health::Complete,
-        Progress::DeadlineExceeded { message } => Health::Failed(Failure {
-            reason: reasons::PROGRESS_DEADLINE_EXCEEDED,
-            message,
-        }),
-        _ => Health::Rolling,
-    }
-}
-
-/// The revisions this ModelDeployment owns, from the cache.
-pub(super) fn known_revisions(
-    md: &ModelDeployment,
-    namespace: &str,
-    ctx: &Context,
-) -> Vec<Revision> {
-    of_instance(&ctx.stores.revisions, namespace, &md.name_any())
-        .iter()
-        .filter(|cr| owned_by(cr.as_ref(), md))
-        .filter_map(|cr| revision::parse(cr))
-        .collect()
-}
+use crate::error::Error;
+use crate::resources::owned_by;
+use crate::rollout::revision;
+use crate::status::Revisions;
 
 /// The spec's revision number, creating its snapshot when it is new.
-pub(super) async fn ensure_revision(seen: &Snapshot, ctx: &Context) -> Result<i64, Error> {
+pub async fn ensure_revision(seen: &Snapshot, ctx: &Context) -> Result<i64, Error> {
     let (md, served) = (seen.md.as_ref(), &seen.served);
     let previous = &seen.previous;
     let highest_recorded = previous
@@ -105,7 +55,7 @@ pub(super) async fn ensure_revision(seen: &Snapshot, ctx: &Context) -> Result<i6
 }
 
 /// Deletes snapshots of revisions the history no longer remembers.
-pub(super) async fn prune_revisions(
+pub async fn prune_revisions(
     seen: &Snapshot,
     planned: &Revisions,
     ctx: &Context,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 
-use super::compact_cache::{Cached, CachedDeployment, CachedService, Compactable};
+use crate::cache::children::{Cached, CachedDeployment, CachedService, Compactable};
 use crate::rollout::pod::WatchedPod;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
@@ -20,16 +20,17 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::apply::stamp;
-use super::context::{Context, Stores};
+use super::context::Context;
 use super::reconcile;
-use super::status::{Observed, Revisions, derive};
 use crate::api::{
     AlertChannel, AlertNotification, AlertState, FiringAlert, HistoryEntry, ModelDeployment,
     ModelDeploymentStatus, Outcome, ServedVersion,
 };
+use crate::cache::Stores;
+use crate::reconcile::act::apply::stamp;
 use crate::resources;
 use crate::rollout::revision;
+use crate::status::{Observed, Revisions, derive};
 
 /// What the API server would hold after applying `desired`: the same object
 /// plus server-side fields.
@@ -67,11 +68,11 @@ where
     store
 }
 
-fn indexed_of<K>(objects: Vec<K>) -> super::Indexed<K>
+fn indexed_of<K>(objects: Vec<K>) -> crate::cache::index::Indexed<K>
 where
     K: kube::Resource<DynamicType = ()> + Clone + 'static,
 {
-    let (indexed, mut writer) = super::indexed_store();
+    let (indexed, mut writer) = crate::cache::index::indexed_store();
     listed(objects)
         .iter()
         .for_each(|e| writer.apply_watcher_event(e));
@@ -171,7 +172,7 @@ fn mock_context(stores: Stores) -> (Arc<Context>, MockHandle) {
         instance: None,
     };
     let outbound = Arc::new(
-        super::analysis::Outbound::new(
+        crate::outbound::Outbound::new(
             client.clone(),
             Arc::default(),
             Arc::default(),
@@ -187,7 +188,7 @@ fn mock_context(stores: Stores) -> (Arc<Context>, MockHandle) {
             metrics: Arc::default(),
             outbound,
             status_writes: Default::default(),
-            wake: super::rounds::Wake::channel().0,
+            wake: crate::outbound::rounds::Wake::channel().0,
         }),
         handle,
     )

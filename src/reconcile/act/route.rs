@@ -6,10 +6,10 @@
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::{Api, Client};
 
-use super::error::Error;
-use super::status::Blocker;
+use crate::error::Error;
 use crate::resources::labels::MANAGER;
 use crate::resources::route::{Split, Weights};
+use crate::status::Blocker;
 
 /// The route as this pass read it.
 pub struct Route {

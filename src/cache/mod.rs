@@ -1,19 +1,23 @@
-//! What every reconcile shares: the client, the child caches and the event
-//! recorder.
+//! What the operator's caches hold and how a reconcile looks into them:
+//! children kept compact (`children`), the ModelDeployment as JSON
+//! (`model`), and stores indexed by instance (`index`). Filled by the
+//! watches in `controller`; read, never written, by `reconcile`.
+
+pub mod children;
+pub mod index;
+pub mod model;
 
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::runtime::events::Reporter;
+use kube::Resource;
 use kube::runtime::reflector::{ObjectRef, Store};
-use kube::{Client, Resource};
 use tokio::sync::watch;
 
-use super::compact_cache::{CachedDeployment, CachedService};
-use super::index::Indexed;
-use crate::resources::labels::MANAGER;
 use crate::rollout::pod::WatchedPod;
+use children::{CachedDeployment, CachedService};
+use index::Indexed;
 
 /// Caches of the operator's children (label-scoped watches), so a converged
 /// ModelDeployment is checked without a single API request.
@@ -95,48 +99,4 @@ where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
     store.get(&ObjectRef::new(name).within(namespace))
-}
-
-/// What every reconcile of one watched scope shares.
-pub struct Context {
-    pub client: Client,
-    pub stores: Stores,
-    /// Who sends the Events. Each Event is sent through a recorder of its
-    /// own: kube's recorder keeps every event it sent for six minutes to
-    /// fold repeats into a series, which at 1,000 new models held 9 MiB
-    /// (and kept it until the next event). Our events are transitions, so
-    /// repeats are rare and a repeat is simply a new Event.
-    pub reporter: Reporter,
-    pub metrics: Arc<crate::metrics::Metrics>,
-    /// Prometheus and the alert channels.
-    pub outbound: Arc<super::analysis::Outbound>,
-    /// When each ModelDeployment's status was last written, so progress
-    /// is written at most once per window.
-    pub status_writes: super::persist::WriteTimes,
-    /// Wakes a ModelDeployment of this scope once its metric round is done.
-    pub wake: super::rounds::Wake,
-}
-
-impl Context {
-    pub fn new(
-        client: Client,
-        stores: Stores,
-        metrics: Arc<crate::metrics::Metrics>,
-        outbound: Arc<super::analysis::Outbound>,
-        wake: super::rounds::Wake,
-    ) -> Self {
-        let reporter = Reporter {
-            controller: MANAGER.into(),
-            instance: None,
-        };
-        Self {
-            reporter,
-            client,
-            stores,
-            metrics,
-            outbound,
-            status_writes: Default::default(),
-            wake,
-        }
-    }
 }

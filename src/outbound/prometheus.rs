@@ -5,12 +5,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use super::judge::buckets::{MAX_BUCKETS, RawBucket};
-use super::verdict::Answer;
-use crate::egress::{self, Failure, PROMETHEUS_BODY_LIMIT, Policy};
+use crate::analysis::judge::buckets::{MAX_BUCKETS, RawBucket};
+use crate::analysis::verdict::Answer;
+use crate::outbound::egress::{self, Failure, PROMETHEUS_BODY_LIMIT, Policy};
 
 /// A shared HTTP client for Prometheus, held to the admin's endpoint
-/// policy (`crate::egress`).
+/// policy (`crate::outbound::egress`).
 #[derive(Clone)]
 pub struct Prometheus {
     http: reqwest::Client,

@@ -2,6 +2,10 @@
 //! the child the API server is most likely to refuse, and a refusal must
 //! leave everything else as it was.
 
+pub mod apply;
+pub mod drift;
+pub mod route;
+
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
@@ -10,20 +14,22 @@ use k8s_openapi::api::core::v1::{ObjectReference, Service};
 use kube::api::DeleteParams;
 use kube::{Api, Resource, ResourceExt};
 
-use super::apply::{Applied, ensure};
-use super::canary::CanaryChild;
-use super::compact_cache::decoded;
-use super::context::{Context, cached};
-use super::drift::Need;
-use super::error::Error;
+use super::context::Context;
 use super::events::{self, Announcement};
 use super::observe::Snapshot;
 use super::plan::Plan;
-use super::route::{self, Route};
-use super::status::Blocker;
 use crate::api::ModelDeployment;
+use crate::cache::cached;
+use crate::cache::children::decoded;
+use crate::error::Error;
+use crate::reconcile::plan::canary::CanaryChild;
+use crate::resources::owned_by;
 use crate::resources::route::{Weights, split_services};
+use crate::status::Blocker;
 use crate::{reasons, resources};
+use apply::{Applied, ensure};
+use drift::Need;
+use route::Route;
 
 /// What acting did.
 pub struct Acted {
@@ -206,13 +212,4 @@ async fn delete_hpa(api: &Api<HorizontalPodAutoscaler>, name: &str) -> Result<()
         Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
         Err(e) => Err(e.into()),
     }
-}
-
-/// The child carries this ModelDeployment's controller owner reference.
-pub fn owned_by<K: Resource>(child: &K, md: &ModelDeployment) -> bool {
-    let uid = md.meta().uid.as_deref();
-    child
-        .owner_references()
-        .iter()
-        .any(|r| Some(r.uid.as_str()) == uid && r.controller == Some(true))
 }

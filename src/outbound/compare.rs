@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use crate::analysis::judge::{self, Measured, Observed, buckets::RawBucket};
-use crate::analysis::prometheus::Prometheus;
 use crate::analysis::run::Check;
 use crate::analysis::template::{self, Vars};
 use crate::analysis::verdict::Answer;
 use crate::api::{AnalysisSpec, ComparisonSpec, ComparisonTest};
+use crate::outbound::prometheus::Prometheus;
 
 /// How to reach Prometheus for this round.
 pub(super) struct Asker<'a> {

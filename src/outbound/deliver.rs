@@ -1,5 +1,5 @@
 //! Sends alert notifications to Alertmanager (v2 API) and a webhook.
-//! What to send is `status.alertOutbox` (`super::outbox`): this only
+//! What to send is `status.alertOutbox` (`crate::alerts::outbox`): this only
 //! attempts it. Delivery runs in its own tasks with a timeout, one batch per
 //! ModelDeployment and channel at a time, with a per-channel backoff after
 //! a failure: a slow or failing channel never holds up or fails a
@@ -16,10 +16,10 @@ use kube::Client;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
-use super::outbox::{self, Confirmed};
+use crate::alerts::outbox::{self, Confirmed};
 use crate::api::{AlertChannel, AlertNotification, AlertState, FiringAlert, SecretKeyRef};
-use crate::egress::{self, ALERT_BODY_LIMIT, Failure, Policy};
 use crate::metrics::{DeliveryLabels, Metrics};
+use crate::outbound::egress::{self, ALERT_BODY_LIMIT, Failure, Policy};
 
 /// Alertmanager forgets an alert this long after its last update unless
 /// told again; the operator re-sends firing alerts well before that.
@@ -382,11 +382,11 @@ impl Deliverer {
             "status": if any_firing { "firing" } else { "resolved" },
             "alerts": alerts,
         });
-        let result = match crate::secrets::read_key(
+        let result = match crate::outbound::secrets::read_key(
             &self.client,
             namespace,
             secret,
-            crate::secrets::Purpose::AlertWebhook,
+            crate::outbound::secrets::Purpose::AlertWebhook,
         )
         .await
         {

@@ -15,27 +15,21 @@
 //! rollout is derived again from the cluster on the next pass
 //! (`rollout::decide` records a running revision the history lacks).
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use kube::ResourceExt;
 use kube::api::{Patch, PatchParams};
-use kube::runtime::watcher;
 use serde_json::json;
 
 use super::context::Context;
-use super::error::Error;
-use super::first_status::{self, Awaiting};
 use super::observe::Snapshot;
 use crate::api::{ModelDeployment, ModelDeploymentStatus, Phase};
+use crate::error::Error;
 use crate::resources::labels::MANAGER;
-
-pub const PROGRESS_WINDOW: Duration = Duration::from_secs(2);
 
 /// Whether a status write is due.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Due {
+pub enum WriteDue {
     /// Nothing changed.
     Never,
     Now,
@@ -51,9 +45,9 @@ pub fn due(
     stored: Option<&ModelDeploymentStatus>,
     new: &ModelDeploymentStatus,
     hold: Option<Duration>,
-) -> Due {
+) -> WriteDue {
     if stored == Some(new) {
-        return Due::Never;
+        return WriteDue::Never;
     }
     let progress_only = match stored {
         Some(stored) => without_progress(stored) == without_progress(new),
@@ -62,8 +56,8 @@ pub fn due(
         None => matches!(new.phase, None | Some(Phase::Pending | Phase::Progressing)),
     };
     match hold {
-        Some(left) if progress_only && !left.is_zero() => Due::After(left),
-        _ => Due::Now,
+        Some(left) if progress_only && !left.is_zero() => WriteDue::After(left),
+        _ => WriteDue::Now,
     }
 }
 
@@ -80,103 +74,6 @@ fn without_progress(status: &ModelDeploymentStatus) -> ModelDeploymentStatus {
         c.message.clear();
     }
     s
-}
-
-/// When this operator last wrote each ModelDeployment's status, for the
-/// progress window only, and which resourceVersions those writes replaced.
-/// Entries older than the window mean nothing and are dropped, so the map
-/// holds only objects written in the last seconds (deleted ones included).
-#[derive(Default)]
-pub struct WriteTimes {
-    last: Mutex<HashMap<String, Written>>,
-    first: Awaiting,
-}
-
-/// How many replaced versions of one object are remembered.
-const REPLACED_KEPT: usize = 8;
-
-struct Written {
-    at: Instant,
-    /// The versions this window's writes replaced: a pass that sees one of
-    /// them works from a cache our own write has not reached yet.
-    replaced: Vec<String>,
-}
-
-impl WriteTimes {
-    /// Objects written within the window (older entries mean nothing and
-    /// go with the next write).
-    pub fn entries(&self) -> usize {
-        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.values()
-            .filter(|w| w.at.elapsed() < PROGRESS_WINDOW)
-            .count()
-    }
-
-    /// How much longer a change of progress only in `seen`'s status may
-    /// wait: the rest of the window since our last write of it, or, when it
-    /// has no status yet, the rest of its first status's hold.
-    pub fn hold(&self, seen: &Snapshot) -> Option<Duration> {
-        let key = key(seen);
-        let since_write = {
-            let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-            last.get(&key).map(|written| written.at.elapsed())
-        };
-        if let Some(elapsed) = since_write {
-            return PROGRESS_WINDOW.checked_sub(elapsed);
-        }
-        if seen.md.status.is_some() {
-            return None;
-        }
-        let in_burst = self.first.in_burst(&key);
-        let created = seen.md.metadata.creation_timestamp.as_ref()?;
-        let age = seen.now.0.as_second() - created.0.as_second();
-        let age = Duration::from_secs(u64::try_from(age).unwrap_or(0));
-        first_status::hold(age, in_burst)
-    }
-
-    /// New ModelDeployments awaiting their first status.
-    pub fn awaiting_first(&self) -> usize {
-        self.first.entries()
-    }
-
-    /// Follows the ModelDeployment watch, for the count of those awaiting
-    /// their first status.
-    pub fn observe(&self, event: &watcher::Event<ModelDeployment>) {
-        self.first.observe(event);
-    }
-
-    /// Whether `seen` is a version of the object one of our status writes
-    /// replaced within the window: the cache has not caught up with our own
-    /// write, so a pass would decide from outdated status and its write
-    /// would be refused. (A metric round that finishes right after the pass
-    /// that started it and wrote status wakes its object that early.)
-    pub fn outdated(&self, seen: &Snapshot) -> bool {
-        self.replaced(&key(seen), seen.md.metadata.resource_version.as_deref())
-    }
-
-    fn replaced(&self, key: &str, version: Option<&str>) -> bool {
-        let last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let (Some(written), Some(version)) = (last.get(key), version) else {
-            return false;
-        };
-        written.at.elapsed() < PROGRESS_WINDOW && written.replaced.iter().any(|v| v == version)
-    }
-
-    fn wrote(&self, key: &str, replaced: Option<String>) {
-        self.first.done(key);
-        let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        last.retain(|_, w| w.at.elapsed() < PROGRESS_WINDOW);
-        let written = last.entry(key.to_string()).or_insert_with(|| Written {
-            at: Instant::now(),
-            replaced: Vec::new(),
-        });
-        written.at = Instant::now();
-        written.replaced.extend(replaced);
-        // An object written again and again within the window keeps its
-        // entry alive: only the latest versions can still be in a cache.
-        let excess = written.replaced.len().saturating_sub(REPLACED_KEPT);
-        written.replaced.drain(..excess);
-    }
 }
 
 /// Server-side apply of the whole status: fields the new status leaves out
@@ -205,17 +102,14 @@ pub async fn write(
             &Patch::Apply(&patch),
         )
         .await?;
-    ctx.status_writes.wrote(&key(seen), version);
+    ctx.status_writes.wrote(&seen.md, version);
     Ok(written.resource_version())
-}
-
-fn key(seen: &Snapshot) -> String {
-    format!("{}/{}", seen.namespace, seen.name)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::reconcile::write_times::PROGRESS_WINDOW;
     use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 
     fn status(phase: Phase, ready: i32, message: &str) -> ModelDeploymentStatus {
@@ -245,55 +139,55 @@ mod tests {
         // Half a second into the window: 1.5 s of hold left.
         let just = Some(Duration::from_millis(1500));
         let cases = [
-            ("unchanged", Some(&stored), &stored, just, Due::Never),
+            ("unchanged", Some(&stored), &stored, just, WriteDue::Never),
             (
                 "progress right after a write",
                 Some(&stored),
                 &progressed,
                 just,
-                Due::After(Duration::from_millis(1500)),
+                WriteDue::After(Duration::from_millis(1500)),
             ),
             (
                 "progress, no write within the window",
                 Some(&stored),
                 &progressed,
                 None,
-                Due::Now,
+                WriteDue::Now,
             ),
             (
                 "phase changed right after a write",
                 Some(&stored),
                 &healthy,
                 just,
-                Due::Now,
+                WriteDue::Now,
             ),
             (
                 "first status, created half a second ago",
                 None,
                 &stored,
                 just,
-                Due::After(Duration::from_millis(1500)),
+                WriteDue::After(Duration::from_millis(1500)),
             ),
             (
                 "first status of an object created long ago",
                 None,
                 &stored,
                 None,
-                Due::Now,
+                WriteDue::Now,
             ),
             (
                 "first status that is already an outcome",
                 None,
                 &healthy,
                 just,
-                Due::Now,
+                WriteDue::Now,
             ),
             (
                 "first status held for a burst",
                 None,
                 &stored,
                 Some(Duration::from_secs(57)),
-                Due::After(Duration::from_secs(57)),
+                WriteDue::After(Duration::from_secs(57)),
             ),
         ];
         for (what, stored, new, since, want) in cases {
@@ -302,32 +196,13 @@ mod tests {
     }
 
     #[test]
-    fn a_version_our_own_write_replaced_is_outdated() {
-        let writes = WriteTimes::default();
-        assert!(!writes.replaced("ns/m", Some("7")), "nothing written yet");
-        writes.wrote("ns/m", Some("7".into()));
-        // Two writes in one pass: the second replaces the first's version.
-        writes.wrote("ns/m", Some("8".into()));
-        assert!(writes.replaced("ns/m", Some("7")));
-        assert!(writes.replaced("ns/m", Some("8")));
-        assert!(
-            !writes.replaced("ns/m", Some("9")),
-            "our last write's version"
-        );
-        assert!(!writes.replaced("ns/other", Some("7")));
-        assert!(!writes.replaced("ns/m", None));
-        for v in 9..30 {
-            writes.wrote("ns/m", Some(v.to_string()));
-        }
-        assert!(!writes.replaced("ns/m", Some("7")), "bounded");
-        assert!(writes.replaced("ns/m", Some("29")));
-    }
-
-    #[test]
     fn a_condition_reason_change_is_never_held_back() {
         let stored = status(Phase::Progressing, 1, "1/2 pods available");
         let mut new = stored.clone();
         new.conditions[0].reason = "Serving".into();
-        assert_eq!(due(Some(&stored), &new, Some(PROGRESS_WINDOW)), Due::Now);
+        assert_eq!(
+            due(Some(&stored), &new, Some(PROGRESS_WINDOW)),
+            WriteDue::Now
+        );
     }
 }

@@ -9,20 +9,21 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::ResourceExt;
 
-use super::act::owned_by;
-use super::compact_cache::decoded;
-use super::context::{Context, cached};
-use super::error::Error;
-use super::revisions::{health_of, known_revisions};
-use super::status::Revisions;
+use super::context::Context;
 use crate::alerts::outbox::Confirmed;
-use crate::api::Outcome;
-use crate::api::{ModelDeployment, ServedVersion};
-use crate::gates::Health;
-use crate::resources;
+use crate::api::{ModelDeployment, Outcome, ServedVersion};
+use crate::cache::children::decoded;
+use crate::cache::{cached, of_instance};
+use crate::error::Error;
+use crate::gates::{Failure, Health};
+use crate::reasons;
 use crate::resources::labels::{ABORT_ANNOTATION, PROMOTE_ANNOTATION, RETRY_ANNOTATION};
+use crate::resources::{self, owned_by};
 use crate::rollout::canary::{Attempt, Promotion};
-use crate::rollout::revision::Revision;
+use crate::rollout::pod::WatchedPod;
+use crate::rollout::revision::{self, Revision};
+use crate::rollout::{Progress, health, progress};
+use crate::status::Revisions;
 
 /// One reconcile's view of a ModelDeployment and what it owns.
 pub struct Snapshot {
@@ -80,7 +81,7 @@ impl Snapshot {
             .and_then(resources::revision_of)
             .filter(|c| Some(*c) != stable_running && still_rolling_out(&previous, *c));
         let current = canary_running.or(stable_running);
-        let pods = super::context::of_instance(&ctx.stores.pods, &namespace, &name);
+        let pods = crate::cache::of_instance(&ctx.stores.pods, &namespace, &name);
         let running = match canary_running {
             Some(_) => canary_deployment.as_deref(),
             None => deployment.as_deref(),
@@ -129,6 +130,44 @@ impl Snapshot {
     }
 }
 
+/// The health of the revision the Deployment runs.
+fn health_of(
+    current: Option<i64>,
+    deployment: Option<&Deployment>,
+    pods: &[Arc<WatchedPod>],
+) -> Health {
+    let (Some(current), Some(deployment)) = (current, deployment) else {
+        return Health::Rolling;
+    };
+    // Only the Deployment's own pods: a stray pod with the model's labels
+    // must not fail (or pass) a rollout.
+    let name = deployment.name_any();
+    let own = pods
+        .iter()
+        .map(Arc::as_ref)
+        .filter(|p| health::owned_by_deployment(p, &name));
+    if let Some(failure) = health::failure_of(own, current) {
+        return Health::Failed(failure);
+    }
+    match progress(deployment) {
+        Progress::Complete => Health::Complete,
+        Progress::DeadlineExceeded { message } => Health::Failed(Failure {
+            reason: reasons::PROGRESS_DEADLINE_EXCEEDED,
+            message,
+        }),
+        _ => Health::Rolling,
+    }
+}
+
+/// The revisions this ModelDeployment owns, from the cache.
+fn known_revisions(md: &ModelDeployment, namespace: &str, ctx: &Context) -> Vec<Revision> {
+    of_instance(&ctx.stores.revisions, namespace, &md.name_any())
+        .iter()
+        .filter(|cr| owned_by(cr.as_ref(), md))
+        .filter_map(|cr| revision::parse(cr))
+        .collect()
+}
+
 /// A canary Deployment's revision is the one rolling out only while its
 /// rollout has not ended: an aborted canary left at 0 pods, or a promoted
 /// one waiting for the stable Deployment, is no longer judged.
@@ -149,7 +188,7 @@ fn bounded_token(token: &str) -> String {
     if token.len() <= KEPT {
         return token.to_string();
     }
-    match super::drift::hash_of(&token) {
+    match crate::digest::json_sha256_hex(&token, 8) {
         Ok(hash) => format!("sha256:{hash}"),
         Err(_) => token.chars().take(KEPT).collect(),
     }

@@ -23,7 +23,6 @@ use std::time::{Duration, Instant};
 
 use kube::runtime::watcher;
 
-use super::persist::PROGRESS_WINDOW;
 use crate::api::ModelDeployment;
 
 /// More new ModelDeployments than this awaiting their first status make a
@@ -35,16 +34,6 @@ pub const BURST: usize = 16;
 /// of 1,000 takes to converge on a small cluster (about 75 s on the
 /// benchmark's 2 cores), so each of its models gets one status write.
 pub const BURST_HOLD: Duration = Duration::from_secs(120);
-
-/// How long a new ModelDeployment of `age` may still go without status:
-/// `None` once it should have one. Pure, for the table test.
-pub fn hold(age: Duration, in_burst: bool) -> Option<Duration> {
-    let limit = match in_burst {
-        true => BURST_HOLD,
-        false => PROGRESS_WINDOW,
-    };
-    limit.checked_sub(age).filter(|left| !left.is_zero())
-}
 
 /// The ModelDeployments of this scope without status, keyed
 /// `namespace/name`, kept from the ModelDeployment watch itself: a burst
@@ -68,7 +57,7 @@ struct State {
 
 impl Awaiting {
     /// Follows one event of the ModelDeployment watch.
-    pub fn observe(&self, event: &watcher::Event<ModelDeployment>) {
+    pub fn follow(&self, event: &watcher::Event<ModelDeployment>) {
         use watcher::Event as E;
         match event {
             E::Apply(md) | E::InitApply(md) => match md.status {
@@ -130,22 +119,6 @@ fn key_of(md: &ModelDeployment) -> String {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_first_status_waits_a_moment_alone_and_longer_in_a_burst() {
-        let s = Duration::from_secs;
-        let cases = [
-            ("alone, just created", s(0), false, Some(s(2))),
-            ("alone, 1 s old", s(1), false, Some(s(1))),
-            ("alone, window over", s(2), false, None),
-            ("burst, 3 s old", s(3), true, Some(s(117))),
-            ("burst, hold over", s(120), true, None),
-            ("burst, long over", s(600), true, None),
-        ];
-        for (what, age, in_burst, want) in cases {
-            assert_eq!(hold(age, in_burst), want, "{what}");
-        }
-    }
-
     fn md(name: &str, with_status: bool) -> ModelDeployment {
         let mut md: ModelDeployment = serde_json::from_value(serde_json::json!({
             "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
@@ -163,14 +136,14 @@ mod tests {
     fn awaiting_follows_the_watch_until_a_first_status_or_deletion() {
         use watcher::Event as E;
         let awaiting = Awaiting::default();
-        awaiting.observe(&E::InitApply(md("a", false)));
-        awaiting.observe(&E::InitApply(md("old", true)));
-        awaiting.observe(&E::Apply(md("b", false)));
-        awaiting.observe(&E::Apply(md("c", false)));
-        awaiting.observe(&E::Apply(md("a", false)));
+        awaiting.follow(&E::InitApply(md("a", false)));
+        awaiting.follow(&E::InitApply(md("old", true)));
+        awaiting.follow(&E::Apply(md("b", false)));
+        awaiting.follow(&E::Apply(md("c", false)));
+        awaiting.follow(&E::Apply(md("a", false)));
         assert_eq!(awaiting.entries(), 3, "each object once, none with status");
-        awaiting.observe(&E::Apply(md("a", true)));
-        awaiting.observe(&E::Delete(md("b", false)));
+        awaiting.follow(&E::Apply(md("a", true)));
+        awaiting.follow(&E::Delete(md("b", false)));
         assert_eq!(awaiting.entries(), 1);
         awaiting.done("ns/c");
         assert_eq!(awaiting.entries(), 0, "our own write");
@@ -181,20 +154,20 @@ mod tests {
         use watcher::Event as E;
         let awaiting = Awaiting::default();
         for i in 0..BURST {
-            awaiting.observe(&E::Apply(md(&format!("m{i}"), false)));
+            awaiting.follow(&E::Apply(md(&format!("m{i}"), false)));
         }
         assert!(!awaiting.in_burst("ns/m0"), "{BURST} are not a burst");
-        awaiting.observe(&E::Apply(md("one-more", false)));
+        awaiting.follow(&E::Apply(md("one-more", false)));
         assert!(awaiting.in_burst("ns/m0"), "the first ones join the burst");
         assert!(awaiting.in_burst("ns/one-more"));
         // The burst winds down: its last ones stay in it.
         for i in 1..BURST {
-            awaiting.observe(&E::Apply(md(&format!("m{i}"), true)));
+            awaiting.follow(&E::Apply(md(&format!("m{i}"), true)));
         }
         assert!(awaiting.in_burst("ns/m0"));
         // A new one after the burst is on its own.
         std::thread::sleep(Duration::from_millis(2));
-        awaiting.observe(&E::Apply(md("later", false)));
+        awaiting.follow(&E::Apply(md("later", false)));
         assert!(!awaiting.in_burst("ns/later"));
         assert!(!awaiting.in_burst("ns/unknown"));
     }

@@ -9,7 +9,6 @@
 
 use serde::Serialize;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 
 use crate::resources::labels::APPLIED_HASH;
 
@@ -28,9 +27,7 @@ pub enum Need {
 /// Hash of an object's serialized form (which is deterministic: struct field
 /// order and BTreeMap keys).
 pub fn hash_of<T: Serialize>(object: &T) -> Result<String, serde_json::Error> {
-    let bytes = serde_json::to_vec(object)?;
-    let digest = Sha256::digest(bytes);
-    Ok(digest.iter().take(8).map(|b| format!("{b:02x}")).collect())
+    crate::digest::json_sha256_hex(object, 8)
 }
 
 /// `desired` must already carry its APPLIED_HASH annotation.

@@ -27,8 +27,8 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
-use super::cached_model::ModelRef;
 use crate::analysis::run::Check;
+use crate::cache::model::ModelRef;
 
 /// When a reconcile that found no free slot looks again.
 pub const BUSY_RETRY: Duration = Duration::from_secs(2);

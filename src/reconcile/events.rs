@@ -8,13 +8,13 @@ use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType, Recorder};
 use kube::{Resource, ResourceExt};
 
-use super::conditions::{self, DEGRADED};
 use super::context::Context;
-use super::drift::Need;
-use super::status::Revisions;
 use crate::api::{ModelDeployment, ModelDeploymentStatus, Phase};
 use crate::reasons;
+use crate::reconcile::act::drift::Need;
 use crate::rollout::decide::Change;
+use crate::status::Revisions;
+use crate::status::conditions::{self, DEGRADED};
 
 /// One Event to send about the ModelDeployment.
 #[derive(Clone, Debug, PartialEq)]
@@ -172,7 +172,7 @@ pub async fn publish(md: &ModelDeployment, announcements: Vec<Announcement>, ctx
             },
             reason: a.reason,
             // The API server refuses notes of 1 KiB or more.
-            note: Some(super::status::bounded::truncate(&a.note, NOTE_LIMIT)),
+            note: Some(crate::status::bounded::truncate(&a.note, NOTE_LIMIT)),
             action: a.action.to_string(),
             secondary: a.related,
         };

@@ -10,9 +10,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::drift::{self, Need};
-use super::error::Error;
+use crate::error::Error;
 use crate::resources::labels::APPLIED_HASH;
 use crate::resources::labels::MANAGER;
+use crate::resources::owned_by_same_controller;
 
 /// What `ensure` found and did.
 pub struct Applied<K> {
@@ -113,20 +114,6 @@ fn refuse_foreign<K: Resource>(kind: &'static str, desired: &K, existing: &K) ->
         namespace: existing.namespace().unwrap_or_default(),
         name: existing.name_any(),
     })
-}
-
-/// Both carry a controller owner reference to the same uid.
-pub fn owned_by_same_controller<K: Resource, L: Resource>(ours: &K, theirs: &L) -> bool {
-    let controller_uid =
-        |refs: &[k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference]| {
-            refs.iter()
-                .find(|r| r.controller == Some(true))
-                .map(|r| r.uid.clone())
-        };
-    match controller_uid(ours.owner_references()) {
-        Some(uid) => controller_uid(theirs.owner_references()) == Some(uid),
-        None => false,
-    }
 }
 
 #[cfg(test)]

@@ -2,29 +2,44 @@
 //! plan → persist → act → report. Deciding is pure (`plan`); this file only
 //! orders the effects, and each step says why it comes where it does.
 
+pub mod act;
+pub mod context;
+pub mod events;
+pub mod first_status;
+pub mod measure;
+pub mod observe;
+pub mod persist;
+pub mod plan;
+pub mod revisions;
+pub mod write_times;
+
+#[cfg(test)]
+mod no_write_tests;
+
+pub use context::Context;
+
 use std::sync::Arc;
 
 use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
-use super::act::{self, Acted};
-use super::analysis::measure;
-use super::context::Context;
-use super::error::Error;
-use super::events::{self, Announcement};
-use super::observe::Snapshot;
-use super::persist::{self, Due};
-use super::plan::{self, Plan};
-use super::revisions::{ensure_revision, prune_revisions};
-use super::route;
-use super::status::Blocker;
-use crate::alerts::deliver::Target;
 use crate::analysis::schedule::Analysed;
 use crate::api::{AlertChannel, ModelDeploymentStatus};
+use crate::error::Error;
 use crate::metrics::{DeliveryLabels, RevisionLabels};
+use crate::outbound::deliver::Target;
 use crate::resources::route::gateway_route;
 use crate::rollout::canary::Step;
+use crate::status::Blocker;
 use crate::{reasons, validate};
+use act::Acted;
+use act::route;
+use events::Announcement;
+use measure::measure;
+use observe::Snapshot;
+use persist::WriteDue;
+use plan::Plan;
+use revisions::{ensure_revision, prune_revisions};
 
 pub async fn reconcile(
     md: Arc<crate::api::ModelDeployment>,
@@ -37,8 +52,8 @@ pub async fn reconcile(
     let seen = Snapshot::observe(md, &ctx)?;
     // Our last status write has not reached the cache yet: nothing is
     // decided from what it replaced. Its watch event brings us back.
-    if ctx.status_writes.outdated(&seen) {
-        return Ok(Action::requeue(persist::PROGRESS_WINDOW));
+    if ctx.status_writes.outdated(&seen.md) {
+        return Ok(Action::requeue(write_times::PROGRESS_WINDOW));
     }
     // Validate into typed values. What cannot run is reported and waits for
     // the user's edit; nothing that runs is touched.
@@ -84,7 +99,8 @@ pub async fn reconcile(
     // A round judged by a pass that failed (a refused status write) is
     // judged again by the retry, not run again.
     if result.is_err() {
-        ctx.outbound.give_back(&seen, judged);
+        ctx.outbound
+            .give_back(&format!("{}/{}", seen.namespace, seen.name), judged);
     }
     result
 }
@@ -167,15 +183,15 @@ async fn report(
             // A refused child waits for the user: no later pass would write.
             let since = match acted.invalid {
                 Some(_) => None,
-                None => ctx.status_writes.hold(seen),
+                None => ctx.status_writes.hold(&seen.md, &seen.now),
             };
             match persist::due(before.as_ref(), &status, since) {
-                Due::Now => {
+                WriteDue::Now => {
                     persist::write(seen, &status, seen.md.resource_version(), ctx).await?;
                     written = Some(&status);
                 }
-                Due::After(delay) => wait = Some(delay),
-                Due::Never => {}
+                WriteDue::After(delay) => wait = Some(delay),
+                WriteDue::Never => {}
             }
         }
     }

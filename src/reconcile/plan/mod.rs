@@ -2,24 +2,26 @@
 //! snapshot, the spec's revision and the analysis. The shell in
 //! `reconcile` then persists, acts and reports exactly what the plan says.
 
+pub mod canary;
+
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 
-use super::canary::{self, CanaryPlan};
-use super::error::Error;
 use super::events::{self, Announcement};
 use super::observe::Snapshot;
-use super::status::{Blocker, Observed, Revisions, derive};
 use crate::alerts;
 use crate::analysis::schedule::Analysed;
 use crate::api::{AlertChannel, CanaryStatus, HistoryEntry, ModelDeploymentStatus, ServedVersion};
+use crate::error::Error;
 use crate::gates::Health;
 use crate::metrics::RevisionLabels;
 use crate::reasons;
 use crate::rollout::canary::Step;
 use crate::rollout::decide::{Change, Decision, Inputs, decide};
 use crate::rollout::history::{self, Described};
+use crate::status::{Blocker, Observed, Revisions, derive};
+use canary::CanaryPlan;
 
 /// A converged ModelDeployment is looked at again this often, from the
 /// cache only.
