@@ -12,12 +12,13 @@ use std::sync::{Arc, Mutex};
 use futures::{Stream, TryStreamExt};
 use k8s_openapi::api::core::v1::ObjectReference;
 use kube::api::{ApiResource, DynamicObject};
-use kube::runtime::events::{Event, EventType, Recorder};
+use kube::runtime::events::Reporter as EventReporter;
 use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 
 use crate::api::ModelDeployment;
 use crate::metrics::Metrics;
+use crate::reconcile::events::{self, Announcement};
 
 /// Why an object was skipped, as much as is useful in a log or an Event
 /// (serde names the field and the value; the rest would be noise).
@@ -28,7 +29,8 @@ pub(super) type OnDelete = Box<dyn Fn(&ModelDeployment) + Send + Sync>;
 
 /// Reports each undecodable version once, and passes deletions on.
 pub(super) struct Reporter {
-    recorder: Recorder,
+    client: Client,
+    reporter: EventReporter,
     metrics: Arc<Metrics>,
     on_delete: OnDelete,
     /// (uid, resourceVersion) already reported; forgotten on delete.
@@ -44,9 +46,15 @@ impl Reporter {
             .len()
     }
 
-    pub fn new(recorder: Recorder, metrics: Arc<Metrics>, on_delete: OnDelete) -> Self {
+    pub fn new(
+        client: Client,
+        reporter: EventReporter,
+        metrics: Arc<Metrics>,
+        on_delete: OnDelete,
+    ) -> Self {
         Self {
-            recorder,
+            client,
+            reporter,
             metrics,
             on_delete,
             reported: Mutex::new(HashSet::new()),
@@ -84,20 +92,16 @@ impl Reporter {
             resource_version: meta.resource_version.clone(),
             ..Default::default()
         };
-        let event = Event {
-            type_: EventType::Warning,
-            reason: crate::reasons::UNDECODABLE.into(),
-            note: Some(format!(
+        let warning = Announcement::warning(
+            crate::reasons::UNDECODABLE,
+            "Decode",
+            format!(
                 "this operator version cannot read the object and skips it (a newer operator or CRD may have written it): {why}"
-            )),
-            action: "Decode".into(),
-            secondary: None,
-        };
-        let recorder = self.recorder.clone();
+            ),
+        );
+        let (client, reporter) = (self.client.clone(), self.reporter.clone());
         tokio::spawn(async move {
-            if let Err(e) = recorder.publish(&event, &regarding).await {
-                tracing::warn!(error = %e, "could not record event");
-            }
+            events::publish(&client, &reporter, &regarding, vec![warning]).await;
         });
     }
 

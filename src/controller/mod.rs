@@ -154,7 +154,8 @@ async fn run_scope(
     let md_store_for_cleanup = md_store.clone();
     let md_store_for_errors = md_store.clone();
     let reporter = Arc::new(decode::Reporter::new(
-        kube::runtime::events::Recorder::new(ctx.client.clone(), ctx.reporter.clone()),
+        ctx.client.clone(),
+        ctx.reporter.clone(),
         settings.metrics.clone(),
         forget_on_delete(&ctx, &backoff),
     ));

@@ -5,10 +5,10 @@
 //! them, best effort.
 
 use k8s_openapi::api::core::v1::ObjectReference;
-use kube::runtime::events::{Event, EventType, Recorder};
-use kube::{Resource, ResourceExt};
+use kube::Client;
+use kube::ResourceExt;
+use kube::runtime::events::{Event, EventType, Recorder, Reporter};
 
-use super::context::Context;
 use crate::api::{ModelDeployment, ModelDeploymentStatus, Phase};
 use crate::reasons;
 use crate::reconcile::act::drift::Need;
@@ -28,6 +28,13 @@ pub struct Announcement {
 }
 
 impl Announcement {
+    pub fn warning(reason: &str, action: &'static str, note: String) -> Self {
+        Self {
+            warning: true,
+            ..Self::normal(reason, action, note)
+        }
+    }
+
     fn normal(reason: &str, action: &'static str, note: String) -> Self {
         Self {
             warning: false,
@@ -161,8 +168,15 @@ pub fn for_transitions(
 /// Under the 1 KiB the API server allows an Event's note.
 const NOTE_LIMIT: usize = 1000;
 
-pub async fn publish(md: &ModelDeployment, announcements: Vec<Announcement>, ctx: &Context) {
-    let regarding = md.object_ref(&());
+/// The one place the operator publishes Events: those a pass queued
+/// (`report`) and the warning about an object it cannot decode
+/// (`controller::decode`).
+pub async fn publish(
+    client: &Client,
+    reporter: &Reporter,
+    regarding: &ObjectReference,
+    announcements: Vec<Announcement>,
+) {
     for a in announcements {
         let event = Event {
             type_: if a.warning {
@@ -176,9 +190,10 @@ pub async fn publish(md: &ModelDeployment, announcements: Vec<Announcement>, ctx
             action: a.action.to_string(),
             secondary: a.related,
         };
-        let recorder = Recorder::new(ctx.client.clone(), ctx.reporter.clone());
-        if let Err(e) = recorder.publish(&event, &regarding).await {
-            tracing::warn!(name = %md.name_any(), error = %e, "could not record event");
+        let recorder = Recorder::new(client.clone(), reporter.clone());
+        if let Err(e) = recorder.publish(&event, regarding).await {
+            let name = regarding.name.as_deref().unwrap_or_default();
+            tracing::warn!(name, error = %e, "could not record event");
         }
     }
 }

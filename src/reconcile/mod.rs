@@ -1,6 +1,7 @@
 //! One reconcile, as a sequence: observe → validate → revision → measure →
 //! plan → persist → act → report. Deciding is pure (`plan`); this file only
 //! orders the effects, and each step says why it comes where it does.
+//! Status is written and Events are published by `report` alone.
 
 pub mod act;
 pub mod context;
@@ -10,6 +11,7 @@ pub mod measure;
 pub mod observe;
 pub mod persist;
 pub mod plan;
+pub mod report;
 pub mod revisions;
 pub mod write_times;
 
@@ -20,25 +22,21 @@ pub use context::Context;
 
 use std::sync::Arc;
 
-use kube::ResourceExt;
 use kube::runtime::controller::Action;
 
 use crate::analysis::schedule::Analysed;
-use crate::api::{AlertChannel, ModelDeploymentStatus};
 use crate::error::Error;
-use crate::metrics::{DeliveryLabels, RevisionLabels};
-use crate::outbound::deliver::Target;
 use crate::resources::route::gateway_route;
 use crate::rollout::canary::Step;
 use crate::status::Blocker;
 use crate::{reasons, validate};
 use act::Acted;
 use act::route;
-use events::Announcement;
 use measure::measure;
 use observe::Snapshot;
 use persist::WriteDue;
 use plan::Plan;
+use report::{Report, count_dropped, count_outcomes, deliver_alerts, due_if_changed};
 use revisions::{ensure_revision, prune_revisions};
 
 pub async fn reconcile(
@@ -55,11 +53,24 @@ pub async fn reconcile(
     if ctx.status_writes.outdated(&seen.md) {
         return Ok(Action::requeue(write_times::PROGRESS_WINDOW));
     }
+    let mut report = Report::default();
+    let result = validate_and_decide(&seen, &mut report, &ctx).await;
+    // Whatever the pass's result: what it wrote is announced, once.
+    report.publish(&seen, &ctx).await;
+    result
+}
+
+/// Validate, revision, measure, and what follows: the pass once observed.
+async fn validate_and_decide(
+    seen: &Snapshot,
+    report: &mut Report,
+    ctx: &Context,
+) -> Result<Action, Error> {
     // Validate into typed values. What cannot run is reported and waits for
     // the user's edit; nothing that runs is touched.
     let spec = match validate::spec(&seen.md.spec) {
         Ok(spec) => spec,
-        Err(cause) => return report_invalid(&seen, &Blocker::invalid(cause), &ctx).await,
+        Err(cause) => return report_blocked(seen, &Blocker::invalid(cause), report, ctx).await,
     };
     // The user's HTTPRoute, when a canary splits through one: missing or
     // unsuitable, it is reported like a spec error and nothing changes. It
@@ -69,7 +80,7 @@ pub async fn reconcile(
             match route::read(ctx.client.clone(), &seen.namespace, route, &seen.name).await? {
                 Ok(route) => Some(route),
                 Err(blocker) => {
-                    report_invalid(&seen, &blocker, &ctx).await?;
+                    report_blocked(seen, &blocker, report, ctx).await?;
                     return Ok(Action::requeue(ROUTE_RECHECK));
                 }
             }
@@ -79,23 +90,32 @@ pub async fn reconcile(
     // The spec's revision. Its snapshot is created before anything refers
     // to its number, so a rollback can always find what ran. A snapshot
     // name taken by an object we do not own stops here, untouched.
-    let requested = match ensure_revision(&seen, &ctx).await {
+    let requested = match ensure_revision(seen, ctx).await {
         Ok(requested) => requested,
         Err(e @ Error::NameConflict { .. }) => {
             let blocker = Blocker {
                 reason: reasons::NAME_CONFLICT,
                 message: e.to_string(),
             };
-            return report_invalid(&seen, &blocker, &ctx).await;
+            return report_blocked(seen, &blocker, report, ctx).await;
         }
         Err(e) => return Err(e),
     };
     // Measure: the finished round of metric checks, if any; a due round is
     // started off this path, never waited for (one team's hanging
     // Prometheus must not hold the workers everyone's reconciles need).
-    let (analysed, judged) = measure(&seen, spec.analysis.as_ref(), requested, &ctx);
+    let (analysed, judged) = measure(seen, spec.analysis.as_ref(), requested, ctx);
     let steps = spec.canary.as_deref();
-    let result = decide_and_act(&seen, requested, &analysed, steps, route.as_ref(), &ctx).await;
+    let result = decide_and_act(
+        seen,
+        requested,
+        &analysed,
+        steps,
+        route.as_ref(),
+        report,
+        ctx,
+    )
+    .await;
     // A round judged by a pass that failed (a refused status write) is
     // judged again by the retry, not run again.
     if result.is_err() {
@@ -112,96 +132,61 @@ async fn decide_and_act(
     analysed: &Analysed,
     steps: Option<&[Step]>,
     route: Option<&route::Route>,
+    report: &mut Report,
     ctx: &Context,
 ) -> Result<Action, Error> {
     // Plan: every decision of this pass, purely.
     let mut plan = plan::plan(seen, requested, analysed, steps)?;
-    // Persist first only what a crash before acting could otherwise undo.
-    let persisted = match plan.persist_first {
-        true => Some(persist_decision(seen, &mut plan, ctx).await?),
-        false => None,
-    };
+    // Persist first only what a crash before acting could otherwise undo
+    // (a rollback forgotten, a failed version tried again): the one status
+    // write of a pass that comes before the end of it.
+    if plan.persist_first {
+        let decided = plan.decided_status(seen);
+        let announcements = std::mem::take(&mut plan.announcements);
+        report
+            .write(seen, &decided, WriteDue::Now, announcements, ctx)
+            .await?;
+        count_outcomes(&std::mem::take(&mut plan.outcomes), ctx);
+    }
     // Act: the children run the planned revision.
     let acted = act::apply_children(seen, &plan, route, ctx).await?;
     // Report: status (once per pass), events, alerts, metrics.
-    report(seen, plan, acted, persisted, ctx).await
+    finish(seen, plan, acted, report, ctx).await
 }
 
-/// Writes the decision before it is acted on, and announces it. Returns the
-/// status written and its resourceVersion.
-async fn persist_decision(
-    seen: &Snapshot,
-    plan: &mut Plan,
-    ctx: &Context,
-) -> Result<(ModelDeploymentStatus, Option<String>), Error> {
-    let status = plan::status(seen, plan, seen.deployment.as_deref(), None, true);
-    let version = persist::write(seen, &status, seen.md.resource_version(), ctx).await?;
-    // Events only once their status is written: a refused write is retried,
-    // and its events must not repeat with every attempt.
-    let mut announcements = std::mem::take(&mut plan.announcements);
-    announcements.extend(events::for_transitions(
-        &seen.md,
-        seen.md.status.as_ref(),
-        &status,
-    ));
-    events::publish(&seen.md, announcements, ctx).await;
-    count_outcomes(&std::mem::take(&mut plan.outcomes), ctx);
-    Ok((status, version))
-}
-
-async fn report(
+/// The status the pass ends with, its notifications and what is next.
+async fn finish(
     seen: &Snapshot,
     plan: Plan,
     acted: Acted,
-    persisted: Option<(ModelDeploymentStatus, Option<String>)>,
+    report: &mut Report,
     ctx: &Context,
 ) -> Result<Action, Error> {
-    let status = plan::status(
-        seen,
-        &plan,
-        acted.deployment.as_deref(),
-        acted.invalid.as_ref(),
-        false,
-    );
+    let status = plan.status_after(seen, acted.deployment.as_deref(), acted.invalid.as_ref());
+    report.announce(acted.announcements);
     // One status write per pass: after a persisted decision, the next pass
     // (woken by the Deployment's change) shows the progress. A refused child
     // is the exception: that waits for the user, so no next pass would.
-    let mut before = seen.md.status.clone();
-    let mut written = None;
-    let mut wait = None;
-    let mut persisted_status = None;
-    match persisted {
-        Some((persisted, version)) => {
-            before = Some(persisted.clone());
-            persisted_status = Some(persisted);
-            if acted.invalid.is_some() {
-                persist::write(seen, &status, version, ctx).await?;
-                written = Some(&status);
+    let (due, wait) = match (report.wrote(), &acted.invalid) {
+        (true, Some(_)) => (WriteDue::Now, None),
+        (true, None) => (WriteDue::Never, None),
+        // A refused child waits for the user: no later pass would write.
+        (false, Some(_)) => (persist::due(seen.md.status.as_ref(), &status, None), None),
+        (false, None) => {
+            let hold = ctx.status_writes.hold(&seen.md, &seen.now);
+            match persist::due(seen.md.status.as_ref(), &status, hold) {
+                WriteDue::After(delay) => (WriteDue::After(delay), Some(delay)),
+                due => (due, None),
             }
         }
-        None => {
-            // A refused child waits for the user: no later pass would write.
-            let since = match acted.invalid {
-                Some(_) => None,
-                None => ctx.status_writes.hold(&seen.md, &seen.now),
-            };
-            match persist::due(before.as_ref(), &status, since) {
-                WriteDue::Now => {
-                    persist::write(seen, &status, seen.md.resource_version(), ctx).await?;
-                    written = Some(&status);
-                }
-                WriteDue::After(delay) => wait = Some(delay),
-                WriteDue::Never => {}
-            }
-        }
-    }
-    let mut announcements = acted.announcements;
-    if let Some(written) = written {
-        announcements.extend(plan.announcements.iter().cloned());
-        announcements.extend(events::for_transitions(&seen.md, before.as_ref(), written));
+    };
+    // A decision written first took its events and outcomes with it.
+    if report
+        .write(seen, &status, due, plan.announcements, ctx)
+        .await?
+    {
         count_outcomes(&plan.outcomes, ctx);
     }
-    events::publish(&seen.md, announcements, ctx).await;
     ctx.metrics.record_state(
         &seen.namespace,
         &seen.name,
@@ -210,12 +195,9 @@ async fn report(
     );
     // Notifications are sent only once status holds them (a refused write
     // returned above): what was sent is always also what will be retried.
-    let holds = written
-        .or(persisted_status.as_ref())
-        .or(seen.md.status.as_ref());
-    let deliveries = deliver_alerts(seen, holds, ctx);
+    let deliveries = deliver_alerts(seen, report.holds(seen), ctx);
     // Dropped once, when the status without them is written.
-    if written.is_some() || persisted_status.is_some() {
+    if report.wrote() {
         count_dropped(&plan.notifications_dropped, ctx);
     }
     prune_revisions(seen, &plan.revisions, ctx).await?;
@@ -238,16 +220,18 @@ async fn report(
 
 /// A spec the operator cannot run: reported in status and events, and the
 /// running children stay as they are.
-async fn report_invalid(seen: &Snapshot, cause: &Blocker, ctx: &Context) -> Result<Action, Error> {
+async fn report_blocked(
+    seen: &Snapshot,
+    cause: &Blocker,
+    report: &mut Report,
+    ctx: &Context,
+) -> Result<Action, Error> {
     let stored = seen.md.status.as_ref();
-    let status = plan::invalid_status(seen, cause);
+    let status = plan::blocked_status(seen, cause);
     ctx.metrics
         .record_state(&seen.namespace, &seen.name, stored, &status);
-    if stored != Some(&status) {
-        persist::write(seen, &status, seen.md.resource_version(), ctx).await?;
-        let announcements: Vec<Announcement> = events::for_transitions(&seen.md, stored, &status);
-        events::publish(&seen.md, announcements, ctx).await;
-    }
+    let due = due_if_changed(stored, &status);
+    report.write(seen, &status, due, Vec::new(), ctx).await?;
     tracing::info!(
         namespace = seen.namespace,
         name = seen.name,
@@ -270,59 +254,3 @@ fn wait_for_user(blocker: &Blocker) -> Action {
 
 const NAME_CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 const ROUTE_RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
-
-/// Counts revisions whose rollout ended, for `/metrics`, once their
-/// outcome is written.
-fn count_outcomes(outcomes: &[RevisionLabels], ctx: &Context) {
-    for labels in outcomes {
-        ctx.metrics.revision_outcomes.get_or_create(labels).inc();
-    }
-}
-
-/// Hands the notifications `status` holds to the delivery tasks, and
-/// firing alerts due a refresh; Events were already sent by the Degraded
-/// condition's transition. Returns when a pass should look again for them.
-fn deliver_alerts(
-    seen: &Snapshot,
-    status: Option<&ModelDeploymentStatus>,
-    ctx: &Context,
-) -> Option<std::time::Duration> {
-    let channels = seen.md.spec.alerts.as_ref()?;
-    if channels.alertmanager.is_none() && channels.webhook.is_none() {
-        return None;
-    }
-    let target = Target {
-        namespace: seen.namespace.clone(),
-        name: seen.name.clone(),
-        model: seen.served.model_name().to_string(),
-        alertmanager: channels.alertmanager.as_ref().map(|a| a.url.clone()),
-        webhook: channels.webhook.as_ref().map(|w| w.url_secret_ref.clone()),
-    };
-    let (firing, outbox) = status.map_or((&[][..], &[][..]), |s| {
-        (s.alerts.as_slice(), s.alert_outbox.as_slice())
-    });
-    let cached = seen.previous.alert_outbox.as_slice();
-    ctx.outbound
-        .deliverer
-        .deliver(&target, firing, outbox, cached)
-}
-
-/// Notifications dropped from a full outbox, for `/metrics`
-/// (`alert_deliveries_total{result="dropped"}`).
-fn count_dropped(channels: &[AlertChannel], ctx: &Context) {
-    for channel in channels {
-        ctx.metrics
-            .alert_deliveries
-            .get_or_create(&DeliveryLabels {
-                channel: channel.to_string().to_lowercase(),
-                result: "dropped".into(),
-            })
-            .inc();
-    }
-    if !channels.is_empty() {
-        tracing::warn!(
-            dropped = channels.len(),
-            "alert outbox full: the oldest notifications were dropped unsent"
-        );
-    }
-}

@@ -194,12 +194,49 @@ fn crash_could_change_outcome(
     goes_back || (new_template && stable.is_some())
 }
 
-/// The status this plan leads to, with the Deployment as last seen.
-/// `template_pending`: the Deployment is about to get another template, so
-/// its progress is not yet known.
-pub fn status(
+impl Plan {
+    /// The status that records the decision before the children change
+    /// (`persist_first`): the Deployment is about to get another template,
+    /// so its progress is not yet known.
+    pub fn decided_status(&self, seen: &Snapshot) -> ModelDeploymentStatus {
+        derive_status(
+            seen,
+            &self.revisions,
+            seen.deployment.as_deref(),
+            None,
+            true,
+        )
+    }
+
+    /// The status the pass ends with, with the Deployment as acting left
+    /// it and the child the API server refused, if any.
+    pub fn status_after(
+        &self,
+        seen: &Snapshot,
+        deployment: Option<&Deployment>,
+        invalid: Option<&Blocker>,
+    ) -> ModelDeploymentStatus {
+        derive_status(seen, &self.revisions, deployment, invalid, false)
+    }
+}
+
+/// The status of a spec that cannot be applied: the revision bookkeeping
+/// stays as it was, nothing else changes.
+pub fn blocked_status(seen: &Snapshot, cause: &Blocker) -> ModelDeploymentStatus {
+    derive_status(
+        seen,
+        &seen.previous,
+        seen.deployment.as_deref(),
+        Some(cause),
+        false,
+    )
+}
+
+/// The one way a pass derives status: from the snapshot and the revision
+/// bookkeeping it ends with.
+fn derive_status(
     seen: &Snapshot,
-    plan: &Plan,
+    revisions: &Revisions,
     deployment: Option<&Deployment>,
     invalid: Option<&Blocker>,
     template_pending: bool,
@@ -210,24 +247,8 @@ pub fn status(
             served: &seen.served,
             deployment,
             invalid,
-            revisions: &plan.revisions,
+            revisions,
             template_pending,
-        },
-        &seen.now,
-    )
-}
-
-/// The status of a spec that cannot be applied: the revision bookkeeping
-/// stays as it was, nothing else changes.
-pub fn invalid_status(seen: &Snapshot, cause: &Blocker) -> ModelDeploymentStatus {
-    derive(
-        &Observed {
-            md: &seen.md,
-            served: &seen.served,
-            deployment: seen.deployment.as_deref(),
-            invalid: Some(cause),
-            revisions: &seen.previous,
-            template_pending: false,
         },
         &seen.now,
     )
