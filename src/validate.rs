@@ -139,7 +139,7 @@ fn analysis_spec(analysis: &AnalysisSpec) -> Result<Timing, String> {
             }
         }
         if let Some(margin) = comparison.and_then(|c| c.margin.as_ref()) {
-            crate::analysis::judge::parse_margin(margin).map_err(|why| {
+            crate::analysis::comparison::parse_margin(margin).map_err(|why| {
                 format!(
                     "spec.rollout.analysis.metrics[{}].comparison.margin: {why}",
                     metric.name

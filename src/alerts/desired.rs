@@ -13,7 +13,7 @@ pub const ANALYSIS_INCONCLUSIVE: &str = "ModelAnalysisInconclusive";
 pub const METRIC_BREACH: &str = "ModelMetricBreach";
 
 /// The state alerts are derived from.
-pub struct State<'a> {
+pub struct Facts<'a> {
     pub requested: Option<i64>,
     pub current: Option<i64>,
     pub history: &'a [HistoryEntry],
@@ -22,18 +22,18 @@ pub struct State<'a> {
     pub failure_limit: i32,
 }
 
-pub fn desired(state: &State<'_>) -> Vec<FiringAlert> {
+pub fn desired(state: &Facts<'_>) -> Vec<FiringAlert> {
     let mut alerts: Vec<FiringAlert> = failed_rollout(state).into_iter().collect();
     alerts.extend(analysis_alerts(state));
     alerts
 }
 
-fn entry<'a>(state: &State<'a>, revision: i64) -> Option<&'a HistoryEntry> {
+fn entry<'a>(state: &Facts<'a>, revision: i64) -> Option<&'a HistoryEntry> {
     state.history.iter().find(|e| e.revision == revision)
 }
 
 /// The requested revision rolled back, or failed with nothing to go back to.
-fn failed_rollout(state: &State<'_>) -> Option<FiringAlert> {
+fn failed_rollout(state: &Facts<'_>) -> Option<FiringAlert> {
     let failed = state.requested.and_then(|r| entry(state, r))?;
     let rolled_back = failed.outcome == Outcome::RolledBack && state.current != state.requested;
     if !rolled_back && failed.outcome != Outcome::Failed {
@@ -74,7 +74,7 @@ fn failed_rollout(state: &State<'_>) -> Option<FiringAlert> {
 
 /// The running revision's analysis stopped for lack of answers, or the
 /// guarded Stable revision breaches its gates.
-fn analysis_alerts(state: &State<'_>) -> Vec<FiringAlert> {
+fn analysis_alerts(state: &Facts<'_>) -> Vec<FiringAlert> {
     let Some(analysis) = state.analysis.filter(|a| Some(a.revision) == state.current) else {
         return Vec::new();
     };
@@ -213,11 +213,11 @@ mod tests {
         let metric = history(metric_failure.clone());
         let failed = vec![entry(1, Outcome::Failed, "ImagePullFailed")];
         let progressing = history(entry(2, Outcome::Progressing, "RolloutStarted"));
-        type Case<'a> = (&'a str, State<'a>, Vec<(&'a str, i64, &'a str)>);
+        type Case<'a> = (&'a str, Facts<'a>, Vec<(&'a str, i64, &'a str)>);
         let cases: Vec<Case<'_>> = vec![
             (
                 "healthy: nothing",
-                State {
+                Facts {
                     requested: Some(1),
                     current: Some(1),
                     history: &healthy,
@@ -228,7 +228,7 @@ mod tests {
             ),
             (
                 "health rollback",
-                State {
+                Facts {
                     requested: Some(2),
                     current: Some(1),
                     history: &crash,
@@ -239,7 +239,7 @@ mod tests {
             ),
             (
                 "metric rollback names the metric",
-                State {
+                Facts {
                     requested: Some(2),
                     current: Some(1),
                     history: &metric,
@@ -250,7 +250,7 @@ mod tests {
             ),
             (
                 "rolled back version asked again and running: resolved",
-                State {
+                Facts {
                     requested: Some(2),
                     current: Some(2),
                     history: &crash,
@@ -261,7 +261,7 @@ mod tests {
             ),
             (
                 "failed without rollback",
-                State {
+                Facts {
                     requested: Some(1),
                     current: Some(1),
                     history: &failed,
@@ -272,7 +272,7 @@ mod tests {
             ),
             (
                 "stopped analysis",
-                State {
+                Facts {
                     requested: Some(2),
                     current: Some(2),
                     history: &progressing,
@@ -283,7 +283,7 @@ mod tests {
             ),
             (
                 "guard within failure limit",
-                State {
+                Facts {
                     requested: Some(1),
                     current: Some(1),
                     history: &healthy,
@@ -294,7 +294,7 @@ mod tests {
             ),
             (
                 "guard breach per metric",
-                State {
+                Facts {
                     requested: Some(1),
                     current: Some(1),
                     history: &healthy,
@@ -305,7 +305,7 @@ mod tests {
             ),
             (
                 "an analysis of another revision raises nothing",
-                State {
+                Facts {
                     requested: Some(1),
                     current: Some(1),
                     history: &healthy,

@@ -1,8 +1,8 @@
 //! Metric analysis: Prometheus queries with templating, verdicts on their
 //! values, and the progress of a revision's analysis.
 
+pub mod comparison;
 pub mod duration;
-pub mod judge;
 pub mod run;
 pub mod schedule;
 pub mod template;

@@ -27,7 +27,7 @@ pub struct Check {
     pub judgement: Judgement,
 }
 
-pub struct Step<'a> {
+pub struct Advance<'a> {
     pub spec: &'a AnalysisSpec,
     /// Parsed `spec.bakeTime`.
     pub bake_time: Duration,
@@ -89,7 +89,7 @@ pub fn next_round_in(
     interval.saturating_sub(Duration::from_millis(elapsed))
 }
 
-pub fn advance(step: Step<'_>) -> (AnalysisStatus, Gate) {
+pub fn advance(step: Advance<'_>) -> (AnalysisStatus, Gate) {
     let spec = step.spec;
     let mut status = match step.previous {
         Some(p) if continues(Some(p), step.revision, step.mode, step.retry_token) => {
@@ -376,8 +376,8 @@ fn collecting_note(metrics: &[MetricCheck]) -> String {
                 Finding::Collecting => Some(format!(
                     "{} ({} of {})",
                     m.name,
-                    crate::analysis::judge::count(e.samples.min(e.stable_samples) as f64),
-                    crate::analysis::judge::count(e.min_samples as f64)
+                    crate::analysis::comparison::count(e.samples.min(e.stable_samples) as f64),
+                    crate::analysis::comparison::count(e.min_samples as f64)
                 )),
                 Finding::Undecided => Some(format!("{} (undecided)", m.name)),
                 _ => None,

@@ -2,10 +2,10 @@
 
 mod analysis_spec;
 mod analysis_status;
-mod canary;
+mod canary_rollout;
+mod model_spec;
+mod model_status;
 mod served;
-mod spec;
-mod status;
 mod tolerant;
 
 pub use analysis_spec::{
@@ -16,17 +16,17 @@ pub use analysis_status::{
     AlertChannel, AlertNotification, AlertState, AnalysisPhase, AnalysisStatus, ComparisonEvidence,
     Finding, FiringAlert, MetricCheck, Verdict,
 };
-pub use canary::{
+pub use canary_rollout::{
     CanarySpec, CanaryStatus, CanaryStep, GatewayApiRouting, PauseStep, RolloutStrategy,
     TrafficRouting,
 };
 pub use served::ServedVersion;
 
-pub use spec::{
+pub use model_spec::{
     AutoscalingSpec, ModelDeployment, ModelDeploymentSpec, ModelSpec, PodMetadata, RolloutSpec,
     ServerSpec, ServiceSpec, ServiceType,
 };
-pub use status::{HistoryEntry, ModelDeploymentStatus, Outcome, Phase};
+pub use model_status::{HistoryEntry, ModelDeploymentStatus, Outcome, Phase};
 
 use kube::CustomResourceExt;
 

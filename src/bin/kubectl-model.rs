@@ -16,8 +16,8 @@ use model_operator::resources::labels::RETRY_ANNOTATION;
 use model_operator::rollout::revision;
 use serde_json::json;
 
-#[path = "kubectl_model/canary.rs"]
-mod canary;
+#[path = "kubectl_model/canary_commands.rs"]
+mod canary_commands;
 
 /// Inspect and steer ModelDeployments.
 #[derive(Parser)]
@@ -138,8 +138,10 @@ async fn run(cli: Cli) -> Result<(), String> {
             println!("{name}: retry requested ({RETRY_ANNOTATION}={token}).");
             Ok(())
         }
-        Command::Promote { name, full } => canary::promote(&mds, &name, full, explain).await,
-        Command::Abort { name } => canary::abort(&mds, &name, explain).await,
+        Command::Promote { name, full } => {
+            canary_commands::promote(&mds, &name, full, explain).await
+        }
+        Command::Abort { name } => canary_commands::abort(&mds, &name, explain).await,
         Command::Pause { name } => set_paused(&mds, &name, true, explain).await,
         Command::Resume { name } => set_paused(&mds, &name, false, explain).await,
     }
@@ -338,7 +340,7 @@ fn status_table(md: &ModelDeployment) -> String {
         );
     }
     if let Some(canary) = &s.canary {
-        out.push_str(&canary::step_plan(md, canary));
+        out.push_str(&canary_commands::step_plan(md, canary));
     }
     out.push_str(&format!(
         "\n{:<12} {:<7} {:<24} MESSAGE\n",
@@ -408,7 +410,7 @@ fn analysis_table(a: &AnalysisStatus) -> String {
             out.push_str(&format!(
                 "{:<16} {}\n",
                 "",
-                model_operator::analysis::judge::summary(e)
+                model_operator::analysis::comparison::summary(e)
             ));
         }
     }

@@ -59,7 +59,7 @@ fn key<K: Resource>(obj: &K) -> Option<(String, String)> {
 /// The live index, and the one being filled by a (re)list: like the store,
 /// the index switches to a relist's result only when it is complete.
 #[derive(Default)]
-struct State {
+struct Entries {
     live: Index,
     relisting: Option<Index>,
 }
@@ -67,7 +67,7 @@ struct State {
 /// A store plus its instance index; cloning shares both.
 pub struct Indexed<K: Resource<DynamicType = ()> + Clone + 'static> {
     pub store: Store<K>,
-    index: Arc<RwLock<State>>,
+    index: Arc<RwLock<Entries>>,
 }
 
 impl<K: Resource<DynamicType = ()> + Clone + 'static> Clone for Indexed<K> {
@@ -82,7 +82,7 @@ impl<K: Resource<DynamicType = ()> + Clone + 'static> Clone for Indexed<K> {
 /// Feeds both the store and the index from watcher events.
 pub struct IndexedWriter<K: Resource<DynamicType = ()> + Clone + 'static> {
     writer: Writer<K>,
-    index: Arc<RwLock<State>>,
+    index: Arc<RwLock<Entries>>,
 }
 
 /// An empty indexed store and the writer that fills it.
@@ -91,7 +91,7 @@ where
     K: Resource<DynamicType = ()> + Clone + 'static,
 {
     let (store, writer) = reflector::store();
-    let index = Arc::new(RwLock::new(State::default()));
+    let index = Arc::new(RwLock::new(Entries::default()));
     (
         Indexed {
             store,

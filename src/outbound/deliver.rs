@@ -19,7 +19,7 @@ use tokio::sync::broadcast;
 use crate::alerts::outbox::{self, Confirmed};
 use crate::api::{AlertChannel, AlertNotification, AlertState, FiringAlert, SecretKeyRef};
 use crate::metrics::{DeliveryLabels, Metrics};
-use crate::outbound::egress::{self, ALERT_BODY_LIMIT, Failure, Policy};
+use crate::outbound::egress::{self, ALERT_BODY_LIMIT, Policy, RequestFailure};
 
 /// Alertmanager forgets an alert this long after its last update unless
 /// told again; the operator re-sends firing alerts well before that.
@@ -401,12 +401,12 @@ impl Deliverer {
 
     /// Posts `body` to a URL the policy allowed; only the answer's status
     /// is used, and at most `ALERT_BODY_LIMIT` bytes of it are read.
-    async fn post(&self, url: &str, body: &Value) -> Result<(), Failure> {
+    async fn post(&self, url: &str, body: &Value) -> Result<(), RequestFailure> {
         let request = self.http.post(url).json(body);
         let (status, _) = egress::send_capped(request, TIMEOUT, ALERT_BODY_LIMIT).await?;
         match status {
             200..=299 => Ok(()),
-            other => Err(Failure::Status(other)),
+            other => Err(RequestFailure::Status(other)),
         }
     }
 

@@ -3,7 +3,7 @@
 //! request leaves from the operator's network position: so the cluster
 //! admin decides which endpoints may be used (`Policy`), no redirect is
 //! followed, time and response size are bounded, and nothing an endpoint
-//! says ever reaches status, Events, alerts or logs: only a `Failure`,
+//! says ever reaches status, Events, alerts or logs: only a `RequestFailure`,
 //! whose text is the operator's own (docs/security.md).
 
 use std::time::Duration;
@@ -24,7 +24,7 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What went wrong, in the operator's words only.
 #[derive(Clone, Debug, Error, PartialEq)]
-pub enum Failure {
+pub enum RequestFailure {
     #[error("the address is not among the endpoints the operator may use (--allowed-endpoint)")]
     NotAllowed,
     #[error("the address is not a plain http(s) URL without credentials, query or fragment")]
@@ -65,8 +65,9 @@ impl Policy {
             .iter()
             .filter(|p| !p.trim().is_empty())
             .map(|p| {
-                plain_url(p.trim())
-                    .ok_or_else(|| format!("--allowed-endpoint {p:?}: {}", Failure::BadAddress))
+                plain_url(p.trim()).ok_or_else(|| {
+                    format!("--allowed-endpoint {p:?}: {}", RequestFailure::BadAddress)
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
@@ -81,36 +82,36 @@ impl Policy {
     }
 
     /// The address, when the policy allows requests to it.
-    pub fn check(&self, address: &str) -> Result<Url, Failure> {
-        let url = plain_url(address).ok_or(Failure::BadAddress)?;
+    pub fn check(&self, address: &str) -> Result<Url, RequestFailure> {
+        let url = plain_url(address).ok_or(RequestFailure::BadAddress)?;
         if self.allowed.is_empty() || self.allowed.iter().any(|p| within(&url, p)) {
             Ok(url)
         } else {
-            Err(Failure::NotAllowed)
+            Err(RequestFailure::NotAllowed)
         }
     }
 
     /// A webhook URL, read from a Secret: it may carry a token in its query
     /// or credentials (common for webhook receivers, and it is a Secret the
     /// team opted in), but it is held to the same allow-list.
-    pub fn check_secret_url(&self, address: &str) -> Result<Url, Failure> {
-        let url = Url::parse(address).map_err(|_| Failure::BadAddress)?;
+    pub fn check_secret_url(&self, address: &str) -> Result<Url, RequestFailure> {
+        let url = Url::parse(address).map_err(|_| RequestFailure::BadAddress)?;
         if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none_or(str::is_empty) {
-            return Err(Failure::BadAddress);
+            return Err(RequestFailure::BadAddress);
         }
         if self.allowed.is_empty() || self.allowed.iter().any(|p| within(&url, p)) {
             Ok(url)
         } else {
-            Err(Failure::NotAllowed)
+            Err(RequestFailure::NotAllowed)
         }
     }
 
     /// Whether a bearer token may go to `url`.
-    pub fn token_allowed(&self, url: &Url) -> Result<(), Failure> {
+    pub fn token_allowed(&self, url: &Url) -> Result<(), RequestFailure> {
         match url.scheme() {
             "https" => Ok(()),
             _ if self.insecure_tokens => Ok(()),
-            _ => Err(Failure::TokenOverPlainHttp),
+            _ => Err(RequestFailure::TokenOverPlainHttp),
         }
     }
 }
@@ -167,7 +168,7 @@ pub async fn send_capped(
     request: reqwest::RequestBuilder,
     timeout: Duration,
     limit: usize,
-) -> Result<(u16, Vec<u8>), Failure> {
+) -> Result<(u16, Vec<u8>), RequestFailure> {
     let mut response = request
         .timeout(timeout)
         .send()
@@ -175,35 +176,35 @@ pub async fn send_capped(
         .map_err(|e| classify(&e, timeout))?;
     let status = response.status();
     if status.is_redirection() {
-        return Err(Failure::Redirect(status.as_u16()));
+        return Err(RequestFailure::Redirect(status.as_u16()));
     }
     if response.content_length().is_some_and(|n| n > limit as u64) {
-        return Err(Failure::TooLarge(limit));
+        return Err(RequestFailure::TooLarge(limit));
     }
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| classify(&e, timeout))? {
         if body.len() + chunk.len() > limit {
-            return Err(Failure::TooLarge(limit));
+            return Err(RequestFailure::TooLarge(limit));
         }
         body.extend_from_slice(&chunk);
     }
     Ok((status.as_u16(), body))
 }
 
-/// Sorts a transport error into a `Failure`, dropping its text (reqwest's
+/// Sorts a transport error into a `RequestFailure`, dropping its text (reqwest's
 /// errors carry the URL, which may be a webhook's secret).
-pub fn classify(e: &reqwest::Error, timeout: Duration) -> Failure {
+pub fn classify(e: &reqwest::Error, timeout: Duration) -> RequestFailure {
     if e.is_timeout() {
-        return Failure::Timeout(timeout.as_secs());
+        return RequestFailure::Timeout(timeout.as_secs());
     }
     let mut cause: &(dyn std::error::Error + 'static) = e;
     loop {
         if let Some(io) = cause.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return Failure::ConnectionRefused;
+                return RequestFailure::ConnectionRefused;
             }
             if io.kind() == std::io::ErrorKind::TimedOut {
-                return Failure::Timeout(timeout.as_secs());
+                return RequestFailure::Timeout(timeout.as_secs());
             }
         }
         match cause.source() {
@@ -212,9 +213,9 @@ pub fn classify(e: &reqwest::Error, timeout: Duration) -> Failure {
         }
     }
     if e.is_connect() {
-        Failure::CannotConnect
+        RequestFailure::CannotConnect
     } else {
-        Failure::Broken
+        RequestFailure::Broken
     }
 }
 
@@ -272,7 +273,11 @@ mod tests {
             "prom:9090",
             "",
         ] {
-            assert_eq!(policy.check(address), Err(Failure::BadAddress), "{address}");
+            assert_eq!(
+                policy.check(address),
+                Err(RequestFailure::BadAddress),
+                "{address}"
+            );
         }
         assert!(Policy::new(&["http://u:p@x".into()], false).is_err());
     }
@@ -287,11 +292,11 @@ mod tests {
         );
         assert_eq!(
             policy.check_secret_url("https://hooks.example/team-b?token=s"),
-            Err(Failure::NotAllowed)
+            Err(RequestFailure::NotAllowed)
         );
         assert_eq!(
             policy.check_secret_url("file:///etc/passwd"),
-            Err(Failure::BadAddress)
+            Err(RequestFailure::BadAddress)
         );
     }
 
@@ -302,7 +307,7 @@ mod tests {
         let strict = Policy::default();
         assert_eq!(
             strict.token_allowed(&http),
-            Err(Failure::TokenOverPlainHttp)
+            Err(RequestFailure::TokenOverPlainHttp)
         );
         assert_eq!(strict.token_allowed(&https), Ok(()));
         let lax = Policy::new(&[], true).unwrap();
@@ -312,15 +317,21 @@ mod tests {
     #[test]
     fn failures_read_as_documented() {
         assert_eq!(
-            Failure::TooLarge(PROMETHEUS_BODY_LIMIT).to_string(),
+            RequestFailure::TooLarge(PROMETHEUS_BODY_LIMIT).to_string(),
             "response over 1048576 bytes"
         );
-        assert_eq!(Failure::Status(502).to_string(), "HTTP 502");
+        assert_eq!(RequestFailure::Status(502).to_string(), "HTTP 502");
         assert_eq!(
-            Failure::NotPrometheus.to_string(),
+            RequestFailure::NotPrometheus.to_string(),
             "not a Prometheus API response"
         );
-        assert_eq!(Failure::ConnectionRefused.to_string(), "connection refused");
-        assert_eq!(Failure::Timeout(5).to_string(), "no answer within 5s");
+        assert_eq!(
+            RequestFailure::ConnectionRefused.to_string(),
+            "connection refused"
+        );
+        assert_eq!(
+            RequestFailure::Timeout(5).to_string(),
+            "no answer within 5s"
+        );
     }
 }

@@ -1,10 +1,9 @@
 //! Every request the operator makes beyond the API server: Prometheus
-//! queries (`prometheus`, `queries`, `compare`) run in rounds off the
+//! queries (`prometheus`, `queries`) run in rounds off the
 //! reconcile path (`rounds`), alert deliveries (`deliver`), the egress
 //! policy every such request obeys (`egress`) and the Secrets they read
 //! (`secrets`). Shared by every watched namespace.
 
-pub mod compare;
 pub mod deliver;
 pub mod egress;
 pub mod prometheus;

@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::analysis::judge::buckets::{MAX_BUCKETS, RawBucket};
+use crate::analysis::comparison::buckets::{MAX_BUCKETS, RawBucket};
 use crate::analysis::verdict::Answer;
-use crate::outbound::egress::{self, Failure, PROMETHEUS_BODY_LIMIT, Policy};
+use crate::outbound::egress::{self, PROMETHEUS_BODY_LIMIT, Policy, RequestFailure};
 
 /// A shared HTTP client for Prometheus, held to the admin's endpoint
 /// policy (`crate::outbound::egress`).
@@ -25,7 +25,7 @@ impl Prometheus {
     /// Runs `query` at `address`; every failure is an answer, never an error
     /// of the reconcile: a metric that cannot be measured is inconclusive.
     /// What Prometheus (or whatever answers at the address) said is never
-    /// repeated, only a classified failure (`egress::Failure`): check
+    /// repeated, only a classified failure (`egress::RequestFailure`): check
     /// messages reach status, Events and alerts.
     pub async fn query_quiet(
         &self,
@@ -60,7 +60,7 @@ impl Prometheus {
         query: &str,
         timeout: Duration,
         bearer_token: Option<&str>,
-    ) -> Result<(u16, Vec<u8>), Failure> {
+    ) -> Result<(u16, Vec<u8>), RequestFailure> {
         let base = self.policy.check(address)?;
         if bearer_token.is_some() {
             self.policy.token_allowed(&base)?;
@@ -175,7 +175,7 @@ pub fn parse_quiet(http_status: u16, body: &[u8]) -> Answer {
 
 /// A body that does not decode as Prometheus's API: its status only.
 fn not_prometheus(http_status: u16) -> String {
-    format!("HTTP {http_status}, {}", Failure::NotPrometheus)
+    format!("HTTP {http_status}, {}", RequestFailure::NotPrometheus)
 }
 
 fn refused(error_type: Option<&str>, http_status: u16) -> String {

@@ -1,17 +1,19 @@
 //! One round's queries, run as a task of its own after the reconcile that
-//! started it has returned: every gate's query (and its baseline) at once,
-//! judged by `crate::analysis::verdict`; comparison gates go through
-//! `compare`.
+//! started it has returned: every gate's query (and its baseline) at once.
+//! A plain gate is judged by `crate::analysis::verdict`; a comparison gate's
+//! queries run with the new revision's values and the stable revision's,
+//! over the same window, and go to `crate::analysis::comparison`.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use super::Outbound;
-use super::compare;
+use crate::analysis::comparison::{self, Answers, Measured, buckets::RawBucket};
 use crate::analysis::run::Check;
 use crate::analysis::template::{self, Vars};
-use crate::analysis::verdict::{Measurement, judge};
-use crate::api::{AnalysisSpec, MetricGate};
+use crate::analysis::verdict::{Answer, Measurement, judge};
+use crate::api::{AnalysisSpec, ComparisonSpec, ComparisonTest, MetricGate};
+use crate::outbound::prometheus::Prometheus;
 
 /// One round's queries, with everything they need owned: they run in a
 /// task of their own, after the reconcile that started them has returned.
@@ -59,13 +61,13 @@ impl Queries {
             revision: *revision,
             ..vars.clone()
         });
-        let asker = compare::Asker {
+        let asker = Asker {
             prometheus: &outbound.prometheus,
             address: spec.prometheus.address.as_str(),
             timeout,
             token,
         };
-        let comparisons = compare::round(spec, &asker, &vars, stable_vars.as_ref());
+        let comparisons = comparisons(spec, &asker, &vars, stable_vars.as_ref());
         let checks = spec
             .metrics
             .iter()
@@ -98,7 +100,7 @@ impl Queries {
 async fn plain_check(
     gate: &MetricGate,
     spec: &AnalysisSpec,
-    asker: &compare::Asker<'_>,
+    asker: &Asker<'_>,
     vars: &Vars<'_>,
     stable: Option<&Vars<'_>>,
     last_baseline: Option<f64>,
@@ -127,5 +129,113 @@ async fn plain_check(
         name: gate.name.clone(),
         query: shown,
         judgement: judge(gate, &measurement, spec.on_no_data),
+    }
+}
+
+/// How to reach Prometheus for this round.
+struct Asker<'a> {
+    pub prometheus: &'a Prometheus,
+    pub address: &'a str,
+    pub timeout: Duration,
+    /// The bearer token, or why it could not be read.
+    pub token: Result<Option<String>, String>,
+}
+
+impl Asker<'_> {
+    /// One number. Check messages reach status, Events and alerts:
+    /// Prometheus's own error text stays out of them (`query_quiet`).
+    async fn number(&self, query: Result<String, String>) -> Answer {
+        match (query.as_ref(), &self.token) {
+            (Err(e), _) | (_, Err(e)) => Answer::Error(e.clone()),
+            (Ok(q), Ok(t)) => {
+                self.prometheus
+                    .query_quiet(self.address, q, self.timeout, t.as_deref())
+                    .await
+            }
+        }
+    }
+
+    async fn buckets(&self, query: Result<String, String>) -> Result<Vec<RawBucket>, Answer> {
+        match (query.as_ref(), &self.token) {
+            (Err(e), _) | (_, Err(e)) => Err(Answer::Error(e.clone())),
+            (Ok(q), Ok(t)) => {
+                self.prometheus
+                    .query_buckets(self.address, q, self.timeout, t.as_deref())
+                    .await
+            }
+        }
+    }
+
+    async fn ask_comparison(&self, comparison: &ComparisonSpec, vars: &Vars<'_>) -> Answers {
+        let render = |q: &Option<String>| template::render(q.as_deref().unwrap_or(""), vars);
+        match comparison.test {
+            ComparisonTest::TwoProportions => {
+                let (failures, total) = futures::join!(
+                    self.number(render(&comparison.failures)),
+                    self.number(render(&comparison.total))
+                );
+                Answers::Proportions { failures, total }
+            }
+            ComparisonTest::MannWhitney => {
+                Answers::Buckets(self.buckets(render(&comparison.buckets)).await)
+            }
+        }
+    }
+}
+
+/// Every comparison gate's check of this round, in spec order. `stable` is
+/// `None` when no other revision serves (first rollout, after promotion):
+/// nothing is asked then.
+async fn comparisons(
+    spec: &AnalysisSpec,
+    asker: &Asker<'_>,
+    new: &Vars<'_>,
+    stable: Option<&Vars<'_>>,
+) -> Vec<Check> {
+    let checks = spec.metrics.iter().filter_map(|gate| {
+        let comparison = gate.comparison.as_ref()?;
+        Some(async move {
+            let measured = match stable {
+                Some(stable) => {
+                    let (new, stable) = futures::join!(
+                        asker.ask_comparison(comparison, new),
+                        asker.ask_comparison(comparison, stable)
+                    );
+                    Measured {
+                        new,
+                        stable: Some(stable),
+                    }
+                }
+                None => Measured {
+                    new: Answers::Proportions {
+                        failures: Answer::NoData(String::new()),
+                        total: Answer::NoData(String::new()),
+                    },
+                    stable: None,
+                },
+            };
+            Check {
+                name: gate.name.clone(),
+                query: shown_queries(comparison, new),
+                judgement: comparison::judge(&gate.name, comparison, &measured),
+            }
+        })
+    });
+    futures::future::join_all(checks).await
+}
+
+/// The new revision's queries of a comparison as sent, for status.
+fn shown_queries(comparison: &ComparisonSpec, vars: &Vars<'_>) -> String {
+    let shown = |q: &Option<String>| {
+        let q = q.as_deref().unwrap_or("");
+        template::render(q, vars).unwrap_or_else(|_| q.to_string())
+    };
+    match comparison.test {
+        ComparisonTest::TwoProportions => format!(
+            "failures: {}; total: {}",
+            shown(&comparison.failures),
+            shown(&comparison.total)
+        ),
+        ComparisonTest::MannWhitney => format!("buckets: {}", shown(&comparison.buckets)),
     }
 }

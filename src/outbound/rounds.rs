@@ -99,7 +99,7 @@ impl Ticket {
     }
 }
 
-enum State {
+enum RoundState {
     /// `None` until the task is spawned.
     InFlight(Option<AbortHandle>),
     Finished(Finished),
@@ -108,7 +108,7 @@ enum State {
 struct Entry {
     id: u64,
     measuring: Measuring,
-    state: State,
+    state: RoundState,
 }
 
 pub struct Rounds {
@@ -166,12 +166,12 @@ impl Rounds {
     /// never.
     pub fn take_finished(&self, object: &str) -> Option<Finished> {
         let mut rounds = self.rounds.lock().unwrap_or_else(|e| e.into_inner());
-        if !matches!(rounds.get(object)?.state, State::Finished(_)) {
+        if !matches!(rounds.get(object)?.state, RoundState::Finished(_)) {
             return None;
         }
         match rounds.remove(object)?.state {
-            State::Finished(finished) => Some(finished),
-            State::InFlight(_) => None,
+            RoundState::Finished(finished) => Some(finished),
+            RoundState::InFlight(_) => None,
         }
     }
 
@@ -182,7 +182,7 @@ impl Rounds {
     pub fn start(&self, object: &str, namespace: &str, measuring: &Measuring) -> Start {
         let mut rounds = self.rounds.lock().unwrap_or_else(|e| e.into_inner());
         let stale = match rounds.get(object) {
-            Some(e) if matches!(e.state, State::InFlight(_)) && e.measuring == *measuring => {
+            Some(e) if matches!(e.state, RoundState::InFlight(_)) && e.measuring == *measuring => {
                 return Start::InFlight;
             }
             Some(_) => rounds.remove(object),
@@ -196,7 +196,7 @@ impl Rounds {
                 Entry {
                     id,
                     measuring: measuring.clone(),
-                    state: State::InFlight(None),
+                    state: RoundState::InFlight(None),
                 },
             );
             Ticket {
@@ -220,7 +220,7 @@ impl Rounds {
         match rounds.get_mut(object) {
             Some(Entry {
                 id: current,
-                state: State::InFlight(handle),
+                state: RoundState::InFlight(handle),
                 ..
             }) if *current == id => *handle = Some(task),
             // Finished already, or forgotten: nothing left to cancel.
@@ -244,7 +244,7 @@ impl Rounds {
             Entry {
                 id,
                 measuring: finished.measuring.clone(),
-                state: State::Finished(finished),
+                state: RoundState::Finished(finished),
             },
         );
     }
@@ -257,10 +257,10 @@ impl Rounds {
         let Some(entry) = rounds.get_mut(&ticket.object) else {
             return false;
         };
-        if entry.id != ticket.id || !matches!(entry.state, State::InFlight(_)) {
+        if entry.id != ticket.id || !matches!(entry.state, RoundState::InFlight(_)) {
             return false;
         }
-        entry.state = State::Finished(Finished {
+        entry.state = RoundState::Finished(Finished {
             measuring: ticket.measuring.clone(),
             at,
             checks,
@@ -289,7 +289,7 @@ impl Rounds {
 
 fn cancel(entry: Option<Entry>) {
     if let Some(Entry {
-        state: State::InFlight(Some(task)),
+        state: RoundState::InFlight(Some(task)),
         ..
     }) = entry
     {

@@ -43,11 +43,11 @@ pub const BURST_HOLD: Duration = Duration::from_secs(120);
 /// `BURST_HOLD` no longer counts.
 #[derive(Default)]
 pub struct Awaiting {
-    state: Mutex<State>,
+    state: Mutex<Seen>,
 }
 
 #[derive(Default)]
-struct State {
+struct Seen {
     /// When each was first seen without status.
     seen: HashMap<String, Instant>,
     /// The last time more than `BURST` awaited: every one seen before then

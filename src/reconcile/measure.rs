@@ -9,7 +9,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::context::Context;
 use super::observe::Snapshot;
-use crate::analysis::run::{self, Check, Mode, Step};
+use crate::analysis::run::{self, Advance, Check, Mode};
 use crate::analysis::schedule::{Analysed, Due, Schedule, conclude, schedule};
 use crate::analysis::verdict::effective_limits;
 use crate::analysis::window;
@@ -144,7 +144,7 @@ fn analysis_after(
     finished: Option<Finished>,
 ) -> Analysed {
     let (checks, measured_at) = finished.map(|f| (f.checks, f.at)).unzip();
-    let (status, gate) = run::advance(Step {
+    let (status, gate) = run::advance(Advance {
         spec,
         bake_time: timing.bake_time,
         revision,

@@ -31,7 +31,7 @@ use crate::rollout::canary::Step;
 use crate::status::Blocker;
 use crate::{reasons, validate};
 use act::Acted;
-use act::route;
+use act::http_route;
 use measure::measure;
 use observe::Snapshot;
 use persist::WriteDue;
@@ -77,7 +77,7 @@ async fn validate_and_decide(
     // is not watched, so look again for the user's fix.
     let route = match gateway_route(&seen.md) {
         Some(route) => {
-            match route::read(ctx.client.clone(), &seen.namespace, route, &seen.name).await? {
+            match http_route::read(ctx.client.clone(), &seen.namespace, route, &seen.name).await? {
                 Ok(route) => Some(route),
                 Err(blocker) => {
                     report_blocked(seen, &blocker, report, ctx).await?;
@@ -131,7 +131,7 @@ async fn decide_and_act(
     requested: i64,
     analysed: &Analysed,
     steps: Option<&[Step]>,
-    route: Option<&route::Route>,
+    route: Option<&http_route::Route>,
     report: &mut Report,
     ctx: &Context,
 ) -> Result<Action, Error> {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
-use crate::api::{AnalysisStatus, CanaryStatus, Verdict};
+use crate::api::{AnalysisStatus, CanaryStatus, HistoryEntry, Outcome, Verdict};
 use crate::gates::{Failure, Gate};
 
 /// One step of the plan, parsed once from the spec.
@@ -133,6 +133,21 @@ pub fn weight_at(steps: &[Step], index: usize) -> i32 {
 }
 
 /// Whether every step is done: the canary may be promoted.
+/// The one rule for "a canary is running", shared by the operator's status
+/// and `kubectl model`: the canary status is of the revision rolling out
+/// (`current`), and that revision's rollout has not ended. A canary left in
+/// status by an ended rollout (promoted, aborted, rolled back) runs no
+/// more.
+pub fn running<'a>(
+    canary: Option<&'a CanaryStatus>,
+    current: Option<i64>,
+    history: &[HistoryEntry],
+) -> Option<&'a CanaryStatus> {
+    let current = current?;
+    let entry = history.iter().find(|e| e.revision == current)?;
+    canary.filter(|c| c.revision == current && entry.outcome == Outcome::Progressing)
+}
+
 pub fn done(status: &CanaryStatus) -> bool {
     status.step_index >= status.steps
 }

@@ -94,10 +94,7 @@ impl Revisions {
 
     /// The canary of the revision rolling out, while it rolls out.
     fn running_canary(&self) -> Option<&CanaryStatus> {
-        let running = self.entry(self.current)?;
-        self.canary
-            .as_ref()
-            .filter(|c| Some(c.revision) == self.current && running.outcome == Outcome::Progressing)
+        crate::rollout::canary::running(self.canary.as_ref(), self.current, &self.history)
     }
 
     fn entry(&self, revision: Option<i64>) -> Option<&HistoryEntry> {

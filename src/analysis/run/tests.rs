@@ -66,7 +66,7 @@ fn run(
     let mut last = None;
     for (second, mode, checks) in rounds {
         let now = at(second);
-        let (status, gate) = advance(Step {
+        let (status, gate) = advance(Advance {
             spec,
             bake_time: Duration::from_secs(60),
             revision: 2,
@@ -248,7 +248,7 @@ fn a_halted_analysis_restarts_when_the_retry_annotation_changes() {
     assert!(continues(Some(&halted), 2, DONE, None));
     assert!(!continues(Some(&halted), 2, DONE, Some("1")));
     let now = at(100);
-    let (fresh, gate) = advance(Step {
+    let (fresh, gate) = advance(Advance {
         spec: &s,
         bake_time: Duration::from_secs(60),
         revision: 2,
@@ -409,7 +409,7 @@ fn promotion_waits_for_a_check_made_after_every_pod_was_updated() {
     let s = spec(1, 2);
     let step = |second: i64, mode: Mode, previous: Option<&AnalysisStatus>, checks| {
         let now = at(second);
-        advance(Step {
+        advance(Advance {
             spec: &s,
             bake_time: Duration::ZERO,
             revision: 2,
@@ -442,7 +442,7 @@ fn a_round_judged_later_counts_as_of_when_it_ran() {
     let s = spec(1, 2);
     let step = |second: i64, measured: i64, previous: Option<&AnalysisStatus>| {
         let (now, measured_at) = (at(second), at(measured));
-        advance(Step {
+        advance(Advance {
             spec: &s,
             bake_time: Duration::ZERO,
             revision: 2,

@@ -4,7 +4,7 @@
 
 pub mod apply;
 pub mod drift;
-pub mod route;
+pub mod http_route;
 
 use std::sync::Arc;
 
@@ -22,14 +22,14 @@ use crate::api::ModelDeployment;
 use crate::cache::cached;
 use crate::cache::children::decoded;
 use crate::error::Error;
-use crate::reconcile::plan::canary::CanaryChild;
+use crate::reconcile::plan::canary_plan::CanaryChild;
 use crate::resources::owned_by;
 use crate::resources::route::{Weights, split_services};
 use crate::status::Blocker;
 use crate::{reasons, resources};
 use apply::{Applied, ensure};
 use drift::Need;
-use route::Route;
+use http_route::Route;
 
 /// What acting did.
 pub struct Acted {
@@ -74,7 +74,7 @@ pub async fn apply_children(
     let weights = route.zip(plan.canary.route);
     let lowering = weights.filter(|(r, w)| lowers(r, *w));
     if let Some((route, weights)) = lowering {
-        route::set_weights(ctx.client.clone(), namespace, route, weights).await?;
+        http_route::set_weights(ctx.client.clone(), namespace, route, weights).await?;
     }
 
     match apply_canary(seen, plan, &api).await {
@@ -88,7 +88,7 @@ pub async fn apply_children(
         Err(e) => return blocked(e, deployment, announcements),
     }
     if let Some((route, weights)) = weights.filter(|_| lowering.is_none()) {
-        route::set_weights(ctx.client.clone(), namespace, route, weights).await?;
+        http_route::set_weights(ctx.client.clone(), namespace, route, weights).await?;
     }
 
     let api = Api::<HorizontalPodAutoscaler>::namespaced(ctx.client.clone(), namespace);

@@ -2,7 +2,7 @@
 //! snapshot, the spec's revision and the analysis. The shell in
 //! `reconcile` then persists, acts and reports exactly what the plan says.
 
-pub mod canary;
+pub mod canary_plan;
 
 use std::time::Duration;
 
@@ -12,7 +12,9 @@ use super::events::{self, Announcement};
 use super::observe::Snapshot;
 use crate::alerts;
 use crate::analysis::schedule::Analysed;
-use crate::api::{AlertChannel, CanaryStatus, HistoryEntry, ModelDeploymentStatus, ServedVersion};
+use crate::api::{
+    AlertChannel, CanaryStatus, HistoryEntry, ModelDeploymentStatus, Outcome, ServedVersion,
+};
 use crate::error::Error;
 use crate::gates::Health;
 use crate::metrics::RevisionLabels;
@@ -21,7 +23,7 @@ use crate::rollout::canary::Step;
 use crate::rollout::decide::{Change, Decision, Inputs, decide};
 use crate::rollout::history::{self, Described};
 use crate::status::{Blocker, Observed, Revisions, derive};
-use canary::CanaryPlan;
+use canary_plan::CanaryPlan;
 
 /// A converged ModelDeployment is looked at again this often, from the
 /// cache only.
@@ -67,7 +69,7 @@ pub fn plan(
             .ok_or(Error::MissingRevision {
                 revision: decision.target,
             })?;
-    let canary = canary::children(seen, steps, stepped, &decision, requested);
+    let canary = canary_plan::children(seen, steps, stepped, &decision, requested);
     let mut revisions = Revisions {
         requested: Some(requested),
         current: Some(decision.target),
@@ -109,7 +111,7 @@ fn decide_rollout(
 ) -> (Decision, Option<CanaryStatus>) {
     let previous = &seen.previous;
     let (stepped, gate) = match steps {
-        Some(steps) => canary::step(seen, steps, analysed),
+        Some(steps) => canary_plan::step(seen, steps, analysed),
         None => (None, analysed.gate.clone()),
     };
     let decision = decide(&Inputs {
@@ -122,7 +124,7 @@ fn decide_rollout(
         auto_rollback: seen.md.spec.rollout.auto_rollback,
         retry_token: seen.retry_token.as_deref(),
         health: match &seen.health {
-            Health::Failed(f) => Health::Failed(canary::at_step(f.clone(), stepped.as_ref())),
+            Health::Failed(f) => Health::Failed(canary_plan::at_step(f.clone(), stepped.as_ref())),
             other => other.clone(),
         },
         analysis: gate,
@@ -267,7 +269,7 @@ fn raise_alerts(seen: &Snapshot, planned: &mut Revisions) -> Vec<AlertChannel> {
         .analysis
         .as_ref()
         .map_or(0, |a| a.failure_limit);
-    let raised = alerts::desired(&alerts::desired::State {
+    let raised = alerts::desired(&alerts::desired::Facts {
         requested: planned.requested,
         current: planned.current,
         history: &planned.history,
@@ -292,21 +294,21 @@ fn outcomes(changes: &[Change]) -> Vec<RevisionLabels> {
     changes
         .iter()
         .filter_map(|change| match change {
-            Change::Succeed { .. } => Some(("Stable", reasons::ROLLOUT_COMPLETE)),
+            Change::Succeed { .. } => Some((Outcome::Stable, reasons::ROLLOUT_COMPLETE)),
             Change::Fail {
                 replaced_by: Some(_),
                 failure,
                 ..
-            } => Some(("RolledBack", failure.reason)),
+            } => Some((Outcome::RolledBack, failure.reason)),
             Change::Fail {
                 replaced_by: None,
                 failure,
                 ..
-            } => Some(("Failed", failure.reason)),
+            } => Some((Outcome::Failed, failure.reason)),
             Change::Start { .. } | Change::Supersede { .. } | Change::Reinstate { .. } => None,
         })
         .map(|(outcome, reason)| RevisionLabels {
-            outcome: outcome.into(),
+            outcome: outcome.to_string(),
             reason: reason.into(),
         })
         .collect()

@@ -223,7 +223,7 @@ fn rolling_back_to_a_revision_without_its_snapshot_is_an_error_not_a_guess() {
 mod canary {
     use super::*;
     use crate::api::{AnalysisStatus, MetricCheck, Verdict};
-    use crate::reconcile::plan::canary::CanaryChild;
+    use crate::reconcile::plan::canary_plan::CanaryChild;
     use crate::resources;
     use crate::rollout::canary::{Attempt, Step, status_at};
     use k8s_openapi::api::apps::v1::DeploymentStatus;

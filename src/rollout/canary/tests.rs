@@ -347,3 +347,44 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_canary_runs_only_while_the_revision_it_belongs_to_rolls_out() {
+    let entry = |revision: i64, outcome: Outcome| HistoryEntry {
+        revision,
+        outcome,
+        ..HistoryEntry::default()
+    };
+    let canary = stored(2, 900);
+    let rolling = [entry(4, Outcome::Stable), entry(5, Outcome::Progressing)];
+    let cases = [
+        ("rolling out, at a step", Some(5), &rolling[..], true),
+        ("another revision rolls out", Some(4), &rolling[..], false),
+        ("nothing rolls out", None, &rolling[..], false),
+        ("promoted", Some(5), &[entry(5, Outcome::Stable)][..], false),
+        (
+            "rolled back",
+            Some(5),
+            &[entry(5, Outcome::RolledBack)][..],
+            false,
+        ),
+        (
+            "not in the history",
+            Some(5),
+            &[entry(4, Outcome::Stable)][..],
+            false,
+        ),
+    ];
+    for (what, current, history, runs) in cases {
+        assert_eq!(
+            running(Some(&canary), current, history).is_some(),
+            runs,
+            "{what}"
+        );
+    }
+    assert_eq!(
+        running(None, Some(5), &rolling),
+        None,
+        "no canary in status"
+    );
+}

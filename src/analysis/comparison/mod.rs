@@ -10,14 +10,14 @@ pub mod mann_whitney;
 pub mod two_proportions;
 
 use buckets::RawBucket;
-use two_proportions::{Counts, Margin};
+use two_proportions::{Margin, Tally};
 
 use super::verdict::{Answer, Judgement, num, significant};
 use crate::api::{ComparisonEvidence, ComparisonSpec, ComparisonTest, Finding, Verdict, WorseWhen};
 
 /// What Prometheus answered for one revision.
 #[derive(Clone, Debug, PartialEq)]
-pub enum Observed {
+pub enum Answers {
     /// TwoProportions: the `failures` and `total` queries.
     Proportions { failures: Answer, total: Answer },
     /// MannWhitney: the `buckets` query, bucket by bucket, or why not.
@@ -27,10 +27,10 @@ pub enum Observed {
 /// Both revisions' answers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Measured {
-    pub new: Observed,
+    pub new: Answers,
     /// `None` when there is no stable revision to compare with (the first
     /// rollout, or after promotion).
-    pub stable: Option<Observed>,
+    pub stable: Option<Answers>,
 }
 
 /// Parses `margin` as the CRD accepts it: "10%" or "0.002".
@@ -87,8 +87,8 @@ pub fn judge(name: &str, spec: &ComparisonSpec, m: &Measured) -> Judgement {
     };
     let result = match (&m.new, stable) {
         (
-            Observed::Proportions { failures, total },
-            Observed::Proportions {
+            Answers::Proportions { failures, total },
+            Answers::Proportions {
                 failures: stable_failures,
                 total: stable_total,
             },
@@ -98,7 +98,7 @@ pub fn judge(name: &str, spec: &ComparisonSpec, m: &Measured) -> Judgement {
             (failures, total),
             (stable_failures, stable_total),
         ),
-        (Observed::Buckets(new), Observed::Buckets(stable)) => histograms(name, spec, new, stable),
+        (Answers::Buckets(new), Answers::Buckets(stable)) => histograms(name, spec, new, stable),
         _ => Err("the two revisions were measured with different tests".to_string()),
     };
     match result {
@@ -141,7 +141,7 @@ fn counts(
     total: &Answer,
     side: &str,
     notes: &mut Vec<String>,
-) -> Result<Counts, String> {
+) -> Result<Tally, String> {
     let f = count_of(failures, &format!("{side} failures"), notes)?;
     let t = count_of(total, &format!("{side} total"), notes)?;
     // increase() extrapolates each series on its own: allow rounding.
@@ -152,7 +152,7 @@ fn counts(
             count(t)
         ));
     }
-    Ok(Counts {
+    Ok(Tally {
         failures: f.min(t),
         total: t,
     })
@@ -212,13 +212,13 @@ fn proportions_message(
     name: &str,
     spec: &ComparisonSpec,
     margin: Margin,
-    (new, stable): (&Counts, &Counts),
+    (new, stable): (&Tally, &Tally),
     c: &two_proportions::Comparison,
     finding: Finding,
     notes: Vec<String>,
 ) -> String {
     let min = spec.min_samples as f64;
-    let side = |c: &Counts| {
+    let side = |c: &Tally| {
         format!(
             "{} ({}/{})",
             rate_pct(c.rate()),
@@ -472,7 +472,7 @@ fn collecting(new: f64, stable: f64, min: f64, unit: &str) -> String {
     }
 }
 
-/// Counts no floating-point computation can compare (e.g. 1e300): an
+/// Tally no floating-point computation can compare (e.g. 1e300): an
 /// answer, not a crash and never a Pass.
 fn out_of_range(new: f64, stable: f64) -> String {
     format!(

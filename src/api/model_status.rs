@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use super::tolerant::tolerant;
 
 use super::analysis_status::{AlertNotification, AnalysisStatus, FiringAlert, MetricCheck};
-use super::canary::CanaryStatus;
+use super::canary_rollout::CanaryStatus;
 
 /// Observed state of a ModelDeployment. Written only by the operator.
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
@@ -181,6 +181,14 @@ pub enum Phase {
     Degraded,
     /// Held by `spec.paused`.
     Paused,
+}
+
+/// As status writes it; also the `outcome` label of
+/// `model_operator_revision_outcomes_total`.
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
 }
 
 impl std::fmt::Display for Phase {

@@ -11,12 +11,12 @@ use statrs::distribution::{ContinuousCDF, Normal};
 /// One revision's counts. Prometheus `increase()` extrapolates, so counts
 /// need not be whole numbers.
 #[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Counts {
+pub struct Tally {
     pub failures: f64,
     pub total: f64,
 }
 
-impl Counts {
+impl Tally {
     /// The observed failure rate; 0 without requests.
     pub fn rate(&self) -> f64 {
         if self.total > 0.0 {
@@ -40,7 +40,7 @@ impl Margin {
     /// The margin as a difference of rates, given the stable revision's
     /// counts (the relative margin uses its observed rate as if exact: the
     /// stable side usually has far more requests).
-    pub fn absolute(&self, stable: &Counts) -> f64 {
+    pub fn absolute(&self, stable: &Tally) -> f64 {
         match *self {
             Margin::Relative(r) => r * stable.rate(),
             Margin::Absolute(d) => d,
@@ -68,9 +68,9 @@ pub struct Comparison {
 /// Compares `new` with `stable`. Totals must not be negative and failures
 /// not above totals (the caller checks and explains); `confidence` is in
 /// (0.5, 1).
-pub fn compare(new: &Counts, stable: &Counts, margin: Margin, confidence: f64) -> Comparison {
+pub fn compare(new: &Tally, stable: &Tally, margin: Margin, confidence: f64) -> Comparison {
     let normal = Normal::standard();
-    let adjusted = |c: &Counts| {
+    let adjusted = |c: &Tally| {
         let n = c.total + 2.0;
         let p = (c.failures + 1.0) / n;
         (p, p * (1.0 - p) / n)

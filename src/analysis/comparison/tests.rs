@@ -1,6 +1,6 @@
 use super::buckets::{self, RawBucket};
 use super::mann_whitney::{self, Worse};
-use super::two_proportions::{self, Counts, Margin};
+use super::two_proportions::{self, Margin, Tally};
 use super::*;
 use proptest::prelude::*;
 use serde::Deserialize;
@@ -61,11 +61,11 @@ fn two_proportions_match_statsmodels() {
             other => panic!("{}: bad margin {other:?}", c.name),
         };
         let got = two_proportions::compare(
-            &Counts {
+            &Tally {
                 failures: c.failures,
                 total: c.total,
             },
-            &Counts {
+            &Tally {
                 failures: c.stable_failures,
                 total: c.stable_total,
             },
@@ -139,14 +139,14 @@ fn histogram_spec(worse_when: WorseWhen, min_samples: i64) -> ComparisonSpec {
     }
 }
 
-fn counts(failures: f64, total: f64) -> Observed {
-    Observed::Proportions {
+fn counts(failures: f64, total: f64) -> Answers {
+    Answers::Proportions {
         failures: Answer::Value(failures),
         total: Answer::Value(total),
     }
 }
 
-fn measured(new: Observed, stable: Observed) -> Measured {
+fn measured(new: Answers, stable: Answers) -> Measured {
     Measured {
         new,
         stable: Some(stable),
@@ -210,7 +210,7 @@ fn proportions_verdicts() {
             "no failure series yet: 0 failures",
             &issue,
             measured(
-                Observed::Proportions {
+                Answers::Proportions {
                     failures: Answer::NoData("the query returned no series".into()),
                     total: Answer::Value(5_000.0),
                 },
@@ -224,7 +224,7 @@ fn proportions_verdicts() {
             "no requests yet: collecting",
             &issue,
             measured(
-                Observed::Proportions {
+                Answers::Proportions {
                     failures: Answer::NoData("none".into()),
                     total: Answer::NoData("none".into()),
                 },
@@ -312,7 +312,7 @@ fn what_cannot_be_judged_is_inconclusive_and_explained() {
         (
             "Prometheus error",
             measured(
-                Observed::Proportions {
+                Answers::Proportions {
                     failures: Answer::Value(1.0),
                     total: Answer::Error("no answer within 2s".into()),
                 },
@@ -327,7 +327,7 @@ fn what_cannot_be_judged_is_inconclusive_and_explained() {
         ),
         (
             "different tests",
-            measured(counts(1.0, 10.0), Observed::Buckets(Ok(vec![]))),
+            measured(counts(1.0, 10.0), Answers::Buckets(Ok(vec![]))),
             "different tests",
         ),
     ];
@@ -341,7 +341,7 @@ fn what_cannot_be_judged_is_inconclusive_and_explained() {
         assert!(j.evidence.is_none(), "{name}");
         assert!(j.message.contains(fragment), "{name}: {:?}", j.message);
     }
-    // Counts at the end of the floating-point range: 0/0 inside the test.
+    // Tally at the end of the floating-point range: 0/0 inside the test.
     let huge = judge(
         "e",
         &proportions_spec("0", 0.95, 1000),
@@ -398,8 +398,8 @@ const SHIFTED_UP: [f64; 5] = [70.0, 240.0, 370.0, 225.0, 95.0];
 
 fn histograms(new: &[f64], stable: &[f64]) -> Measured {
     measured(
-        Observed::Buckets(Ok(cumulative(&BOUNDS, new))),
-        Observed::Buckets(Ok(cumulative(&BOUNDS, stable))),
+        Answers::Buckets(Ok(cumulative(&BOUNDS, new))),
+        Answers::Buckets(Ok(cumulative(&BOUNDS, stable))),
     )
 }
 
@@ -440,8 +440,8 @@ fn histogram_verdicts() {
             "empty window",
             &higher,
             measured(
-                Observed::Buckets(Err(Answer::NoData("the query returned no series".into()))),
-                Observed::Buckets(Ok(cumulative(&BOUNDS, &STABLE))),
+                Answers::Buckets(Err(Answer::NoData("the query returned no series".into()))),
+                Answers::Buckets(Ok(cumulative(&BOUNDS, &STABLE))),
             ),
             Verdict::Inconclusive,
             "not enough data, 0 of 500 samples",
@@ -492,7 +492,7 @@ fn differing_bucket_sets_are_compared_on_the_shared_bounds() {
     let j = judge(
         "latency",
         &histogram_spec(WorseWhen::Higher, 500),
-        &measured(Observed::Buckets(Ok(new)), Observed::Buckets(Ok(stable))),
+        &measured(Answers::Buckets(Ok(new)), Answers::Buckets(Ok(stable))),
     );
     assert_eq!(j.verdict, Verdict::Pass, "{}", j.message);
     assert!(
@@ -530,8 +530,8 @@ fn broken_histograms_are_explained() {
             "latency",
             &histogram_spec(WorseWhen::Higher, 10),
             &measured(
-                Observed::Buckets(Ok(new)),
-                Observed::Buckets(Ok(cumulative(&BOUNDS, &STABLE))),
+                Answers::Buckets(Ok(new)),
+                Answers::Buckets(Ok(cumulative(&BOUNDS, &STABLE))),
             ),
         );
         assert_eq!(j.verdict, Verdict::Inconclusive);
@@ -621,8 +621,8 @@ proptest! {
         x1 in 0u32..2000, extra1 in 1u32..20000, x0 in 0u32..2000, extra0 in 1u32..20000,
         relative in 0.0f64..1.0, confidence in 0.5f64..0.999,
     ) {
-        let new = Counts { failures: f64::from(x1), total: f64::from(x1 + extra1) };
-        let stable = Counts { failures: f64::from(x0), total: f64::from(x0 + extra0) };
+        let new = Tally { failures: f64::from(x1), total: f64::from(x1 + extra1) };
+        let stable = Tally { failures: f64::from(x0), total: f64::from(x0 + extra0) };
         let c = two_proportions::compare(&new, &stable, Margin::Relative(relative), confidence);
         prop_assert!(c.lower <= c.upper);
         prop_assert!((c.p_worse + c.p_not_worse - 1.0).abs() < 1e-9);
@@ -639,10 +639,10 @@ proptest! {
     /// One more failure on the new side never makes it look better.
     #[test]
     fn more_failures_never_help(x1 in 0u32..1000, extra in 1u32..5000, x0 in 0u32..1000, n0 in 1000u32..20000) {
-        let stable = Counts { failures: f64::from(x0.min(n0)), total: f64::from(n0) };
+        let stable = Tally { failures: f64::from(x0.min(n0)), total: f64::from(n0) };
         let total = f64::from(x1 + extra);
-        let before = two_proportions::compare(&Counts { failures: f64::from(x1), total }, &stable, Margin::Relative(0.1), 0.95);
-        let after = two_proportions::compare(&Counts { failures: f64::from(x1 + 1), total }, &stable, Margin::Relative(0.1), 0.95);
+        let before = two_proportions::compare(&Tally { failures: f64::from(x1), total }, &stable, Margin::Relative(0.1), 0.95);
+        let after = two_proportions::compare(&Tally { failures: f64::from(x1 + 1), total }, &stable, Margin::Relative(0.1), 0.95);
         prop_assert!(after.p_worse <= before.p_worse + 1e-12);
     }
 
@@ -727,7 +727,7 @@ proptest! {
     ) {
         let to_raw = |v: &[(String, f64)]| v.iter().map(|(le, count)| RawBucket { le: le.clone(), count: *count }).collect::<Vec<_>>();
         let spec = histogram_spec(WorseWhen::Higher, 10);
-        let j = judge("l", &spec, &measured(Observed::Buckets(Ok(to_raw(&new))), Observed::Buckets(Ok(to_raw(&stable)))));
+        let j = judge("l", &spec, &measured(Answers::Buckets(Ok(to_raw(&new))), Answers::Buckets(Ok(to_raw(&stable)))));
         if let Some(e) = &j.evidence {
             prop_assert!(e.samples >= 0 && e.stable_samples >= 0);
         }

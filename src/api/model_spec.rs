@@ -12,8 +12,8 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::analysis_spec::{AlertsSpec, AnalysisSpec};
-use super::canary::{CanarySpec, RolloutStrategy};
-use super::status::ModelDeploymentStatus;
+use super::canary_rollout::{CanarySpec, RolloutStrategy};
+use super::model_status::ModelDeploymentStatus;
 
 /// A machine-learning model served on Kubernetes, rolled out safely.
 ///

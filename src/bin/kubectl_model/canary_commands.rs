@@ -6,7 +6,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use model_operator::api::{CanaryStatus, ModelDeployment};
 use model_operator::resources::labels::{ABORT_ANNOTATION, PROMOTE_ANNOTATION};
-use model_operator::rollout::canary::{Attempt, Promotion};
+use model_operator::rollout::canary::{self, Attempt, Promotion};
 use serde_json::json;
 
 /// Ends the canary's current step, or with `full` every remaining step.
@@ -53,17 +53,25 @@ pub async fn abort(
 }
 
 /// The canary rolling out now, or why there is none.
+/// The operator's own rule (`rollout::canary::running`), so the command and
+/// the operator never disagree about whether a canary runs; one that has
+/// done every step is being promoted and has no step left to act on.
 fn running_canary(md: &ModelDeployment) -> Result<CanaryStatus, String> {
-    md.status
+    let name = md.metadata.name.clone().unwrap_or_default();
+    let running = md
+        .status
         .as_ref()
-        .and_then(|s| s.canary.clone())
-        .filter(|c| c.step_index < c.steps)
-        .ok_or_else(|| {
-            format!(
-                "{} has no canary at a step now (see kubectl model status)",
-                md.metadata.name.clone().unwrap_or_default()
-            )
-        })
+        .and_then(|s| canary::running(s.canary.as_ref(), s.current_revision, &s.history));
+    match running {
+        None => Err(format!(
+            "{name} has no canary running now (see kubectl model status)"
+        )),
+        Some(c) if c.step_index >= c.steps => Err(format!(
+            "{name}: the canary of revision {} has done every step and is being promoted",
+            c.revision
+        )),
+        Some(c) => Ok(c.clone()),
+    }
 }
 
 async fn annotate(
