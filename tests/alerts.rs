@@ -2,6 +2,7 @@
 //! webhook is down survives a SIGKILL of the operator and arrives once the
 //! webhook is back and a new process runs; a delivered one is not sent
 //! again after a restart. The real Alertmanager gets the same alerts.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

@@ -1,6 +1,7 @@
 //! Metric gates end to end: the real Prometheus scrapes a test exporter whose
 //! per-version values each test sets; the real Alertmanager and a webhook
 //! sink receive the alerts. Setup: tests/support/gates.rs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

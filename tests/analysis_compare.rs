@@ -7,6 +7,7 @@
 //! analysis window, and the queries read them with `max_over_time(...
 //! [{{window}}])`: exact numbers, where `increase()` would extrapolate
 //! them (the judge takes either).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

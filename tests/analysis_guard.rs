@@ -1,6 +1,7 @@
 //! The post-promotion guard end to end: a Stable revision keeps being
 //! checked against the real Prometheus; a breach alerts through the real
 //! Alertmanager, and rolls back when asked. Setup: tests/support/gates.rs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! real Prometheus scrapes a test exporter whose per-version error ratios
 //! each test sets, and relative bounds compare canary and stable over the
 //! same window. Setup: tests/support/gates.rs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

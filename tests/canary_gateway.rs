@@ -3,6 +3,7 @@
 //! module); no gateway controller: the HTTPRoute's weights are the
 //! contract. The operator sets the two backend weights of the user's
 //! route and nothing else in it (docs/canary.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! out, progress deadlines fire, the simulated pod behaviours show, garbage
 //! collection and namespace deletion complete, and the local Prometheus
 //! scrapes what a test registers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

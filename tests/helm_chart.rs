@@ -1,6 +1,7 @@
 //! The Helm chart in charts/model-operator: lint, values schema, what it
 //! renders (CRD, RBAC, restricted pod, flags), what the API server accepts,
 //! and a real install, upgrade with a CRD schema change, and uninstall.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

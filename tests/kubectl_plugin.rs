@@ -1,4 +1,5 @@
 //! Every `kubectl model` subcommand against the local cluster.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

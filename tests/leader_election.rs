@@ -1,6 +1,7 @@
 //! Two operator replicas on the real control plane: one leads, the other
 //! stands by without writing; killing, stopping (SIGTERM) or freezing the
 //! leader hands over without double writes, even mid-rollout.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! A ModelDeployment on the real control plane: children, status, drift,
 //! garbage collection, scaling, and refusal of bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

@@ -3,6 +3,7 @@
 //! this test's scrape job) load and evaluate without error and fire for a
 //! real rollback; every query of every dashboard panel returns data.
 //! Their logic is unit-tested by `promtool test rules` (make test-rules).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

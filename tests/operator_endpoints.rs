@@ -1,5 +1,6 @@
 //! The operator's own endpoints: `/healthz`, `/readyz` and `/metrics`, the
 //! last scraped by the real Prometheus.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

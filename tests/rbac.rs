@@ -4,6 +4,7 @@
 //! the namespaced identity: it serves its namespace and is refused others.
 //! (That the RBAC is enough is shown by every e2e test: `make test` runs
 //! their operators as the chart's ServiceAccount.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Rolling updates, revision history and automatic rollback on the real
 //! control plane. Bad versions are simulated with the kwok pod labels.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

@@ -2,6 +2,7 @@
 //! what it does not own, nor use the operator's network position to reach
 //! or read back what its author could not, nor stop the operator for the
 //! other teams.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

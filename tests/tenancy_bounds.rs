@@ -4,6 +4,7 @@
 //! back by all 20 of its metric gates, with alerts), keeps its status under
 //! the 512 KiB ceiling, and its 100th rollout is still recorded (a status
 //! the API server refused would stop that).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 
