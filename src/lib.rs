@@ -16,6 +16,8 @@ pub mod api;
 pub mod client;
 pub mod controller;
 pub mod egress;
+#[cfg(test)]
+mod fixtures;
 pub mod gates;
 pub mod http;
 pub mod leader;

@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use kube::{Api, ResourceExt};
 use model_operator::api::ModelDeployment;
 use serde_json::{Value, json};
 use support::*;
@@ -21,19 +21,6 @@ const TIMEOUT: Duration = Duration::from_secs(90);
 
 fn degraded_because(md: &ModelDeployment, reason: &str) -> bool {
     condition(md, "Degraded").is_some_and(|(status, r, _)| status == "True" && r == reason)
-}
-
-async fn warnings(client: &Client, namespace: &str, regarding: &str) -> Vec<(String, String)> {
-    Api::<Event>::namespaced(client.clone(), namespace)
-        .list(&ListParams::default())
-        .await
-        .expect("list events")
-        .items
-        .into_iter()
-        .filter(|e| e.type_.as_deref() == Some("Warning"))
-        .filter(|e| e.regarding.as_ref().and_then(|r| r.name.as_deref()) == Some(regarding))
-        .map(|e| (e.reason.unwrap_or_default(), e.note.unwrap_or_default()))
-        .collect()
 }
 
 /// A foreign object as `kubectl create` makes it: no owner, no labels.
@@ -106,22 +93,8 @@ async fn foreign_children_are_never_taken_over_nor_deleted() {
             message.contains(&format!("{kind} {}/{object}", ns.name)),
             "the condition names the object: {message}"
         );
-        // The Event follows the status write.
-        let start = std::time::Instant::now();
-        loop {
-            let events = warnings(&client, &ns.name, name).await;
-            if events
-                .iter()
-                .any(|(r, note)| r == "NameConflict" && note.contains(object))
-            {
-                break;
-            }
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "a Warning Event names {kind} {object}: {events:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        // The Event follows the status write: a Warning names the object.
+        warning_event(&client, &ns.name, name, "NameConflict", object, TIMEOUT).await;
     }
 
     // Untouched: no field of ours, no owner reference, their spec. (The
@@ -306,14 +279,10 @@ async fn misbehaving_endpoints_yield_only_classified_errors() {
         );
     }
     // The huge alert endpoint was offered 400 MiB too.
-    let start = std::time::Instant::now();
-    while !operator.logs().contains("response over 65536 bytes") {
-        assert!(
-            start.elapsed() < TIMEOUT,
-            "the failed alert delivery is logged, classified"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    // The failed alert delivery is logged, classified.
+    operator
+        .wait_log("response over 65536 bytes", TIMEOUT)
+        .await;
 
     assert_eq!(redirect_target.hits(), 0, "no redirect was followed");
     assert_eq!(
@@ -463,18 +432,7 @@ async fn an_undecodable_object_is_skipped_and_the_others_reconcile_after_a_resta
     wait_for(&mds, "after", "be Healthy", TIMEOUT, healthy).await;
 
     // The broken one is reported: an Event on it, a metric, a log line.
-    let start = std::time::Instant::now();
-    loop {
-        let events = warnings(&client, &ns.name, "broken").await;
-        if events.iter().any(|(reason, _)| reason == "Undecodable") {
-            break;
-        }
-        assert!(
-            start.elapsed() < TIMEOUT,
-            "no Undecodable event: {events:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    warning_event(&client, &ns.name, "broken", "Undecodable", "", TIMEOUT).await;
     let metrics = reqwest::get(format!("http://{metrics_addr}/metrics"))
         .await
         .expect("metrics")
@@ -642,14 +600,10 @@ fn ready(md: &ModelDeployment) -> bool {
 
 /// Promoted on metric checks that passed: the analysis ran to its end.
 fn promoted_on_passing_checks(md: &ModelDeployment) -> bool {
-    let Some(status) = md.status.as_ref() else {
-        return false;
-    };
     ready(md)
-        && status.stable_revision == Some(1)
-        && status.history.iter().any(|e| {
-            e.revision == 1
-                && !e.analysis.is_empty()
+        && stable(md) == Some(1)
+        && history_entry(md, 1).is_some_and(|e| {
+            !e.analysis.is_empty()
                 && e.analysis
                     .iter()
                     .all(|c| c.verdict == model_operator::api::Verdict::Pass)

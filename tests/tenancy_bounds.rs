@@ -63,7 +63,7 @@ fn spec(n: i64) -> Value {
 #[tokio::test]
 async fn the_worst_case_status_stays_under_the_ceiling_after_100_rollouts() {
     let s = Setup::new("bounds").await;
-    s.create_md(&model("m", spec(1))).await;
+    s.create(spec(1)).await;
     for n in 1..=ROLLOUTS {
         if n > 1 {
             s.set(spec(n)).await;
