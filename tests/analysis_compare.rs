@@ -159,18 +159,17 @@ async fn thin_evidence_keeps_collecting_where_a_relative_bound_rolls_back() {
     );
     s.create_named("plain", gated("1.0", plain, json!(null)))
         .await;
-    s.create_named(
-        "m",
-        gated("1.0", gates(json!([error_rate_gate()]), "4s"), json!(null)),
-    )
+    s.create(gated(
+        "1.0",
+        gates(json!([error_rate_gate()]), "4s"),
+        json!(null),
+    ))
     .await;
     s.wait_named("plain", "promote 1.0 (plain)", |m| stable(m) == Some(1))
         .await;
     // The first revision has nothing to compare with: its comparison does
     // not apply.
-    let m = s
-        .wait_named("m", "promote 1.0", |m| stable(m) == Some(1))
-        .await;
+    let m = s.wait("promote 1.0", |m| stable(m) == Some(1)).await;
     let first = history_check(&m, 1, "error-rate").expect("checks in history");
     assert!(
         first.message.contains("no stable revision to compare with"),
@@ -190,7 +189,7 @@ async fn thin_evidence_keeps_collecting_where_a_relative_bound_rolls_back() {
         .unwrap();
 
     s.set_version_of("plain", "2.0").await;
-    s.set_version_of("m", "2.0").await;
+    s.set_version("2.0").await;
     let plain = s
         .wait_named("plain", "roll 2.0 back on the relative bound", |m| {
             outcome(m, 2) == Some(Outcome::RolledBack)
@@ -208,7 +207,7 @@ async fn thin_evidence_keeps_collecting_where_a_relative_bound_rolls_back() {
     // Meanwhile the comparison keeps collecting: several rounds, nothing
     // counted, nothing rolled back, nothing promoted.
     let seen = s
-        .wait_named("m", "collect on 2.0", |m| {
+        .wait("collect on 2.0", |m| {
             m.status
                 .as_ref()
                 .and_then(|s| s.analysis.as_ref())
@@ -219,7 +218,7 @@ async fn thin_evidence_keeps_collecting_where_a_relative_bound_rolls_back() {
     let first_check = check(&seen, "error-rate").unwrap().checked_at.clone();
     // A later round, or a decision on 2.0 (which must not happen).
     let m = s
-        .wait_named("m", "a later round on 2.0", |m| {
+        .wait("a later round on 2.0", |m| {
             check(m, "error-rate")
                 .is_some_and(|c| c.checked_at != first_check && c.evidence.is_some())
                 || outcome(m, 2) != Some(Outcome::Progressing)
@@ -305,21 +304,17 @@ async fn a_significant_regression_is_rolled_back_with_its_p_value() {
         ],
     );
     scraped(&s, "model_request_failures", "2.0", 150.0).await;
-    s.create_named(
-        "m",
-        gated(
-            "1.0",
-            gates(json!([error_rate_gate()]), "4s"),
-            json!({"alertmanager": {"url": alertmanager()}}),
-        ),
-    )
+    s.create(gated(
+        "1.0",
+        gates(json!([error_rate_gate()]), "4s"),
+        json!({"alertmanager": {"url": alertmanager()}}),
+    ))
     .await;
-    s.wait_named("m", "promote 1.0", |m| stable(m) == Some(1))
-        .await;
+    s.wait("promote 1.0", |m| stable(m) == Some(1)).await;
 
-    s.set_version_of("m", "2.0").await;
+    s.set_version("2.0").await;
     let m = s
-        .wait_named("m", "roll 2.0 back", |m| {
+        .wait("roll 2.0 back", |m| {
             outcome(m, 2) == Some(Outcome::RolledBack)
         })
         .await;
@@ -385,18 +380,16 @@ async fn a_rate_within_the_margin_passes_and_promotes() {
         ],
     );
     scraped(&s, "model_request_failures", "2.0", 101.0).await;
-    s.create_named(
-        "m",
-        gated("1.0", gates(json!([error_rate_gate()]), "4s"), json!(null)),
-    )
+    s.create(gated(
+        "1.0",
+        gates(json!([error_rate_gate()]), "4s"),
+        json!(null),
+    ))
     .await;
-    s.wait_named("m", "promote 1.0", |m| stable(m) == Some(1))
-        .await;
+    s.wait("promote 1.0", |m| stable(m) == Some(1)).await;
 
-    s.set_version_of("m", "2.0").await;
-    let m = s
-        .wait_named("m", "promote 2.0", |m| stable(m) == Some(2))
-        .await;
+    s.set_version("2.0").await;
+    let m = s.wait("promote 2.0", |m| stable(m) == Some(2)).await;
     let c = history_check(&m, 2, "error-rate").expect("checks kept in history");
     assert_eq!(c.verdict, Verdict::Pass);
     assert!(
@@ -449,19 +442,17 @@ async fn latency_shifted_one_bucket_up_fails_and_an_identical_histogram_passes()
     for v in ["1.0", "2.0", "3.0"] {
         prometheus_sees(&inf(v), Some(1000.0), TIMEOUT).await;
     }
-    s.create_named(
-        "m",
-        gated("1.0", gates(json!([latency_gate()]), "4s"), json!(null)),
-    )
+    s.create(gated(
+        "1.0",
+        gates(json!([latency_gate()]), "4s"),
+        json!(null),
+    ))
     .await;
-    s.wait_named("m", "promote 1.0", |m| stable(m) == Some(1))
-        .await;
+    s.wait("promote 1.0", |m| stable(m) == Some(1)).await;
 
-    s.set_version_of("m", "2.0").await;
+    s.set_version("2.0").await;
     let m = s
-        .wait_named("m", "promote 2.0 (identical latency)", |m| {
-            stable(m) == Some(2)
-        })
+        .wait("promote 2.0 (identical latency)", |m| stable(m) == Some(2))
         .await;
     let c = history_check(&m, 2, "latency").expect("checks in history");
     assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
@@ -476,9 +467,9 @@ async fn latency_shifted_one_bucket_up_fails_and_an_identical_histogram_passes()
         Some((1000, 1000))
     );
 
-    s.set_version_of("m", "3.0").await;
+    s.set_version("3.0").await;
     let m = s
-        .wait_named("m", "roll 3.0 back (slower)", |m| {
+        .wait("roll 3.0 back (slower)", |m| {
             outcome(m, 3) == Some(Outcome::RolledBack)
         })
         .await;
@@ -547,17 +538,17 @@ async fn differing_bucket_sets_are_compared_and_a_histogram_without_inf_stops_th
         );
         prometheus_sees(&query, Some(want), TIMEOUT).await;
     }
-    s.create_named(
-        "m",
-        gated("1.0", gates(json!([latency_gate()]), "4s"), json!(null)),
-    )
+    s.create(gated(
+        "1.0",
+        gates(json!([latency_gate()]), "4s"),
+        json!(null),
+    ))
     .await;
-    s.wait_named("m", "promote 1.0", |m| stable(m) == Some(1))
-        .await;
+    s.wait("promote 1.0", |m| stable(m) == Some(1)).await;
 
-    s.set_version_of("m", "2.0").await;
+    s.set_version("2.0").await;
     let m = s
-        .wait_named("m", "promote 2.0 (same latency, finer buckets)", |m| {
+        .wait("promote 2.0 (same latency, finer buckets)", |m| {
             stable(m) == Some(2)
         })
         .await;
@@ -570,9 +561,9 @@ async fn differing_bucket_sets_are_compared_and_a_histogram_without_inf_stops_th
         c.message
     );
 
-    s.set_version_of("m", "3.0").await;
+    s.set_version("3.0").await;
     let m = s
-        .wait_named("m", "stop 3.0 (no +Inf bucket)", |m| {
+        .wait("stop 3.0 (no +Inf bucket)", |m| {
             m.status
                 .as_ref()
                 .and_then(|s| s.analysis.as_ref())
