@@ -59,10 +59,14 @@ bench-rollback: tools monitoring-up
 bench-canary: tools monitoring-up
 	BENCH_ONLY=canary hack/bench.sh
 
+# Formatting (rustfmt.toml), clippy (clippy.toml and [lints] in Cargo.toml:
+# no unwrap/expect outside tests), shell scripts, the dependency graph
+# (cargo-deny, deny.toml; advisories: see hack/lint-deps.sh) and workflows.
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
 	hack/lint-shell.sh
+	hack/lint-deps.sh
 	hack/build-tools.sh actionlint >/dev/null
 	.local/bin/actionlint -no-color
 

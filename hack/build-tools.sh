@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Builds the pinned local control-plane tools into .local/bin.
 #
-# Each tool is a small Go module under hack/tools/<tool> so the dependency
-# graphs of Kubernetes, etcd, kwok and helm never have to agree. A tool is
-# rebuilt only when its binaries are missing or its pinned version changed
-# (recorded in .local/bin/.stamps/<tool>).
+# Each Go tool is a small Go module under hack/tools/<tool> so the dependency
+# graphs of Kubernetes, etcd, kwok and helm never have to agree; cargo-deny
+# (for `make lint`) is a Rust crate, installed by `cargo install --locked` at
+# its pinned version. A tool is rebuilt only when its binaries are missing or
+# its pinned version changed (recorded in .local/bin/.stamps/<tool>).
 #
-# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|actionlint ...]   (default: all)
+# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|actionlint|cargo-deny ...]   (default: all)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=tools/versions.env
@@ -24,6 +25,7 @@ binaries_of() {
     kwok) echo kwok kwokctl ;;
     helm) echo helm ;;
     actionlint) echo actionlint ;;
+    cargo-deny) echo cargo-deny ;;
   esac
 }
 version_of() {
@@ -33,6 +35,7 @@ version_of() {
     kwok) echo "$KWOK_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
     actionlint) echo "$ACTIONLINT_VERSION" ;;
+    cargo-deny) echo "$CARGO_DENY_VERSION" ;;
   esac
 }
 packages_of() {
@@ -73,13 +76,29 @@ build() {
   local tool=$1 version want missing=0
   version=$(version_of "$tool")
   for b in $(binaries_of "$tool"); do [ -x "$bin/$b" ] || missing=1; done
-  want="$version $(sha256sum "$root/hack/tools/$tool/go.mod" | cut -c1-16)"
+  if [ "$tool" = cargo-deny ]; then
+    want="$version"
+  else
+    want="$version $(sha256sum "$root/hack/tools/$tool/go.mod" | cut -c1-16)"
+  fi
   if [ "$missing" = 0 ] && [ "$(cat "$stamps/$tool" 2>/dev/null)" = "$want" ]; then
     echo "build-tools: $tool $version is up to date"
     return
   fi
   echo "build-tools: building $tool $version ..."
   local start=$SECONDS
+  if [ "$tool" = cargo-deny ]; then
+    # --locked: the crate's own Cargo.lock, as its release was tested. Built
+    # in a scratch root, then only the binary is kept in .local/bin.
+    local scratch
+    scratch=$(mktemp -d)
+    cargo install --quiet --locked "cargo-deny@${version#v}" --root "$scratch"
+    mv "$scratch/bin/cargo-deny" "$bin/cargo-deny"
+    rm -rf "$scratch"
+    echo "$want" >"$stamps/$tool"
+    echo "build-tools: built $tool $version in $((SECONDS - start))s"
+    return
+  fi
   # etcd's main package is go.etcd.io/etcd/server/v3, which `go build -o dir/`
   # would name "server"; give single-binary tools their real name instead.
   local out="$bin/"
@@ -91,5 +110,5 @@ build() {
 }
 
 tools=("$@")
-[ "${#tools[@]}" -gt 0 ] || tools=(etcd kwok kubernetes helm actionlint)
+[ "${#tools[@]}" -gt 0 ] || tools=(etcd kwok kubernetes helm actionlint cargo-deny)
 for t in "${tools[@]}"; do build "$t"; done

@@ -16,6 +16,8 @@ pub mod client; // the Kubernetes client, its requests counted
 pub mod controller; // the runtime: watches, queue, backoff, startup
 pub mod digest; // the one SHA-256 helper
 pub mod error; // why a reconcile or the runtime failed
+#[cfg(test)]
+mod fixtures; // unit tests' ModelDeployment builder and API-call checker
 pub mod gates; // verdict types shared by rollout and analysis
 pub mod http; // /metrics, /healthz, /readyz
 pub mod leader; // leader election with fenced writes

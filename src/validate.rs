@@ -220,20 +220,11 @@ fn dns_subdomain(s: &str) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::ModelDeployment;
+    use crate::fixtures;
     use serde_json::json;
 
     fn spec_with(extra: serde_json::Value) -> ModelDeploymentSpec {
-        let mut spec = json!({"model": {"version": "1"}, "server": {"image": "i"}});
-        for (k, v) in extra.as_object().unwrap() {
-            spec[k] = v.clone();
-        }
-        let md: ModelDeployment = serde_json::from_value(json!({
-            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
-            "metadata": {"name": "m"}, "spec": spec,
-        }))
-        .unwrap();
-        md.spec
+        fixtures::md().image("i").spec(extra).build().spec
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //! webhook is down survives a SIGKILL of the operator and arrives once the
 //! webhook is back and a new process runs; a delivered one is not sent
 //! again after a restart. The real Alertmanager gets the same alerts.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 
@@ -106,15 +107,12 @@ async fn stable_m_alerting(s: &Setup, alertmanager: Value) -> WebhookSink {
     let sink = WebhookSink::start().await;
     sink.install_secret(&s.client, &s.ns.name, "model-alerts")
         .await;
-    s.create_md(&model(
-        "m",
-        json!({
-            "model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": 1,
-            "rollout": {"maxSurge": 1, "maxUnavailable": 0, "progressDeadlineSeconds": 600},
-            "alerts": {"alertmanager": alertmanager,
-                       "webhook": {"urlSecretRef": {"name": "model-alerts", "key": "url"}}},
-        }),
-    ))
+    s.create(json!({
+        "model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": 1,
+        "rollout": {"maxSurge": 1, "maxUnavailable": 0, "progressDeadlineSeconds": 600},
+        "alerts": {"alertmanager": alertmanager,
+                   "webhook": {"urlSecretRef": {"name": "model-alerts", "key": "url"}}},
+    }))
     .await;
     s.wait("make revision 1 stable", |m| {
         outcome(m, 1) == Some(Outcome::Stable) && phase(m) == Some(Phase::Healthy)

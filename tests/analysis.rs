@@ -1,6 +1,7 @@
 //! Metric gates end to end: the real Prometheus scrapes a test exporter whose
 //! per-version values each test sets; the real Alertmanager and a webhook
 //! sink receive the alerts. Setup: tests/support/gates.rs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 
@@ -23,11 +24,9 @@ async fn a_version_with_a_higher_error_rate_is_rolled_back_and_alerted() {
     let sink = WebhookSink::start().await;
     sink.install_secret(&s.client, &s.ns.name, "model-alerts")
         .await;
-    s.create(
-        "1.0",
+    s.create(gated("1.0",
         analysis(json!({}), 0.05, None),
-        json!({"alertmanager": {"url": alertmanager()}, "webhook": {"urlSecretRef": {"name": "model-alerts", "key": "url"}}}),
-    )
+        json!({"alertmanager": {"url": alertmanager()}, "webhook": {"urlSecretRef": {"name": "model-alerts", "key": "url"}}})))
     .await;
     s.wait("promote 1.0", |m| {
         stable(m) == Some(1) && phase(m) == Some(Phase::Healthy)
@@ -41,8 +40,7 @@ async fn a_version_with_a_higher_error_rate_is_rolled_back_and_alerted() {
         })
         .await;
     s.wait_template(1).await;
-    let status = m.status.unwrap();
-    let entry = status.history.iter().find(|e| e.revision == 2).unwrap();
+    let entry = history_entry(&m, 2).unwrap();
     assert_eq!(entry.reason, "AnalysisFailed");
     let resolved_query = format!(
         r#"max(model_error_ratio{{namespace="{}",model_version="2.0"}})"#,
@@ -124,16 +122,20 @@ async fn relative_regression_against_the_stable_revision_rolls_back_and_equal_va
     s.scraped("3.0", Some(0.03)).await;
     // 0.03 is well within the absolute bound; only the +50% against the
     // stable revision's 0.02 breaks the 20% relative bound.
-    s.create("1.0", analysis(json!({}), 0.05, Some(20.0)), json!(null))
-        .await;
+    s.create(gated(
+        "1.0",
+        analysis(json!({}), 0.05, Some(20.0)),
+        json!(null),
+    ))
+    .await;
     s.wait("promote 1.0", |m| stable(m) == Some(1)).await;
 
     s.set_version("2.0").await;
     let m = s
         .wait("promote 2.0 (same value as 1.0)", |m| stable(m) == Some(2))
         .await;
+    let entry = history_entry(&m, 2).unwrap();
     let status = m.status.unwrap();
-    let entry = status.history.iter().find(|e| e.revision == 2).unwrap();
     let check = entry
         .analysis
         .iter()
@@ -165,15 +167,7 @@ async fn relative_regression_against_the_stable_revision_rolls_back_and_equal_va
         })
         .await;
     s.wait_template(2).await;
-    let entry = m
-        .status
-        .as_ref()
-        .unwrap()
-        .history
-        .iter()
-        .find(|e| e.revision == 3)
-        .unwrap()
-        .clone();
+    let entry = history_entry(&m, 3).unwrap();
     assert!(
         entry
             .message
@@ -189,11 +183,11 @@ async fn no_data_stops_the_rollout_without_promotion_until_retried() {
     let s = setup("analysis-nodata").await;
     s.error_rates(&[("1.0", 0.01)]);
     s.scraped("1.0", Some(0.01)).await;
-    s.create(
+    s.create(gated(
         "1.0",
         analysis(json!({}), 0.05, None),
         json!({"alertmanager": {"url": alertmanager()}}),
-    )
+    ))
     .await;
     s.wait("promote 1.0", |m| stable(m) == Some(1)).await;
 
@@ -257,7 +251,7 @@ async fn prometheus_down_is_inconclusive_and_never_promotes() {
     let dead = format!("http://127.0.0.1:{}", free_port());
     // The alert channel is down too: that must not hold anything up.
     let dead_alertmanager = format!("http://127.0.0.1:{}", free_port());
-    s.create(
+    s.create(gated(
         "1.0",
         analysis(
             json!({"prometheus": {"address": dead, "timeoutSeconds": 1}}),
@@ -265,7 +259,7 @@ async fn prometheus_down_is_inconclusive_and_never_promotes() {
             None,
         ),
         json!({"alertmanager": {"url": dead_alertmanager}}),
-    )
+    ))
     .await;
     let m = s
         .wait("stop on Prometheus errors", |m| {
@@ -331,11 +325,11 @@ async fn the_bearer_token_from_a_secret_is_sent_and_never_logged() {
         .await
         .unwrap();
     let prometheus = json!({"address": format!("http://127.0.0.1:{port}"), "bearerTokenSecretRef": {"name": "prometheus-token", "key": "token"}});
-    s.create(
+    s.create(gated(
         "1.0",
         analysis(json!({"prometheus": prometheus}), 0.05, None),
         json!(null),
-    )
+    ))
     .await;
     s.wait("promote 1.0 on the token-protected answers", |m| {
         stable(m) == Some(1)

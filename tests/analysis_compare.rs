@@ -7,10 +7,10 @@
 //! analysis window, and the queries read them with `max_over_time(...
 //! [{{window}}])`: exact numbers, where `increase()` would extrapolate
 //! them (the judge takes either).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 
-use kube::api::PostParams;
 use model_operator::api::{
     AnalysisPhase, ComparisonTest, Finding, ModelDeployment, Outcome, Verdict,
 };
@@ -101,58 +101,7 @@ async fn scraped(s: &Setup, metric: &str, version: &str, want: f64) {
         r#"max({metric}{{namespace="{}",model_version="{version}"}})"#,
         s.ns.name
     );
-    eventually(
-        &format!("Prometheus sees {query} = {want}"),
-        TIMEOUT,
-        || async {
-            let got = prometheus_query(&query).await.expect("Prometheus answers");
-            if got == Some(want) { Ok(()) } else { Err(got) }
-        },
-    )
-    .await;
-}
-
-async fn create(s: &Setup, name: &str, version: &str, analysis: Value) {
-    create_with_alerts(s, name, version, analysis, json!(null)).await;
-}
-
-async fn create_with_alerts(s: &Setup, name: &str, version: &str, analysis: Value, alerts: Value) {
-    let md: ModelDeployment = serde_json::from_value(json!({
-        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name},
-        "spec": {
-            "model": {"version": version}, "server": {"image": "srv:1"}, "replicas": 1,
-            "rollout": {"analysis": analysis},
-            "alerts": alerts,
-        },
-    }))
-    .unwrap();
-    s.mds
-        .create(&PostParams::default(), &md)
-        .await
-        .expect("create");
-}
-
-async fn set_version(s: &Setup, name: &str, version: &str) {
-    s.mds
-        .patch(
-            name,
-            &kube::api::PatchParams::default(),
-            &kube::api::Patch::Merge(json!({"spec": {"model": {"version": version}}})),
-        )
-        .await
-        .expect("patch");
-}
-
-async fn wait_md(
-    s: &Setup,
-    name: &str,
-    what: &str,
-    ok: impl Fn(&ModelDeployment) -> bool,
-) -> ModelDeployment {
-    wait_for(&s.mds, name, what, TIMEOUT, |m| {
-        m.status.as_ref().and_then(|s| s.observed_generation) == m.metadata.generation && ok(m)
-    })
-    .await
+    prometheus_sees(&query, Some(want), TIMEOUT).await;
 }
 
 fn check<'a>(m: &'a ModelDeployment, metric: &str) -> Option<&'a model_operator::api::MetricCheck> {
@@ -170,15 +119,10 @@ fn history_check(
     revision: i64,
     metric: &str,
 ) -> Option<model_operator::api::MetricCheck> {
-    m.status
-        .as_ref()?
-        .history
-        .iter()
-        .find(|e| e.revision == revision)?
+    history_entry(m, revision)?
         .analysis
-        .iter()
+        .into_iter()
         .find(|c| c.name == metric)
-        .cloned()
 }
 
 #[tokio::test]
@@ -209,21 +153,23 @@ async fn thin_evidence_keeps_collecting_where_a_relative_bound_rolls_back() {
         series("model_request_failures"),
         series("model_requests")
     );
-    create(
-        &s,
-        "plain",
+    let plain = gates(
+        json!([{"name": "error-rate", "query": ratio, "maxIncreasePercent": 20.0}]),
+        "4s",
+    );
+    s.create_named("plain", gated("1.0", plain, json!(null)))
+        .await;
+    s.create(gated(
         "1.0",
-        gates(
-            json!([{"name": "error-rate", "query": ratio, "maxIncreasePercent": 20.0}]),
-            "4s",
-        ),
-    )
+        gates(json!([error_rate_gate()]), "4s"),
+        json!(null),
+    ))
     .await;
-    create(&s, "m", "1.0", gates(json!([error_rate_gate()]), "4s")).await;
-    wait_md(&s, "plain", "promote 1.0 (plain)", |m| stable(m) == Some(1)).await;
+    s.wait_named("plain", "promote 1.0 (plain)", |m| stable(m) == Some(1))
+        .await;
     // The first revision has nothing to compare with: its comparison does
     // not apply.
-    let m = wait_md(&s, "m", "promote 1.0", |m| stable(m) == Some(1)).await;
+    let m = s.wait("promote 1.0", |m| stable(m) == Some(1)).await;
     let first = history_check(&m, 1, "error-rate").expect("checks in history");
     assert!(
         first.message.contains("no stable revision to compare with"),
@@ -242,20 +188,14 @@ async fn thin_evidence_keeps_collecting_where_a_relative_bound_rolls_back() {
         .await
         .unwrap();
 
-    set_version(&s, "plain", "2.0").await;
-    set_version(&s, "m", "2.0").await;
-    let plain = wait_md(&s, "plain", "roll 2.0 back on the relative bound", |m| {
-        outcome(m, 2) == Some(Outcome::RolledBack)
-    })
-    .await;
-    let entry = plain
-        .status
-        .as_ref()
-        .unwrap()
-        .history
-        .iter()
-        .find(|e| e.revision == 2)
-        .unwrap();
+    s.set_version_of("plain", "2.0").await;
+    s.set_version("2.0").await;
+    let plain = s
+        .wait_named("plain", "roll 2.0 back on the relative bound", |m| {
+            outcome(m, 2) == Some(Outcome::RolledBack)
+        })
+        .await;
+    let entry = history_entry(&plain, 2).unwrap();
     assert!(
         entry
             .message
@@ -266,21 +206,24 @@ async fn thin_evidence_keeps_collecting_where_a_relative_bound_rolls_back() {
 
     // Meanwhile the comparison keeps collecting: several rounds, nothing
     // counted, nothing rolled back, nothing promoted.
-    let seen = wait_md(&s, "m", "collect on 2.0", |m| {
-        m.status
-            .as_ref()
-            .and_then(|s| s.analysis.as_ref())
-            .is_some_and(|a| a.revision == 2)
-            && check(m, "error-rate").is_some_and(|c| c.evidence.is_some())
-    })
-    .await;
+    let seen = s
+        .wait("collect on 2.0", |m| {
+            m.status
+                .as_ref()
+                .and_then(|s| s.analysis.as_ref())
+                .is_some_and(|a| a.revision == 2)
+                && check(m, "error-rate").is_some_and(|c| c.evidence.is_some())
+        })
+        .await;
     let first_check = check(&seen, "error-rate").unwrap().checked_at.clone();
     // A later round, or a decision on 2.0 (which must not happen).
-    let m = wait_md(&s, "m", "a later round on 2.0", |m| {
-        check(m, "error-rate").is_some_and(|c| c.checked_at != first_check && c.evidence.is_some())
-            || outcome(m, 2) != Some(Outcome::Progressing)
-    })
-    .await;
+    let m = s
+        .wait("a later round on 2.0", |m| {
+            check(m, "error-rate")
+                .is_some_and(|c| c.checked_at != first_check && c.evidence.is_some())
+                || outcome(m, 2) != Some(Outcome::Progressing)
+        })
+        .await;
     assert_eq!(
         outcome(&m, 2),
         Some(Outcome::Progressing),
@@ -361,30 +304,22 @@ async fn a_significant_regression_is_rolled_back_with_its_p_value() {
         ],
     );
     scraped(&s, "model_request_failures", "2.0", 150.0).await;
-    create_with_alerts(
-        &s,
-        "m",
+    s.create(gated(
         "1.0",
         gates(json!([error_rate_gate()]), "4s"),
         json!({"alertmanager": {"url": alertmanager()}}),
-    )
+    ))
     .await;
-    wait_md(&s, "m", "promote 1.0", |m| stable(m) == Some(1)).await;
+    s.wait("promote 1.0", |m| stable(m) == Some(1)).await;
 
-    set_version(&s, "m", "2.0").await;
-    let m = wait_md(&s, "m", "roll 2.0 back", |m| {
-        outcome(m, 2) == Some(Outcome::RolledBack)
-    })
-    .await;
+    s.set_version("2.0").await;
+    let m = s
+        .wait("roll 2.0 back", |m| {
+            outcome(m, 2) == Some(Outcome::RolledBack)
+        })
+        .await;
     s.wait_template(1).await;
-    let entry = m
-        .status
-        .as_ref()
-        .unwrap()
-        .history
-        .iter()
-        .find(|e| e.revision == 2)
-        .unwrap();
+    let entry = history_entry(&m, 2).unwrap();
     assert_eq!(entry.reason, "AnalysisFailed");
     for part in [
         "error-rate 1.5% (150/10,000) vs 1.0% (100/10,000): worse than stable by more than the margin",
@@ -445,11 +380,16 @@ async fn a_rate_within_the_margin_passes_and_promotes() {
         ],
     );
     scraped(&s, "model_request_failures", "2.0", 101.0).await;
-    create(&s, "m", "1.0", gates(json!([error_rate_gate()]), "4s")).await;
-    wait_md(&s, "m", "promote 1.0", |m| stable(m) == Some(1)).await;
+    s.create(gated(
+        "1.0",
+        gates(json!([error_rate_gate()]), "4s"),
+        json!(null),
+    ))
+    .await;
+    s.wait("promote 1.0", |m| stable(m) == Some(1)).await;
 
-    set_version(&s, "m", "2.0").await;
-    let m = wait_md(&s, "m", "promote 2.0", |m| stable(m) == Some(2)).await;
+    s.set_version("2.0").await;
+    let m = s.wait("promote 2.0", |m| stable(m) == Some(2)).await;
     let c = history_check(&m, 2, "error-rate").expect("checks kept in history");
     assert_eq!(c.verdict, Verdict::Pass);
     assert!(
@@ -500,23 +440,20 @@ async fn latency_shifted_one_bucket_up_fails_and_an_identical_histogram_passes()
         )
     };
     for v in ["1.0", "2.0", "3.0"] {
-        let start = std::time::Instant::now();
-        while prometheus_query(&inf(v)).await.expect("Prometheus answers") != Some(1000.0) {
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "Prometheus never scraped {v}'s histogram"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
+        prometheus_sees(&inf(v), Some(1000.0), TIMEOUT).await;
     }
-    create(&s, "m", "1.0", gates(json!([latency_gate()]), "4s")).await;
-    wait_md(&s, "m", "promote 1.0", |m| stable(m) == Some(1)).await;
-
-    set_version(&s, "m", "2.0").await;
-    let m = wait_md(&s, "m", "promote 2.0 (identical latency)", |m| {
-        stable(m) == Some(2)
-    })
+    s.create(gated(
+        "1.0",
+        gates(json!([latency_gate()]), "4s"),
+        json!(null),
+    ))
     .await;
+    s.wait("promote 1.0", |m| stable(m) == Some(1)).await;
+
+    s.set_version("2.0").await;
+    let m = s
+        .wait("promote 2.0 (identical latency)", |m| stable(m) == Some(2))
+        .await;
     let c = history_check(&m, 2, "latency").expect("checks in history");
     assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
     assert!(
@@ -530,19 +467,13 @@ async fn latency_shifted_one_bucket_up_fails_and_an_identical_histogram_passes()
         Some((1000, 1000))
     );
 
-    set_version(&s, "m", "3.0").await;
-    let m = wait_md(&s, "m", "roll 3.0 back (slower)", |m| {
-        outcome(m, 3) == Some(Outcome::RolledBack)
-    })
-    .await;
-    let entry = m
-        .status
-        .as_ref()
-        .unwrap()
-        .history
-        .iter()
-        .find(|e| e.revision == 3)
-        .unwrap();
+    s.set_version("3.0").await;
+    let m = s
+        .wait("roll 3.0 back (slower)", |m| {
+            outcome(m, 3) == Some(Outcome::RolledBack)
+        })
+        .await;
+    let entry = history_entry(&m, 3).unwrap();
     for part in [
         "latency median 0.177 (1,000 samples) vs 0.138 (1,000): shifted higher than stable (worse)",
         "p < 0.0001",
@@ -601,27 +532,26 @@ async fn differing_bucket_sets_are_compared_and_a_histogram_without_inf_stops_th
     // 3.0 lost its +Inf bucket: the number of requests is unknown.
     text.push_str(&bucket_lines("3.0", &[("0.05", 100), ("0.1", 400)]));
     s.exporter.as_ref().expect("exporter").set(&text);
-    let start = std::time::Instant::now();
     for (version, le, want) in [("2.0", "+Inf", 1000.0), ("3.0", "0.1", 400.0)] {
         let query = format!(
             r#"model_latency_seconds_bucket{{namespace="{ns}",model_version="{version}",le="{le}"}}"#
         );
-        while prometheus_query(&query).await.expect("Prometheus answers") != Some(want) {
-            assert!(
-                start.elapsed() < TIMEOUT,
-                "Prometheus never scraped {query}"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-        }
+        prometheus_sees(&query, Some(want), TIMEOUT).await;
     }
-    create(&s, "m", "1.0", gates(json!([latency_gate()]), "4s")).await;
-    wait_md(&s, "m", "promote 1.0", |m| stable(m) == Some(1)).await;
-
-    set_version(&s, "m", "2.0").await;
-    let m = wait_md(&s, "m", "promote 2.0 (same latency, finer buckets)", |m| {
-        stable(m) == Some(2)
-    })
+    s.create(gated(
+        "1.0",
+        gates(json!([latency_gate()]), "4s"),
+        json!(null),
+    ))
     .await;
+    s.wait("promote 1.0", |m| stable(m) == Some(1)).await;
+
+    s.set_version("2.0").await;
+    let m = s
+        .wait("promote 2.0 (same latency, finer buckets)", |m| {
+            stable(m) == Some(2)
+        })
+        .await;
     let c = history_check(&m, 2, "latency").expect("checks in history");
     assert_eq!(c.verdict, Verdict::Pass, "{}", c.message);
     assert!(
@@ -631,14 +561,15 @@ async fn differing_bucket_sets_are_compared_and_a_histogram_without_inf_stops_th
         c.message
     );
 
-    set_version(&s, "m", "3.0").await;
-    let m = wait_md(&s, "m", "stop 3.0 (no +Inf bucket)", |m| {
-        m.status
-            .as_ref()
-            .and_then(|s| s.analysis.as_ref())
-            .is_some_and(|a| a.revision == 3 && a.phase == AnalysisPhase::Inconclusive)
-    })
-    .await;
+    s.set_version("3.0").await;
+    let m = s
+        .wait("stop 3.0 (no +Inf bucket)", |m| {
+            m.status
+                .as_ref()
+                .and_then(|s| s.analysis.as_ref())
+                .is_some_and(|a| a.revision == 3 && a.phase == AnalysisPhase::Inconclusive)
+        })
+        .await;
     let c = check(&m, "latency").unwrap();
     assert_eq!(c.verdict, Verdict::Inconclusive);
     assert!(

@@ -1,10 +1,9 @@
 //! The post-promotion guard end to end: a Stable revision keeps being
 //! checked against the real Prometheus; a breach alerts through the real
 //! Alertmanager, and rolls back when asked. Setup: tests/support/gates.rs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
-
-use std::time::Duration;
 
 use model_operator::api::{Outcome, Phase};
 use serde_json::json;
@@ -21,11 +20,11 @@ async fn a_post_promotion_breach_alerts_and_rolls_back_when_asked() {
     );
     s.error_rates(&[("1.0", 0.01), ("2.0", 0.01)]);
     s.scraped("2.0", Some(0.01)).await;
-    s.create(
+    s.create(gated(
         "1.0",
         analysis(json!({}), 0.05, None),
         json!({"alertmanager": {"url": alertmanager()}}),
-    )
+    ))
     .await;
     s.wait("promote 1.0", |m| stable(m) == Some(1)).await;
 
@@ -57,14 +56,7 @@ async fn a_post_promotion_breach_alerts_and_rolls_back_when_asked() {
         r#"model_operator_analysis_value{{namespace="{}",modeldeployment="m",metric="error-rate"}}"#,
         s.ns.name
     );
-    let start = std::time::Instant::now();
-    while prometheus_query(&query).await.expect("Prometheus answers") != Some(0.2) {
-        assert!(
-            start.elapsed() < TIMEOUT,
-            "Prometheus never scraped {query} = 0.2 from the operator"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    prometheus_sees(&query, Some(0.2), TIMEOUT).await;
     drop(target);
     s.error_rates(&[("1.0", 0.01), ("2.0", 0.01)]);
     s.wait("clear the breach", |m| phase(m) == Some(Phase::Healthy))
@@ -84,9 +76,9 @@ async fn a_post_promotion_breach_alerts_and_rolls_back_when_asked() {
     s.wait_template(1).await;
     let status = m.status.as_ref().unwrap();
     assert_eq!(status.stable_revision, Some(1));
-    let two = status.history.iter().find(|e| e.revision == 2).unwrap();
+    let two = history_entry(&m, 2).unwrap();
     assert_eq!(two.reason, "PostPromotionBreach");
-    let one = status.history.iter().find(|e| e.revision == 1).unwrap();
+    let one = history_entry(&m, 1).unwrap();
     assert_eq!(
         (one.outcome, one.reason.as_str()),
         (Outcome::Stable, "Reinstated")

@@ -3,6 +3,7 @@
 //! real Prometheus scrapes a test exporter whose per-version error ratios
 //! each test sets, and relative bounds compare canary and stable over the
 //! same window. Setup: tests/support/gates.rs.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 
@@ -35,22 +36,15 @@ fn held_steps() -> Value {
     ])
 }
 
-async fn create(s: &Setup, replicas: i32, steps: Value, analysis: Value, extra: Value) {
+/// Creates `m` as a canary of `replicas` with these steps and analysis
+/// (and `extra` spec fields), and waits until 1.0 is promoted.
+async fn create_promoted(s: &Setup, replicas: i32, steps: Value, analysis: Value, extra: Value) {
     let mut spec = json!({
         "model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": replicas,
         "rollout": {"strategy": "Canary", "canary": {"steps": steps}, "analysis": analysis},
     });
-    if let (Some(spec), Some(extra)) = (spec.as_object_mut(), extra.as_object()) {
-        for (k, v) in extra {
-            spec.insert(k.clone(), v.clone());
-        }
-    }
-    let md: ModelDeployment = serde_json::from_value(json!({
-        "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
-        "metadata": {"name": "m"}, "spec": spec,
-    }))
-    .unwrap();
-    s.create_md(&md).await;
+    merge(&mut spec, extra);
+    s.create(spec).await;
     s.wait("promote 1.0", |m| {
         stable(m) == Some(1) && phase(m) == Some(Phase::Healthy)
     })
@@ -133,7 +127,7 @@ async fn a_replica_weighted_canary_follows_its_steps_and_is_promoted() {
     let s = setup("canary-steps").await;
     s.error_rates(&[("1.0", 0.01), ("2.0", 0.01)]);
     s.scraped("2.0", Some(0.01)).await;
-    create(
+    create_promoted(
         &s,
         4,
         held_steps(),
@@ -206,7 +200,7 @@ async fn a_regression_at_step_2_aborts_the_canary_and_equal_values_pass() {
     // with the stable's, both queried in the same round.
     s.error_rates(&[("1.0", 0.10), ("2.0", 0.10)]);
     s.scraped("2.0", Some(0.10)).await;
-    create(
+    create_promoted(
         &s,
         4,
         json!([{"setWeight": 25}, {"pause": {"duration": "1s"}}, {"setWeight": 50}, {"pause": {}}]),
@@ -288,7 +282,7 @@ async fn pause_promote_full_abort_and_a_killed_operator_resumes_at_its_step() {
     let mut s = setup("canary-manual").await;
     s.error_rates(&[("1.0", 0.01), ("2.0", 0.01)]);
     s.scraped("2.0", Some(0.01)).await;
-    create(
+    create_promoted(
         &s,
         2,
         held_steps(),
@@ -347,7 +341,7 @@ async fn with_autoscaling_the_stable_replicas_stay_the_hpas() {
     let s = setup("canary-hpa").await;
     s.error_rates(&[("1.0", 0.01), ("2.0", 0.01)]);
     s.scraped("2.0", Some(0.01)).await;
-    create(
+    create_promoted(
         &s,
         1,
         held_steps(),

@@ -3,9 +3,11 @@
 //! module); no gateway controller: the HTTPRoute's weights are the
 //! contract. The operator sets the two backend weights of the user's
 //! route and nothing else in it (docs/canary.md).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 
+use std::cell::{Cell, RefCell};
 use std::process::Command;
 use std::time::Duration;
 
@@ -192,20 +194,17 @@ async fn a_canary_sets_only_the_weights_of_the_users_httproute() {
 
     // A route that does not exist yet: InvalidSpec saying what to create,
     // and nothing is created.
-    s.create_md(&model(
-        "m",
-        json!({
-            "model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 2,
-            "rollout": {"strategy": "Canary", "canary": {
-                "steps": [
-                    {"setWeight": 10}, {"pause": {"duration": "4s"}},
-                    {"setWeight": 50}, {"pause": {"duration": "4s"}},
-                    {"setWeight": 100}, {"pause": {"duration": "4s"}},
-                ],
-                "trafficRouting": {"gatewayAPI": {"httpRoute": "r"}},
-            }},
-        }),
-    ))
+    s.create(json!({
+        "model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 2,
+        "rollout": {"strategy": "Canary", "canary": {
+            "steps": [
+                {"setWeight": 10}, {"pause": {"duration": "4s"}},
+                {"setWeight": 50}, {"pause": {"duration": "4s"}},
+                {"setWeight": 100}, {"pause": {"duration": "4s"}},
+            ],
+            "trafficRouting": {"gatewayAPI": {"httpRoute": "r"}},
+        }},
+    }))
     .await;
     let m = wait_for(&s.mds, "m", "report the missing route", TIMEOUT, |m| {
         degraded_message(m).is_some()
@@ -270,40 +269,49 @@ async fn a_canary_sets_only_the_weights_of_the_users_httproute() {
     // Version 2.0: the weights follow every step, then all traffic is back
     // on the stable Service, which now runs 2.0.
     s.set(json!({"model": {"version": "2.0"}})).await;
-    let mut seen: Vec<(i64, i64)> = vec![(100, 0)];
-    let mut saw_both = false;
-    let started = std::time::Instant::now();
-    loop {
-        let route = routes(&s.client, &ns).get("r").await.unwrap();
-        let now = weights(&route);
-        assert_eq!(
-            without_weights(&route),
-            users,
-            "the operator changed more than weights"
-        );
-        if seen.last() != Some(&now) {
-            seen.push(now);
-        }
-        if now == (50, 50) && !saw_both {
-            let (stable_pods, canary_pods) = (
-                endpoint_revisions(&s.client, &ns, "m-stable").await,
-                endpoint_revisions(&s.client, &ns, "m-canary").await,
+    // Every distinct weight pair the route shows on the way, and whether
+    // both Services selected the right pods while it showed 50/50.
+    let seen: RefCell<Vec<(i64, i64)>> = RefCell::new(vec![(100, 0)]);
+    let saw_both = Cell::new(false);
+    eventually(
+        "2.0 is promoted and the weights back at 100/0",
+        Duration::from_secs(240),
+        || async {
+            let route = routes(&s.client, &ns).get("r").await.unwrap();
+            let now = weights(&route);
+            assert_eq!(
+                without_weights(&route),
+                users,
+                "the operator changed more than weights"
             );
-            saw_both = stable_pods.iter().all(|r| r == "1")
-                && !canary_pods.is_empty()
-                && canary_pods.iter().all(|r| r == "2");
-        }
-        let m = s.mds.get("m").await.unwrap();
-        if stable(&m) == Some(2) && now == (100, 0) {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(240),
-            "2.0 not promoted; weights seen {seen:?}, status {:?}",
-            m.status
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+            if seen.borrow().last() != Some(&now) {
+                seen.borrow_mut().push(now);
+            }
+            if now == (50, 50) && !saw_both.get() {
+                let (stable_pods, canary_pods) = (
+                    endpoint_revisions(&s.client, &ns, "m-stable").await,
+                    endpoint_revisions(&s.client, &ns, "m-canary").await,
+                );
+                saw_both.set(
+                    stable_pods.iter().all(|r| r == "1")
+                        && !canary_pods.is_empty()
+                        && canary_pods.iter().all(|r| r == "2"),
+                );
+            }
+            let m = s.mds.get("m").await.unwrap();
+            if stable(&m) == Some(2) && now == (100, 0) {
+                Ok(())
+            } else {
+                Err(format!(
+                    "weights seen {:?}, status {:?}",
+                    seen.borrow(),
+                    m.status
+                ))
+            }
+        },
+    )
+    .await;
+    let (seen, saw_both) = (seen.into_inner(), saw_both.get());
     assert_eq!(seen, [(100, 0), (90, 10), (50, 50), (0, 100), (100, 0)]);
     assert!(
         saw_both,
@@ -369,21 +377,18 @@ async fn a_regression_at_step_2_sets_the_canarys_weight_to_0() {
     let users = without_weights(&routes(&s.client, &ns).get("r").await.unwrap());
     s.error_rates(&[("1.0", 0.01), ("2.0", 0.01)]);
     s.scraped("2.0", Some(0.01)).await;
-    s.create_md(&model(
-        "m",
-        json!({
-            "model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 2,
-            "rollout": {
-                "strategy": "Canary",
-                "canary": {
-                    "steps": [{"setWeight": 10}, {"pause": {"duration": "1s"}},
-                              {"setWeight": 50}, {"pause": {}}],
-                    "trafficRouting": {"gatewayAPI": {"httpRoute": "r"}},
-                },
-                "analysis": analysis(json!({}), 0.05, None),
+    s.create(json!({
+        "model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 2,
+        "rollout": {
+            "strategy": "Canary",
+            "canary": {
+                "steps": [{"setWeight": 10}, {"pause": {"duration": "1s"}},
+                          {"setWeight": 50}, {"pause": {}}],
+                "trafficRouting": {"gatewayAPI": {"httpRoute": "r"}},
             },
-        }),
-    ))
+            "analysis": analysis(json!({}), 0.05, None),
+        },
+    }))
     .await;
     s.wait("promote 1.0", |m| {
         stable(m) == Some(1) && phase(m) == Some(Phase::Healthy)

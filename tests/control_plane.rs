@@ -2,6 +2,7 @@
 //! out, progress deadlines fire, the simulated pod behaviours show, garbage
 //! collection and namespace deletion complete, and the local Prometheus
 //! scrapes what a test registers.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 
@@ -265,25 +266,9 @@ async fn prometheus_answers_and_scrapes_a_target_a_test_adds() {
     let job = format!("e2e-probe-{}", exporter.port);
     let _target = ScrapeTarget::add(&job, exporter.port, json!({}));
     let query = format!("e2e_probe_value{{job=\"{job}\"}}");
-    let start = std::time::Instant::now();
-    let mut last = Ok(None);
-    while start.elapsed() < Duration::from_secs(60) {
-        last = prometheus_query(&query).await;
-        if last == Ok(Some(42.0)) {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    assert_eq!(last, Ok(Some(42.0)), "Prometheus never scraped {query}");
+    prometheus_sees(&query, Some(42.0), Duration::from_secs(60)).await;
 
     // New values flow through: the scrape is live, not a one-off.
     exporter.set("e2e_probe_value 7\n");
-    let start = std::time::Instant::now();
-    while prometheus_query(&query).await != Ok(Some(7.0)) {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "value never updated to 7"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    prometheus_sees(&query, Some(7.0), Duration::from_secs(60)).await;
 }

@@ -1,6 +1,7 @@
 //! `crds/` is generated from the code and never edited by hand: this fails
 //! when it is stale. Regenerate with `make crds`, which also copies it into
 //! the Helm chart.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 use std::process::Command;
 

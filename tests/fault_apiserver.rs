@@ -6,6 +6,7 @@
 //! The shared cluster's API server is never touched: the test makes its own
 //! throwaway cluster (hack/cluster.sh with CLUSTER_NAME/WORKDIR/KUBECONFIG,
 //! on ports kwokctl picks) and deletes it afterwards, also when it fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

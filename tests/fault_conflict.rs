@@ -3,6 +3,7 @@
 //! sets (image, replicas, the model's env) go back to its values, and what the
 //! person added that the operator does not set (a label, an annotation, an
 //! extra env var) stays, without the two writers fighting.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

@@ -5,6 +5,7 @@
 //!
 //! The kill schedule and the version mix come from a seeded generator; the
 //! seed is printed, and `FAULT_SEED=<seed>` replays a run.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

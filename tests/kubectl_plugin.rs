@@ -1,4 +1,5 @@
 //! Every `kubectl model` subcommand against the local cluster.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 
@@ -35,7 +36,8 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn healthy_at(revision: i64) -> impl Fn(&ModelDeployment) -> bool {
+/// Settled, Healthy and running `revision` (whatever its outcome).
+fn serving(revision: i64) -> impl Fn(&ModelDeployment) -> bool {
     move |m| {
         let s = m.status.as_ref();
         s.and_then(|s| s.observed_generation) == m.metadata.generation
@@ -57,12 +59,12 @@ async fn every_subcommand_works_against_the_cluster() {
     }))
     .unwrap();
     mds.create(&PostParams::default(), &md).await.unwrap();
-    wait_for(&mds, "m", "serve revision 1", TIMEOUT, healthy_at(1)).await;
+    wait_for(&mds, "m", "serve revision 1", TIMEOUT, serving(1)).await;
     let v2 = json!({"spec": {"model": {"version": "2.0"}, "server": {"image": "srv:2", "args": ["--fast"]}}});
     mds.patch("m", &PatchParams::default(), &Patch::Merge(v2))
         .await
         .unwrap();
-    wait_for(&mds, "m", "serve revision 2", TIMEOUT, healthy_at(2)).await;
+    wait_for(&mds, "m", "serve revision 2", TIMEOUT, serving(2)).await;
 
     let status = stdout(&plugin(&ns.name, &["status", "m"]));
     assert!(
@@ -92,7 +94,7 @@ async fn every_subcommand_works_against_the_cluster() {
         String::from_utf8_lossy(&out.stderr).contains("GitOps"),
         "warns that Git should follow"
     );
-    let m = wait_for(&mds, "m", "serve revision 1 again", TIMEOUT, healthy_at(1)).await;
+    let m = wait_for(&mds, "m", "serve revision 1 again", TIMEOUT, serving(1)).await;
     assert_eq!(
         (m.spec.model.version.as_str(), m.spec.server.image.as_str()),
         ("1.0", "srv:1")
@@ -100,7 +102,7 @@ async fn every_subcommand_works_against_the_cluster() {
     assert_eq!(m.spec.server.args, None);
     // --to-revision picks one explicitly.
     stdout(&plugin(&ns.name, &["rollback", "m", "--to-revision", "2"]));
-    wait_for(&mds, "m", "serve revision 2 again", TIMEOUT, healthy_at(2)).await;
+    wait_for(&mds, "m", "serve revision 2 again", TIMEOUT, serving(2)).await;
 
     stdout(&plugin(&ns.name, &["pause", "m"]));
     assert!(mds.get("m").await.unwrap().spec.paused);

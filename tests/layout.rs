@@ -17,6 +17,9 @@ use std::path::{Path, PathBuf};
 /// new one has to be placed on purpose.
 const RANKS: &[(&str, u8)] = &[
     ("main", 6),
+    // Unit tests' builders (`#[cfg(test)]`): they may use anything, and no
+    // production code can use them.
+    ("fixtures", 6),
     ("leader", 5),
     ("http", 5),
     ("controller", 4),

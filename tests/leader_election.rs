@@ -1,6 +1,7 @@
 //! Two operator replicas on the real control plane: one leads, the other
 //! stands by without writing; killing, stopping (SIGTERM) or freezing the
 //! leader hands over without double writes, even mid-rollout.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 
@@ -10,8 +11,8 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::events::v1::Event;
 use kube::Api;
-use kube::api::{ListParams, Patch, PatchParams};
-use model_operator::api::{ModelDeployment, Outcome, Phase};
+use kube::api::ListParams;
+use model_operator::api::{ModelDeployment, Outcome};
 use serde_json::json;
 use support::*;
 
@@ -34,14 +35,11 @@ async fn setup(prefix: &str) -> Setup {
         .await
 }
 
-/// This file's two replicas and their ModelDeployment `m`.
+/// This file's two replicas and what their ModelDeployment `m` left behind.
 trait Election {
     fn leases(&self) -> Api<Lease>;
     async fn elected(&self) -> (usize, String);
     async fn taken_over(&self, index: usize, old: &str) -> String;
-    async fn create(&self, version: &str, progress_deadline: i32);
-    async fn set_version(&self, version: &str, simulate: Option<&str>);
-    async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment;
     async fn rollback_events(&self) -> i32;
     async fn revision_objects(&self) -> Vec<i64>;
 }
@@ -73,33 +71,6 @@ impl Election for Setup {
         eventually("the standby takes the lease over", TIMEOUT, || async {
             let holder = holder(&self.leases()).await?;
             (holder != old && self.operators[index].leads().await?).then_some(holder)
-        })
-        .await
-    }
-
-    async fn create(&self, version: &str, progress_deadline: i32) {
-        let md: ModelDeployment = serde_json::from_value(json!({
-            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"},
-            "spec": {"model": {"version": version}, "server": {"image": "srv:1"}, "replicas": 2,
-                "rollout": {"maxSurge": 1, "maxUnavailable": 0, "progressDeadlineSeconds": progress_deadline}},
-        }))
-        .unwrap();
-        self.create_md(&md).await;
-    }
-
-    /// A new model version; `simulate` makes its pods misbehave.
-    async fn set_version(&self, version: &str, simulate: Option<&str>) {
-        let patch = json!({"spec": {"model": {"version": version},
-            "podMetadata": {"labels": {"mlops.dev/simulate": simulate}}}});
-        self.mds
-            .patch("m", &PatchParams::default(), &Patch::Merge(patch))
-            .await
-            .expect("patch");
-    }
-
-    async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment {
-        wait_for(&self.mds, "m", what, TIMEOUT, |m| {
-            m.status.as_ref().and_then(|s| s.observed_generation) == m.metadata.generation && ok(m)
         })
         .await
     }
@@ -139,28 +110,9 @@ fn history(m: &ModelDeployment) -> Vec<(i64, Outcome)> {
         .unwrap_or_default()
 }
 
-fn healthy_at(revision: i64) -> impl Fn(&ModelDeployment) -> bool {
-    move |m| {
-        phase(m) == Some(Phase::Healthy)
-            && outcome(m, revision) == Some(Outcome::Stable)
-            && m.status.as_ref().and_then(|s| s.current_revision) == Some(revision)
-    }
-}
-
-fn rolled_back(revision: i64) -> impl Fn(&ModelDeployment) -> bool {
-    move |m| {
-        phase(m) == Some(Phase::RolledBack) && outcome(m, revision) == Some(Outcome::RolledBack)
-    }
-}
-
-fn revisions(m: &ModelDeployment) -> (Option<i64>, Option<i64>, Option<i64>) {
-    let s = m.status.as_ref().expect("status");
-    (s.current_revision, s.stable_revision, s.update_revision)
-}
-
 #[tokio::test]
 async fn two_replicas_elect_one_leader_and_fail_over_when_it_is_killed() {
-    let (mut s, leader, identity) = stable("le-kill", 600).await;
+    let (mut s, leader, identity) = elected_and_stable("le-kill", 600).await;
     let standby = 1 - leader;
 
     // The standby stands by: ready for its Service, but it has never
@@ -199,7 +151,7 @@ async fn two_replicas_elect_one_leader_and_fail_over_when_it_is_killed() {
     );
 
     // The new leader reconciles new changes.
-    s.set_version("2", None).await;
+    s.set(version("2", None)).await;
     let m = s.wait("make revision 2 stable", healthy_at(2)).await;
     assert_eq!(
         history(&m),
@@ -210,7 +162,7 @@ async fn two_replicas_elect_one_leader_and_fail_over_when_it_is_killed() {
 
 #[tokio::test]
 async fn sigterm_hands_the_lease_over() {
-    let (mut s, leader, identity) = stable("le-term", 600).await;
+    let (mut s, leader, identity) = elected_and_stable("le-term", 600).await;
     let standby = 1 - leader;
 
     s.operators[leader].signal("TERM");
@@ -228,16 +180,20 @@ async fn sigterm_hands_the_lease_over() {
         "hand-over after SIGTERM: {:?} ({identity} -> {successor})",
         stopped.elapsed()
     );
-    s.set_version("2", None).await;
+    s.set(version("2", None)).await;
     s.wait("make revision 2 stable", healthy_at(2)).await;
 }
 
 /// Two replicas, one elected, and revision 1 stable: (setup, the leader's
 /// index, its identity).
-async fn stable(prefix: &str, progress_deadline: i32) -> (Setup, usize, String) {
+async fn elected_and_stable(prefix: &str, progress_deadline: i32) -> (Setup, usize, String) {
     let s = setup(prefix).await;
     let (leader, identity) = s.elected().await;
-    s.create("1", progress_deadline).await;
+    s.create(rolling(
+        json!({"model": {"version": "1"}}),
+        progress_deadline,
+    ))
+    .await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
     (s, leader, identity)
 }
@@ -249,8 +205,8 @@ async fn stable(prefix: &str, progress_deadline: i32) -> (Setup, usize, String) 
 /// judged here within a fraction of a second of the new template, too fast
 /// to aim at.)
 async fn bad_rollout(prefix: &str) -> (Setup, usize, String) {
-    let (s, leader, identity) = stable(prefix, 15).await;
-    s.set_version("2", Some("never-ready")).await;
+    let (s, leader, identity) = elected_and_stable(prefix, 15).await;
+    s.set(version("2", Some("never-ready"))).await;
     s.wait_template(2).await;
     (s, leader, identity)
 }

@@ -1,5 +1,6 @@
 //! A ModelDeployment on the real control plane: children, status, drift,
 //! garbage collection, scaling, and refusal of bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 
@@ -188,10 +189,10 @@ async fn samples_create_children_and_become_ready() {
 async fn drift_is_restored() {
     let s = Setup::new("md-drift").await;
     let md = s
-        .create_md(&model(
+        .create_named(
             "drifty",
             json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 2}),
-        ))
+        )
         .await;
     healthy(&s, &md.name_any()).await;
 
@@ -251,7 +252,7 @@ async fn deleting_the_model_deployment_deletes_its_children() {
     let s = Setup::new("md-gc").await;
     let spec = json!({"model": {"version": "1"}, "server": {"image": "srv:1"},
         "autoscaling": {"minReplicas": 1, "maxReplicas": 3}});
-    let md = s.create_md(&model("ephemeral", spec)).await;
+    let md = s.create_named("ephemeral", spec).await;
     healthy(&s, &md.name_any()).await;
     assert!(s.hpas.get_opt("ephemeral").await.unwrap().is_some());
     delete(&s.mds, "ephemeral").await;
@@ -265,7 +266,7 @@ async fn autoscaling_owns_replicas_and_turning_it_off_removes_the_hpa() {
     let s = Setup::new("md-hpa").await;
     let spec = json!({"model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": 1,
         "autoscaling": {"minReplicas": 1, "maxReplicas": 5}});
-    let md = s.create_md(&model("scaly", spec)).await;
+    let md = s.create_named("scaly", spec).await;
     healthy(&s, &md.name_any()).await;
 
     // Scale by hand, as the HorizontalPodAutoscaler would.
@@ -327,10 +328,10 @@ async fn autoscaling_owns_replicas_and_turning_it_off_removes_the_hpa() {
 async fn changing_replicas_scales() {
     let s = Setup::new("md-scale").await;
     let md = s
-        .create_md(&model(
+        .create_named(
             "scaled",
             json!({"model": {"version": "1"}, "server": {"image": "srv:1"}}),
-        ))
+        )
         .await;
     healthy(&s, &md.name_any()).await;
     s.patch_spec("scaled", json!({"replicas": 4})).await;
@@ -360,10 +361,10 @@ async fn changing_replicas_scales() {
 async fn an_invalid_spec_at_runtime_leaves_the_running_children_alone() {
     let s = Setup::new("md-invalid").await;
     let md = s
-        .create_md(&model(
+        .create_named(
             "steady",
             json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 2}),
-        ))
+        )
         .await;
     healthy(&s, &md.name_any()).await;
     let before = s.deployments.get("steady").await.unwrap();
@@ -418,16 +419,9 @@ async fn an_invalid_spec_at_runtime_leaves_the_running_children_alone() {
         "Deployment untouched"
     );
 
-    let events = Api::<Event>::namespaced(s.client.clone(), &s.ns.name)
-        .list(&ListParams::default())
-        .await
-        .unwrap()
-        .items;
+    let events = warnings(&s.client, &s.ns.name, None).await;
     assert!(
-        events
-            .iter()
-            .any(|e| e.reason.as_deref() == Some("InvalidSpec")
-                && e.type_.as_deref() == Some("Warning")),
+        events.iter().any(|(reason, _)| reason == "InvalidSpec"),
         "a Warning event is recorded"
     );
 
@@ -454,11 +448,11 @@ async fn an_invalid_spec_at_runtime_leaves_the_running_children_alone() {
 async fn a_converged_model_deployment_causes_no_writes() {
     let s = Setup::new("md-quiet").await;
     let md = s
-        .create_md(&model(
+        .create_named(
             "quiet",
             json!({"model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": 2,
         "autoscaling": {"minReplicas": 2, "maxReplicas": 4}}),
-        ))
+        )
         .await;
     healthy(&s, &md.name_any()).await;
     // Let the HPA controller settle first: its writes are not ours.

@@ -1,5 +1,6 @@
 //! The operator's own endpoints: `/healthz`, `/readyz` and `/metrics`, the
 //! last scraped by the real Prometheus.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 
@@ -69,13 +70,7 @@ async fn probes_and_metrics_are_served_and_scraped() {
         "m",
         "roll revision 2 back",
         Duration::from_secs(90),
-        |m| {
-            m.status.as_ref().is_some_and(|s| {
-                s.history
-                    .iter()
-                    .any(|e| e.revision == 2 && e.outcome == Outcome::RolledBack)
-            })
-        },
+        |m| outcome(m, 2) == Some(Outcome::RolledBack),
     )
     .await;
 
@@ -100,17 +95,5 @@ async fn probes_and_metrics_are_served_and_scraped() {
     let _target = ScrapeTarget::add(&job, metrics_port, json!({}));
     let query =
         format!("model_operator_revision_outcomes_total{{job=\"{job}\",outcome=\"RolledBack\"}}");
-    eventually(
-        "Prometheus scrapes the operator",
-        Duration::from_secs(60),
-        || async {
-            let value = prometheus_query(&query).await;
-            if value == Ok(Some(1.0)) {
-                Ok(())
-            } else {
-                Err(value)
-            }
-        },
-    )
-    .await;
+    prometheus_sees(&query, Some(1.0), Duration::from_secs(60)).await;
 }

@@ -4,12 +4,13 @@
 //! the namespaced identity: it serves its namespace and is refused others.
 //! (That the RBAC is enough is shown by every e2e test: `make test` runs
 //! their operators as the chart's ServiceAccount.)
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 
 use std::fmt::Debug;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
@@ -316,13 +317,5 @@ async fn namespaced_the_operator_serves_its_namespaces_and_nothing_else() {
             "127.0.0.1:0",
         ],
     );
-    let start = Instant::now();
-    while !refused.logs().contains("forbidden") {
-        assert!(
-            start.elapsed() < TIMEOUT,
-            "the operator did not report being forbidden:\n{}",
-            refused.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    refused.wait_log("forbidden", TIMEOUT).await;
 }

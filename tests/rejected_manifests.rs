@@ -1,5 +1,6 @@
 //! Bad input is refused at `kubectl apply`, by the CRD's schema and CEL
 //! rules, with a message that says what to fix.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

@@ -1,5 +1,6 @@
 //! Rolling updates, revision history and automatic rollback on the real
 //! control plane. Bad versions are simulated with the kwok pod labels.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 
@@ -9,108 +10,24 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::Api;
 use kube::api::{ListParams, Patch, PatchParams};
 use model_operator::api::{ModelDeployment, Outcome, Phase};
-use serde_json::{Value, json};
+use serde_json::json;
 use support::*;
 
-const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A version of the model; `simulate` makes its pods misbehave. As a merge
-/// patch, `null` removes the label a bad version had.
-fn version(v: &str, simulate: Option<&str>) -> Value {
-    json!({"model": {"version": v}, "podMetadata": {"labels": {"mlops.dev/simulate": simulate}}})
+/// This file's `m` (2 replicas, one pod replaced at a time) is
+/// `rolling(version(..), deadline)`; its template revision label:
+async fn template_revision(s: &Setup) -> Option<String> {
+    let d = s.deployments.get("m").await.ok()?;
+    d.spec?
+        .template
+        .metadata?
+        .labels?
+        .get("mlops.dev/revision")
+        .cloned()
 }
 
-/// A merge patch's nulls removed, for creating an object from it.
-fn without_nulls(v: Value) -> Value {
-    match v {
-        Value::Object(o) => Value::Object(
-            o.into_iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k, without_nulls(v)))
-                .collect(),
-        ),
-        other => other,
-    }
-}
-
-/// This file's ModelDeployment `m`: 2 replicas, one pod replaced at a time.
-trait Rollout {
-    async fn create(&self, first: Value, deadline: i32);
-    async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment;
-    async fn template_revision(&self) -> Option<String>;
-}
-
-impl Rollout for Setup {
-    /// Creates `m` at `first` with 2 replicas and the given progress deadline.
-    async fn create(&self, first: Value, deadline: i32) {
-        let mut spec = json!({"server": {"image": "srv:1"}, "replicas": 2,
-            "rollout": {"maxSurge": 1, "maxUnavailable": 0, "progressDeadlineSeconds": deadline}});
-        merge(&mut spec, without_nulls(first));
-        let md: ModelDeployment = serde_json::from_value(json!({
-            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"}, "spec": spec,
-        }))
-        .unwrap();
-        self.create_md(&md).await;
-    }
-
-    async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment {
-        wait_for(&self.mds, "m", what, TIMEOUT, |m| settled(m) && ok(m)).await
-    }
-
-    async fn template_revision(&self) -> Option<String> {
-        let d = self.deployments.get("m").await.ok()?;
-        d.spec?
-            .template
-            .metadata?
-            .labels?
-            .get("mlops.dev/revision")
-            .cloned()
-    }
-}
-
-fn merge(base: &mut Value, patch: Value) {
-    match (base, patch) {
-        (Value::Object(b), Value::Object(p)) => p
-            .into_iter()
-            .for_each(|(k, v)| merge(b.entry(k).or_insert(Value::Null), v)),
-        (b, p) => *b = p,
-    }
-}
-
-/// Status describes the latest spec.
-fn settled(m: &ModelDeployment) -> bool {
-    m.status.as_ref().and_then(|s| s.observed_generation) == m.metadata.generation
-}
-
-fn condition(m: &ModelDeployment, t: &str) -> (String, String, String) {
-    let c = m
-        .status
-        .as_ref()
-        .unwrap()
-        .conditions
-        .iter()
-        .find(|c| c.type_ == t)
-        .expect(t);
-    (c.status.clone(), c.reason.clone(), c.message.clone())
-}
-
-fn revisions(m: &ModelDeployment) -> (Option<i64>, Option<i64>, Option<i64>) {
-    let s = m.status.as_ref().unwrap();
-    (s.current_revision, s.stable_revision, s.update_revision)
-}
-
-fn healthy_at(revision: i64) -> impl Fn(&ModelDeployment) -> bool {
-    move |m| {
-        phase(m) == Some(Phase::Healthy)
-            && outcome(m, revision) == Some(Outcome::Stable)
-            && revisions(m).0 == Some(revision)
-    }
-}
-
-fn rolled_back(revision: i64) -> impl Fn(&ModelDeployment) -> bool {
-    move |m| {
-        phase(m) == Some(Phase::RolledBack) && outcome(m, revision) == Some(Outcome::RolledBack)
-    }
+/// Condition `t`, which must be present.
+fn present(m: &ModelDeployment, t: &str) -> (String, String, String) {
+    condition(m, t).expect(t)
 }
 
 #[tokio::test]
@@ -118,15 +35,15 @@ async fn good_to_bad_rolls_back_and_explains_why() {
     let s = Setup::new("ro-good-bad").await;
     // A deadline far beyond the test's patience: detection must come from
     // the pods, not from the deadline.
-    s.create(version("2.0.1", None), 600).await;
+    s.create(rolling(version("2.0.1", None), 600)).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
 
     s.set(version("2.1.0", Some("crash-loop"))).await;
     let m = s.wait("roll revision 2 back", rolled_back(2)).await;
     assert_eq!(revisions(&m), (Some(1), Some(1), Some(2)));
-    let (ready, _, _) = condition(&m, "Ready");
+    let (ready, _, _) = present(&m, "Ready");
     assert_eq!(ready, "True", "the stable revision keeps serving");
-    let (degraded, reason, message) = condition(&m, "Degraded");
+    let (degraded, reason, message) = present(&m, "Degraded");
     assert_eq!((degraded.as_str(), reason.as_str()), ("True", "RolledBack"));
     assert!(
         message.starts_with(
@@ -134,15 +51,7 @@ async fn good_to_bad_rolls_back_and_explains_why() {
         ) && message.contains("new pods in CrashLoopBackOff"),
         "{message}"
     );
-    let bad = m
-        .status
-        .as_ref()
-        .unwrap()
-        .history
-        .iter()
-        .find(|e| e.revision == 2)
-        .unwrap()
-        .clone();
+    let bad = history_entry(&m, 2).unwrap();
     assert_eq!(
         (
             bad.reason.as_str(),
@@ -176,10 +85,19 @@ async fn good_to_bad_rolls_back_and_explains_why() {
     // No retry loop: over a watch period the failed template is never
     // applied again.
     let generation = s.deployments.get("m").await.unwrap().metadata.generation;
-    for _ in 0..10 {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        assert_eq!(s.template_revision().await.as_deref(), Some("1"));
-    }
+    consistently(
+        "the Deployment runs template revision 1",
+        Duration::from_secs(10),
+        || async {
+            let revision = template_revision(&s).await;
+            if revision.as_deref() == Some("1") {
+                Ok(())
+            } else {
+                Err(revision)
+            }
+        },
+    )
+    .await;
     assert_eq!(
         s.deployments.get("m").await.unwrap().metadata.generation,
         generation,
@@ -191,25 +109,17 @@ async fn good_to_bad_rolls_back_and_explains_why() {
     let m = s.wait("make revision 3 stable", healthy_at(3)).await;
     assert_eq!(outcome(&m, 1), Some(Outcome::Superseded));
     assert_eq!(outcome(&m, 2), Some(Outcome::RolledBack));
-    assert_eq!(condition(&m, "Degraded").0, "False");
+    assert_eq!(present(&m, "Degraded").0, "False");
 }
 
 #[tokio::test]
 async fn bad_to_bad_stays_on_the_original_stable_and_image_pull_failures_count() {
     let s = Setup::new("ro-bad-bad").await;
-    s.create(version("1.0", None), 600).await;
+    s.create(rolling(version("1.0", None), 600)).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
     s.set(version("1.1", Some("image-pull-error"))).await;
     let m = s.wait("roll back revision 2", rolled_back(2)).await;
-    let entry = m
-        .status
-        .as_ref()
-        .unwrap()
-        .history
-        .iter()
-        .find(|e| e.revision == 2)
-        .unwrap()
-        .clone();
+    let entry = history_entry(&m, 2).unwrap();
     assert_eq!(entry.reason, "ImagePullFailed");
     s.set(version("1.2", Some("crash-loop"))).await;
     let m = s.wait("roll back revision 3", rolled_back(3)).await;
@@ -220,33 +130,26 @@ async fn bad_to_bad_stays_on_the_original_stable_and_image_pull_failures_count()
 #[tokio::test]
 async fn never_ready_fails_at_the_progress_deadline() {
     let s = Setup::new("ro-deadline").await;
-    s.create(version("1.0", None), 10).await;
+    s.create(rolling(version("1.0", None), 10)).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
     s.set(version("1.1", Some("never-ready"))).await;
     let m = s.wait("roll back revision 2", rolled_back(2)).await;
-    let entry = m
-        .status
-        .as_ref()
-        .unwrap()
-        .history
-        .iter()
-        .find(|e| e.revision == 2)
-        .unwrap()
-        .clone();
+    let entry = history_entry(&m, 2).unwrap();
     assert_eq!(entry.reason, "ProgressDeadlineExceeded");
 }
 
 #[tokio::test]
 async fn a_bad_first_revision_is_degraded_without_flapping() {
     let s = Setup::new("ro-first-bad").await;
-    s.create(version("1.0", Some("crash-loop")), 600).await;
+    s.create(rolling(version("1.0", Some("crash-loop")), 600))
+        .await;
     let m = s
         .wait("fail revision 1", |m| {
             phase(m) == Some(Phase::Degraded) && outcome(m, 1) == Some(Outcome::Failed)
         })
         .await;
-    assert_eq!(condition(&m, "Ready").0, "False");
-    let (_, reason, message) = condition(&m, "Degraded");
+    assert_eq!(present(&m, "Ready").0, "False");
+    let (_, reason, message) = present(&m, "Degraded");
     assert_eq!(reason, "RolloutFailed");
     assert!(
         message.contains("no stable revision to roll back to"),
@@ -271,7 +174,7 @@ async fn a_bad_first_revision_is_degraded_without_flapping() {
 #[tokio::test]
 async fn going_back_to_a_known_good_version_reuses_its_revision() {
     let s = Setup::new("ro-known-good").await;
-    s.create(version("1.0", None), 600).await;
+    s.create(rolling(version("1.0", None), 600)).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
     s.set(version("2.0", None)).await;
     s.wait("make revision 2 stable", healthy_at(2)).await;
@@ -289,7 +192,7 @@ async fn going_back_to_a_known_good_version_reuses_its_revision() {
 #[tokio::test]
 async fn a_version_change_and_a_replicas_change_together() {
     let s = Setup::new("ro-both").await;
-    s.create(version("1.0", None), 600).await;
+    s.create(rolling(version("1.0", None), 600)).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
     let mut both = version("2.0", None);
     both["replicas"] = json!(4);
@@ -313,7 +216,7 @@ async fn a_version_change_and_a_replicas_change_together() {
 #[tokio::test]
 async fn pause_holds_the_running_revision_until_resumed() {
     let s = Setup::new("ro-pause").await;
-    s.create(version("1.0", None), 600).await;
+    s.create(rolling(version("1.0", None), 600)).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
     let mut paused = version("2.0", None);
     paused["paused"] = json!(true);
@@ -321,10 +224,10 @@ async fn pause_holds_the_running_revision_until_resumed() {
     let m = s
         .wait("be paused", |m| phase(m) == Some(Phase::Paused))
         .await;
-    assert_eq!(condition(&m, "Progressing").1, "Paused");
+    assert_eq!(present(&m, "Progressing").1, "Paused");
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(
-        s.template_revision().await.as_deref(),
+        template_revision(&s).await.as_deref(),
         Some("1"),
         "nothing rolls out while paused"
     );
@@ -338,16 +241,11 @@ async fn pause_holds_the_running_revision_until_resumed() {
 #[tokio::test]
 async fn an_explicit_retry_tries_a_failed_revision_again() {
     let s = Setup::new("ro-retry").await;
-    s.create(version("1.0", None), 600).await;
+    s.create(rolling(version("1.0", None), 600)).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
     s.set(version("2.0", Some("crash-loop"))).await;
     let m = s.wait("roll back revision 2", rolled_back(2)).await;
-    let finished = |m: &ModelDeployment| {
-        m.status
-            .as_ref()
-            .and_then(|s| s.history.iter().find(|e| e.revision == 2))
-            .and_then(|e| e.finished_at.clone())
-    };
+    let finished = |m: &ModelDeployment| history_entry(m, 2).and_then(|e| e.finished_at);
     let first_failure = finished(&m);
     // Event times have second precision: make the second failure distinguishable.
     tokio::time::sleep(Duration::from_millis(1100)).await;
@@ -359,11 +257,8 @@ async fn an_explicit_retry_tries_a_failed_revision_again() {
         .unwrap();
     let m = s
         .wait("record the retry", |m| {
-            let e = m
-                .status
-                .as_ref()
-                .and_then(|s| s.history.iter().find(|e| e.revision == 2));
-            e.and_then(|e| e.retry_token.as_deref()) == Some("first-retry")
+            let e = history_entry(m, 2);
+            e.as_ref().and_then(|e| e.retry_token.as_deref()) == Some("first-retry")
                 && e.map(|e| e.outcome) == Some(Outcome::RolledBack)
         })
         .await;
@@ -382,7 +277,7 @@ async fn an_explicit_retry_tries_a_failed_revision_again() {
 #[tokio::test]
 async fn a_rollout_survives_the_operator_being_killed() {
     let mut s = Setup::new("ro-kill").await;
-    s.create(version("1.0", None), 15).await;
+    s.create(rolling(version("1.0", None), 15)).await;
     s.wait("make revision 1 stable", healthy_at(1)).await;
 
     // Never-ready pods fail only at the 15 s deadline: a real window to kill

@@ -5,6 +5,7 @@
 //! namespace return to where they were before. The process's RSS is
 //! printed, not asserted (a freed heap is not always returned to the
 //! system; `make bench` owns memory figures).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
 

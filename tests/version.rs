@@ -2,6 +2,7 @@
 //! version and the git commit when the build knew it (build.rs), also from a
 //! source tree without `.git` (a tarball) and with the commit given by the
 //! environment (the Dockerfile's GIT_COMMIT).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -16,6 +16,7 @@
 //! BENCH_ONLY (comma-separated parts: index, convergence, latency, rollback),
 //! BENCH_SKIP_LAST_DELETE (set: leave the last operator namespace for the
 //! cluster's deletion; `make bench-stretch`).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is the failure report
 
 #[path = "../../tests/support/mod.rs"]
 mod support;

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::convergence::delete_namespace;
 use crate::report::{Row, percentile, sorted};
-use crate::support::gates::{Gates, analysis, setup};
+use crate::support::gates::{Gates, analysis, gated, setup};
 use crate::support::prometheus;
 use crate::support::setup::Setup;
 use crate::support::{outcome, phase, stable};
@@ -31,7 +31,7 @@ pub async fn run(_client: &Client, rounds: usize) -> Row {
         Err(skipped) => return skipped,
     };
     let mut rates: Vec<(String, f64)> = vec![("1.0".into(), 0.01)];
-    s.create("1.0", analysis(json!({}), 0.05, None), json!({}))
+    s.create(gated("1.0", analysis(json!({}), 0.05, None), json!({})))
         .await;
     s.wait("promote 1.0", |m| {
         stable(m) == Some(1) && phase(m) == Some(Phase::Healthy)

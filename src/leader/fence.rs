@@ -210,9 +210,9 @@ mod tests {
     /// lets reads through.
     #[tokio::test]
     async fn a_closed_fence_refuses_writes_and_passes_reads() {
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
+        let (client, mut api) = crate::fixtures::api_calls::mock_api();
         let fence = WriteFence::default();
-        let client = fence.client(Client::new(service, "default"));
+        let client = fence.client(client);
         let leases =
             Api::<k8s_openapi::api::coordination::v1::Lease>::namespaced(client, "default");
 
@@ -230,14 +230,10 @@ mod tests {
         );
 
         let server = tokio::spawn(async move {
-            let (request, send) = handle.next_request().await.expect("a request");
-            assert_eq!(request.method(), Method::GET, "only the read arrives");
+            // Only the read arrives.
+            let read = api.expect(Method::GET, "/leases/l").await;
             let lease = serde_json::json!({"apiVersion": "coordination.k8s.io/v1", "kind": "Lease", "metadata": {"name": "l"}});
-            send.send_response(
-                Response::builder()
-                    .body(Body::from(serde_json::to_vec(&lease).expect("json")))
-                    .expect("response"),
-            );
+            read.respond(200, &lease);
         });
         leases.get("l").await.expect("a read passes");
         server.await.expect("mock server");

@@ -276,21 +276,15 @@ mod tests {
         trusted: Duration,
         leading: bool,
     ) -> String {
-        use http::{Request, Response};
-        use kube::client::Body;
-        let (service, mut handle) = tower_test::mock::pair::<Request<Body>, Response<Body>>();
-        let server = tokio::spawn(async move {
-            while let Some((request, send)) = handle.next_request().await {
-                assert_eq!(request.method(), http::Method::GET, "hold only reads");
-                send.send_response(
-                    Response::builder()
-                        .status(answer.0)
-                        .body(Body::from(serde_json::to_vec(&answer.1).expect("json")))
-                        .expect("response"),
-                );
-            }
-        });
-        let leases = Api::namespaced(Client::new(service, "ops"), "ops");
+        // hold only reads the Lease.
+        let (client, api) = crate::fixtures::api_calls::mock_api();
+        let server = tokio::spawn(api.answer_every(
+            http::Method::GET,
+            "/leases/model-operator",
+            answer.0,
+            answer.1,
+        ));
+        let leases = Api::namespaced(client, "ops");
         let fence = WriteFence::default();
         fence.open_until(Instant::now() + trusted);
         let (tx, mut reported) = watch::channel(true);

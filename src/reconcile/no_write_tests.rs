@@ -8,11 +8,11 @@ use k8s_openapi::api::apps::v1::Deployment;
 
 use crate::cache::children::{Cached, CachedDeployment, CachedService, Compactable};
 use crate::rollout::pod::WatchedPod;
+use http::Method;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
-use kube::Client;
 use kube::runtime::events::Reporter;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher;
@@ -27,6 +27,7 @@ use crate::api::{
     ModelDeploymentStatus, Outcome, ServedVersion,
 };
 use crate::cache::Stores;
+use crate::fixtures::api_calls::{ApiServer, mock_api};
 use crate::reconcile::act::apply::stamp;
 use crate::resources;
 use crate::rollout::revision;
@@ -160,13 +161,9 @@ fn converged_status(md: &ModelDeployment, deployment: &Deployment) -> ModelDeplo
     derive(&observed, &at)
 }
 
-type MockHandle =
-    tower_test::mock::Handle<http::Request<kube::client::Body>, http::Response<kube::client::Body>>;
-
 /// A context whose client talks to a mock API server the test controls.
-fn mock_context(stores: Stores) -> (Arc<Context>, MockHandle) {
-    let (mock, handle) = tower_test::mock::pair();
-    let client = Client::new(mock, "default");
+fn mock_context(stores: Stores) -> (Arc<Context>, ApiServer) {
+    let (client, api) = mock_api();
     let reporter = Reporter {
         controller: "test".into(),
         instance: None,
@@ -190,39 +187,19 @@ fn mock_context(stores: Stores) -> (Arc<Context>, MockHandle) {
             status_writes: Default::default(),
             wake: crate::outbound::rounds::Wake::channel().0,
         }),
-        handle,
+        api,
     )
 }
 
-/// The first request reconcile sends, with its answer's sender.
-async fn first_request(
-    handle: &mut MockHandle,
-    what: &str,
-) -> (
-    http::Request<kube::client::Body>,
-    tower_test::mock::SendResponse<http::Response<kube::client::Body>>,
-) {
-    tokio::time::timeout(Duration::from_secs(5), handle.next_request())
-        .await
-        .unwrap_or_else(|_| panic!("no request: expected {what}"))
-        .expect("the mock is alive")
-}
-
 async fn reconcile_against_silent_api(md: ModelDeployment, stores: Stores) {
-    let (ctx, mut handle) = mock_context(stores);
+    let (ctx, mut api) = mock_context(stores);
 
     // Any request would wait forever for the mock's answer: finishing at all
-    // means none was sent. The handle double-checks.
+    // means none was sent. The mock double-checks.
     let result = tokio::time::timeout(Duration::from_secs(5), reconcile(Arc::new(md), ctx)).await;
     assert!(result.is_ok(), "reconcile sent a request to the API server");
     assert!(result.unwrap().is_ok());
-    // `None`: the client is gone and nothing was ever sent.
-    match tokio::time::timeout(Duration::from_millis(100), handle.next_request()).await {
-        Err(_) | Ok(None) => {}
-        Ok(Some((request, _))) => {
-            panic!("unexpected request: {} {}", request.method(), request.uri())
-        }
-    }
+    api.expect_none(Duration::from_millis(100)).await;
 }
 
 #[tokio::test]
@@ -360,18 +337,11 @@ async fn a_stale_status_is_the_only_write() {
     // Control for the tests above: the harness does see requests.
     let (mut md, stores) = converged_world(false);
     md.status.as_mut().unwrap().ready_replicas = 0;
-    let (ctx, mut handle) = mock_context(stores);
+    let (ctx, mut api) = mock_context(stores);
     let task = tokio::spawn(reconcile(Arc::new(md), ctx));
-    let (request, _send) = first_request(&mut handle, "a status write").await;
-    assert_eq!(request.method(), http::Method::PATCH);
-    assert!(
-        request
-            .uri()
-            .path()
-            .ends_with("/modeldeployments/fraud/status"),
-        "{}",
-        request.uri()
-    );
+    let _write = api
+        .expect(Method::PATCH, "/modeldeployments/fraud/status")
+        .await;
     task.abort();
 }
 
@@ -414,16 +384,10 @@ async fn converged_with_alert_channels_and_nothing_pending_makes_no_request() {
 #[tokio::test]
 async fn a_pending_notification_is_retried_without_a_status_write() {
     let (md, stores, _) = world_with_a_pending_notification();
-    let (ctx, mut handle) = mock_context(stores);
+    let (ctx, mut api) = mock_context(stores);
     let task = tokio::spawn(reconcile(Arc::new(md), ctx));
     // The only request: the delivery task reading the webhook's Secret.
-    let (request, _send) = first_request(&mut handle, "a request").await;
-    assert_eq!(request.method(), http::Method::GET);
-    assert!(
-        request.uri().path().ends_with("/secrets/hook"),
-        "{}",
-        request.uri()
-    );
+    let _read = api.expect(Method::GET, "/secrets/hook").await;
     let action = tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .expect("reconcile does not wait for the delivery")
@@ -438,7 +402,7 @@ async fn a_pending_notification_is_retried_without_a_status_write() {
 #[tokio::test]
 async fn a_confirmed_notification_is_removed_in_one_status_write_and_not_sent_again() {
     let (md, stores, notification) = world_with_a_pending_notification();
-    let (ctx, mut handle) = mock_context(stores);
+    let (ctx, mut api) = mock_context(stores);
     ctx.outbound.deliverer.confirm(
         "ml",
         "fraud",
@@ -448,19 +412,10 @@ async fn a_confirmed_notification_is_removed_in_one_status_write_and_not_sent_ag
         },
     );
     let task = tokio::spawn(reconcile(Arc::new(md.clone()), ctx.clone()));
-    let (request, send) = first_request(&mut handle, "a status write").await;
-    assert_eq!(request.method(), http::Method::PATCH);
-    assert!(
-        request
-            .uri()
-            .path()
-            .ends_with("/modeldeployments/fraud/status")
-    );
-    let body = http_body_util::BodyExt::collect(request.into_body())
-        .await
-        .unwrap()
-        .to_bytes();
-    let patch: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let mut write = api
+        .expect(Method::PATCH, "/modeldeployments/fraud/status")
+        .await;
+    let patch = write.json().await;
     assert!(
         patch["status"].get("alertOutbox").is_none(),
         "the confirmed notification is still in {patch}"
@@ -469,36 +424,19 @@ async fn a_confirmed_notification_is_removed_in_one_status_write_and_not_sent_ag
     let mut written = serde_json::to_value(&md).unwrap();
     written["status"] = patch["status"].clone();
     written["metadata"]["resourceVersion"] = json!("8");
-    send.send_response(
-        http::Response::builder()
-            .status(200)
-            .body(kube::client::Body::from(
-                serde_json::to_vec(&written).unwrap(),
-            ))
-            .unwrap(),
-    );
+    write.respond(200, &written);
     tokio::time::timeout(Duration::from_secs(5), task)
         .await
         .expect("reconcile ends")
         .unwrap()
         .unwrap();
     // Nothing else: no Secret read, so no second delivery.
-    match tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await {
-        Err(_) | Ok(None) => {}
-        Ok(Some((request, _))) => {
-            panic!("unexpected request: {} {}", request.method(), request.uri())
-        }
-    }
+    api.expect_none(Duration::from_millis(200)).await;
     // A pass whose cache has not seen that write yet waits for it: it
     // sends nothing, so it neither writes stale status nor delivers again.
     let result = tokio::time::timeout(Duration::from_secs(5), reconcile(Arc::new(md), ctx)).await;
     assert!(result.is_ok_and(|r| r.is_ok()), "the stale pass ends");
-    match tokio::time::timeout(Duration::from_millis(200), handle.next_request()).await {
-        Err(_) | Ok(None) => {}
-        Ok(Some((request, _))) => {
-            panic!("unexpected request: {} {}", request.method(), request.uri())
-        }
-    }
+    api.expect_none(Duration::from_millis(200)).await;
 }
 
 /// Regression: kube-runtime's `Store::wait_until_ready` wakes only the last of

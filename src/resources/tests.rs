@@ -5,14 +5,15 @@ use serde_json::json;
 
 use super::*;
 use crate::api::{ModelDeployment, ServedVersion};
+use crate::fixtures;
 
+/// `fraud` in `ml` (uid `u-1`, generation 1) with this spec.
 fn md(spec_yaml: &str) -> ModelDeployment {
-    let mut md: ModelDeployment = serde_yaml::from_str(&format!(
-        "apiVersion: mlops.dev/v1alpha1\nkind: ModelDeployment\nmetadata: {{name: fraud, namespace: ml, uid: u-1}}\nspec:\n{spec_yaml}"
-    ))
-    .expect("fixture parses");
-    md.metadata.generation = Some(1);
-    md
+    fixtures::md()
+        .uid("u-1")
+        .generation(1)
+        .spec_yaml(spec_yaml)
+        .build()
 }
 
 const BASE: &str = "  model: {version: '2.1.0', uri: 's3://m/2.1.0'}\n  server: {image: 'srv:1'}\n";

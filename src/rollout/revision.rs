@@ -102,16 +102,15 @@ pub fn parse(cr: &ControllerRevision) -> Option<Revision> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::fixtures;
     use serde_json::json;
 
     #[test]
     fn a_compacted_revision_parses_the_same() {
-        let md: ModelDeployment = serde_json::from_value(json!({
-            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
-            "metadata": {"name": "fraud", "namespace": "ml", "uid": "u"},
-            "spec": {"model": {"version": "2.0", "uri": "s3://m/2.0"}, "server": {"image": "srv:2"}},
-        }))
-        .unwrap();
+        let md = fixtures::md()
+            .uid("u")
+            .spec(json!({"model": {"version": "2.0", "uri": "s3://m/2.0"}, "server": {"image": "srv:2"}}))
+            .build();
         let cr = build(&md, 4, &ServedVersion::requested(&md));
         let mut compacted = cr.clone();
         compact(&mut compacted);
@@ -127,12 +126,12 @@ mod tests {
     }
 
     fn md(version: &str, image: &str) -> ModelDeployment {
-        serde_json::from_value(json!({
-            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
-            "metadata": {"name": "fraud", "namespace": "ml", "uid": "u"},
-            "spec": {"model": {"version": version}, "server": {"image": image}, "replicas": 3},
-        }))
-        .unwrap()
+        fixtures::md()
+            .uid("u")
+            .version(version)
+            .image(image)
+            .replicas(3)
+            .build()
     }
 
     #[test]

@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use model_operator::api::{ModelDeployment, Outcome, Phase};
 use serde_json::{Value, json};
 
 use super::*;
@@ -33,13 +32,11 @@ pub async fn setup_with(prefix: &str, extra: &[&str]) -> Setup {
     Setup::builder(prefix).exporter().args(extra).start().await
 }
 
-/// What the metric-gate tests do with their ModelDeployment `m`.
+/// What the metric-gate tests do with their exporter and Alertmanager
+/// (`Setup` has the verbs for `m` itself: create, set_version, wait).
 pub trait Gates {
     fn error_rates(&self, rates: &[(&str, f64)]);
     async fn scraped(&self, version: &str, rate: Option<f64>);
-    async fn create(&self, version: &str, analysis: Value, alerts: Value);
-    async fn set_version(&self, version: &str);
-    async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment;
     async fn alertmanager_alerts(&self) -> Vec<Value>;
     async fn wait_alert(&self, labels: Value) -> Value;
     async fn wait_alert_resolved(&self, labels: Value);
@@ -69,39 +66,7 @@ impl Gates for Setup {
             r#"max(model_error_ratio{{namespace="{}",model_version="{version}"}})"#,
             self.ns.name
         );
-        eventually(
-            &format!("Prometheus sees {query} = {rate:?}"),
-            TIMEOUT,
-            || async {
-                let got = prometheus_query(&query).await.expect("Prometheus answers");
-                if got == rate { Ok(()) } else { Err(got) }
-            },
-        )
-        .await
-    }
-
-    async fn create(&self, version: &str, analysis: Value, alerts: Value) {
-        let md: ModelDeployment = serde_json::from_value(json!({
-            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"},
-            "spec": {
-                "model": {"version": version}, "server": {"image": "srv:1"}, "replicas": 1,
-                "rollout": {"analysis": analysis},
-                "alerts": alerts,
-            },
-        }))
-        .unwrap();
-        self.create_md(&md).await;
-    }
-
-    async fn set_version(&self, version: &str) {
-        self.set(json!({"model": {"version": version}})).await;
-    }
-
-    async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment {
-        wait_for(&self.mds, "m", what, TIMEOUT, |m| {
-            m.status.as_ref().and_then(|s| s.observed_generation) == m.metadata.generation && ok(m)
-        })
-        .await
+        prometheus_sees(&query, rate, TIMEOUT).await
     }
 
     /// The alerts Alertmanager holds for this test's namespace, active or not.
@@ -147,6 +112,16 @@ impl Gates for Setup {
         })
         .await
     }
+}
+
+/// The spec of a metric-gated `m`: `version` on `srv:1`, one replica,
+/// this analysis and these alerts (`null`: none).
+pub fn gated(version: &str, analysis: Value, alerts: Value) -> Value {
+    json!({
+        "model": {"version": version}, "server": {"image": "srv:1"}, "replicas": 1,
+        "rollout": {"analysis": analysis},
+        "alerts": alerts,
+    })
 }
 
 pub fn has_labels(alert: &Value, labels: &Value) -> bool {

@@ -1,9 +1,10 @@
 //! Shared end-to-end test support, by concern: the local cluster, waits,
-//! the operator as a real process, one test's fixture (`Setup`), the real
-//! Prometheus, HTTP stand-ins, request counters and shared models.
+//! the operator as a real process, one test's fixture (`Setup`) and its
+//! verbs, Events, the real Prometheus, HTTP stand-ins, request counters and shared models.
 #![allow(dead_code, unused_imports)] // each test binary uses its own part of the support
 
 pub mod cluster;
+pub mod events;
 pub mod fakes;
 pub mod gates;
 pub mod helm;
@@ -16,6 +17,7 @@ pub mod setup;
 pub mod wait;
 
 pub use cluster::*;
+pub use events::*;
 pub use fakes::Exporter;
 pub use models::*;
 pub use operator::*;

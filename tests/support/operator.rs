@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{free_port, identity, kubeconfig_path, repo_root};
+use super::{eventually, free_port, identity, kubeconfig_path, repo_root};
 
 /// The operator binary as a real process, watching one namespace. Killed when
 /// dropped.
@@ -166,6 +166,20 @@ impl Operator {
 
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Waits until the log holds `text`; the failure shows the whole log.
+    pub async fn wait_log(&self, text: &str, timeout: Duration) {
+        let what = format!("the operator logs {text:?}");
+        eventually(&what, timeout, || async {
+            let logs = self.logs();
+            if logs.contains(text) {
+                Ok(())
+            } else {
+                Err(logs)
+            }
+        })
+        .await
     }
 }
 

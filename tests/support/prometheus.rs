@@ -2,8 +2,9 @@
 //! whose values they set, and instant queries.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
-use super::repo_root;
+use super::{eventually, repo_root};
 
 /// Where the local Prometheus (hack/monitoring.sh) listens: port 19090, or
 /// `PROMETHEUS_PORT` as for hack/monitoring.sh.
@@ -65,4 +66,21 @@ pub async fn prometheus_query(query: &str) -> Result<Option<f64>, String> {
         .and_then(|r| r.first())
         .and_then(|s| s["value"][1].as_str())
         .and_then(|v| v.parse().ok()))
+}
+
+/// Waits until Prometheus answers `query` with `want` (`None`: an empty
+/// result), e.g. until it has scraped what an exporter now serves. An error
+/// of Prometheus is retried like a wrong value, and shown if it persists.
+pub async fn prometheus_sees(query: &str, want: Option<f64>, timeout: Duration) {
+    eventually(
+        &format!("Prometheus sees {query} = {want:?}"),
+        timeout,
+        || async {
+            match prometheus_query(query).await {
+                Ok(got) if got == want => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await
 }

@@ -130,6 +130,43 @@ impl Setup {
             .expect("create ModelDeployment")
     }
 
+    /// Creates the test's main ModelDeployment, `m`, with this spec.
+    pub async fn create(&self, spec: Value) -> ModelDeployment {
+        self.create_named("m", spec).await
+    }
+
+    /// Creates ModelDeployment `name` with this spec.
+    pub async fn create_named(&self, name: &str, spec: Value) -> ModelDeployment {
+        self.create_md(&model(name, spec)).await
+    }
+
+    /// A new model version for `m`.
+    pub async fn set_version(&self, version: &str) {
+        self.set_version_of("m", version).await;
+    }
+
+    /// A new model version for ModelDeployment `name`.
+    pub async fn set_version_of(&self, name: &str, version: &str) {
+        self.patch_spec(name, json!({"model": {"version": version}}))
+            .await;
+    }
+
+    /// Waits until the status of `m` describes its latest spec and `ok`
+    /// holds; the failure shows the last state.
+    pub async fn wait(&self, what: &str, ok: impl Fn(&ModelDeployment) -> bool) -> ModelDeployment {
+        self.wait_named("m", what, ok).await
+    }
+
+    /// `wait` for ModelDeployment `name`.
+    pub async fn wait_named(
+        &self,
+        name: &str,
+        what: &str,
+        ok: impl Fn(&ModelDeployment) -> bool,
+    ) -> ModelDeployment {
+        wait_for(&self.mds, name, what, TIMEOUT, |m| settled(m) && ok(m)).await
+    }
+
     /// Merges `spec` into the spec of ModelDeployment `name`.
     pub async fn patch_spec(&self, name: &str, spec: Value) {
         self.mds
@@ -155,6 +192,25 @@ impl Setup {
             &format!("run revision {revision}"),
             TIMEOUT,
             |d| model_operator::resources::revision_of(d) == Some(revision),
+        )
+        .await
+    }
+
+    /// Waits until a Warning Event about object `regarding` has `reason`
+    /// and a note containing `note`; (reason, note) of it.
+    pub async fn warning_event(
+        &self,
+        regarding: &str,
+        reason: &str,
+        note: &str,
+    ) -> (String, String) {
+        warning_event(
+            &self.client,
+            &self.ns.name,
+            regarding,
+            reason,
+            note,
+            TIMEOUT,
         )
         .await
     }

@@ -102,3 +102,23 @@ where
     }
     panic!("{name} still exists after {timeout:?}");
 }
+
+/// Checks `probe` every 200 ms for `period` and panics the first time it
+/// finds nothing, saying what should have held and what the probe saw: the
+/// opposite of `eventually`, for "nothing happens" (no retry, no rewrite).
+pub async fn consistently<T, P: Probed<T>, F: Future<Output = P>>(
+    what: &str,
+    period: Duration,
+    probe: impl Fn() -> F,
+) {
+    let start = Instant::now();
+    while start.elapsed() < period {
+        if let Err(seen) = probe().await.found() {
+            panic!(
+                "after {:?} of {period:?}, no longer {what}; seen: {seen}",
+                start.elapsed()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
