@@ -120,12 +120,7 @@ mod tests {
     use super::*;
 
     fn md(name: &str, with_status: bool) -> ModelDeployment {
-        let mut md: ModelDeployment = serde_json::from_value(serde_json::json!({
-            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
-            "metadata": {"name": name, "namespace": "ns"},
-            "spec": {"model": {"version": "1"}, "server": {"image": "srv:1"}},
-        }))
-        .unwrap();
+        let mut md = crate::fixtures::md().name(name).build();
         if with_status {
             md.status = Some(Default::default());
         }
@@ -145,7 +140,7 @@ mod tests {
         awaiting.follow(&E::Apply(md("a", true)));
         awaiting.follow(&E::Delete(md("b", false)));
         assert_eq!(awaiting.entries(), 1);
-        awaiting.done("ns/c");
+        awaiting.done("ml/c");
         assert_eq!(awaiting.entries(), 0, "our own write");
     }
 
@@ -156,19 +151,19 @@ mod tests {
         for i in 0..BURST {
             awaiting.follow(&E::Apply(md(&format!("m{i}"), false)));
         }
-        assert!(!awaiting.in_burst("ns/m0"), "{BURST} are not a burst");
+        assert!(!awaiting.in_burst("ml/m0"), "{BURST} are not a burst");
         awaiting.follow(&E::Apply(md("one-more", false)));
-        assert!(awaiting.in_burst("ns/m0"), "the first ones join the burst");
-        assert!(awaiting.in_burst("ns/one-more"));
+        assert!(awaiting.in_burst("ml/m0"), "the first ones join the burst");
+        assert!(awaiting.in_burst("ml/one-more"));
         // The burst winds down: its last ones stay in it.
         for i in 1..BURST {
             awaiting.follow(&E::Apply(md(&format!("m{i}"), true)));
         }
-        assert!(awaiting.in_burst("ns/m0"));
+        assert!(awaiting.in_burst("ml/m0"));
         // A new one after the burst is on its own.
         std::thread::sleep(Duration::from_millis(2));
         awaiting.follow(&E::Apply(md("later", false)));
-        assert!(!awaiting.in_burst("ns/later"));
-        assert!(!awaiting.in_burst("ns/unknown"));
+        assert!(!awaiting.in_burst("ml/later"));
+        assert!(!awaiting.in_burst("ml/unknown"));
     }
 }

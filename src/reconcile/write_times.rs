@@ -140,12 +140,7 @@ mod tests {
     use super::*;
 
     fn md(name: &str) -> ModelDeployment {
-        serde_json::from_value(serde_json::json!({
-            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
-            "metadata": {"name": name, "namespace": "ns"},
-            "spec": {"model": {"version": "1"}, "server": {"image": "srv:1"}},
-        }))
-        .unwrap()
+        crate::fixtures::md().name(name).build()
     }
 
     #[test]
@@ -167,22 +162,22 @@ mod tests {
     #[test]
     fn a_version_our_own_write_replaced_is_outdated() {
         let writes = WriteTimes::default();
-        assert!(!writes.replaced("ns/m", Some("7")), "nothing written yet");
+        assert!(!writes.replaced("ml/m", Some("7")), "nothing written yet");
         writes.wrote(&md("m"), Some("7".into()));
         // Two writes in one pass: the second replaces the first's version.
         writes.wrote(&md("m"), Some("8".into()));
-        assert!(writes.replaced("ns/m", Some("7")));
-        assert!(writes.replaced("ns/m", Some("8")));
+        assert!(writes.replaced("ml/m", Some("7")));
+        assert!(writes.replaced("ml/m", Some("8")));
         assert!(
-            !writes.replaced("ns/m", Some("9")),
+            !writes.replaced("ml/m", Some("9")),
             "our last write's version"
         );
-        assert!(!writes.replaced("ns/other", Some("7")));
-        assert!(!writes.replaced("ns/m", None));
+        assert!(!writes.replaced("ml/other", Some("7")));
+        assert!(!writes.replaced("ml/m", None));
         for v in 9..30 {
             writes.wrote(&md("m"), Some(v.to_string()));
         }
-        assert!(!writes.replaced("ns/m", Some("7")), "bounded");
-        assert!(writes.replaced("ns/m", Some("29")));
+        assert!(!writes.replaced("ml/m", Some("7")), "bounded");
+        assert!(writes.replaced("ml/m", Some("29")));
     }
 }
