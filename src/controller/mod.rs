@@ -44,7 +44,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller, trigger_owners};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::ModelDeployment;
@@ -174,14 +174,14 @@ async fn run_scope(
     let (md_store, md_writer) = reflector::store::<CachedModel>();
     let md_store_for_cleanup = md_store.clone();
     let md_store_for_errors = md_store.clone();
+    let queue = queue::Queue::new(concurrency);
     let reporter = Arc::new(decode::Reporter::new(
         kube::runtime::events::Recorder::new(ctx.client.clone(), ctx.reporter.clone()),
         settings.metrics.clone(),
-        forget_on_delete(&ctx, &backoff),
+        forget_on_delete(&ctx, &backoff, &queue),
     ));
     let md_events = md_watch(&ctx, &scope, reporter.clone()).reflect(md_writer);
     let attempts_ended = attempts_ended(&ctx.outbound.deliverer, namespace);
-    let queue = queue::Queue::new(concurrency);
     let mut counters = entry_counters(&ctx, &md_store, &backoff, &reporter);
     let q = queue.clone();
     counters.push(("reconcile_queue", Box::new(move || q.entries())));
@@ -262,11 +262,16 @@ async fn check_access(client: &Client, namespace: Option<&str>) -> Result<(), Er
 }
 
 /// What is kept per object goes with the object (issue 11: cleanup).
-fn forget_on_delete(ctx: &Arc<Context>, backoff: &Arc<Backoff>) -> decode::OnDelete {
-    let (ctx, backoff) = (ctx.clone(), backoff.clone());
+fn forget_on_delete(
+    ctx: &Arc<Context>,
+    backoff: &Arc<Backoff>,
+    queue: &Arc<queue::Queue>,
+) -> decode::OnDelete {
+    let (ctx, backoff, queue) = (ctx.clone(), backoff.clone(), queue.clone());
     Box::new(move |md: &ModelDeployment| {
         pass::forget(&ctx, md);
         backoff.reset(&model_ref(md));
+        queue.forget(md.metadata.namespace.as_deref(), &md.name_any());
     })
 }
 

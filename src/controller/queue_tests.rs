@@ -1,5 +1,6 @@
-//! The queue's order (oldest first within a namespace, round-robin between
-//! namespaces), its room, and that an object never has two passes at once.
+//! The queue's order (oldest object first within a namespace, round-robin
+//! between namespaces), its room, and that an object never has two passes at
+//! once.
 
 use std::collections::{HashMap, HashSet};
 
@@ -23,7 +24,7 @@ fn drain(fair: &mut Fair) -> Vec<ModelRef> {
 }
 
 #[test]
-fn oldest_trigger_first_within_a_namespace() {
+fn oldest_first_within_a_namespace() {
     let mut fair = Fair::new(0);
     for name in ["m1", "m2", "m3"] {
         fair.push(md("a", name));
@@ -38,6 +39,34 @@ fn a_repeated_trigger_keeps_the_first_place() {
         fair.push(md("a", name));
     }
     assert_eq!(names(&drain(&mut fair)), ["a/m1", "a/m2", "a/m3"]);
+}
+
+#[test]
+fn a_follow_up_goes_before_younger_objects() {
+    let mut fair = Fair::new(1);
+    for name in ["m1", "m2", "m3"] {
+        fair.push(md("a", name));
+    }
+    assert_eq!(names(&drain(&mut fair)), ["a/m1"]);
+    assert!(fair.start(&md("a", "m1")));
+    fair.finish(&md("a", "m1"));
+    // m1's Deployment became Available: m1 came in first.
+    fair.push(md("a", "m1"));
+    assert_eq!(names(&drain(&mut fair)), ["a/m1"]);
+}
+
+#[test]
+fn a_deleted_object_loses_its_place() {
+    let mut fair = Fair::new(0);
+    for name in ["m1", "m2"] {
+        fair.push(md("a", name));
+    }
+    fair.forget(&md("a", "m1"));
+    fair.push(md("a", "m3"));
+    fair.push(md("a", "m1"));
+    assert_eq!(names(&drain(&mut fair)), ["a/m2", "a/m3", "a/m1"]);
+    fair.forget(&md("b", "never-seen"));
+    assert_eq!(fair.ages.len(), 3, "one age per live object");
 }
 
 #[test]
@@ -99,7 +128,7 @@ fn a_trigger_after_release_before_start_needs_no_second_pass() {
     assert!(fair.start(&md("a", "m1")));
     fair.finish(&md("a", "m1"));
     assert_eq!(fair.pop(), None);
-    assert_eq!(fair.entries(), 0);
+    assert_eq!(fair.entries(), 1, "only its age");
 }
 
 #[test]
@@ -155,6 +184,8 @@ fn object(n: usize, o: usize) -> ModelRef {
 struct Spec {
     /// Queued objects with the step they were queued at.
     queued: HashMap<ModelRef, usize>,
+    /// Live objects with the step they were first triggered at.
+    first_seen: HashMap<ModelRef, usize>,
     released: Vec<ModelRef>,
     running: Vec<ModelRef>,
     /// Triggered since its pass started: it owes a pass.
@@ -174,6 +205,7 @@ fn check(ops: &[Op]) -> Result<(), TestCaseError> {
         match op {
             Op::Trigger(n, o) => {
                 let object = object(*n, *o);
+                spec.first_seen.entry(object.clone()).or_insert(step);
                 if spec.running.contains(&object) {
                     spec.owed.insert(object.clone());
                 }
@@ -190,14 +222,17 @@ fn check(ops: &[Op]) -> Result<(), TestCaseError> {
                 };
                 prop_assert!(!spec.running.contains(&object), "two passes at once");
                 prop_assert!(!spec.released.contains(&object), "released twice");
-                let since = spec.queued.remove(&object);
-                prop_assert!(since.is_some(), "released without a trigger");
+                prop_assert!(
+                    spec.queued.remove(&object).is_some(),
+                    "released without a trigger"
+                );
                 let namespace = object.namespace.clone().unwrap_or_default();
+                let age = spec.first_seen.get(&object);
                 let oldest = spec
                     .queued
-                    .iter()
-                    .filter(|(o, _)| o.namespace == object.namespace)
-                    .all(|(_, at)| Some(*at) > since);
+                    .keys()
+                    .filter(|o| o.namespace == object.namespace)
+                    .all(|o| spec.first_seen.get(o) > age);
                 prop_assert!(oldest, "not the oldest of its namespace");
                 spec.passed_over.remove(&namespace);
                 for o in spec.queued.keys() {
@@ -230,6 +265,7 @@ fn check(ops: &[Op]) -> Result<(), TestCaseError> {
                 if released {
                     spec.running.push(object);
                 } else {
+                    spec.first_seen.entry(object.clone()).or_insert(step);
                     spec.queued.entry(object).or_insert(step);
                 }
             }
@@ -245,6 +281,7 @@ fn check(ops: &[Op]) -> Result<(), TestCaseError> {
             Op::Deleted(i) => {
                 if *i < spec.released.len() {
                     let object = spec.released.remove(*i);
+                    spec.first_seen.remove(&object);
                     fair.forget(&object);
                 }
             }
@@ -267,7 +304,12 @@ fn check(ops: &[Op]) -> Result<(), TestCaseError> {
             spec.running.push(object);
         }
     }
-    prop_assert_eq!(fair.entries(), 0);
+    prop_assert!(spec.running.is_empty() && fair.queued.is_empty() && fair.again.is_empty());
+    prop_assert_eq!(
+        fair.entries(),
+        spec.first_seen.len(),
+        "only the live objects' ages"
+    );
     Ok(())
 }
 
