@@ -42,7 +42,7 @@ pub struct Settings {
     pub runs: usize,
 }
 
-fn model(name: &str, namespace: &str) -> ModelDeployment {
+pub fn model(name: &str, namespace: &str) -> ModelDeployment {
     serde_json::from_value(json!({
         "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
         "metadata": {"name": name, "namespace": namespace},
@@ -53,7 +53,7 @@ fn model(name: &str, namespace: &str) -> ModelDeployment {
 
 /// Names of the objects in `api` for which `ready` holds, kept current by a
 /// watch; the receiver sees the count.
-fn count_ready<K>(api: Api<K>, ready: fn(&K) -> bool) -> watch::Receiver<usize>
+pub fn count_ready<K>(api: Api<K>, ready: fn(&K) -> bool) -> watch::Receiver<usize>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + std::fmt::Debug + Send + 'static,
 {
@@ -79,7 +79,7 @@ where
     rx
 }
 
-async fn until_count(rx: &mut watch::Receiver<usize>, n: usize) -> bool {
+pub async fn until_count(rx: &mut watch::Receiver<usize>, n: usize) -> bool {
     tokio::time::timeout(converge_timeout(n), rx.wait_for(|c| *c >= n))
         .await
         .is_ok_and(|r| r.is_ok())
@@ -89,7 +89,7 @@ fn deployment_ready(d: &Deployment) -> bool {
     d.status.as_ref().and_then(|s| s.ready_replicas) == Some(1)
 }
 
-fn md_ready(m: &ModelDeployment) -> bool {
+pub fn md_ready(m: &ModelDeployment) -> bool {
     m.status.as_ref().is_some_and(|s| {
         s.conditions
             .iter()
@@ -119,6 +119,20 @@ where
         .try_collect::<Vec<()>>()
         .await
         .expect("bench create");
+}
+
+/// Creates models m0..m{n-1} in `mds`' namespace, CONCURRENCY at once.
+pub async fn create_models(mds: &Api<ModelDeployment>, n: usize) {
+    let namespace = mds.namespace().unwrap_or_default().to_string();
+    create_all(n, |i| {
+        let mds = mds.clone();
+        let md = model(&format!("m{i}"), &namespace);
+        async move {
+            mds.create(&PostParams::default(), &md).await?;
+            Ok(())
+        }
+    })
+    .await;
 }
 
 /// The floor: seconds until N Deployments (and their Services) made by a
@@ -212,15 +226,7 @@ async fn operator_run(client: &Client, n: usize, round: usize) -> OperatorRun {
     let cpu_before = op.cpu_seconds().unwrap_or_default();
     let apiserver_before = apiserver_requests(client).await.unwrap_or_default();
     let start = Instant::now();
-    create_all(n, |i| {
-        let mds = mds.clone();
-        let md = model(&format!("m{i}"), &ns.name);
-        async move {
-            mds.create(&PostParams::default(), &md).await?;
-            Ok(())
-        }
-    })
-    .await;
+    create_models(&mds, n).await;
     assert!(until_count(&mut ready, n).await, "operator: not all Ready");
     let seconds = start.elapsed().as_secs_f64();
     let apiserver = requests_between(

@@ -13,7 +13,8 @@
 //! Environment: BENCH_N (comma-separated sizes; full: 100,1000),
 //! BENCH_QUIET_SECS (full: 300), BENCH_RUNS (interleaved floor and operator
 //! runs per size; full: 3), BENCH_APPLIES (200), BENCH_ROLLBACKS (20),
-//! BENCH_ONLY (comma-separated parts: index, convergence, latency, rollback),
+//! BENCH_ONLY (comma-separated parts: index, convergence, fairness, latency,
+//! rollback, canary),
 //! BENCH_SKIP_LAST_DELETE (set: leave the last operator namespace for the
 //! cluster's deletion; `make bench-stretch`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is the failure report
@@ -23,6 +24,7 @@ mod support;
 
 mod canary_abort;
 mod convergence;
+mod fairness;
 mod index;
 mod latency;
 mod metric_rollback;
@@ -109,6 +111,11 @@ async fn main() {
         for &n in &sizes {
             let settings = convergence::Settings { n, quiet, runs };
             emit(convergence::run(&client, &settings).await);
+        }
+    }
+    if part("fairness") {
+        for &n in &sizes {
+            emit(fairness::run(&client, n, runs).await);
         }
     }
     if part("latency") {

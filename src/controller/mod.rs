@@ -5,6 +5,7 @@
 mod decode;
 mod initial_list;
 mod pass;
+mod queue;
 mod state_entries;
 mod watch_backoff;
 
@@ -16,10 +17,10 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use kube::runtime::controller::{Config as ControllerConfig, Controller};
+use kube::runtime::controller::{Action, Config as ControllerConfig, Controller, trigger_owners};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
-use kube::{Api, Client, Resource};
+use kube::{Api, Client, Resource, ResourceExt};
 use serde::de::DeserializeOwned;
 
 use crate::api::ModelDeployment;
@@ -153,42 +154,72 @@ async fn run_scope(
     let (md_store, md_writer) = reflector::store::<CachedModel>();
     let md_store_for_cleanup = md_store.clone();
     let md_store_for_errors = md_store.clone();
+    let queue = queue::Queue::new(concurrency);
     let reporter = Arc::new(decode::Reporter::new(
         ctx.client.clone(),
         ctx.reporter.clone(),
         settings.metrics.clone(),
-        forget_on_delete(&ctx, &backoff),
+        forget_on_delete(&ctx, &backoff, &queue),
     ));
     let md_events = md_watch(&ctx, &scope, reporter.clone()).reflect(md_writer);
     let attempts_ended = attempts_ended(&ctx.outbound.deliverer, namespace);
+    let mut counters = entry_counters(&ctx, &md_store, &backoff, &reporter);
+    let q = queue.clone();
+    counters.push(("reconcile_queue", Box::new(move || q.entries())));
     let sampler = tokio::spawn(state_entries::sample(
         settings.metrics.clone(),
         namespace.unwrap_or("all").to_string(),
-        entry_counters(&ctx, &md_store, &backoff, &reporter),
+        counters,
     ));
-    Controller::for_stream(md_events.applied_objects(), md_store)
-        .trigger_backoff(SharedPause)
-        .reconcile_on(attempts_ended)
-        .owns_stream(deployment_events)
-        .owns_stream(service_events)
-        .owns_stream(hpa_events)
-        .owns_stream(revision_events)
-        .reconcile_on(rounds_done)
+    // Every trigger goes through the fair queue (`queue`); kube-runtime's
+    // own trigger stream is left empty.
+    let triggers = futures::stream::select_all([
+        md_events
+            .applied_objects()
+            .map_ok(|md| ObjectRef::from_obj(&md))
+            .boxed(),
+        owners(deployment_events),
+        owners(service_events),
+        owners(hpa_events),
+        owners(revision_events),
+        attempts_ended.map(Ok).boxed(),
+        rounds_done.map(Ok).boxed(),
         // Only a failing pod wakes its ModelDeployment: every other pod
         // change reaches it as the Deployment's status, and a pass reads
         // every pod from the cache whatever woke it.
-        .watches_stream(failing(pod_events), model_of_pod)
+        failing(pod_events)
+            .try_filter_map(|pod| std::future::ready(Ok(model_of_pod(pod))))
+            .boxed(),
+    ]);
+    let requests = queue.clone().requests(triggers);
+    Controller::for_stream(futures::stream::pending(), md_store)
+        .trigger_backoff(SharedPause)
+        .reconcile_on(requests)
         .with_config(ControllerConfig::default().concurrency(concurrency))
         .shutdown_on_signal()
         .run(
             {
-                let (backoff, store) = (backoff.clone(), md_store_for_cleanup);
-                move |md, ctx| measured_reconcile(md, ctx, backoff.clone(), store.clone())
+                let (backoff, store, queue) =
+                    (backoff.clone(), md_store_for_cleanup, queue.clone());
+                move |md, ctx| {
+                    // A requeue's timer: queued here, run in its turn.
+                    let pass = queue.admit(ObjectRef::from_obj(md.as_ref()));
+                    let (backoff, store) = (backoff.clone(), store.clone());
+                    async move {
+                        let Some(_pass) = pass else {
+                            return Ok(Action::await_change());
+                        };
+                        measured_reconcile(md, ctx, backoff, store).await
+                    }
+                }
             },
             move |md, error, _ctx| error_policy(md.as_ref(), error, &backoff, &md_store_for_errors),
             ctx,
         )
         .for_each(|result| {
+            if let Err(kube::runtime::controller::Error::ObjectNotFound(object)) = &result {
+                queue.forget(object.namespace.as_deref(), &object.name);
+            }
             log_stream_error(result);
             std::future::ready(())
         })
@@ -212,11 +243,16 @@ async fn check_access(client: &Client, namespace: Option<&str>) -> Result<(), Er
 }
 
 /// What is kept per object goes with the object (issue 11: cleanup).
-fn forget_on_delete(ctx: &Arc<Context>, backoff: &Arc<Backoff>) -> decode::OnDelete {
-    let (ctx, backoff) = (ctx.clone(), backoff.clone());
+fn forget_on_delete(
+    ctx: &Arc<Context>,
+    backoff: &Arc<Backoff>,
+    queue: &Arc<queue::Queue>,
+) -> decode::OnDelete {
+    let (ctx, backoff, queue) = (ctx.clone(), backoff.clone(), queue.clone());
     Box::new(move |md: &ModelDeployment| {
         pass::forget(&ctx, md);
         backoff.reset(&model_ref(md));
+        queue.forget(md.metadata.namespace.as_deref(), &md.name_any());
     })
 }
 
@@ -240,6 +276,18 @@ fn md_watch(
         .modify(keep_read_fields)
         .inspect_ok(move |event| ctx.status_writes.follow(event))
         .try_filter_map(|event| std::future::ready(Ok(cached_model::compact(event))))
+}
+
+/// A child's changes trigger its owner ModelDeployment.
+fn owners<K>(
+    events: impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+) -> futures::stream::BoxStream<'static, Result<ModelRef, watcher::Error>>
+where
+    K: Child,
+{
+    trigger_owners::<CachedModel, _>(events, (), ())
+        .map_ok(|request| request.obj_ref)
+        .boxed()
 }
 
 /// Pods are mapped to their ModelDeployment by its instance label.
