@@ -158,9 +158,11 @@ async fn a_bad_first_revision_is_degraded_without_flapping() {
     // No flapping: once the verdict has settled it stays, with no further
     // writes, while the pods keep crashing. (The reconcile that decides
     // writes twice: the decision first, then the status observed after
-    // acting on it; the baseline is taken after both.)
+    // acting on it; a change of progress only may follow once the 2 s
+    // progress window is over. The baseline is taken after all of them:
+    // taken at 2 s, it raced that last write by milliseconds.)
     assert_eq!(outcome(&m, 1), Some(Outcome::Failed));
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
     let version_before = s.mds.get("m").await.unwrap().metadata.resource_version;
     tokio::time::sleep(Duration::from_secs(8)).await;
     let later = s.mds.get("m").await.unwrap();
