@@ -107,7 +107,8 @@ impl Awaiting {
     }
 }
 
-fn key_of(md: &ModelDeployment) -> String {
+/// `namespace/name`: how both maps of status write times key an object.
+pub(super) fn key_of(md: &ModelDeployment) -> String {
     format!(
         "{}/{}",
         md.metadata.namespace.as_deref().unwrap_or_default(),

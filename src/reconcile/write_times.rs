@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::runtime::watcher;
 
-use super::first_status::{self, Awaiting};
+use super::first_status::{self, Awaiting, key_of as key};
 use crate::api::ModelDeployment;
 
 /// How often a change of progress only (pod counts, messages) may be
@@ -125,14 +125,6 @@ fn first_status_hold(age: Duration, in_burst: bool) -> Option<Duration> {
         false => PROGRESS_WINDOW,
     };
     limit.checked_sub(age).filter(|left| !left.is_zero())
-}
-
-fn key(md: &ModelDeployment) -> String {
-    format!(
-        "{}/{}",
-        md.metadata.namespace.as_deref().unwrap_or_default(),
-        md.metadata.name.as_deref().unwrap_or_default()
-    )
 }
 
 #[cfg(test)]
