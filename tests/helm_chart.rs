@@ -11,7 +11,7 @@ use std::time::Duration;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::api::PostParams;
-use kube::{Api, CustomResourceExt};
+use kube::Api;
 use model_operator::api::ModelDeployment;
 use serde_json::{Value, json};
 use support::helm::{KUBE_VERSION, Release, chart, helm, objects, ok, template};
@@ -468,7 +468,7 @@ impl Drop for RestoreCrd {
 async fn restore_crd() {
     let client = client().await;
     let api = Api::<CustomResourceDefinition>::all(client.clone());
-    let mut crd = ModelDeployment::crd();
+    let mut crd = model_operator::api::crd();
     let name = crd.metadata.name.clone().expect("CRD name");
     let mut attempts = 0;
     loop {

@@ -206,13 +206,13 @@ pub struct ComparisonSpec {
     /// number, e.g. `sum(increase(http_requests_total{model_version="{{version}}",code=~"5.."}[{{window}}]))`.
     /// An empty result counts as 0 failures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 4096))]
+    #[schemars(length(min = 1, max = 2048))]
     pub failures: Option<String>,
 
     /// TwoProportions: PromQL counting all requests in `{{window}}`, one
     /// number. An empty result counts as no requests yet.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 4096))]
+    #[schemars(length(min = 1, max = 2048))]
     pub total: Option<String>,
 
     /// TwoProportions: the smallest regression that matters. A percentage

@@ -2,6 +2,7 @@
 
 mod analysis_spec;
 mod analysis_status;
+pub mod bounds;
 mod canary_rollout;
 mod model_spec;
 mod model_status;
@@ -28,9 +29,41 @@ pub use model_spec::{
 };
 pub use model_status::{HistoryEntry, ModelDeploymentStatus, Outcome, Phase};
 
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
+
+/// The CRD, every node of its spec bounded (`bounds`). Use this, never
+/// `ModelDeployment::crd()`, which lacks the bounds.
+pub fn crd() -> CustomResourceDefinition {
+    let crd = ModelDeployment::crd();
+    let Ok(mut value) = serde_json::to_value(&crd) else {
+        return crd;
+    };
+    if let Some(versions) = value
+        .pointer_mut("/spec/versions")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        for version in versions {
+            if let Some(spec) = version.pointer_mut("/schema/openAPIV3Schema/properties/spec") {
+                bounds::apply(spec);
+            }
+        }
+    }
+    serde_json::from_value(value).unwrap_or(crd)
+}
+
+/// The spec's schema in the CRD, bounded.
+pub fn spec_schema() -> serde_json::Value {
+    serde_json::to_value(crd())
+        .ok()
+        .and_then(|v| {
+            v.pointer("/spec/versions/0/schema/openAPIV3Schema/properties/spec")
+                .cloned()
+        })
+        .unwrap_or_default()
+}
 
 /// The CRD as YAML, exactly as `crds/` holds it.
 pub fn crd_yaml() -> Result<String, serde_yaml::Error> {
-    serde_yaml::to_string(&ModelDeployment::crd())
+    serde_yaml::to_string(&crd())
 }

@@ -156,7 +156,7 @@ pub struct ServerSpec {
     /// Extra environment variables (core/v1 EnvVar; secretKeyRef allowed).
     /// MODEL_NAME, MODEL_VERSION and MODEL_URI are set by the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 256))]
+    #[schemars(length(max = 64))]
     #[x_kube(validation = Rule::new("self.all(e, !(e.name in ['MODEL_NAME', 'MODEL_VERSION', 'MODEL_URI']))").message("server.env may not set MODEL_NAME, MODEL_VERSION or MODEL_URI: the operator sets them from spec.model"))]
     pub env: Option<Vec<EnvVar>>,
 
@@ -223,13 +223,13 @@ fn default_server_port() -> i32 {
 pub struct PodMetadata {
     /// Extra pod labels. The operator's own labels may not be overridden.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend("maxProperties" = 32))]
     #[x_kube(validation = Rule::new("!self.exists(k, k in ['app.kubernetes.io/name', 'app.kubernetes.io/instance', 'app.kubernetes.io/version', 'app.kubernetes.io/component', 'app.kubernetes.io/managed-by', 'mlops.dev/revision', 'mlops.dev/track', 'mlops.dev/owner-uid'])").message("podMetadata.labels may not set the operator's own labels: app.kubernetes.io/name, app.kubernetes.io/instance, app.kubernetes.io/version, app.kubernetes.io/component, app.kubernetes.io/managed-by, mlops.dev/revision, mlops.dev/track, mlops.dev/owner-uid"))]
     pub labels: Option<BTreeMap<String, String>>,
 
     /// Extra pod annotations.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(extend("maxProperties" = 64))]
+    #[schemars(extend("maxProperties" = 32))]
     pub annotations: Option<BTreeMap<String, String>>,
 }
 

@@ -107,7 +107,7 @@ impl Drop for TestNamespace {
 /// Installs (or updates) the CRD from the code, and waits until established.
 pub async fn ensure_crd(client: &Client) {
     let api = Api::<CustomResourceDefinition>::all(client.clone());
-    let crd = ModelDeployment::crd();
+    let crd = model_operator::api::crd();
     let name = crd.metadata.name.clone().expect("crd name");
     api.patch(
         &name,

@@ -1,0 +1,676 @@
+//! A bound on every string, list and map of the spec, and the worst-case
+//! size those bounds allow.
+//!
+//! One operator serves every team, and every byte of a spec is stored in
+//! etcd, copied into revision snapshots and read by the operator: a spec
+//! without bounds lets one team fill the operator's memory (issue 24). The
+//! CRD's schema therefore bounds every node of `spec`: the fields that carry
+//! text (arguments, env values, annotations, probe commands) by the table
+//! below, every other string, list and map (the Kubernetes types included,
+//! and any field added later) by `DEFAULTS`. Where many items may each be
+//! long, a CEL rule bounds their total. `worst_case` adds it all up, and a
+//! test holds the whole spec under `SPEC_BUDGET`, well under etcd's 1.5 MiB
+//! object limit next to the bounded status (docs/security.md, "Bounded
+//! spec"). docs/api.md lists every limit (`limits_markdown`).
+
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value, json};
+
+/// The most a spec may take as JSON, whatever it holds. With the status
+/// (at most 512 KiB, `status::bounded`) and the annotations (at most
+/// 256 KiB, enforced by the API server) an object stays at three quarters
+/// of etcd's 1.5 MiB limit, with room for its managed fields.
+pub const SPEC_BUDGET: u64 = 384 * 1024;
+
+/// Bounds for every node the table does not name.
+pub struct Defaults {
+    /// Names, keys, paths, enum-like values.
+    pub string: u64,
+    /// Lists of structured items (tolerations, headers, claims).
+    pub items: u64,
+    /// Entries of a map.
+    pub properties: u64,
+    /// A map key: a qualified name (253-character prefix, '/', 63 characters).
+    pub key: u64,
+    /// An int-or-string: a port, a quantity or a percentage.
+    pub int_or_string: u64,
+}
+
+pub const DEFAULTS: Defaults = Defaults {
+    string: 256,
+    items: 32,
+    properties: 64,
+    key: 317,
+    int_or_string: 64,
+};
+
+/// A limit on one node, named by its path under `spec`: `a.b` a field,
+/// `a.b[]` the items of list `a.b`, `a.b{}` the values of map `a.b`.
+pub struct Limit {
+    pub path: &'static str,
+    pub bound: Bound,
+}
+
+pub enum Bound {
+    /// The most characters of a string.
+    Length(u64),
+    /// The most items of a list.
+    Items(u64),
+    /// The most entries of a map.
+    Entries(u64),
+    /// The most bytes of all the strings of a list or map together: their
+    /// items' strings, or the member `of` each item (a CEL rule). `what`
+    /// ends the message, after "at most N bytes in all".
+    Total {
+        bytes: u64,
+        of: Option<&'static str>,
+        what: &'static str,
+    },
+    /// Fields of an object of which at most one group may be set, as the
+    /// API server requires of a Pod (one probe handler, one env source): a
+    /// CEL rule refuses more at `kubectl apply`, and the worst case counts
+    /// the largest group only.
+    OneOf {
+        groups: &'static [&'static [&'static str]],
+        what: &'static str,
+    },
+}
+
+const PROBE_HANDLERS: &[&[&str]] = &[&["exec"], &["grpc"], &["httpGet"], &["tcpSocket"]];
+
+/// The fields that carry text, sized for what real model servers are given
+/// (vLLM, Triton, MLServer and TorchServe flags, JSON configs in env).
+pub const LIMITS: &[Limit] = &[
+    Limit {
+        path: "server.command",
+        bound: Bound::Items(64),
+    },
+    Limit {
+        path: "server.command[]",
+        bound: Bound::Length(4096),
+    },
+    Limit {
+        path: "server.command",
+        bound: Bound::Total {
+            bytes: 8 * 1024,
+            of: None,
+            what: "",
+        },
+    },
+    Limit {
+        path: "server.args",
+        bound: Bound::Items(256),
+    },
+    Limit {
+        path: "server.args[]",
+        bound: Bound::Length(16 * 1024),
+    },
+    Limit {
+        path: "server.args",
+        bound: Bound::Total {
+            bytes: 32 * 1024,
+            of: None,
+            what: "",
+        },
+    },
+    Limit {
+        path: "server.env[].name",
+        bound: Bound::Length(128),
+    },
+    Limit {
+        path: "server.env[].valueFrom",
+        bound: Bound::OneOf {
+            groups: &[
+                &["configMapKeyRef"],
+                &["fieldRef"],
+                &["fileKeyRef"],
+                &["resourceFieldRef"],
+                &["secretKeyRef"],
+            ],
+            what: "takes one source: configMapKeyRef, fieldRef, fileKeyRef, resourceFieldRef or secretKeyRef",
+        },
+    },
+    Limit {
+        path: "server.readinessProbe",
+        bound: Bound::OneOf {
+            groups: PROBE_HANDLERS,
+            what: "takes one handler: exec, grpc, httpGet or tcpSocket",
+        },
+    },
+    Limit {
+        path: "server.livenessProbe",
+        bound: Bound::OneOf {
+            groups: PROBE_HANDLERS,
+            what: "takes one handler: exec, grpc, httpGet or tcpSocket",
+        },
+    },
+    Limit {
+        path: "rollout.analysis.metrics[]",
+        bound: Bound::OneOf {
+            groups: &[
+                &[
+                    "query",
+                    "min",
+                    "max",
+                    "maxIncreasePercent",
+                    "maxDecreasePercent",
+                ],
+                &["comparison"],
+            ],
+            what: "takes a query with bounds or a comparison, not both",
+        },
+    },
+    Limit {
+        path: "rollout.analysis.metrics[].comparison",
+        bound: Bound::OneOf {
+            groups: &[&["failures", "total", "margin"], &["buckets", "worseWhen"]],
+            what: "takes failures, total and margin (TwoProportions) or buckets and worseWhen (MannWhitney), not both",
+        },
+    },
+    Limit {
+        path: "server.env[].value",
+        bound: Bound::Length(16 * 1024),
+    },
+    Limit {
+        path: "server.env",
+        bound: Bound::Total {
+            bytes: 32 * 1024,
+            of: Some("value"),
+            what: " in the values",
+        },
+    },
+    Limit {
+        path: "server.readinessProbe.exec.command[]",
+        bound: Bound::Length(4096),
+    },
+    Limit {
+        path: "server.readinessProbe.exec.command",
+        bound: Bound::Total {
+            bytes: 8 * 1024,
+            of: None,
+            what: "",
+        },
+    },
+    Limit {
+        path: "server.readinessProbe.httpGet.path",
+        bound: Bound::Length(2048),
+    },
+    Limit {
+        path: "server.readinessProbe.httpGet.httpHeaders",
+        bound: Bound::Items(8),
+    },
+    Limit {
+        path: "server.readinessProbe.httpGet.httpHeaders[].value",
+        bound: Bound::Length(1024),
+    },
+    Limit {
+        path: "server.livenessProbe.exec.command[]",
+        bound: Bound::Length(4096),
+    },
+    Limit {
+        path: "server.livenessProbe.exec.command",
+        bound: Bound::Total {
+            bytes: 8 * 1024,
+            of: None,
+            what: "",
+        },
+    },
+    Limit {
+        path: "server.livenessProbe.httpGet.path",
+        bound: Bound::Length(2048),
+    },
+    Limit {
+        path: "server.livenessProbe.httpGet.httpHeaders",
+        bound: Bound::Items(8),
+    },
+    Limit {
+        path: "server.livenessProbe.httpGet.httpHeaders[].value",
+        bound: Bound::Length(1024),
+    },
+    Limit {
+        path: "server.nodeSelector",
+        bound: Bound::Entries(32),
+    },
+    Limit {
+        path: "server.nodeSelector{}",
+        bound: Bound::Length(63),
+    },
+    Limit {
+        path: "server.tolerations",
+        bound: Bound::Items(16),
+    },
+    Limit {
+        path: "server.resources.claims",
+        bound: Bound::Items(8),
+    },
+    Limit {
+        path: "server.tolerations[].value",
+        bound: Bound::Length(63),
+    },
+    Limit {
+        path: "podMetadata.labels{}",
+        bound: Bound::Length(63),
+    },
+    Limit {
+        path: "podMetadata.annotations{}",
+        bound: Bound::Length(16 * 1024),
+    },
+    Limit {
+        path: "podMetadata.annotations",
+        bound: Bound::Total {
+            bytes: 32 * 1024,
+            of: None,
+            what: " in the values",
+        },
+    },
+];
+
+/// Bounds every node of the spec schema: the table's limits where it names
+/// the node, `DEFAULTS` where the node has no bound of its own.
+pub fn apply(spec: &mut Value) {
+    bound_node(spec, "", false);
+}
+
+fn bound_node(node: &mut Value, path: &str, in_any_of: bool) {
+    let Some(schema) = node.as_object_mut() else {
+        return;
+    };
+    for limit in LIMITS.iter().filter(|l| l.path == path) {
+        match &limit.bound {
+            Bound::Length(n) => set(schema, "maxLength", *n),
+            Bound::Items(n) => set(schema, "maxItems", *n),
+            Bound::Entries(n) => set(schema, "maxProperties", *n),
+            Bound::Total { bytes, of, what } => add_rule(
+                schema,
+                total_rule(schema, *bytes, *of),
+                format!("at most {bytes} bytes in all{what} (docs/api.md, \"Limits\")"),
+            ),
+            Bound::OneOf { groups, what } => {
+                add_rule(schema, one_of_rule(groups), (*what).to_string())
+            }
+        }
+    }
+    let int_or_string = schema.contains_key("x-kubernetes-int-or-string");
+    match kind(schema) {
+        Kind::String if !in_any_of && !schema.contains_key("enum") => {
+            default(schema, "maxLength", DEFAULTS.string)
+        }
+        _ if int_or_string => default(schema, "maxLength", DEFAULTS.int_or_string),
+        Kind::Array => default(schema, "maxItems", DEFAULTS.items),
+        Kind::Map => {
+            default(schema, "maxProperties", DEFAULTS.properties);
+            let key = DEFAULTS.key;
+            add_rule(
+                schema,
+                format!("self.all(k, size(k) <= {key})"),
+                format!("keys must be at most {key} characters"),
+            );
+        }
+        _ => {}
+    }
+    if let Some(Value::Object(properties)) = schema.get_mut("properties") {
+        for (name, child) in properties.iter_mut() {
+            bound_node(child, &join(path, name), false);
+        }
+    }
+    if let Some(items) = schema.get_mut("items") {
+        bound_node(items, &format!("{path}[]"), false);
+    }
+    if let Some(values @ Value::Object(_)) = schema.get_mut("additionalProperties") {
+        bound_node(values, &format!("{path}{{}}"), false);
+    }
+    if let Some(Value::Array(branches)) = schema.get_mut("anyOf") {
+        for branch in branches {
+            bound_node(branch, path, true);
+        }
+    }
+}
+
+#[derive(PartialEq)]
+enum Kind {
+    String,
+    Array,
+    Map,
+    Object,
+    Other,
+}
+
+fn kind(schema: &Map<String, Value>) -> Kind {
+    match schema.get("type").and_then(Value::as_str) {
+        Some("string") => Kind::String,
+        Some("array") => Kind::Array,
+        Some("object")
+            if schema
+                .get("additionalProperties")
+                .is_some_and(Value::is_object) =>
+        {
+            Kind::Map
+        }
+        Some("object") => Kind::Object,
+        _ => Kind::Other,
+    }
+}
+
+fn set(schema: &mut Map<String, Value>, key: &str, n: u64) {
+    schema.insert(key.to_string(), n.into());
+}
+
+fn default(schema: &mut Map<String, Value>, key: &str, n: u64) {
+    schema.entry(key).or_insert_with(|| n.into());
+}
+
+fn add_rule(schema: &mut Map<String, Value>, rule: String, message: String) {
+    let rules = schema
+        .entry("x-kubernetes-validations")
+        .or_insert_with(|| json!([]));
+    if let Some(rules) = rules.as_array_mut() {
+        rules.push(json!({"rule": rule, "message": message}));
+    }
+}
+
+/// The CEL rule that sums the sizes: of a list's strings, of a member of
+/// its items, or of a map's values.
+fn total_rule(schema: &Map<String, Value>, bytes: u64, of: Option<&str>) -> String {
+    let sizes = match (kind(schema), of) {
+        (Kind::Map, _) => "self.map(k, size(self[k]))".to_string(),
+        (_, Some(member)) => format!("self.map(x, has(x.{member}) ? size(x.{member}) : 0)"),
+        (_, None) => "self.map(x, size(x))".to_string(),
+    };
+    format!("{sizes}.sum() <= {bytes}")
+}
+
+/// At most one group has a field set.
+fn one_of_rule(groups: &[&[&str]]) -> String {
+    let set: Vec<String> = groups
+        .iter()
+        .map(|group| {
+            group
+                .iter()
+                .map(|field| format!("has(self.{field})"))
+                .collect::<Vec<_>>()
+                .join(" || ")
+        })
+        .collect();
+    format!("[{}].filter(x, x).size() <= 1", set.join(", "))
+}
+
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}.{name}")
+    }
+}
+
+fn display(path: &str) -> String {
+    join("spec", path)
+}
+
+/// A node whose size nothing bounds.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("{0} has no bound")]
+pub struct Unbounded(pub String);
+
+/// The most bytes the spec's JSON can take under the schema's bounds.
+pub fn worst_case(spec: &Value) -> Result<u64, Unbounded> {
+    worst(spec, "")
+}
+
+/// Quotes, separators and a little slack per value.
+const OVERHEAD: u64 = 4;
+/// An integer, a number or a boolean as JSON.
+const SCALAR: u64 = 24;
+
+fn worst(node: &Value, path: &str) -> Result<u64, Unbounded> {
+    let unbounded = || Unbounded(display(path));
+    let schema = node.as_object().ok_or_else(unbounded)?;
+    if let Some(Value::Array(values)) = schema.get("enum") {
+        let longest = values.iter().map(|v| v.to_string().len() as u64).max();
+        return Ok(longest.unwrap_or(0) + OVERHEAD);
+    }
+    let number = |key: &str| schema.get(key).and_then(Value::as_u64);
+    let total = LIMITS.iter().find_map(|l| match l.bound {
+        Bound::Total { bytes, of, .. } if l.path == path => Some((bytes, of)),
+        _ => None,
+    });
+    if schema.contains_key("x-kubernetes-int-or-string") {
+        return Ok(number("maxLength").ok_or_else(unbounded)?.max(SCALAR) + OVERHEAD);
+    }
+    match kind(schema) {
+        Kind::String => Ok(number("maxLength").ok_or_else(unbounded)? + OVERHEAD),
+        Kind::Array => {
+            let items = number("maxItems").ok_or_else(unbounded)?;
+            let item_path = format!("{path}[]");
+            let item = worst(schema.get("items").ok_or_else(unbounded)?, &item_path)?;
+            Ok(match total {
+                // The strings themselves count once, in the total.
+                Some((bytes, None)) => items * OVERHEAD + bytes,
+                Some((bytes, Some(member))) => {
+                    let member = join(&item_path, member);
+                    let own = longest_string(schema.get("items"), &member).unwrap_or(0);
+                    items * (item - own + OVERHEAD) + bytes
+                }
+                None => items * (item + OVERHEAD),
+            } + OVERHEAD)
+        }
+        Kind::Map => {
+            let entries = number("maxProperties").ok_or_else(unbounded)?;
+            let value_path = format!("{path}{{}}");
+            let value = worst(
+                schema.get("additionalProperties").ok_or_else(unbounded)?,
+                &value_path,
+            )?;
+            let value = match total {
+                Some(_) => OVERHEAD,
+                None => value,
+            };
+            Ok(entries * (DEFAULTS.key + OVERHEAD + value)
+                + total.map_or(0, |(bytes, _)| bytes)
+                + OVERHEAD)
+        }
+        Kind::Object => {
+            if schema.contains_key("x-kubernetes-preserve-unknown-fields") {
+                return Err(unbounded());
+            }
+            let mut sum = OVERHEAD;
+            let one_of = LIMITS.iter().find_map(|l| match l.bound {
+                Bound::OneOf { groups, .. } if l.path == path => Some(groups),
+                _ => None,
+            });
+            let mut groups = vec![0; one_of.map_or(0, <[_]>::len)];
+            if let Some(Value::Object(properties)) = schema.get("properties") {
+                for (name, child) in properties {
+                    let field = name.len() as u64 + OVERHEAD + worst(child, &join(path, name))?;
+                    let group =
+                        one_of.and_then(|g| g.iter().position(|g| g.contains(&name.as_str())));
+                    match group {
+                        Some(n) => groups[n] += field,
+                        None => sum += field,
+                    }
+                }
+            }
+            Ok(sum + groups.into_iter().max().unwrap_or(0))
+        }
+        Kind::Other => match schema.get("type").and_then(Value::as_str) {
+            Some("integer" | "number" | "boolean") => Ok(SCALAR),
+            _ => Err(unbounded()),
+        },
+    }
+}
+
+/// The `maxLength` of the string at `member` inside `items`.
+fn longest_string(items: Option<&Value>, member: &str) -> Option<u64> {
+    let name = member.rsplit('.').next()?;
+    items?
+        .get("properties")?
+        .get(name)?
+        .get("maxLength")?
+        .as_u64()
+}
+
+/// Every limit of the spec schema as a Markdown table, for docs/api.md.
+pub fn limits_markdown(spec: &Value) -> String {
+    let mut rows = Vec::new();
+    collect(spec, "", &mut rows);
+    let mut out = String::from("| field | limit |\n| --- | --- |\n");
+    for (path, limit) in rows {
+        let _ = writeln!(out, "| `{path}` | {limit} |");
+    }
+    out
+}
+
+fn collect(node: &Value, path: &str, rows: &mut Vec<(String, String)>) {
+    let Some(schema) = node.as_object() else {
+        return;
+    };
+    let mut limits = Vec::new();
+    for (key, what) in [
+        ("maxLength", "characters"),
+        ("maxItems", "items"),
+        ("maxProperties", "entries"),
+    ] {
+        if let Some(n) = schema.get(key).and_then(Value::as_u64) {
+            limits.push(format!("{n} {what}"));
+        }
+    }
+    for limit in LIMITS.iter().filter(|l| l.path == path) {
+        if let Bound::Total { bytes, .. } = limit.bound {
+            limits.push(format!("{bytes} bytes in all"));
+        }
+    }
+    if !limits.is_empty() && !path.is_empty() {
+        rows.push((path.to_string(), limits.join(", ")));
+    }
+    if let Some(Value::Object(properties)) = schema.get("properties") {
+        for (name, child) in properties {
+            collect(child, &join(path, name), rows);
+        }
+    }
+    if let Some(items) = schema.get("items") {
+        collect(items, &format!("{path}[]"), rows);
+    }
+    if let Some(values) = schema.get("additionalProperties") {
+        collect(values, &format!("{path}{{}}"), rows);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn string() -> Value {
+        json!({"type": "string"})
+    }
+
+    #[test]
+    fn every_node_gets_a_bound() {
+        let mut spec = json!({"type": "object", "properties": {
+            "name": string(),
+            "kind": {"type": "string", "enum": ["A", "Bb"]},
+            "port": {"x-kubernetes-int-or-string": true,
+                     "anyOf": [{"type": "integer"}, {"type": "string"}]},
+            "list": {"type": "array", "items": string()},
+            "map": {"type": "object", "additionalProperties": string()},
+            "kept": {"type": "string", "maxLength": 7},
+        }});
+        apply(&mut spec);
+        let p = &spec["properties"];
+        assert_eq!(p["name"]["maxLength"], 256);
+        assert!(p["kind"].get("maxLength").is_none(), "an enum is bounded");
+        assert_eq!(p["port"]["maxLength"], 64);
+        assert!(p["port"]["anyOf"][1].get("maxLength").is_none());
+        assert_eq!(p["list"]["maxItems"], 32);
+        assert_eq!(p["list"]["items"]["maxLength"], 256);
+        assert_eq!(p["map"]["maxProperties"], 64);
+        assert_eq!(
+            p["map"]["x-kubernetes-validations"][0]["rule"],
+            "self.all(k, size(k) <= 317)"
+        );
+        assert_eq!(p["kept"]["maxLength"], 7);
+    }
+
+    #[test]
+    fn the_table_names_its_nodes_and_adds_totals() {
+        let mut spec = json!({"type": "object", "properties": {
+            "server": {"type": "object", "properties": {
+                "args": {"type": "array", "items": string()},
+                "env": {"type": "array", "maxItems": 256, "items": {"type": "object", "properties": {
+                    "name": string(), "value": string()}}},
+            }},
+            "podMetadata": {"type": "object", "properties": {
+                "annotations": {"type": "object", "additionalProperties": string()},
+            }},
+        }});
+        apply(&mut spec);
+        let server = &spec["properties"]["server"]["properties"];
+        assert_eq!(server["args"]["maxItems"], 256);
+        assert_eq!(server["args"]["items"]["maxLength"], 16 * 1024);
+        assert_eq!(
+            server["args"]["x-kubernetes-validations"][0]["rule"],
+            "self.map(x, size(x)).sum() <= 32768"
+        );
+        assert_eq!(server["env"]["maxItems"], 256, "an explicit bound stays");
+        assert_eq!(
+            server["env"]["x-kubernetes-validations"][0]["rule"],
+            "self.map(x, has(x.value) ? size(x.value) : 0).sum() <= 32768"
+        );
+        let annotations = &spec["properties"]["podMetadata"]["properties"]["annotations"];
+        let rules = annotations["x-kubernetes-validations"].as_array().unwrap();
+        assert!(
+            rules
+                .iter()
+                .any(|r| r["rule"] == "self.map(k, size(self[k])).sum() <= 32768"),
+            "{rules:?}"
+        );
+    }
+
+    #[test]
+    fn the_worst_case_adds_up_the_bounds() {
+        let spec = json!({"type": "object", "properties": {
+            "s": {"type": "string", "maxLength": 10},
+            "l": {"type": "array", "maxItems": 3, "items": {"type": "string", "maxLength": 5}},
+            "n": {"type": "integer"},
+        }});
+        let expected = OVERHEAD
+            + (1 + OVERHEAD + 10 + OVERHEAD)
+            + (1 + OVERHEAD + 3 * (5 + OVERHEAD + OVERHEAD) + OVERHEAD)
+            + (1 + OVERHEAD + SCALAR);
+        assert_eq!(worst_case(&spec), Ok(expected));
+    }
+
+    #[test]
+    fn a_node_without_a_bound_is_named() {
+        let spec = json!({"type": "object", "properties": {"a": {"type": "object", "properties": {
+            "free": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}});
+        assert_eq!(worst_case(&spec), Err(Unbounded("spec.a.free".into())));
+        let spec = json!({"type": "object", "properties": {"s": string()}});
+        assert_eq!(worst_case(&spec), Err(Unbounded("spec.s".into())));
+    }
+
+    #[test]
+    fn the_whole_spec_stays_within_its_budget() {
+        let spec = crate::api::spec_schema();
+        let bytes = worst_case(&spec).unwrap_or_else(|e| panic!("{e}"));
+        println!("worst-case spec: {bytes} bytes of {SPEC_BUDGET}");
+        let by_field: Vec<String> = ["model", "server", "podMetadata", "rollout", "alerts"]
+            .iter()
+            .map(|f| format!("{f}: {:?}", worst(&spec["properties"][f], f)))
+            .collect();
+        assert!(
+            bytes <= SPEC_BUDGET,
+            "{bytes} > {SPEC_BUDGET}: {by_field:?}"
+        );
+    }
+
+    #[test]
+    fn a_total_counts_its_strings_once() {
+        let mut spec = json!({"type": "object", "properties": {"server": {"type": "object",
+            "properties": {"args": {"type": "array", "items": string()}}}}});
+        apply(&mut spec);
+        let args = &spec["properties"]["server"]["properties"]["args"];
+        let bound = worst(args, "server.args").unwrap();
+        assert_eq!(bound, 256 * OVERHEAD + 32 * 1024 + OVERHEAD);
+        assert!(bound < 256 * 16 * 1024, "far below items × length");
+    }
+}
