@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::PostParams;
 use kube::Api;
+use kube::api::PostParams;
 use model_operator::api::ModelDeployment;
 use serde_json::{Value, json};
 use support::helm::{KUBE_VERSION, Release, chart, helm, objects, ok, template};

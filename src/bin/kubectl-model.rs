@@ -13,6 +13,7 @@ use model_operator::api::{
     AnalysisStatus, FiringAlert, ModelDeployment, ModelDeploymentStatus, Outcome,
 };
 use model_operator::resources::labels::RETRY_ANNOTATION;
+use model_operator::resources::owned_by;
 use model_operator::rollout::revision;
 use serde_json::json;
 
@@ -168,13 +169,26 @@ async fn rollback(
         .get(&revision::name(name, target))
         .await
         .map_err(|e| explain(e, &revision::name(name, target)))?;
-    let snapshot =
-        revision::parse(&cr).ok_or_else(|| format!("revision {target} of {name} is damaged"))?;
+    // Anyone who may create objects in the namespace can name one
+    // `<name>-r<N>`: only a revision this ModelDeployment owns is trusted.
+    if !owned_by(&cr, &md) {
+        return Err(format!(
+            "{} is not a revision of {name}: it lacks {name}'s controller owner reference, so it is not used",
+            revision::name(name, target)
+        ));
+    }
+    let served = revision::parse(&cr)
+        .and_then(|r| r.served)
+        .ok_or_else(|| format!("revision {target} of {name} is damaged"))?;
+    let described = format!(
+        "model {}, image {}",
+        served.model.version, served.server.image
+    );
     let current = serde_json::to_value(&md.spec).map_err(|e| e.to_string())?;
     let target_spec = json!({
-        "model": snapshot.served.model,
-        "server": snapshot.served.server,
-        "podMetadata": snapshot.served.pod_metadata,
+        "model": served.model,
+        "server": served.server,
+        "podMetadata": served.pod_metadata,
     });
     let mut patch = serde_json::Map::new();
     for field in ["model", "server", "podMetadata"] {
@@ -190,10 +204,7 @@ async fn rollback(
     )
     .await
     .map_err(|e| explain(e, name))?;
-    println!(
-        "{name}: spec set back to revision {target} (model {}, image {}).",
-        snapshot.served.model.version, snapshot.served.server.image
-    );
+    println!("{name}: spec set back to revision {target} ({described}).");
     eprintln!(
         "warning: if {name} is managed with GitOps, commit the same change to Git, or the next sync will undo it."
     );

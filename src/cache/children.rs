@@ -98,6 +98,15 @@ pub type CachedDeployment = Cached<Deployment>;
 pub type CachedService = Cached<Service>;
 
 impl<K: Compactable> Cached<K> {
+    /// The cache's trim: of an object no ModelDeployment controls, only
+    /// its identity (`trim::identity_unless_child`).
+    pub fn keep_child(&mut self) {
+        if !super::trim::identity_unless_child(&mut self.metadata) {
+            self.spec = None;
+            self.status = None;
+        }
+    }
+
     /// The whole object, spec decoded.
     pub fn decode(&self) -> Result<K, serde_json::Error> {
         let spec = self.spec.as_deref().map(serde_json::from_str).transpose()?;

@@ -6,12 +6,15 @@
 pub mod children;
 pub mod index;
 pub mod model;
+pub mod snapshots;
+pub mod trim;
 
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::Resource;
+use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
 use tokio::sync::watch;
 
@@ -27,7 +30,9 @@ pub struct Stores {
     pub services: Store<CachedService>,
     pub hpas: Store<HorizontalPodAutoscaler>,
     /// Indexed by instance: every reconcile looks its revisions and pods up.
-    pub revisions: Indexed<ControllerRevision>,
+    /// Revisions as metadata only: their snapshots are read when needed
+    /// (`snapshots`).
+    pub revisions: Indexed<PartialObjectMeta<ControllerRevision>>,
     pub pods: Indexed<WatchedPod>,
     ready: watch::Receiver<bool>,
 }
@@ -39,7 +44,7 @@ impl Stores {
         deployments: Store<CachedDeployment>,
         services: Store<CachedService>,
         hpas: Store<HorizontalPodAutoscaler>,
-        revisions: Indexed<ControllerRevision>,
+        revisions: Indexed<PartialObjectMeta<ControllerRevision>>,
         pods: Indexed<WatchedPod>,
     ) -> Self {
         // `Store::wait_until_ready` wakes only the most recent of several

@@ -17,6 +17,7 @@ use std::sync::Arc;
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller, trigger_owners};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -25,15 +26,15 @@ use serde::de::DeserializeOwned;
 
 use crate::api::ModelDeployment;
 use crate::cache::Stores;
-use crate::cache::children::{CachedDeployment, CachedService};
+use crate::cache::children::{Cached, CachedDeployment, CachedService};
 use crate::cache::index::{IndexedWriter, indexed_store};
 use crate::cache::model::{self as cached_model, CachedModel, ModelRef, model_ref};
+use crate::cache::trim;
 use crate::metrics::Metrics;
 use crate::outbound::{Outbound, rounds};
 use crate::reconcile::Context;
 use crate::resources::labels::managed_selector;
 use crate::rollout::pod::{self, WatchedPod};
-use crate::rollout::revision;
 use pass::{Backoff, error_policy, measured_reconcile};
 use tokio::sync::watch;
 use watch_backoff::{SharedPause, WatchBackoff};
@@ -124,16 +125,27 @@ async fn run_scope(
     let namespace = scope.namespace;
     check_access(&client, namespace).await?;
 
-    let (deployments, deployment_events) = child_cache::<CachedDeployment>(&client, &scope);
-    let (services, service_events) = child_cache::<CachedService>(&client, &scope);
-    let (hpas, hpa_events) = child_cache::<HorizontalPodAutoscaler>(&client, &scope);
-    let (revisions, writer) = indexed_store::<ControllerRevision>();
-    let revision_events = indexed_child_cache(writer, &client, &scope, revision::compact);
+    // Of an object that merely carries our labels, only its identity is
+    // kept (`cache::trim`).
+    let (deployments, deployment_events) =
+        child_cache::<CachedDeployment>(&client, &scope, Cached::keep_child);
+    let (services, service_events) =
+        child_cache::<CachedService>(&client, &scope, Cached::keep_child);
+    let (hpas, hpa_events) = child_cache(&client, &scope, keep_hpa);
+    // Revisions as metadata only: a snapshot is as large as a spec, and a
+    // pass reads the few it needs (`reconcile::revisions::read_snapshots`).
+    let (revisions, writer) = indexed_store::<PartialObjectMeta<ControllerRevision>>();
+    let revision_events = indexed_child_cache(writer, &client, &scope, |r| {
+        trim::identity_unless_child(&mut r.metadata);
+    });
     // Pods are owned by ReplicaSets, not by the ModelDeployment: they are
     // mapped to it by their instance label. Only what rollout::health reads
     // is kept: at 1,000 pods the rest is most of the pod cache.
     let (pods, writer) = indexed_store::<WatchedPod>();
-    let pod_events = indexed_child_cache(writer, &client, &scope, pod::keep_read_fields);
+    let pod_events = indexed_child_cache(writer, &client, &scope, |p| {
+        pod::keep_read_fields(p);
+        trim::metadata(&mut p.metadata);
+    });
     let stores = Stores::new(deployments, services, hpas, revisions, pods);
     // Finished metric rounds wake their ModelDeployment's reconcile.
     let (wake, rounds_done) = rounds::Wake::channel();
@@ -364,6 +376,11 @@ fn entry_counters(
     }
     let b = backoff.clone();
     counters.push(("reconcile_backoff", Box::new(move || b.entries())));
+    let c = ctx.clone();
+    counters.push((
+        "revision_snapshots",
+        Box::new(move || c.snapshots.entries()),
+    ));
     let r = reporter.clone();
     counters.push(("undecodable_reported", Box::new(move || r.entries())));
     counters
@@ -373,14 +390,16 @@ fn entry_counters(
 /// copy of the whole spec that a client-side `kubectl apply` leaves in an
 /// annotation (the operator never reads either).
 fn keep_read_fields(md: &mut ModelDeployment) {
-    let meta = md.meta_mut();
-    meta.managed_fields = None;
-    if let Some(annotations) = meta.annotations.as_mut() {
-        annotations.remove(LAST_APPLIED);
-    }
+    trim::metadata(md.meta_mut());
 }
 
-const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
+/// An HPA no ModelDeployment controls: its identity only.
+fn keep_hpa(hpa: &mut HorizontalPodAutoscaler) {
+    if !trim::identity_unless_child(&mut hpa.metadata) {
+        hpa.spec = Default::default();
+        hpa.status = None;
+    }
+}
 
 /// The ModelDeployments of this scope whose alert delivery attempt ended:
 /// reconciled at once, so a confirmation reaches status in one pass (and a
@@ -440,10 +459,12 @@ impl<K> Child for K where
 }
 
 /// A label-scoped watch of one child kind, cached without managedFields
-/// (they are most of an object's size and the operator never reads them).
+/// (they are most of an object's size and the operator never reads them)
+/// and trimmed by `trim`.
 fn child_cache<K>(
     client: &Client,
     scope: &Scope<'_>,
+    trim: fn(&mut K),
 ) -> (
     Store<K>,
     impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
@@ -452,7 +473,7 @@ where
     K: Child,
 {
     let (store, writer) = reflector::store();
-    let events = child_watch(client, scope, |_: &mut K| {})
+    let events = child_watch(client, scope, trim)
         .reflect(writer)
         .touched_objects();
     (store, events)

@@ -70,6 +70,7 @@ pub(super) fn forget(ctx: &Context, md: &ModelDeployment) {
         md.metadata.name.as_deref(),
     ) {
         ctx.outbound.forget(namespace, name);
+        ctx.snapshots.forget(namespace, name);
         ctx.metrics.forget(md);
     }
 }

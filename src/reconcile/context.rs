@@ -9,6 +9,7 @@ use kube::runtime::events::Reporter;
 
 use super::write_times::WriteTimes;
 use crate::cache::Stores;
+use crate::cache::snapshots::Snapshots;
 use crate::outbound::Outbound;
 use crate::outbound::rounds::Wake;
 use crate::resources::labels::MANAGER;
@@ -31,6 +32,8 @@ pub struct Context {
     pub status_writes: WriteTimes,
     /// Wakes a ModelDeployment of this scope once its metric round is done.
     pub wake: Wake,
+    /// Revision snapshots passes have read, within a byte budget.
+    pub snapshots: Snapshots,
 }
 
 impl Context {
@@ -53,6 +56,7 @@ impl Context {
             outbound,
             status_writes: Default::default(),
             wake,
+            snapshots: Snapshots::default(),
         }
     }
 }

@@ -37,7 +37,7 @@ use observe::Snapshot;
 use persist::WriteDue;
 use plan::Plan;
 use report::{Report, count_dropped, count_outcomes, deliver_alerts, due_if_changed};
-use revisions::{ensure_revision, prune_revisions};
+use revisions::{ensure_revision, prune_revisions, read_snapshots};
 
 pub async fn reconcile(
     md: Arc<crate::api::ModelDeployment>,
@@ -47,12 +47,14 @@ pub async fn reconcile(
     // existing children for missing ones.
     ctx.stores.wait_until_ready().await;
     // Observe: one snapshot of the caches and one `now` for the whole pass.
-    let seen = Snapshot::observe(md, &ctx)?;
+    let mut seen = Snapshot::observe(md, &ctx)?;
     // Our last status write has not reached the cache yet: nothing is
     // decided from what it replaced. Its watch event brings us back.
     if ctx.status_writes.outdated(&seen.md) {
         return Ok(Action::requeue(write_times::PROGRESS_WINDOW));
     }
+    // The few snapshots a decision may need, read before deciding.
+    read_snapshots(&mut seen, &ctx).await?;
     let mut report = Report::default();
     let result = validate_and_decide(&seen, &mut report, &ctx).await;
     // Whatever the pass's result: what it wrote is announced, once.

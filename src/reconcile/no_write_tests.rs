@@ -4,7 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment};
+use kube::core::{PartialObjectMeta, PartialObjectMetaExt};
 
 use crate::cache::children::{Cached, CachedDeployment, CachedService, Compactable};
 use crate::rollout::pod::WatchedPod;
@@ -80,6 +81,11 @@ where
     indexed
 }
 
+/// A revision as the cache keeps it: metadata only.
+fn metadata_of(cr: ControllerRevision) -> PartialObjectMeta<ControllerRevision> {
+    cr.metadata.into_response_partial()
+}
+
 fn converged_world(autoscaling: bool) -> (ModelDeployment, Stores) {
     let mut spec =
         json!({"model": {"version": "2.1.0"}, "server": {"image": "srv:1"}, "replicas": 2});
@@ -118,7 +124,7 @@ fn converged_world(autoscaling: bool) -> (ModelDeployment, Stores) {
         cached_of(vec![deployment]),
         cached_of(vec![service]),
         store_of(hpas),
-        indexed_of(vec![snapshot]),
+        indexed_of(vec![metadata_of(snapshot)]),
         indexed_of(Vec::<WatchedPod>::new()),
     );
     (md, stores)
@@ -186,6 +192,7 @@ fn mock_context(stores: Stores) -> (Arc<Context>, ApiServer) {
             outbound,
             status_writes: Default::default(),
             wake: crate::outbound::rounds::Wake::channel().0,
+            snapshots: Default::default(),
         }),
         api,
     )
@@ -229,7 +236,8 @@ async fn converged_autoscaled_makes_no_request_even_when_the_hpa_scaled() {
 
 /// A canary held at a pause without duration: revision 1 Stable on the
 /// stable Deployment, revision 2 on one canary pod, waiting for promotion.
-fn held_canary_world() -> (ModelDeployment, Stores) {
+/// Also the full snapshots, as the API server would send them.
+fn held_canary_world() -> (ModelDeployment, Stores, Vec<ControllerRevision>) {
     let spec = json!({
         "model": {"version": "2.0"}, "server": {"image": "srv:1"}, "replicas": 4,
         "rollout": {"strategy": "Canary", "canary": {"steps": [{"setWeight": 25}, {"pause": {}}]}},
@@ -316,20 +324,42 @@ fn held_canary_world() -> (ModelDeployment, Stores) {
         cached_of(vec![stable, canary]),
         cached_of(vec![service]),
         store_of(Vec::<HorizontalPodAutoscaler>::new()),
-        indexed_of(snapshots),
+        indexed_of(snapshots.iter().cloned().map(metadata_of).collect()),
         indexed_of(Vec::<WatchedPod>::new()),
     );
-    (md, stores)
+    (md, stores, snapshots)
 }
 
+/// The cache keeps revisions as metadata: the first pass reads the stable
+/// revision's snapshot (the canary compares with it), once; from then on a
+/// held canary costs nothing.
 #[tokio::test]
-async fn a_canary_held_at_a_pause_makes_no_request() {
-    let (md, stores) = held_canary_world();
+async fn a_canary_held_at_a_pause_reads_the_stable_snapshot_once_then_makes_no_request() {
+    let (md, stores, snapshots) = held_canary_world();
     assert_eq!(
         md.status.as_ref().and_then(|s| s.phase),
         Some(crate::api::Phase::Progressing)
     );
-    reconcile_against_silent_api(md, stores).await;
+    let (ctx, mut api) = mock_context(stores);
+    let md = Arc::new(md);
+    let first = tokio::spawn(reconcile(md.clone(), ctx.clone()));
+    api.expect(Method::GET, "/namespaces/ml/controllerrevisions/fraud-r1")
+        .await
+        .respond(200, &serde_json::to_value(&snapshots[0]).unwrap());
+    let result = tokio::time::timeout(Duration::from_secs(5), first).await;
+    assert!(
+        result.is_ok_and(|r| r.unwrap().is_ok()),
+        "the first pass ends"
+    );
+    api.expect_none(Duration::from_millis(100)).await;
+    for _ in 0..3 {
+        let pass = tokio::time::timeout(Duration::from_secs(5), reconcile(md.clone(), ctx.clone()));
+        assert!(
+            pass.await.is_ok_and(|r| r.is_ok()),
+            "a later pass sent a request"
+        );
+        api.expect_none(Duration::from_millis(100)).await;
+    }
 }
 
 #[tokio::test]
@@ -446,7 +476,7 @@ async fn every_concurrent_reconcile_gets_past_the_cache_gate() {
     let (deployments, mut dw) = reflector::store::<CachedDeployment>();
     let (services, mut sw) = reflector::store::<CachedService>();
     let (hpas, mut hw) = reflector::store::<HorizontalPodAutoscaler>();
-    let revisions = indexed_of(Vec::<k8s_openapi::api::apps::v1::ControllerRevision>::new());
+    let revisions = indexed_of(Vec::<PartialObjectMeta<ControllerRevision>>::new());
     let pods = indexed_of(Vec::<WatchedPod>::new());
     let stores = Stores::new(deployments, services, hpas, revisions, pods);
     let waiters: Vec<_> = (0..8)

@@ -48,7 +48,9 @@ pub struct Snapshot {
     pub canary_is_current: bool,
     /// How `current` is doing (its pods and the Deployment's progress).
     pub health: Health,
-    /// Every revision snapshot this ModelDeployment owns.
+    /// Every revision this ModelDeployment owns, by number and hash; the
+    /// snapshots of those this pass needs are read after observing
+    /// (`revisions::read_snapshots`).
     pub known: Vec<Revision>,
     /// The `mlops.dev/retry` annotation.
     pub retry_token: Option<String>,
@@ -126,7 +128,31 @@ impl Snapshot {
         self.known
             .iter()
             .find(|k| k.number == number)
-            .map(|k| &k.served)
+            .and_then(|k| k.served.as_ref())
+    }
+
+    /// The revisions whose snapshots a pass may need besides the spec's:
+    /// every revision a decision can target or a canary can run (the stable
+    /// one, the one running, the canary's), never the whole history.
+    pub fn needed_revisions(&self) -> Vec<i64> {
+        let canary = self
+            .canary_deployment
+            .as_deref()
+            .and_then(resources::revision_of);
+        let mut needed: Vec<i64> = [
+            self.previous.stable,
+            self.previous.current,
+            self.previous.requested,
+            self.current,
+            self.stable_running,
+            canary,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        needed.sort_unstable();
+        needed.dedup();
+        needed
     }
 }
 
@@ -159,12 +185,13 @@ fn health_of(
     }
 }
 
-/// The revisions this ModelDeployment owns, from the cache.
+/// The revisions this ModelDeployment owns, from the cache's metadata.
 fn known_revisions(md: &ModelDeployment, namespace: &str, ctx: &Context) -> Vec<Revision> {
-    of_instance(&ctx.stores.revisions, namespace, &md.name_any())
+    let name = md.name_any();
+    of_instance(&ctx.stores.revisions, namespace, &name)
         .iter()
         .filter(|cr| owned_by(cr.as_ref(), md))
-        .filter_map(|cr| revision::parse(cr))
+        .filter_map(|cr| revision::identify(&cr.metadata, &name))
         .collect()
 }
 

@@ -1,5 +1,8 @@
-//! Revisions in the cluster: the spec's revision number (creating its
-//! snapshot when new), and pruning those the history no longer remembers.
+//! Revisions in the cluster: the snapshots a pass needs, the spec's
+//! revision number (creating its snapshot when new), and pruning those the
+//! history no longer remembers.
+
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::api::{DeleteParams, PostParams};
@@ -7,10 +10,58 @@ use kube::{Api, ResourceExt};
 
 use super::context::Context;
 use super::observe::Snapshot;
+use crate::cache::snapshots::Key;
 use crate::error::Error;
 use crate::resources::owned_by;
 use crate::rollout::revision;
 use crate::status::Revisions;
+
+/// Reads the snapshots of the revisions this pass may need
+/// (`Snapshot::needed_revisions`): from the memo, else with one GET each.
+/// The cache keeps no snapshot data, so a pass never decodes the whole
+/// history. A snapshot that is gone, not ours or damaged stays unread, as
+/// if the revision were unknown.
+pub async fn read_snapshots(seen: &mut Snapshot, ctx: &Context) -> Result<(), Error> {
+    let needed = seen.needed_revisions();
+    let requested_hash = revision::served_hash(&seen.served);
+    let api = Api::<ControllerRevision>::namespaced(ctx.client.clone(), &seen.namespace);
+    let (md, namespace, name) = (seen.md.clone(), seen.namespace.clone(), seen.name.clone());
+    for known in seen.known.iter_mut() {
+        if known.served.is_some() || !needed.contains(&known.number) {
+            continue;
+        }
+        if known.hash == requested_hash {
+            known.served = Some(seen.served.clone());
+            continue;
+        }
+        let key = Key {
+            namespace: namespace.clone(),
+            name: name.clone(),
+            number: known.number,
+            hash: known.hash.clone(),
+        };
+        let json = match ctx.snapshots.get(&key) {
+            Some(json) => json,
+            None => {
+                let Some(cr) = api.get_opt(&revision::name(&name, known.number)).await? else {
+                    continue;
+                };
+                let parsed = revision::parse(&cr)
+                    .filter(|_| owned_by(&cr, &md))
+                    .filter(|p| p.number == known.number && p.hash == known.hash)
+                    .and_then(|p| p.served);
+                let Some(json) = parsed.and_then(|s| serde_json::to_string(&s).ok()) else {
+                    continue;
+                };
+                let json: Arc<str> = json.into();
+                ctx.snapshots.insert(key, json.clone());
+                json
+            }
+        };
+        known.served = serde_json::from_str(&json).ok();
+    }
+    Ok(())
+}
 
 /// The spec's revision number, creating its snapshot when it is new.
 pub async fn ensure_revision(seen: &Snapshot, ctx: &Context) -> Result<i64, Error> {

@@ -18,7 +18,22 @@ use crate::resources::labels::SERVED_HASH;
 pub struct Revision {
     pub number: i64,
     pub hash: String,
-    pub served: ServedVersion,
+    /// Its snapshot: `None` until a pass that needs it reads it (the cache
+    /// keeps metadata only, `reconcile::revisions::read_snapshots`).
+    pub served: Option<ServedVersion>,
+}
+
+/// A revision known from its metadata alone: its number (label) and the
+/// hash of what it serves (annotation). `None` for an object that lacks
+/// either or whose name does not match its number.
+pub fn identify(meta: &ObjectMeta, md_name: &str) -> Option<Revision> {
+    let number: i64 = meta.labels.as_ref()?.get(labels::REVISION)?.parse().ok()?;
+    let hash = meta.annotations.as_ref()?.get(SERVED_HASH)?.clone();
+    (meta.name.as_deref() == Some(name(md_name, number).as_str())).then_some(Revision {
+        number,
+        hash,
+        served: None,
+    })
 }
 
 /// Identity of a served version: a hash of its canonical JSON form.
@@ -72,30 +87,16 @@ pub fn build(md: &ModelDeployment, number: i64, served: &ServedVersion) -> Contr
     }
 }
 
-/// How the cache keeps a ControllerRevision: its `data` as one JSON string
-/// instead of a tree of values (about a sixth of the memory: every
-/// revision of every model is cached, and only `parse` reads `data`).
-pub fn compact(cr: &mut ControllerRevision) {
-    if let Some(RawExtension(data)) = cr.data.as_mut()
-        && !data.is_string()
-    {
-        *data = serde_json::Value::String(data.to_string());
-    }
-}
-
-/// `None` for a ControllerRevision that is not one of ours or is damaged;
-/// such an object is ignored rather than trusted. Takes `data` as the API
-/// server sends it or as `compact` keeps it.
+/// `None` for a ControllerRevision that is not one of ours or is damaged
+/// (its data does not hash to its annotation); such an object is ignored
+/// rather than trusted.
 pub fn parse(cr: &ControllerRevision) -> Option<Revision> {
     let hash = cr.annotations().get(SERVED_HASH)?.clone();
-    let served: ServedVersion = match &cr.data.as_ref()?.0 {
-        serde_json::Value::String(text) => serde_json::from_str(text).ok()?,
-        data => ServedVersion::deserialize(data).ok()?,
-    };
+    let served = ServedVersion::deserialize(&cr.data.as_ref()?.0).ok()?;
     (served_hash(&served) == hash).then_some(Revision {
         number: cr.revision,
         hash,
-        served,
+        served: Some(served),
     })
 }
 
@@ -103,26 +104,33 @@ pub fn parse(cr: &ControllerRevision) -> Option<Revision> {
 mod tests {
     use super::*;
     use crate::fixtures;
-    use serde_json::json;
 
     #[test]
-    fn a_compacted_revision_parses_the_same() {
-        let md = fixtures::md()
-            .uid("u")
-            .spec(json!({"model": {"version": "2.0", "uri": "s3://m/2.0"}, "server": {"image": "srv:2"}}))
-            .build();
-        let cr = build(&md, 4, &ServedVersion::requested(&md));
-        let mut compacted = cr.clone();
-        compact(&mut compacted);
-        assert!(compacted.data.as_ref().unwrap().0.is_string());
-        assert_eq!(parse(&compacted), parse(&cr));
-        assert!(parse(&cr).is_some());
-        compact(&mut compacted);
-        assert_eq!(
-            parse(&compacted),
-            parse(&cr),
-            "compacting twice changes nothing"
+    fn the_metadata_alone_identifies_a_revision() {
+        let m = md("2.0", "srv:2");
+        let served = ServedVersion::requested(&m);
+        let cr = build(&m, 4, &served);
+        let known = identify(&cr.metadata, "fraud").unwrap();
+        assert_eq!((known.number, known.served), (4, None));
+        assert_eq!(known.hash, served_hash(&served));
+        assert_eq!(known.hash, parse(&cr).unwrap().hash);
+        assert!(
+            identify(&cr.metadata, "other").is_none(),
+            "another model's name"
         );
+        let mut renumbered = cr.metadata.clone();
+        renumbered
+            .labels
+            .as_mut()
+            .unwrap()
+            .insert(labels::REVISION.into(), "5".into());
+        assert!(
+            identify(&renumbered, "fraud").is_none(),
+            "label and name disagree"
+        );
+        let mut unhashed = cr.metadata;
+        unhashed.annotations = None;
+        assert!(identify(&unhashed, "fraud").is_none());
     }
 
     fn md(version: &str, image: &str) -> ModelDeployment {
@@ -142,7 +150,7 @@ mod tests {
         assert_eq!(cr.metadata.name.as_deref(), Some("fraud-r4"));
         assert_eq!(cr.labels()[labels::REVISION], "4");
         let parsed = parse(&cr).unwrap();
-        assert_eq!((parsed.number, &parsed.served), (4, &served));
+        assert_eq!((parsed.number, parsed.served), (4, Some(served)));
     }
 
     #[test]
@@ -172,7 +180,7 @@ mod tests {
         let existing = vec![Revision {
             number: 1,
             hash: served_hash(&v1),
-            served: v1.clone(),
+            served: None,
         }];
         assert_eq!(resolve(&existing, &v1, 1), (1, false));
         assert_eq!(resolve(&existing, &v2, 1), (2, true));

@@ -26,7 +26,7 @@ fn revision(number: i64, version: &str) -> Revision {
     Revision {
         number,
         hash: served_hash(&served),
-        served,
+        served: Some(served),
     }
 }
 
@@ -266,11 +266,11 @@ mod canary {
             vec![revision(1, "1.0"), revision(2, "2.0")],
         );
         let md = seen.md.clone();
-        let stable = revision(1, "1.0").served;
+        let stable = revision(1, "1.0").served.unwrap();
         seen.deployment = Some(settled(resources::deployment(&md, &stable, 1), 4));
         if let Some((r, available)) = canary {
             let served = if r == 2 {
-                revision(2, "2.0").served
+                revision(2, "2.0").served.unwrap()
             } else {
                 stable
             };
@@ -438,7 +438,7 @@ mod canary {
         let history = vec![entry(1, Outcome::Stable), entry(2, Outcome::Progressing)];
         let mut seen = seen(history, Some((2, 4)));
         let md = seen.md.clone();
-        let promoted = revision(2, "2.0").served;
+        let promoted = revision(2, "2.0").served.unwrap();
         let mut rolling = (*settled(resources::deployment(&md, &promoted, 2), 4)).clone();
         if let Some(status) = rolling.status.as_mut() {
             status.updated_replicas = Some(1);
@@ -465,7 +465,7 @@ mod canary {
         seen.previous.stable = Some(2);
         seen.previous.requested = Some(2);
         let md = seen.md.clone();
-        let promoted = revision(2, "2.0").served;
+        let promoted = revision(2, "2.0").served.unwrap();
         seen.deployment = Some(settled(resources::deployment(&md, &promoted, 2), 4));
         seen.current = Some(2);
         let plan = plan(&seen, 2, &passed(), Some(&STEPS)).unwrap();
