@@ -103,7 +103,11 @@ mod tests {
         metadata(&mut m);
         assert_eq!(
             m.labels.unwrap().keys().collect::<Vec<_>>(),
-            ["app.kubernetes.io/instance", "mlops.dev/revision", "pod-template-hash"]
+            [
+                "app.kubernetes.io/instance",
+                "mlops.dev/revision",
+                "pod-template-hash"
+            ]
         );
         let annotations = m.annotations.unwrap();
         assert_eq!(
