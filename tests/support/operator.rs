@@ -84,14 +84,19 @@ impl Operator {
             .expect("--metrics-addr has a port")
     }
 
-    /// The sum of a metric's samples; `None` when `/metrics` does not answer.
-    pub async fn metric(&self, name: &str) -> Option<f64> {
-        let text = reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+    /// The exposition text of `/metrics`; `None` when it does not answer.
+    pub async fn metrics_text(&self) -> Option<String> {
+        reqwest::get(format!("http://{}/metrics", self.metrics_addr))
             .await
             .ok()?
             .text()
             .await
-            .ok()?;
+            .ok()
+    }
+
+    /// The sum of a metric's samples; `None` when `/metrics` does not answer.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.metrics_text().await?;
         Some(
             text.lines()
                 .filter(|l| l.starts_with(name) && !l.starts_with('#'))
