@@ -63,6 +63,11 @@ impl Operator {
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let metrics_addr = flag_or_free_port(&mut args, "--metrics-addr");
         let health_addr = flag_or_free_port(&mut args, "--health-addr");
+        // Plain /metrics on loopback for the tests that read it for other
+        // reasons; tests/tenancy_metrics.rs asks for the secured one.
+        if !args.iter().any(|a| a.starts_with("--metrics-auth")) {
+            args.extend(["--metrics-auth".to_string(), "none".to_string()]);
+        }
         let child = spawn_operator(namespace, &log, &args, kubeconfig);
         Self {
             child: Some(child),
