@@ -677,3 +677,72 @@ async fn install_upgrade_with_a_crd_change_and_uninstall_keeping_the_crd() {
         "helm uninstall deleted a user's ModelDeployment"
     );
 }
+
+#[test]
+fn the_admission_policy_matches_only_the_operators_account_and_is_bound() {
+    let objects = rendered(&[]);
+    let policy = single(&objects, "ValidatingAdmissionPolicy");
+    let binding = single(&objects, "ValidatingAdmissionPolicyBinding");
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+    assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    assert_eq!(
+        policy["spec"]["matchConditions"][0]["expression"],
+        "request.userInfo.username == 'system:serviceaccount:ops:model-operator'"
+    );
+    let protected = policy["spec"]["validations"][0]["expression"].to_string();
+    for ns in ["kube-system", "kube-public", "kube-node-lease"] {
+        assert!(protected.contains(&format!("'{ns}'")), "{protected}");
+    }
+    assert!(
+        of_kind(
+            &rendered(&["admissionPolicy.enabled=false"]),
+            "ValidatingAdmissionPolicy"
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn secret_namespaces_replace_the_cluster_wide_secret_rule_with_roles() {
+    let reads_secrets = |rule: &Value| {
+        rule["resources"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!("secrets")))
+    };
+    for sets in [vec![], vec!["watchNamespaces={a,b}"]] {
+        let objects = rendered(&sets);
+        assert!(
+            rules(&objects).iter().any(|(_, r)| reads_secrets(r)),
+            "{sets:?}"
+        );
+    }
+    for sets in [
+        vec!["secretNamespaces={team-a,team-b}"],
+        vec!["secretNamespaces={team-a,team-b}", "watchNamespaces={a,b}"],
+    ] {
+        let objects = rendered(&sets);
+        let with_secrets: Vec<String> = rules(&objects)
+            .into_iter()
+            .filter(|(_, r)| reads_secrets(r))
+            .map(|(role, r)| {
+                assert_eq!(r["verbs"], json!(["get"]), "{role}");
+                role
+            })
+            .collect();
+        assert_eq!(
+            with_secrets,
+            [
+                "Role team-a/model-operator-secrets",
+                "Role team-b/model-operator-secrets"
+            ],
+            "{sets:?}"
+        );
+        let bound: Vec<&str> = of_kind(&objects, "RoleBinding")
+            .iter()
+            .filter(|b| b["roleRef"]["name"] == "model-operator-secrets")
+            .map(|b| b["metadata"]["namespace"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(bound, ["team-a", "team-b"]);
+    }
+}

@@ -14,7 +14,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use model_operator::api::ModelDeployment;
 use serde_json::{Value, json};
-use support::helm::{Release, chart};
+use support::helm::Release;
 use support::identity::{service_account_kubeconfig, wait_authorized};
 use support::*;
 
@@ -158,21 +158,8 @@ async fn metrics_refuse_anonymous_and_unauthorised_readers_and_serve_the_charts_
     let n = ns.name.as_str();
     // The chart as installed (metrics.secure defaults to true), its RBAC
     // for the operator, and `reader` bound to its metrics-reader role.
-    let _release = Release::install(
-        "model-operator",
-        n,
-        &chart(),
-        &[
-            "--set",
-            "replicas=0",
-            "--set",
-            "crds.install=false",
-            "--set",
-            &format!("metrics.readers[0].namespace={n}"),
-            "--set",
-            "metrics.readers[0].name=reader",
-        ],
-    );
+    let reader_namespace = format!("metrics.readers[0].namespace={n}");
+    let _release = Release::identity(n, &[&reader_namespace, "metrics.readers[0].name=reader"]);
     let (reader, stranger) = (token_of(n, "reader"), token_of(n, "stranger"));
     let operator_user = format!("system:serviceaccount:{n}:model-operator");
     wait_authorized(
