@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The operator's own identity for the end-to-end tests. Installs the Helm
-# chart's ServiceAccount and RBAC, cluster-wide, as release model-operator in
+# chart's ServiceAccount and RBAC, cluster-wide, and its
+# ValidatingAdmissionPolicy (the operator's account writes only what it
+# manages: every e2e test then runs under it), as release model-operator in
 # namespace model-operator-e2e (replicas=0: no operator pod; crds.install=false:
 # the tests install the CRD from the code), and writes
 # .local/operator-kubeconfig: the same server and CA as .local/kubeconfig,

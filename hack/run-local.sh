@@ -25,4 +25,6 @@ The operator starts now (Ctrl-C stops it). In another terminal:
   kubectl -n models describe mdep fraud-detector
 
 MSG
-exec target/debug/model-operator run
+# /metrics in plain HTTP on 127.0.0.1:8080 (curl it without a token); the
+# chart serves it over HTTPS to authorised readers only (docs/security.md).
+exec target/debug/model-operator run --metrics-auth=none

@@ -2,6 +2,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use model_operator::controller::{self, InitialList, Settings};
+use model_operator::http::{EndpointArgs, Endpoints};
 
 use model_operator::leader::{self, Election, ElectionArgs};
 use model_operator::outbound::egress::Policy;
@@ -29,12 +30,8 @@ enum Command {
         /// the env var). Default: the whole cluster.
         #[arg(long = "namespace", env = "WATCH_NAMESPACES", value_delimiter = ',')]
         namespaces: Vec<String>,
-        /// Where `/metrics` listens.
-        #[arg(long, env = "METRICS_ADDR", default_value = "127.0.0.1:8080")]
-        metrics_addr: std::net::SocketAddr,
-        /// Where `/healthz` and `/readyz` listen (may equal --metrics-addr).
-        #[arg(long, env = "HEALTH_ADDR", default_value = "127.0.0.1:8081")]
-        health_addr: std::net::SocketAddr,
+        #[command(flatten)]
+        endpoints: EndpointArgs,
         /// How the caches are first filled: `stream` (streaming lists: no
         /// whole LIST answer in memory at start), `list`, or `auto`
         /// (streaming where the API server has it on by default).
@@ -88,8 +85,7 @@ fn main() -> ExitCode {
             log_format,
             concurrency,
             namespaces,
-            metrics_addr,
-            health_addr,
+            endpoints,
             initial_list,
             allowed_endpoints,
             allow_insecure_tokens,
@@ -130,7 +126,7 @@ fn main() -> ExitCode {
                     per_namespace: analysis_per_namespace,
                 },
             };
-            run(settings, election, metrics_addr, health_addr, ready_rx)
+            run(settings, election, endpoints, ready_rx)
         }
     }
 }
@@ -138,8 +134,7 @@ fn main() -> ExitCode {
 fn run(
     settings: Settings,
     election: Option<Election>,
-    metrics_addr: std::net::SocketAddr,
-    health_addr: std::net::SocketAddr,
+    endpoints: EndpointArgs,
     ready: tokio::sync::watch::Receiver<bool>,
 ) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -160,9 +155,16 @@ fn run(
                 return ExitCode::FAILURE;
             }
         };
-        let endpoints = model_operator::http::serve(metrics_addr, health_addr, settings.metrics.clone(), ready);
+        let endpoints =
+            match Endpoints::bind(&endpoints, client.clone(), settings.metrics.clone(), ready).await {
+                Ok(endpoints) => endpoints,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot serve the metrics and health endpoints");
+                    return ExitCode::FAILURE;
+                }
+            };
         let endpoints = tokio::spawn(async move {
-            if let Err(e) = endpoints.await {
+            if let Err(e) = endpoints.serve().await {
                 tracing::error!(error = %e, "metrics and health endpoints stopped");
             }
         });

@@ -1,10 +1,8 @@
 //! The operator's own Prometheus metrics.
 
-mod phases;
+mod objects;
 
-pub use phases::Phases;
-
-use std::sync::atomic::AtomicU64;
+pub use objects::{Gate, Objects};
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -13,7 +11,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
-use crate::api::{FiringAlert, ModelDeployment, ModelDeploymentStatus};
+use crate::api::{ModelDeployment, ModelDeploymentStatus};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReconcileLabels {
@@ -30,23 +28,6 @@ pub struct RevisionLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct MetricValueLabels {
-    pub namespace: String,
-    pub modeldeployment: String,
-    /// The analysis metric's name from the spec.
-    pub metric: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct BoundLabels {
-    pub namespace: String,
-    pub modeldeployment: String,
-    pub metric: String,
-    /// `lower` or `upper`.
-    pub bound: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CheckLabels {
     /// Pass, Fail or Inconclusive.
     pub verdict: String,
@@ -58,16 +39,6 @@ pub struct DeliveryLabels {
     pub channel: String,
     /// ok or error.
     pub result: String,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FiringLabels {
-    pub namespace: String,
-    pub modeldeployment: String,
-    /// `ModelRolledBack`, `ModelRolloutFailed`, `ModelAnalysisInconclusive`,
-    /// `ModelMetricBreach` (src/alerts/desired.rs).
-    pub alertname: String,
-    pub severity: String,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -93,20 +64,16 @@ pub struct Metrics {
     pub reconciles: Family<ReconcileLabels, Counter>,
     pub reconcile_duration: Histogram,
     pub revision_outcomes: Family<RevisionLabels, Counter>,
-    pub analysis_value: Family<MetricValueLabels, Gauge<f64, AtomicU64>>,
-    /// The tightest lower and upper limit each analysed metric was last
-    /// checked against (absolute and relative to the baseline).
-    pub analysis_bound: Family<BoundLabels, Gauge<f64, AtomicU64>>,
     pub analysis_checks: Family<CheckLabels, Counter>,
     pub alert_deliveries: Family<DeliveryLabels, Counter>,
     /// 1 while this replica holds the leader lease (or runs without leader
     /// election), 0 while it stands by.
     pub leader: Gauge,
     pub api_requests: Family<ApiRequestLabels, Counter>,
-    /// 1 for each ModelDeployment's current phase, 0 for the others.
-    pub phase: Phases,
-    /// 1 per alert firing in a ModelDeployment's status; removed when resolved.
-    pub alert_firing: Family<FiringLabels, Gauge>,
+    /// Every series that names one ModelDeployment: its phase, firing
+    /// alerts, and each gate's last value and the limits it was checked
+    /// against (absolute and relative to the baseline).
+    pub objects: Objects,
     /// ModelDeployments this binary could not decode (each version once):
     /// skipped, logged and Evented, never a stop of the watch.
     pub undecodable: Counter,
@@ -133,18 +100,6 @@ impl Default for Metrics {
             "Revisions that ended a rollout, by outcome and reason",
             revision_outcomes.clone(),
         );
-        let analysis_value = Family::<MetricValueLabels, Gauge<f64, AtomicU64>>::default();
-        registry.register(
-            "analysis_value",
-            "Last value of each analysed metric, per ModelDeployment",
-            analysis_value.clone(),
-        );
-        let analysis_bound = Family::<BoundLabels, Gauge<f64, AtomicU64>>::default();
-        registry.register(
-            "analysis_bound",
-            "Tightest lower/upper limit each analysed metric was last checked against",
-            analysis_bound.clone(),
-        );
         let analysis_checks = Family::<CheckLabels, Counter>::default();
         registry.register(
             "analysis_checks",
@@ -169,14 +124,8 @@ impl Default for Metrics {
             "Requests sent to the Kubernetes API server, by verb and resource (counted when sent)",
             api_requests.clone(),
         );
-        let phase = Phases::default();
-        registry.register_collector(Box::new(phase.clone()));
-        let alert_firing = Family::<FiringLabels, Gauge>::default();
-        registry.register(
-            "alert_firing",
-            "1 for each alert firing in a ModelDeployment's status",
-            alert_firing.clone(),
-        );
+        let objects = Objects::default();
+        registry.register_collector(Box::new(objects.clone()));
         let undecodable = Counter::default();
         registry.register(
             "undecodable_objects",
@@ -195,14 +144,11 @@ impl Default for Metrics {
             reconciles,
             reconcile_duration,
             revision_outcomes,
-            analysis_value,
-            analysis_bound,
             analysis_checks,
             alert_deliveries,
             leader,
             api_requests,
-            phase,
-            alert_firing,
+            objects,
             registry,
         }
     }
@@ -210,77 +156,32 @@ impl Default for Metrics {
 
 impl Metrics {
     /// Mirrors a ModelDeployment's phase and firing alerts (its status as
-    /// just derived; `stored`: the one it replaces) into the per-object
-    /// gauges.
+    /// just derived) into its series, and drops the series of gates its
+    /// spec no longer has (`gates`: those it has).
     pub fn record_state(
         &self,
         namespace: &str,
         name: &str,
-        stored: Option<&ModelDeploymentStatus>,
         status: &ModelDeploymentStatus,
+        gates: &[&str],
     ) {
-        self.phase.set(namespace, name, status.phase);
-        let firing = |alert: &FiringAlert| FiringLabels {
-            namespace: namespace.into(),
-            modeldeployment: name.into(),
-            alertname: alert.alertname.clone(),
-            severity: alert.severity.clone(),
-        };
-        let now: Vec<FiringLabels> = status.alerts.iter().map(firing).collect();
-        for gone in stored.map(|s| s.alerts.as_slice()).unwrap_or_default() {
-            let labels = firing(gone);
-            if !now.contains(&labels) {
-                self.alert_firing.remove(&labels);
-            }
-        }
-        for labels in &now {
-            self.alert_firing.get_or_create(labels).set(1);
-        }
+        self.objects.set_phase(namespace, name, status.phase);
+        let firing = status
+            .alerts
+            .iter()
+            .map(|a| (a.alertname.as_str(), a.severity.as_str()));
+        self.objects.set_firing(namespace, name, firing);
+        self.objects.keep_gates(namespace, name, gates);
     }
 
-    /// Drops every series of a deleted ModelDeployment: its phases, firing
-    /// alerts and analysed metrics (those its spec and status name).
+    /// Drops every series of a deleted ModelDeployment, whatever its spec
+    /// and status say now: what is dropped is what was recorded.
     pub fn forget(&self, md: &ModelDeployment) {
-        let (Some(namespace), Some(name)) = (
+        if let (Some(namespace), Some(name)) = (
             md.metadata.namespace.as_deref(),
             md.metadata.name.as_deref(),
-        ) else {
-            return;
-        };
-        self.phase.remove(namespace, name);
-        let status = md.status.as_ref();
-        for alert in status.map(|s| s.alerts.as_slice()).unwrap_or_default() {
-            self.alert_firing.remove(&FiringLabels {
-                namespace: namespace.into(),
-                modeldeployment: name.into(),
-                alertname: alert.alertname.clone(),
-                severity: alert.severity.clone(),
-            });
-        }
-        let in_spec = md
-            .spec
-            .rollout
-            .analysis
-            .iter()
-            .flat_map(|a| a.metrics.iter().map(|m| m.name.clone()));
-        let in_status = status
-            .and_then(|s| s.analysis.as_ref())
-            .into_iter()
-            .flat_map(|a| a.metrics.iter().map(|m| m.name.clone()));
-        for metric in in_spec.chain(in_status) {
-            self.analysis_value.remove(&MetricValueLabels {
-                namespace: namespace.into(),
-                modeldeployment: name.into(),
-                metric: metric.clone(),
-            });
-            for bound in ["lower", "upper"] {
-                self.analysis_bound.remove(&BoundLabels {
-                    namespace: namespace.into(),
-                    modeldeployment: name.into(),
-                    metric: metric.clone(),
-                    bound: bound.into(),
-                });
-            }
+        ) {
+            self.objects.remove(namespace, name);
         }
     }
 
@@ -296,7 +197,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::Phase;
+    use crate::api::{FiringAlert, Phase};
 
     fn alert(alertname: &str) -> FiringAlert {
         FiringAlert {
@@ -318,7 +219,7 @@ mod tests {
     fn phase_and_firing_alerts_follow_status() {
         let metrics = Metrics::default();
         let rolled_back = status(Phase::RolledBack, vec![alert("ModelRolledBack")]);
-        metrics.record_state("ns", "m", None, &rolled_back);
+        metrics.record_state("ns", "m", &rolled_back, &[]);
         let text = metrics.encode();
         assert!(text.contains(
             r#"model_operator_phase{namespace="ns",modeldeployment="m",phase="RolledBack"} 1"#
@@ -331,7 +232,7 @@ mod tests {
         ));
 
         let healthy = status(Phase::Healthy, vec![]);
-        metrics.record_state("ns", "m", Some(&rolled_back), &healthy);
+        metrics.record_state("ns", "m", &healthy, &[]);
         let text = metrics.encode();
         assert!(text.contains(
             r#"model_operator_phase{namespace="ns",modeldeployment="m",phase="Healthy"} 1"#
@@ -340,5 +241,38 @@ mod tests {
             r#"model_operator_phase{namespace="ns",modeldeployment="m",phase="RolledBack"} 0"#
         ));
         assert!(!text.contains("ModelRolledBack"), "{text}");
+    }
+
+    /// Issue 24: the spec the object is deleted with names none of the
+    /// gates it had before; every series goes all the same.
+    #[test]
+    fn a_deleted_object_takes_the_series_of_its_renamed_gates() {
+        let metrics = Metrics::default();
+        let judged = Gate {
+            value: 0.01,
+            lower: None,
+            upper: Some(0.05),
+        };
+        let state = status(Phase::Progressing, vec![alert("ModelRolledBack")]);
+        for i in 0..20 {
+            let gate = format!("gate-{i}");
+            metrics.objects.set_gate("ns", "m", &gate, judged);
+            metrics.record_state("ns", "m", &state, &[&gate]);
+            let text = metrics.encode();
+            let values = text
+                .lines()
+                .filter(|l| l.starts_with("model_operator_analysis_value{"))
+                .count();
+            assert_eq!(values, 1, "only the gate in the spec shows:\n{text}");
+        }
+        let md: ModelDeployment = serde_json::from_value(serde_json::json!({
+            "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
+            "metadata": {"name": "m", "namespace": "ns"},
+            "spec": {"model": {"version": "1"}, "server": {"image": "i"}},
+        }))
+        .unwrap();
+        metrics.forget(&md);
+        let text = metrics.encode();
+        assert!(!text.contains(r#"modeldeployment="m""#), "{text}");
     }
 }

@@ -57,6 +57,8 @@ fn lint_is_clean() {
         "replicas=1",
         "watchNamespaces={a,b}",
         "serviceMonitor.enabled=true",
+        "metrics.networkPolicy.enabled=true",
+        "metrics.secure=false",
     ] {
         let out = ok(
             "helm lint",
@@ -87,6 +89,8 @@ fn the_values_schema_rejects_bad_values() {
         ("watchNamespaces={Not_A_Namespace}", "/watchNamespaces/0"),
         ("listen.metricsPort=70000", "/listen/metricsPort"),
         ("serviceMonitor.interval=often", "/serviceMonitor/interval"),
+        ("metrics.secure=maybe", "/metrics/secure"),
+        ("metrics.readers[0].name=prom", "/metrics/readers/0"),
         ("replica=2", "replica"),
     ] {
         let out = template(&chart(), "ops", &[set]);
@@ -162,8 +166,10 @@ fn values_reach_the_operators_flags() {
             "--health-addr=0.0.0.0:8081",
             "--log-format=json",
             "--concurrency=16",
+            "--metrics-auth=kubernetes",
         ],
     );
+    assert!(!args.iter().any(|a| a.starts_with("--metrics-cert-dir")));
     assert!(!args.iter().any(|a| a.starts_with("--namespace")));
     assert_flags(
         &rendered(&[
@@ -177,6 +183,36 @@ fn values_reach_the_operators_flags() {
             "--namespace=a",
             "--namespace=b",
         ],
+    );
+    assert_flags(
+        &rendered(&["metrics.secure=false"]),
+        &["--metrics-auth=none"],
+    );
+    // A mounted certificate instead of the self-signed one.
+    let objects = rendered(&["metrics.certSecret=metrics-tls"]);
+    assert_flags(
+        &objects,
+        &["--metrics-cert-dir=/etc/model-operator/metrics-tls"],
+    );
+    let pod = &single(&objects, "Deployment")["spec"]["template"]["spec"];
+    assert_eq!(pod["volumes"][0]["secret"]["secretName"], "metrics-tls");
+}
+
+#[test]
+fn the_metrics_network_policy_admits_only_the_selected_namespaces() {
+    assert!(of_kind(&rendered(&[]), "NetworkPolicy").is_empty());
+    let objects = rendered(&["metrics.networkPolicy.enabled=true"]);
+    let policy = single(&objects, "NetworkPolicy");
+    let pod_labels = &single(&objects, "Deployment")["spec"]["selector"]["matchLabels"];
+    assert_eq!(&policy["spec"]["podSelector"]["matchLabels"], pod_labels);
+    assert_eq!(policy["spec"]["policyTypes"], json!(["Ingress"]));
+    assert_eq!(
+        policy["spec"]["ingress"],
+        json!([
+            {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+             "ports": [{"port": "metrics", "protocol": "TCP"}]},
+            {"ports": [{"port": "health", "protocol": "TCP"}]},
+        ])
     );
 }
 
@@ -204,12 +240,48 @@ fn rules(objects: &[Value]) -> Vec<(String, Value)> {
 
 #[test]
 fn rbac_has_no_wildcards_and_reads_secrets_only_by_name() {
-    for (sets, cluster_roles) in [(vec![], 1), (vec!["watchNamespaces={a,b}"], 0)] {
+    let names = |objects: &[Value], kind: &str| -> Vec<String> {
+        let mut names: Vec<String> = of_kind(objects, kind)
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap_or_default().into())
+            .collect();
+        names.sort();
+        names
+    };
+    // Secured /metrics (the default) adds the token and access reviews
+    // (bound) and the readers' role (bound only to metrics.readers), in
+    // namespaced mode too: those reviews are cluster-scoped requests.
+    let operator = "ops-model-operator";
+    let (auth, reader) = (
+        "ops-model-operator-metrics-auth",
+        "ops-model-operator-metrics-reader",
+    );
+    for (sets, cluster_roles, bindings) in [
+        (vec![], vec![operator, auth, reader], vec![operator, auth]),
+        (
+            vec!["watchNamespaces={a,b}"],
+            vec![auth, reader],
+            vec![auth],
+        ),
+        (vec!["metrics.secure=false"], vec![operator], vec![operator]),
+        (
+            vec!["watchNamespaces={a,b}", "metrics.secure=false"],
+            vec![],
+            vec![],
+        ),
+    ] {
         let objects = rendered(&sets);
-        assert_eq!(of_kind(&objects, "ClusterRole").len(), cluster_roles);
-        assert_eq!(of_kind(&objects, "ClusterRoleBinding").len(), cluster_roles);
+        assert_eq!(names(&objects, "ClusterRole"), cluster_roles, "{sets:?}");
+        assert_eq!(names(&objects, "ClusterRoleBinding"), bindings, "{sets:?}");
         for (role, rule) in rules(&objects) {
-            for field in ["apiGroups", "resources", "verbs"] {
+            // A rule names resources or (the readers' role) URLs.
+            let resources = rule.get("resources").is_some();
+            let fields: &[&str] = if resources {
+                &["apiGroups", "resources", "verbs"]
+            } else {
+                &["nonResourceURLs", "verbs"]
+            };
+            for field in fields {
                 assert!(
                     !rule[field].as_array().expect(field).contains(&json!("*")),
                     "{role} has a wildcard: {rule}"
@@ -217,8 +289,7 @@ fn rbac_has_no_wildcards_and_reads_secrets_only_by_name() {
             }
             if rule["resources"]
                 .as_array()
-                .expect("resources")
-                .contains(&json!("secrets"))
+                .is_some_and(|r| r.contains(&json!("secrets")))
             {
                 assert_eq!(rule["verbs"], json!(["get"]), "{role}: {rule}");
             }
@@ -246,7 +317,18 @@ fn the_service_monitor_is_off_by_default_and_scrapes_metrics_when_on() {
     ]);
     let monitor = single(&objects, "ServiceMonitor");
     assert_eq!(monitor["metadata"]["labels"]["release"], "prom");
-    assert_eq!(monitor["spec"]["endpoints"][0]["port"], "metrics");
+    let endpoint = &monitor["spec"]["endpoints"][0];
+    assert_eq!(endpoint["port"], "metrics");
+    // Secured by default: HTTPS with the Prometheus pod's own token.
+    assert_eq!(endpoint["scheme"], "https");
+    assert_eq!(
+        endpoint["bearerTokenFile"],
+        "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    );
+    assert_eq!(endpoint["tlsConfig"], json!({"insecureSkipVerify": true}));
+    let plain = rendered(&["serviceMonitor.enabled=true", "metrics.secure=false"]);
+    let plain = &single(&plain, "ServiceMonitor")["spec"]["endpoints"][0];
+    assert!(plain.get("scheme").is_none() && plain.get("bearerTokenFile").is_none());
     let service = single(&objects, "Service");
     assert_eq!(service["spec"]["ports"][0]["name"], "metrics");
     assert_eq!(
@@ -594,4 +676,73 @@ async fn install_upgrade_with_a_crd_change_and_uninstall_keeping_the_crd() {
         mds.get_opt("kept").await.expect("get").is_some(),
         "helm uninstall deleted a user's ModelDeployment"
     );
+}
+
+#[test]
+fn the_admission_policy_matches_only_the_operators_account_and_is_bound() {
+    let objects = rendered(&[]);
+    let policy = single(&objects, "ValidatingAdmissionPolicy");
+    let binding = single(&objects, "ValidatingAdmissionPolicyBinding");
+    assert_eq!(binding["spec"]["policyName"], policy["metadata"]["name"]);
+    assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
+    assert_eq!(policy["spec"]["failurePolicy"], "Fail");
+    assert_eq!(
+        policy["spec"]["matchConditions"][0]["expression"],
+        "request.userInfo.username == 'system:serviceaccount:ops:model-operator'"
+    );
+    let protected = policy["spec"]["validations"][0]["expression"].to_string();
+    for ns in ["kube-system", "kube-public", "kube-node-lease"] {
+        assert!(protected.contains(&format!("'{ns}'")), "{protected}");
+    }
+    assert!(
+        of_kind(
+            &rendered(&["admissionPolicy.enabled=false"]),
+            "ValidatingAdmissionPolicy"
+        )
+        .is_empty()
+    );
+}
+
+#[test]
+fn secret_namespaces_replace_the_cluster_wide_secret_rule_with_roles() {
+    let reads_secrets = |rule: &Value| {
+        rule["resources"]
+            .as_array()
+            .is_some_and(|r| r.contains(&json!("secrets")))
+    };
+    for sets in [vec![], vec!["watchNamespaces={a,b}"]] {
+        let objects = rendered(&sets);
+        assert!(
+            rules(&objects).iter().any(|(_, r)| reads_secrets(r)),
+            "{sets:?}"
+        );
+    }
+    for sets in [
+        vec!["secretNamespaces={team-a,team-b}"],
+        vec!["secretNamespaces={team-a,team-b}", "watchNamespaces={a,b}"],
+    ] {
+        let objects = rendered(&sets);
+        let with_secrets: Vec<String> = rules(&objects)
+            .into_iter()
+            .filter(|(_, r)| reads_secrets(r))
+            .map(|(role, r)| {
+                assert_eq!(r["verbs"], json!(["get"]), "{role}");
+                role
+            })
+            .collect();
+        assert_eq!(
+            with_secrets,
+            [
+                "Role team-a/model-operator-secrets",
+                "Role team-b/model-operator-secrets"
+            ],
+            "{sets:?}"
+        );
+        let bound: Vec<&str> = of_kind(&objects, "RoleBinding")
+            .iter()
+            .filter(|b| b["roleRef"]["name"] == "model-operator-secrets")
+            .map(|b| b["metadata"]["namespace"].as_str().unwrap_or_default())
+            .collect();
+        assert_eq!(bound, ["team-a", "team-b"]);
+    }
 }

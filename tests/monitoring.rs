@@ -292,21 +292,16 @@ fn rules_and_dashboard_use_only_metrics_the_operator_exports() {
             reason: s(),
         })
         .inc();
-    m.analysis_value
-        .get_or_create(&MetricValueLabels {
-            namespace: s(),
-            modeldeployment: s(),
-            metric: s(),
-        })
-        .set(1.0);
-    m.analysis_bound
-        .get_or_create(&BoundLabels {
-            namespace: s(),
-            modeldeployment: s(),
-            metric: s(),
-            bound: s(),
-        })
-        .set(1.0);
+    m.objects.set_gate(
+        &s(),
+        &s(),
+        &s(),
+        Gate {
+            value: 1.0,
+            lower: Some(0.0),
+            upper: Some(1.0),
+        },
+    );
     m.analysis_checks
         .get_or_create(&CheckLabels { verdict: s() })
         .inc();
@@ -322,15 +317,8 @@ fn rules_and_dashboard_use_only_metrics_the_operator_exports() {
             resource: s(),
         })
         .inc();
-    m.phase.set(&s(), &s(), Some(Phase::Healthy));
-    m.alert_firing
-        .get_or_create(&FiringLabels {
-            namespace: s(),
-            modeldeployment: s(),
-            alertname: s(),
-            severity: s(),
-        })
-        .set(1);
+    m.objects.set_phase(&s(), &s(), Some(Phase::Healthy));
+    m.objects.set_firing(&s(), &s(), [("", "")]);
     let exposition = m.encode();
     let families: Vec<(String, String)> = exposition
         .lines()

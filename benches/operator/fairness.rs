@@ -45,6 +45,8 @@ impl ClusterWide {
         let err = log.try_clone().expect("log handle");
         let child = Command::new(env!("CARGO_BIN_EXE_model-operator"))
             .args(["run", "--metrics-addr", &addr, "--health-addr", &addr])
+            // Plain, on loopback: the bench reads it without a token.
+            .args(["--metrics-auth", "none"])
             .args(["--log-format", "json"])
             .env_remove("WATCH_NAMESPACES")
             .env("KUBECONFIG", kubeconfig_path())

@@ -44,8 +44,20 @@ pub async fn read_key(
     let found = api
         .get(&secret.name)
         .await
-        .map_err(|e| format!("reading Secret {}: {e}", secret.name))?;
+        .map_err(|e| read_error(namespace, &secret.name, &e))?;
     value_of(&found, secret, purpose)
+}
+
+/// Why a Secret could not be read. A 403 is the admin's choice (the
+/// chart's `secretNamespaces` leaves this namespace out), not a fault: say
+/// so, instead of the API server's wording.
+fn read_error(namespace: &str, name: &str, error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) if status.code == 403 => format!(
+            "the operator may not read Secrets in namespace {namespace} (Secret {name}): the admin limits Secret reads to some namespaces (Helm value secretNamespaces)"
+        ),
+        other => format!("reading Secret {name}: {other}"),
+    }
 }
 
 /// The key's value, when the Secret opted in for `purpose`.
@@ -77,6 +89,24 @@ mod tests {
             "data": {"k": "dG9rZW4K"},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_forbidden_read_names_the_namespace_and_the_setting() {
+        let status = |code: u16| {
+            kube::Error::Api(
+                kube::core::Status::failure("refused", "Forbidden")
+                    .with_code(code)
+                    .boxed(),
+            )
+        };
+        let forbidden = read_error("team-b", "token", &status(403));
+        assert!(
+            forbidden.contains("namespace team-b") && forbidden.contains("secretNamespaces"),
+            "{forbidden}"
+        );
+        let missing = read_error("team-b", "token", &status(404));
+        assert!(missing.starts_with("reading Secret token: "), "{missing}");
     }
 
     #[test]

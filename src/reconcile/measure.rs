@@ -15,7 +15,7 @@ use crate::analysis::verdict::effective_limits;
 use crate::analysis::window;
 use crate::api::{AnalysisSpec, AnalysisStatus, Outcome};
 use crate::cache::model::model_ref;
-use crate::metrics::{BoundLabels, CheckLabels, MetricValueLabels, Metrics};
+use crate::metrics::{CheckLabels, Gate, Metrics};
 use crate::outbound::queries::Queries;
 use crate::outbound::rounds::{BUSY_RETRY, Finished, Measuring, Start};
 use crate::validate::Timing;
@@ -283,35 +283,22 @@ fn queries(
 /// deleted meanwhile must leave no series behind.
 fn record_metrics(metrics: &Metrics, seen: &Snapshot, spec: &AnalysisSpec, checks: &[Check]) {
     for check in checks {
-        let labels = MetricValueLabels {
-            namespace: seen.namespace.clone(),
-            modeldeployment: seen.name.clone(),
-            metric: check.name.clone(),
+        let (lower, upper) = spec
+            .metrics
+            .iter()
+            .find(|g| g.name == check.name)
+            .map_or((None, None), |gate| {
+                effective_limits(gate, check.judgement.baseline)
+            });
+        let judged = Gate {
+            // No value: NaN, which Prometheus shows as such (not as a stale 0).
+            value: check.judgement.value.unwrap_or(f64::NAN),
+            lower,
+            upper,
         };
-        if let Some(gate) = spec.metrics.iter().find(|g| g.name == check.name) {
-            let (lower, upper) = effective_limits(gate, check.judgement.baseline);
-            for (bound, limit) in [("lower", lower), ("upper", upper)] {
-                let labels = BoundLabels {
-                    namespace: labels.namespace.clone(),
-                    modeldeployment: labels.modeldeployment.clone(),
-                    metric: labels.metric.clone(),
-                    bound: bound.into(),
-                };
-                match limit {
-                    Some(l) => {
-                        metrics.analysis_bound.get_or_create(&labels).set(l);
-                    }
-                    None => {
-                        metrics.analysis_bound.remove(&labels);
-                    }
-                }
-            }
-        }
-        // No value: NaN, which Prometheus shows as such (not as a stale 0).
         metrics
-            .analysis_value
-            .get_or_create(&labels)
-            .set(check.judgement.value.unwrap_or(f64::NAN));
+            .objects
+            .set_gate(&seen.namespace, &seen.name, &check.name, judged);
         metrics
             .analysis_checks
             .get_or_create(&CheckLabels {

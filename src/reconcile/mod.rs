@@ -189,12 +189,8 @@ async fn finish(
     {
         count_outcomes(&plan.outcomes, ctx);
     }
-    ctx.metrics.record_state(
-        &seen.namespace,
-        &seen.name,
-        seen.md.status.as_ref(),
-        &status,
-    );
+    ctx.metrics
+        .record_state(&seen.namespace, &seen.name, &status, &gate_names(seen));
     // Notifications are sent only once status holds them (a refused write
     // returned above): what was sent is always also what will be retried.
     let deliveries = deliver_alerts(seen, report.holds(seen), ctx);
@@ -231,7 +227,7 @@ async fn report_blocked(
     let stored = seen.md.status.as_ref();
     let status = plan::blocked_status(seen, cause);
     ctx.metrics
-        .record_state(&seen.namespace, &seen.name, stored, &status);
+        .record_state(&seen.namespace, &seen.name, &status, &gate_names(seen));
     let due = due_if_changed(stored, &status);
     report.write(seen, &status, due, Vec::new(), ctx).await?;
     tracing::info!(
@@ -256,3 +252,13 @@ fn wait_for_user(blocker: &Blocker) -> Action {
 
 const NAME_CONFLICT_RECHECK: std::time::Duration = std::time::Duration::from_secs(30);
 const ROUTE_RECHECK: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// The metric gates the spec has now: the series of any other gate (one
+/// renamed or removed) end with this pass.
+fn gate_names(seen: &Snapshot) -> Vec<&str> {
+    let gates = seen.md.spec.rollout.analysis.as_ref();
+    gates
+        .into_iter()
+        .flat_map(|a| a.metrics.iter().map(|m| m.name.as_str()))
+        .collect()
+}

@@ -80,6 +80,17 @@ impl Release {
         }
     }
 
+    /// The chart's ServiceAccount, RBAC and admission policy only (no
+    /// operator pod; no CRD: the tests install it from the code), as
+    /// release `model-operator` in `namespace`, with these `--set` values.
+    pub fn identity(namespace: &str, sets: &[&str]) -> Self {
+        let mut args = vec!["--set", "replicas=0", "--set", "crds.install=false"];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        Self::install("model-operator", namespace, &chart(), &args)
+    }
+
     pub fn upgrade(&self, chart: &Path, extra: &[&str]) -> String {
         let chart = chart.to_string_lossy();
         let mut args = vec!["upgrade", &self.name, &chart, "-n", &self.namespace];

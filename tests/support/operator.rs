@@ -63,6 +63,11 @@ impl Operator {
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
         let metrics_addr = flag_or_free_port(&mut args, "--metrics-addr");
         let health_addr = flag_or_free_port(&mut args, "--health-addr");
+        // Plain /metrics on loopback for the tests that read it for other
+        // reasons; tests/tenancy_metrics.rs asks for the secured one.
+        if !args.iter().any(|a| a.starts_with("--metrics-auth")) {
+            args.extend(["--metrics-auth".to_string(), "none".to_string()]);
+        }
         let child = spawn_operator(namespace, &log, &args, kubeconfig);
         Self {
             child: Some(child),
@@ -84,14 +89,19 @@ impl Operator {
             .expect("--metrics-addr has a port")
     }
 
-    /// The sum of a metric's samples; `None` when `/metrics` does not answer.
-    pub async fn metric(&self, name: &str) -> Option<f64> {
-        let text = reqwest::get(format!("http://{}/metrics", self.metrics_addr))
+    /// The exposition text of `/metrics`; `None` when it does not answer.
+    pub async fn metrics_text(&self) -> Option<String> {
+        reqwest::get(format!("http://{}/metrics", self.metrics_addr))
             .await
             .ok()?
             .text()
             .await
-            .ok()?;
+            .ok()
+    }
+
+    /// The sum of a metric's samples; `None` when `/metrics` does not answer.
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = self.metrics_text().await?;
         Some(
             text.lines()
                 .filter(|l| l.starts_with(name) && !l.starts_with('#'))

@@ -98,11 +98,14 @@ src/controller before adding anything: only what the code uses. */}}
 - apiGroups: ["events.k8s.io"]
   resources: ["events"]
   verbs: ["create", "patch"]
+{{- if empty .Values.secretNamespaces }}
 # A Prometheus bearer token or an alert webhook URL, read by the name the
-# ModelDeployment gives. get only: never list or watch Secrets.
+# ModelDeployment gives. get only: never list or watch Secrets. With
+# secretNamespaces, only there (templates/secret-rbac.yaml).
 - apiGroups: [""]
   resources: ["secrets"]
   verbs: ["get"]
+{{- end }}
 {{- if .Values.gatewayAPI.enabled }}
 # A canary's Gateway API HTTPRoute, named by the ModelDeployment in its own
 # namespace: read once per pass (not watched), and its two backend weights
