@@ -45,7 +45,7 @@ fn routes(client: &Client, ns: &str) -> Api<DynamicObject> {
 fn users_route(backends: Value) -> Value {
     json!({
         "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": "r", "labels": {"team": "fraud"}},
+        "metadata": {"name": "r", "labels": {"team": "fraud", "mlops.dev/model-deployment": "m"}},
         "spec": {
             "parentRefs": [{"name": "public", "namespace": "gateways"}],
             "hostnames": ["fraud.example.com"],
@@ -170,9 +170,103 @@ async fn back_on_stable(s: &Setup, users: &Value) -> DynamicObject {
 }
 
 fn degraded_message(m: &ModelDeployment) -> Option<String> {
+    degraded_because(m, "InvalidSpec")
+}
+
+fn degraded_because(m: &ModelDeployment, why: &str) -> Option<String> {
     let (status, reason, message) = condition(m, "Degraded")?;
     let current = m.status.as_ref()?.observed_generation == m.metadata.generation;
-    (current && status == "True" && reason == "InvalidSpec").then_some(message)
+    (current && status == "True" && reason == why).then_some(message)
+}
+
+/// A canary ModelDeployment `m` routed through HTTPRoute `r`.
+fn routed_canary() -> Value {
+    json!({
+        "model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 2,
+        "rollout": {"strategy": "Canary", "canary": {
+            "steps": [{"setWeight": 50}, {"pause": {}}],
+            "trafficRouting": {"gatewayAPI": {"httpRoute": "r"}},
+        }},
+    })
+}
+
+/// Issue 24: a route that splits between Services another team created
+/// under the names `<name>-stable`/`<name>-canary`, even one that opts in,
+/// keeps its weights; so does a route that does not opt in. The
+/// ModelDeployment says what to fix (NameConflict).
+#[tokio::test]
+async fn a_route_to_foreign_services_or_without_opt_in_keeps_its_weights() {
+    install_gateway_api();
+    let s = Setup::new("route-foreign").await;
+    let ns = s.ns.name.clone();
+    for name in ["m-stable", "m-canary"] {
+        s.services
+            .create(
+                &Default::default(),
+                &serde_json::from_value(json!({
+                    "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "model-operator"}},
+                    "spec": {"selector": {"team": "other"}, "ports": [{"port": 80}]},
+                }))
+                .unwrap(),
+            )
+            .await
+            .unwrap();
+    }
+    let theirs = json!([
+        {"name": "m-stable", "port": 80, "weight": 30},
+        {"name": "m-canary", "port": 80, "weight": 70},
+    ]);
+    apply_route(&s.client, &ns, &users_route(theirs.clone())).await;
+    s.create(routed_canary()).await;
+    let m = wait_for(&s.mds, "m", "report the foreign Services", TIMEOUT, |m| {
+        degraded_because(m, "NameConflict").is_some()
+    })
+    .await;
+    let message = degraded_because(&m, "NameConflict").unwrap();
+    assert!(
+        message.contains("Service m-stable") && message.contains("HTTPRoute r"),
+        "{message}"
+    );
+    consistently("the route keeps 30/70", Duration::from_secs(10), || async {
+        let route = routes(&s.client, &ns).get("r").await.unwrap();
+        weights(&route) == (30, 70)
+            && route
+                .managed_fields()
+                .iter()
+                .all(|f| f.manager.as_deref() != Some("model-operator"))
+    })
+    .await;
+
+    // Their Services gone, but the route no longer opts in: still untouched.
+    for name in ["m-stable", "m-canary"] {
+        delete(&s.services, name).await;
+    }
+    let mut not_opted_in = users_route(theirs);
+    not_opted_in["metadata"]["labels"] = json!({"team": "fraud"});
+    routes(&s.client, &ns)
+        .replace("r", &Default::default(), &{
+            let mut route: DynamicObject = serde_json::from_value(not_opted_in).unwrap();
+            route.metadata.resource_version = routes(&s.client, &ns)
+                .get("r")
+                .await
+                .unwrap()
+                .metadata
+                .resource_version;
+            route
+        })
+        .await
+        .unwrap();
+    wait_for(&s.mds, "m", "report the missing opt-in", TIMEOUT, |m| {
+        degraded_because(m, "NameConflict")
+            .is_some_and(|msg| msg.contains("mlops.dev/model-deployment=m"))
+    })
+    .await;
+    consistently(
+        "the route still keeps 30/70",
+        Duration::from_secs(10),
+        || async { weights(&routes(&s.client, &ns).get("r").await.unwrap()) == (30, 70) },
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -74,12 +74,21 @@ async fn validate_and_decide(
         Ok(spec) => spec,
         Err(cause) => return report_blocked(seen, &Blocker::invalid(cause), report, ctx).await,
     };
-    // The user's HTTPRoute, when a canary splits through one: missing or
-    // unsuitable, it is reported like a spec error and nothing changes. It
-    // is not watched, so look again for the user's fix.
+    // The user's HTTPRoute, when a canary splits through one: missing,
+    // unsuitable, not opted in or splitting to Services that are not ours,
+    // it is reported and nothing changes. It is not watched, so look again
+    // for the user's fix.
     let route = match gateway_route(&seen.md) {
         Some(route) => {
-            match http_route::read(ctx.client.clone(), &seen.namespace, route, &seen.name).await? {
+            let read =
+                http_route::read(ctx.client.clone(), &seen.namespace, route, &seen.name).await?;
+            let checked = match read {
+                Ok(route) => {
+                    http_route::check_backends(route, &seen.md, &seen.namespace, ctx).await?
+                }
+                Err(blocker) => Err(blocker),
+            };
+            match checked {
                 Ok(route) => Some(route),
                 Err(blocker) => {
                     report_blocked(seen, &blocker, report, ctx).await?;

@@ -34,6 +34,9 @@ pub const ABORT_ANNOTATION: &str = "mlops.dev/abort";
 /// Setting this annotation on a ModelDeployment to a new value retries a
 /// failed revision (`kubectl model retry` does it).
 pub const RETRY_ANNOTATION: &str = "mlops.dev/retry";
+/// On a user's HTTPRoute: the name of the ModelDeployment whose canary may
+/// set its weights. Without it the route is never written (issue 24).
+pub const ROUTE_OPT_IN: &str = "mlops.dev/model-deployment";
 /// On children: the hash of the object as the operator last applied it.
 pub const APPLIED_HASH: &str = "mlops.dev/applied-hash";
 /// On ControllerRevisions: the hash of the revision's served version, its

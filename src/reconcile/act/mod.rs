@@ -70,9 +70,10 @@ pub async fn apply_children(
     };
 
     // A canary's share of a route goes down before its pods do, and up
-    // only once its Service exists.
+    // only once its Service exists. Before this pass has applied the split
+    // Services, the route is written only if both already are ours.
     let weights = route.zip(plan.canary.route);
-    let lowering = weights.filter(|(r, w)| lowers(r, *w));
+    let lowering = weights.filter(|(r, w)| r.backends_ours && lowers(r, *w));
     if let Some((route, weights)) = lowering {
         http_route::set_weights(ctx.client.clone(), namespace, route, weights).await?;
     }
