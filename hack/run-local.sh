@@ -25,4 +25,6 @@ The operator starts now (Ctrl-C stops it). In another terminal:
   kubectl -n models describe mdep fraud-detector
 
 MSG
-exec target/debug/model-operator run
+# A local run is a single-team cluster: analysis and alerts may go to any
+# address (in a shared cluster list them per purpose: docs/security.md).
+exec target/debug/model-operator run --allow-any-endpoint

@@ -81,17 +81,12 @@ async fn misbehaving_endpoints_yield_only_classified_errors() {
         "--health-addr".into(),
         "127.0.0.1:0".into(),
     ];
-    for allowed in [
-        &html,
-        &redirect_target,
-        &redirect,
-        &huge,
-        &huge_alerts,
-        &silent,
-    ] {
-        args.push("--allowed-endpoint".into());
+    for allowed in [&html, &redirect_target, &redirect, &huge, &silent] {
+        args.push("--allowed-prometheus".into());
         args.push(allowed.url());
     }
+    args.push("--allowed-alertmanager".into());
+    args.push(huge_alerts.url());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let operator = Operator::start_with(&ns.name, &args);
 
@@ -118,7 +113,7 @@ async fn misbehaving_endpoints_yield_only_classified_errors() {
         (
             "unlisted",
             &unlisted,
-            "not among the endpoints the operator may use",
+            "not among the endpoints the operator may send Prometheus queries to",
             json!({}),
         ),
     ];

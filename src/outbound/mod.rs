@@ -1,11 +1,13 @@
 //! Every request the operator makes beyond the API server: Prometheus
 //! queries (`prometheus`, `queries`) run in rounds off the
-//! reconcile path (`rounds`), alert deliveries (`deliver`), the egress
-//! policy every such request obeys (`egress`) and the Secrets they read
-//! (`secrets`). Shared by every watched namespace.
+//! reconcile path (`rounds`), alert deliveries (`deliver`), where each
+//! purpose's requests may go (`policy`), how every request is sent and
+//! bounded (`egress`) and the Secrets they read (`secrets`). Shared by
+//! every watched namespace.
 
 pub mod deliver;
 pub mod egress;
+pub mod policy;
 pub mod prometheus;
 pub mod queries;
 pub mod rounds;
@@ -20,7 +22,7 @@ use kube::Client;
 use crate::api::SecretKeyRef;
 use crate::metrics::Metrics;
 use deliver::Deliverer;
-use egress::Policy;
+use policy::Policy;
 use prometheus::Prometheus;
 use rounds::{Finished, Limits, Rounds};
 

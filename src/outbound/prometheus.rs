@@ -7,7 +7,8 @@ use serde::Deserialize;
 
 use crate::analysis::comparison::buckets::{MAX_BUCKETS, RawBucket};
 use crate::analysis::verdict::Answer;
-use crate::outbound::egress::{self, PROMETHEUS_BODY_LIMIT, Policy, RequestFailure};
+use crate::outbound::egress::{self, PROMETHEUS_BODY_LIMIT, RequestFailure};
+use crate::outbound::policy::{Policy, Purpose};
 
 /// A shared HTTP client for Prometheus, held to the admin's endpoint
 /// policy (`crate::outbound::egress`).
@@ -61,11 +62,12 @@ impl Prometheus {
         timeout: Duration,
         bearer_token: Option<&str>,
     ) -> Result<(u16, Vec<u8>), RequestFailure> {
-        let base = self.policy.check(address)?;
+        // The final URL (the query endpoint below the address) is what the
+        // admin's Prometheus list must allow.
+        let url = self.policy.request_url(Purpose::Prometheus, address)?;
         if bearer_token.is_some() {
-            self.policy.token_allowed(&base)?;
+            self.policy.token_allowed(&url)?;
         }
-        let url = format!("{}/api/v1/query", address.trim_end_matches('/'));
         let mut request = self
             .http
             .post(url)
