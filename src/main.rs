@@ -51,6 +51,12 @@ enum Command {
         /// hanging Prometheus delays only that team's analysis.
         #[arg(long, env = "ANALYSIS_PER_NAMESPACE", default_value_t = 2)]
         analysis_per_namespace: usize,
+        /// Queries in flight at once to one endpoint (scheme, host and
+        /// port), whatever the rounds and namespaces they come from, so the
+        /// operator never fires a whole pool of rounds at one shared
+        /// Prometheus; the others wait their turn.
+        #[arg(long, env = "ANALYSIS_PER_ENDPOINT", default_value_t = 16)]
+        analysis_per_endpoint: usize,
         #[command(flatten)]
         election: Box<ElectionArgs>,
     },
@@ -144,6 +150,7 @@ fn main() -> ExitCode {
             outbound,
             analysis_pool,
             analysis_per_namespace,
+            analysis_per_endpoint,
             election,
         } => {
             telemetry::init(log_format);
@@ -176,6 +183,7 @@ fn main() -> ExitCode {
                 rounds: model_operator::outbound::rounds::Limits {
                     pool: analysis_pool,
                     per_namespace: analysis_per_namespace,
+                    per_endpoint: analysis_per_endpoint,
                 },
             };
             run(settings, election, metrics_addr, health_addr, ready_rx)

@@ -206,6 +206,10 @@ fn outbound_lists_reach_their_flags_by_purpose() {
             "--allow-any-endpoint",
         ],
     );
+    assert_flags(
+        &rendered(&["analysisRounds.perEndpoint=4"]),
+        &["--analysis-per-endpoint=4"],
+    );
     let out = template(
         &chart(),
         "ops",

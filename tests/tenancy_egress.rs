@@ -251,18 +251,6 @@ fn ready(md: &ModelDeployment) -> bool {
     condition(md, "Ready").is_some_and(|(status, ..)| status == "True")
 }
 
-/// Promoted on metric checks that passed: the analysis ran to its end.
-fn promoted_on_passing_checks(md: &ModelDeployment) -> bool {
-    ready(md)
-        && stable(md) == Some(1)
-        && history_entry(md, 1).is_some_and(|e| {
-            !e.analysis.is_empty()
-                && e.analysis
-                    .iter()
-                    .all(|c| c.verdict == model_operator::api::Verdict::Pass)
-        })
-}
-
 #[tokio::test]
 async fn hanging_prometheus_rounds_leave_workers_for_the_others() {
     use support::fakes::{Misbehaving, Misbehaviour};

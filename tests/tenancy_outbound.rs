@@ -168,3 +168,98 @@ fn first_check_message(m: &ModelDeployment) -> String {
         .map(|c| c.message.clone())
         .unwrap_or_default()
 }
+
+/// Six namespaces whose Prometheus never answers (three gated
+/// ModelDeployments each, rounds of 60 s) fill the whole pool of analysis
+/// slots (8, two per namespace). A seventh namespace's gated
+/// ModelDeployment is still analysed and promoted before any hanging round
+/// has ended: a namespace that runs no round gets a slot by its turn, from
+/// a namespace running two, instead of a lottery after their timeouts.
+#[tokio::test]
+async fn six_namespaces_with_hanging_endpoints_do_not_delay_a_sevenths_promotion() {
+    use support::fakes::{Misbehaving, Misbehaviour};
+    let client = client().await;
+    ensure_crd(&client).await;
+    let mut hanging = Vec::new();
+    for i in 0..6 {
+        hanging.push(TestNamespace::new(&client, &format!("fair-hang{i}")).await);
+    }
+    let seventh = TestNamespace::new(&client, "fair-seventh").await;
+    let mut args = vec![
+        "--analysis-pool".to_string(),
+        "8".into(),
+        "--analysis-per-namespace".into(),
+        "2".into(),
+        "--namespace".into(),
+        seventh.name.clone(),
+    ];
+    for ns in &hanging[1..] {
+        args.extend(["--namespace".to_string(), ns.name.clone()]);
+    }
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let operator = Operator::start_with(&hanging[0].name, &args);
+    let mut silent = Vec::new();
+    for ns in &hanging {
+        let endpoint = Misbehaving::start(Misbehaviour::Silent).await;
+        let analysis = support::gates::analysis(
+            json!({"prometheus": {"address": endpoint.url(), "timeoutSeconds": 60}, "inconclusiveLimit": 100}),
+            0.05,
+            None,
+        );
+        let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+        for i in 0..3 {
+            let md = model(
+                &format!("hangs{i}"),
+                json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1,
+                    "rollout": {"analysis": analysis.clone()}}),
+            );
+            mds.create(&PostParams::default(), &md)
+                .await
+                .expect("create");
+        }
+        silent.push(endpoint);
+    }
+    // Every slot of the pool hangs on those endpoints.
+    eventually("the whole pool hangs", TIMEOUT, || async {
+        let hits: usize = silent.iter().map(Misbehaving::hits).sum();
+        if hits >= 8 { Ok(hits) } else { Err(hits) }
+    })
+    .await;
+
+    let (port, _seen, prometheus) = support::fakes::fake_prometheus("0.01").await;
+    let gated = support::gates::analysis(
+        json!({"prometheus": {"address": format!("http://127.0.0.1:{port}"), "timeoutSeconds": 2}}),
+        0.05,
+        None,
+    );
+    let theirs = Api::<ModelDeployment>::namespaced(client.clone(), &seventh.name);
+    theirs
+        .create(
+            &PostParams::default(),
+            &model(
+                "gated",
+                json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1,
+                    "rollout": {"analysis": gated}}),
+            ),
+        )
+        .await
+        .expect("create");
+    wait_for(
+        &theirs,
+        "gated",
+        "be promoted on passing checks while six namespaces hang",
+        TIMEOUT,
+        promoted_on_passing_checks,
+    )
+    .await;
+    // Before any hanging round ended: the promotion waited for no timeout.
+    let checks =
+        |verdict: &str| format!("model_operator_analysis_checks_total{{verdict=\"{verdict}\"}}");
+    let ended = operator
+        .metric(&checks("Inconclusive"))
+        .await
+        .expect("/metrics");
+    assert_eq!(ended, 0.0, "a hanging round had to end first");
+    prometheus.abort();
+    assert_prometheus_up().await;
+}

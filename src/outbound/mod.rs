@@ -7,11 +7,13 @@
 
 pub mod deliver;
 pub mod egress;
+pub mod endpoints;
 pub mod policy;
 pub mod prometheus;
 pub mod queries;
 pub mod rounds;
 pub mod secrets;
+pub mod slots;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -55,7 +57,7 @@ impl Outbound {
         let http = egress::http_client()?;
         Ok(Self {
             rounds: Rounds::new(limits),
-            prometheus: Prometheus::new(http.clone(), policy.clone()),
+            prometheus: Prometheus::new(http.clone(), policy.clone(), limits.per_endpoint),
             deliverer: Arc::new(Deliverer::new(http, policy, client.clone(), metrics)),
             client,
             guard_rounds: Mutex::new(HashMap::new()),
