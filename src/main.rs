@@ -113,6 +113,11 @@ struct OutboundArgs {
     /// default they go over https only).
     #[arg(long, env = "ALLOW_INSECURE_TOKENS")]
     allow_insecure_tokens: bool,
+    /// Rewrite every query so each of its selectors sees only the
+    /// ModelDeployment's namespace (`namespace="<ns>"`, replacing any
+    /// namespace matcher written); a query that does not parse is not sent.
+    #[arg(long, env = "SCOPE_QUERIES_TO_NAMESPACE")]
+    scope_queries_to_namespace: bool,
 }
 
 impl OutboundArgs {
@@ -124,6 +129,7 @@ impl OutboundArgs {
             legacy: self.allowed_endpoints,
             allow_any: self.allow_any_endpoint,
             insecure_tokens: self.allow_insecure_tokens,
+            scope_queries: self.scope_queries_to_namespace,
         }
     }
 }

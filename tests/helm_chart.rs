@@ -207,8 +207,11 @@ fn outbound_lists_reach_their_flags_by_purpose() {
         ],
     );
     assert_flags(
-        &rendered(&["analysisRounds.perEndpoint=4"]),
-        &["--analysis-per-endpoint=4"],
+        &rendered(&[
+            "analysisRounds.perEndpoint=4",
+            "outbound.scopeQueriesToNamespace=true",
+        ]),
+        &["--analysis-per-endpoint=4", "--scope-queries-to-namespace"],
     );
     let out = template(
         &chart(),

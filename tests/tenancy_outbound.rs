@@ -263,3 +263,63 @@ async fn six_namespaces_with_hanging_endpoints_do_not_delay_a_sevenths_promotion
     prometheus.abort();
     assert_prometheus_up().await;
 }
+
+/// With `--scope-queries-to-namespace`, a gate in namespace B that names
+/// namespace A's series (`namespace="A"` written in its query) gets no data
+/// from the real Prometheus, and is not promoted; the same gate run by an
+/// operator without the setting sees A's value and promotes. A query that
+/// does not parse is not sent, and status says so.
+#[tokio::test]
+async fn a_scoped_query_cannot_see_a_series_of_another_namespace() {
+    use support::gates::{Gates, analysis};
+    let a = Setup::builder("scope-a").exporter().start().await;
+    a.error_rates(&[("1", 0.01)]);
+    a.scraped("1", Some(0.01)).await;
+    let theirs = format!(
+        r#"max(model_error_ratio{{namespace="{}",model_version="1"}})"#,
+        a.ns.name
+    );
+    let gate = |query: &str| {
+        let mut spec = analysis(json!({}), 0.05, None);
+        spec["metrics"][0]["query"] = json!(query);
+        json!({"model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": 1,
+            "rollout": {"analysis": spec}})
+    };
+
+    let unscoped = Setup::new("scope-off").await;
+    unscoped.create(gate(&theirs)).await;
+    unscoped
+        .wait(
+            "promote on the other namespace's value",
+            promoted_on_passing_checks,
+        )
+        .await;
+
+    let scoped = Setup::builder("scope-on")
+        .args(&["--scope-queries-to-namespace"])
+        .start()
+        .await;
+    scoped.create(gate(&theirs)).await;
+    scoped.create_named("garbled", gate("sum(")).await;
+    let m = scoped
+        .wait("find no series", |m| {
+            first_check_message(m).contains("the query returned no series")
+        })
+        .await;
+    assert!(
+        !promoted_on_passing_checks(&m),
+        "promoted on another namespace's series"
+    );
+    scoped
+        .wait_named("garbled", "refuse the query", |m| {
+            first_check_message(m).contains("the query does not parse as PromQL, so it is not sent")
+        })
+        .await;
+    // Still not promoted: missing data is never a pass.
+    consistently("m is not promoted", Duration::from_secs(6), || async {
+        let m = scoped.mds.get("m").await.expect("get m");
+        !promoted_on_passing_checks(&m)
+    })
+    .await;
+    assert_prometheus_up().await;
+}

@@ -39,6 +39,8 @@ pub struct Outbound {
     pub deliverer: Arc<Deliverer>,
     /// Metric rounds in flight, their slots and their results.
     pub rounds: Rounds,
+    /// Every query is scoped to its ModelDeployment's namespace.
+    pub scope_queries: bool,
     client: Client,
     /// When each guarded revision was last checked. Post-promotion rounds
     /// write status only when a verdict changes, so the time of the last
@@ -57,6 +59,7 @@ impl Outbound {
         let http = egress::http_client()?;
         Ok(Self {
             rounds: Rounds::new(limits),
+            scope_queries: policy.scopes_queries(),
             prometheus: Prometheus::new(http.clone(), policy.clone(), limits.per_endpoint),
             deliverer: Arc::new(Deliverer::new(http, policy, client.clone(), metrics)),
             client,

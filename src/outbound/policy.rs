@@ -93,6 +93,9 @@ pub struct Settings {
     pub allow_any: bool,
     /// Send bearer tokens over plain http too.
     pub insecure_tokens: bool,
+    /// Every query sees only its ModelDeployment's namespace
+    /// (`crate::analysis::scope`).
+    pub scope_queries: bool,
 }
 
 /// One purpose's list.
@@ -122,6 +125,7 @@ pub struct Policy {
     alertmanager: Allowed,
     webhook: Allowed,
     insecure_tokens: bool,
+    scope_queries: bool,
 }
 
 impl Policy {
@@ -150,7 +154,13 @@ impl Policy {
             alertmanager: list(Purpose::Alertmanager, &settings.alertmanager, &legacy)?,
             webhook: list(Purpose::Webhook, &settings.webhook, &[])?,
             insecure_tokens: settings.insecure_tokens,
+            scope_queries: settings.scope_queries,
         })
+    }
+
+    /// Whether every query is scoped to its ModelDeployment's namespace.
+    pub fn scopes_queries(&self) -> bool {
+        self.scope_queries
     }
 
     /// Any address for every purpose: unit tests of other modules.
