@@ -26,5 +26,7 @@ The operator starts now (Ctrl-C stops it). In another terminal:
 
 MSG
 # /metrics in plain HTTP on 127.0.0.1:8080 (curl it without a token); the
-# chart serves it over HTTPS to authorised readers only (docs/security.md).
-exec target/debug/model-operator run --metrics-auth=none
+# chart serves it over HTTPS to authorised readers only. A local run is a
+# single-team cluster: analysis and alerts may go to any address (in a
+# shared cluster list them per purpose). Both in docs/security.md.
+exec target/debug/model-operator run --metrics-auth=none --allow-any-endpoint

@@ -5,7 +5,7 @@ use model_operator::controller::{self, InitialList, Settings};
 use model_operator::http::{EndpointArgs, Endpoints};
 
 use model_operator::leader::{self, Election, ElectionArgs};
-use model_operator::outbound::egress::Policy;
+use model_operator::outbound::policy::{self, Policy};
 use model_operator::telemetry::{self, LogFormat};
 
 /// Runs machine-learning models in production safely.
@@ -37,22 +37,8 @@ enum Command {
         /// (streaming where the API server has it on by default).
         #[arg(long, env = "INITIAL_LIST", value_enum, default_value = "auto")]
         initial_list: InitialList,
-        /// URL prefixes ModelDeployments may send metric queries and alerts
-        /// to (repeat the flag, or comma-separate in the env var), e.g.
-        /// `http://prometheus.monitoring:9090`. Empty: any address, which
-        /// lets anyone who can create a ModelDeployment make the operator
-        /// send requests from its network position; unsafe in a shared
-        /// cluster (docs/security.md).
-        #[arg(
-            long = "allowed-endpoint",
-            env = "ALLOWED_ENDPOINTS",
-            value_delimiter = ','
-        )]
-        allowed_endpoints: Vec<String>,
-        /// Send bearer tokens to plain-http Prometheus addresses too (by
-        /// default they go over https only).
-        #[arg(long, env = "ALLOW_INSECURE_TOKENS")]
-        allow_insecure_tokens: bool,
+        #[command(flatten)]
+        outbound: Box<OutboundArgs>,
         /// Metric rounds (Prometheus queries) that may run at once. They run
         /// off the reconcile workers, each until its answers or timeouts
         /// are in.
@@ -62,11 +48,87 @@ enum Command {
         /// hanging Prometheus delays only that team's analysis.
         #[arg(long, env = "ANALYSIS_PER_NAMESPACE", default_value_t = 2)]
         analysis_per_namespace: usize,
+        /// Queries in flight at once to one endpoint (scheme, host and
+        /// port), whatever the rounds and namespaces they come from, so the
+        /// operator never fires a whole pool of rounds at one shared
+        /// Prometheus; the others wait their turn.
+        #[arg(long, env = "ANALYSIS_PER_ENDPOINT", default_value_t = 16)]
+        analysis_per_endpoint: usize,
         #[command(flatten)]
         election: Box<ElectionArgs>,
     },
     /// Print the ModelDeployment CustomResourceDefinition as YAML.
     Crd,
+}
+
+/// Where outbound requests may go, per purpose (docs/security.md).
+#[derive(clap::Args)]
+struct OutboundArgs {
+    /// URL prefixes of the Prometheus servers ModelDeployments may query
+    /// (repeat the flag, or comma-separate in the env var), e.g.
+    /// `http://prometheus.monitoring:9090`. The operator only ever sends
+    /// `POST <address>/api/v1/query`, and that final URL must lie under
+    /// one of them. Empty: no queries at all (docs/security.md).
+    #[arg(
+        long = "allowed-prometheus",
+        env = "ALLOWED_PROMETHEUS",
+        value_delimiter = ','
+    )]
+    allowed_prometheus: Vec<String>,
+    /// URL prefixes of the Alertmanagers ModelDeployments may send alerts
+    /// to; only `POST <url>/api/v2/alerts`, under one of them. Empty: none.
+    #[arg(
+        long = "allowed-alertmanager",
+        env = "ALLOWED_ALERTMANAGER",
+        value_delimiter = ','
+    )]
+    allowed_alertmanager: Vec<String>,
+    /// URL prefixes webhook URLs (from Secrets) must lie under. Kept
+    /// apart from the other two: a webhook is a POST to any path, so a
+    /// Prometheus prefix here would open its admin endpoints. Empty: none.
+    #[arg(
+        long = "allowed-webhook",
+        env = "ALLOWED_WEBHOOKS",
+        value_delimiter = ','
+    )]
+    allowed_webhooks: Vec<String>,
+    /// Deprecated: prefixes allowed for Prometheus and Alertmanager
+    /// (never for webhooks); use the three flags above.
+    #[arg(
+        long = "allowed-endpoint",
+        env = "ALLOWED_ENDPOINTS",
+        value_delimiter = ','
+    )]
+    allowed_endpoints: Vec<String>,
+    /// Any address for every purpose (still only the query and alerts
+    /// endpoints of Prometheus and Alertmanager): for a single-team
+    /// cluster or a local run; unsafe in a shared cluster, warned about
+    /// at start.
+    #[arg(long = "allow-any-endpoint", env = "ALLOW_ANY_ENDPOINT")]
+    allow_any_endpoint: bool,
+    /// Send bearer tokens to plain-http Prometheus addresses too (by
+    /// default they go over https only).
+    #[arg(long, env = "ALLOW_INSECURE_TOKENS")]
+    allow_insecure_tokens: bool,
+    /// Rewrite every query so each of its selectors sees only the
+    /// ModelDeployment's namespace (`namespace="<ns>"`, replacing any
+    /// namespace matcher written); a query that does not parse is not sent.
+    #[arg(long, env = "SCOPE_QUERIES_TO_NAMESPACE")]
+    scope_queries_to_namespace: bool,
+}
+
+impl OutboundArgs {
+    fn settings(self) -> policy::Settings {
+        policy::Settings {
+            prometheus: self.allowed_prometheus,
+            alertmanager: self.allowed_alertmanager,
+            webhook: self.allowed_webhooks,
+            legacy: self.allowed_endpoints,
+            allow_any: self.allow_any_endpoint,
+            insecure_tokens: self.allow_insecure_tokens,
+            scope_queries: self.scope_queries_to_namespace,
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -87,24 +149,23 @@ fn main() -> ExitCode {
             namespaces,
             endpoints,
             initial_list,
-            allowed_endpoints,
-            allow_insecure_tokens,
+            outbound,
             analysis_pool,
             analysis_per_namespace,
+            analysis_per_endpoint,
             election,
         } => {
             telemetry::init(log_format);
-            let egress = match Policy::new(&allowed_endpoints, allow_insecure_tokens) {
+            let outbound = outbound.settings();
+            let egress = match Policy::new(&outbound) {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::error!(error = %e, "invalid flags");
                     return ExitCode::FAILURE;
                 }
             };
-            if egress.allows_any() {
-                tracing::warn!(
-                    "no --allowed-endpoint: ModelDeployments may send metric queries and alerts to any address (unsafe in a shared cluster; see docs/security.md)"
-                );
+            for warning in policy::warnings(&outbound) {
+                tracing::warn!("{warning}");
             }
             let election = match Election::from_args(*election) {
                 Ok(e) => e,
@@ -124,6 +185,7 @@ fn main() -> ExitCode {
                 rounds: model_operator::outbound::rounds::Limits {
                     pool: analysis_pool,
                     per_namespace: analysis_per_namespace,
+                    per_endpoint: analysis_per_endpoint,
                 },
             };
             run(settings, election, endpoints, ready_rx)

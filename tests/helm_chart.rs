@@ -216,6 +216,50 @@ fn the_metrics_network_policy_admits_only_the_selected_namespaces() {
     );
 }
 
+/// Each purpose's list reaches its own flag; nothing is allowed unless
+/// listed (no outbound flag at all by default), and `allowAny` must be
+/// said. The deprecated list still reaches its flag.
+#[test]
+fn outbound_lists_reach_their_flags_by_purpose() {
+    let args = assert_flags(&rendered(&[]), &[]);
+    assert!(
+        !args.iter().any(|a| a.starts_with("--allow")),
+        "no outbound flag by default: {args:?}"
+    );
+    assert_flags(
+        &rendered(&[
+            "outbound.allowedPrometheus={http://prometheus.monitoring:9090}",
+            "outbound.allowedAlertmanager={http://alertmanager.monitoring:9093}",
+            "outbound.allowedWebhooks={https://hooks.example/team-a}",
+            "outbound.allowedEndpoints={http://old:9090}",
+            "outbound.allowAny=true",
+        ]),
+        &[
+            "--allowed-prometheus=http://prometheus.monitoring:9090",
+            "--allowed-alertmanager=http://alertmanager.monitoring:9093",
+            "--allowed-webhook=https://hooks.example/team-a",
+            "--allowed-endpoint=http://old:9090",
+            "--allow-any-endpoint",
+        ],
+    );
+    assert_flags(
+        &rendered(&[
+            "analysisRounds.perEndpoint=4",
+            "outbound.scopeQueriesToNamespace=true",
+        ]),
+        &["--analysis-per-endpoint=4", "--scope-queries-to-namespace"],
+    );
+    let out = template(
+        &chart(),
+        "ops",
+        &["outbound.allowedWebhooks={hooks.example}"],
+    );
+    assert!(
+        !out.status.success(),
+        "a prefix without a scheme was accepted"
+    );
+}
+
 /// Every rule of every (Cluster)Role the chart renders.
 fn rules(objects: &[Value]) -> Vec<(String, Value)> {
     objects

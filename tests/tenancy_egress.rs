@@ -81,17 +81,12 @@ async fn misbehaving_endpoints_yield_only_classified_errors() {
         "--health-addr".into(),
         "127.0.0.1:0".into(),
     ];
-    for allowed in [
-        &html,
-        &redirect_target,
-        &redirect,
-        &huge,
-        &huge_alerts,
-        &silent,
-    ] {
-        args.push("--allowed-endpoint".into());
+    for allowed in [&html, &redirect_target, &redirect, &huge, &silent] {
+        args.push("--allowed-prometheus".into());
         args.push(allowed.url());
     }
+    args.push("--allowed-alertmanager".into());
+    args.push(huge_alerts.url());
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let operator = Operator::start_with(&ns.name, &args);
 
@@ -118,7 +113,7 @@ async fn misbehaving_endpoints_yield_only_classified_errors() {
         (
             "unlisted",
             &unlisted,
-            "not among the endpoints the operator may use",
+            "not among the endpoints the operator may send Prometheus queries to",
             json!({}),
         ),
     ];
@@ -254,18 +249,6 @@ async fn secrets_are_read_only_when_labelled_and_tokens_never_go_over_plain_http
 /// Ready, as the condition says.
 fn ready(md: &ModelDeployment) -> bool {
     condition(md, "Ready").is_some_and(|(status, ..)| status == "True")
-}
-
-/// Promoted on metric checks that passed: the analysis ran to its end.
-fn promoted_on_passing_checks(md: &ModelDeployment) -> bool {
-    ready(md)
-        && stable(md) == Some(1)
-        && history_entry(md, 1).is_some_and(|e| {
-            !e.analysis.is_empty()
-                && e.analysis
-                    .iter()
-                    .all(|c| c.verdict == model_operator::api::Verdict::Pass)
-        })
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@ pub mod comparison;
 pub mod duration;
 pub mod run;
 pub mod schedule;
+pub mod scope;
 pub mod template;
 pub mod verdict;
 pub mod window;

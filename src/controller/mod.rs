@@ -51,8 +51,8 @@ pub struct Settings {
     pub ready: watch::Sender<bool>,
     /// How the caches are first filled.
     pub initial_list: InitialList,
-    /// Which endpoints ModelDeployments may name.
-    pub egress: Arc<crate::outbound::egress::Policy>,
+    /// Which endpoints ModelDeployments may name, per purpose.
+    pub egress: Arc<crate::outbound::policy::Policy>,
     /// How many metric rounds may run at once (off the reconcile workers).
     pub rounds: rounds::Limits,
 }

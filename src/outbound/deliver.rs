@@ -19,7 +19,8 @@ use tokio::sync::broadcast;
 use crate::alerts::outbox::{self, Confirmed};
 use crate::api::{AlertChannel, AlertNotification, AlertState, FiringAlert, SecretKeyRef};
 use crate::metrics::{DeliveryLabels, Metrics};
-use crate::outbound::egress::{self, ALERT_BODY_LIMIT, Policy, RequestFailure};
+use crate::outbound::egress::{self, ALERT_BODY_LIMIT, RequestFailure};
+use crate::outbound::policy::{Policy, Purpose};
 
 /// Alertmanager forgets an alert this long after its last update unless
 /// told again; the operator re-sends firing alerts well before that.
@@ -343,10 +344,9 @@ impl Deliverer {
     }
 
     async fn to_alertmanager(&self, url: &str, alerts: Vec<Value>) -> Result<(), String> {
-        let url = format!("{}/api/v2/alerts", url.trim_end_matches('/'));
-        match self.policy.check(&url) {
-            Ok(_) => self.post(&url, &Value::Array(alerts)).await,
-            Err(f) => Err(f),
+        match self.policy.request_url(Purpose::Alertmanager, url) {
+            Ok(url) => self.post(url, &Value::Array(alerts)).await,
+            Err(refused) => Err(refused.into()),
         }
         .map_err(|f| f.to_string())
     }
@@ -390,9 +390,9 @@ impl Deliverer {
         )
         .await
         {
-            Ok(url) => match self.policy.check_secret_url(&url) {
-                Ok(_) => self.post(&url, &body).await.map_err(|f| f.to_string()),
-                Err(f) => Err(f.to_string()),
+            Ok(url) => match self.policy.request_url(Purpose::Webhook, &url) {
+                Ok(url) => self.post(url, &body).await.map_err(|f| f.to_string()),
+                Err(refused) => Err(refused.to_string()),
             },
             Err(e) => Err(e),
         };
@@ -401,7 +401,7 @@ impl Deliverer {
 
     /// Posts `body` to a URL the policy allowed; only the answer's status
     /// is used, and at most `ALERT_BODY_LIMIT` bytes of it are read.
-    async fn post(&self, url: &str, body: &Value) -> Result<(), RequestFailure> {
+    async fn post(&self, url: reqwest::Url, body: &Value) -> Result<(), RequestFailure> {
         let request = self.http.post(url).json(body);
         let (status, _) = egress::send_capped(request, TIMEOUT, ALERT_BODY_LIMIT).await?;
         match status {

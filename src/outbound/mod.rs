@@ -1,15 +1,19 @@
 //! Every request the operator makes beyond the API server: Prometheus
 //! queries (`prometheus`, `queries`) run in rounds off the
-//! reconcile path (`rounds`), alert deliveries (`deliver`), the egress
-//! policy every such request obeys (`egress`) and the Secrets they read
-//! (`secrets`). Shared by every watched namespace.
+//! reconcile path (`rounds`), alert deliveries (`deliver`), where each
+//! purpose's requests may go (`policy`), how every request is sent and
+//! bounded (`egress`) and the Secrets they read (`secrets`). Shared by
+//! every watched namespace.
 
 pub mod deliver;
 pub mod egress;
+pub mod endpoints;
+pub mod policy;
 pub mod prometheus;
 pub mod queries;
 pub mod rounds;
 pub mod secrets;
+pub mod slots;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -20,7 +24,7 @@ use kube::Client;
 use crate::api::SecretKeyRef;
 use crate::metrics::Metrics;
 use deliver::Deliverer;
-use egress::Policy;
+use policy::Policy;
 use prometheus::Prometheus;
 use rounds::{Finished, Limits, Rounds};
 
@@ -35,6 +39,8 @@ pub struct Outbound {
     pub deliverer: Arc<Deliverer>,
     /// Metric rounds in flight, their slots and their results.
     pub rounds: Rounds,
+    /// Every query is scoped to its ModelDeployment's namespace.
+    pub scope_queries: bool,
     client: Client,
     /// When each guarded revision was last checked. Post-promotion rounds
     /// write status only when a verdict changes, so the time of the last
@@ -53,7 +59,8 @@ impl Outbound {
         let http = egress::http_client()?;
         Ok(Self {
             rounds: Rounds::new(limits),
-            prometheus: Prometheus::new(http.clone(), policy.clone()),
+            scope_queries: policy.scopes_queries(),
+            prometheus: Prometheus::new(http.clone(), policy.clone(), limits.per_endpoint),
             deliverer: Arc::new(Deliverer::new(http, policy, client.clone(), metrics)),
             client,
             guard_rounds: Mutex::new(HashMap::new()),

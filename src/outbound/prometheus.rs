@@ -7,19 +7,27 @@ use serde::Deserialize;
 
 use crate::analysis::comparison::buckets::{MAX_BUCKETS, RawBucket};
 use crate::analysis::verdict::Answer;
-use crate::outbound::egress::{self, PROMETHEUS_BODY_LIMIT, Policy, RequestFailure};
+use crate::outbound::egress::{self, PROMETHEUS_BODY_LIMIT, RequestFailure};
+use crate::outbound::endpoints::{EndpointCap, endpoint_of};
+use crate::outbound::policy::{Policy, Purpose};
 
 /// A shared HTTP client for Prometheus, held to the admin's endpoint
-/// policy (`crate::outbound::egress`).
+/// policy (`crate::outbound::policy`) and per-endpoint cap.
 #[derive(Clone)]
 pub struct Prometheus {
     http: reqwest::Client,
     policy: Arc<Policy>,
+    endpoints: Arc<EndpointCap>,
 }
 
 impl Prometheus {
-    pub fn new(http: reqwest::Client, policy: Arc<Policy>) -> Self {
-        Self { http, policy }
+    /// `per_endpoint`: queries in flight at once to one endpoint.
+    pub fn new(http: reqwest::Client, policy: Arc<Policy>, per_endpoint: usize) -> Self {
+        Self {
+            http,
+            policy,
+            endpoints: Arc::new(EndpointCap::new(per_endpoint)),
+        }
     }
 
     /// Runs `query` at `address`; every failure is an answer, never an error
@@ -61,11 +69,13 @@ impl Prometheus {
         timeout: Duration,
         bearer_token: Option<&str>,
     ) -> Result<(u16, Vec<u8>), RequestFailure> {
-        let base = self.policy.check(address)?;
+        // The final URL (the query endpoint below the address) is what the
+        // admin's Prometheus list must allow.
+        let url = self.policy.request_url(Purpose::Prometheus, address)?;
         if bearer_token.is_some() {
-            self.policy.token_allowed(&base)?;
+            self.policy.token_allowed(&url)?;
         }
-        let url = format!("{}/api/v1/query", address.trim_end_matches('/'));
+        let endpoint = endpoint_of(&url);
         let mut request = self
             .http
             .post(url)
@@ -74,6 +84,9 @@ impl Prometheus {
         if let Some(token) = bearer_token {
             request = request.bearer_auth(token);
         }
+        // Held until the answer is read (or the round is cancelled); the
+        // timeout counts from when it is the query's turn.
+        let _turn = self.endpoints.acquire(&endpoint).await;
         egress::send_capped(request, timeout, PROMETHEUS_BODY_LIMIT).await
     }
 }

@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::Outbound;
 use crate::analysis::comparison::{self, Answers, Measured, buckets::RawBucket};
 use crate::analysis::run::Check;
+use crate::analysis::scope;
 use crate::analysis::template::{self, Vars};
 use crate::analysis::verdict::{Answer, Measurement, judge};
 use crate::api::{AnalysisSpec, ComparisonSpec, ComparisonTest, MetricGate};
@@ -66,6 +67,7 @@ impl Queries {
             address: spec.prometheus.address.as_str(),
             timeout,
             token,
+            scope: outbound.scope_queries.then_some(self.namespace.as_str()),
         };
         let comparisons = comparisons(spec, &asker, &vars, stable_vars.as_ref());
         let checks = spec
@@ -139,12 +141,26 @@ struct Asker<'a> {
     pub timeout: Duration,
     /// The bearer token, or why it could not be read.
     pub token: Result<Option<String>, String>,
+    /// The namespace every query is scoped to, when the admin asks.
+    pub scope: Option<&'a str>,
 }
 
 impl Asker<'_> {
+    /// The query as sent: every query of every gate passes here, scoped
+    /// to the namespace when the admin asks (never sent unscoped).
+    fn sent(&self, query: Result<String, String>) -> Result<String, String> {
+        match self.scope {
+            Some(namespace) => {
+                query.and_then(|q| scope::to_namespace(&q, namespace).map_err(|e| e.to_string()))
+            }
+            None => query,
+        }
+    }
+
     /// One number. Check messages reach status, Events and alerts:
     /// Prometheus's own error text stays out of them (`query_quiet`).
     async fn number(&self, query: Result<String, String>) -> Answer {
+        let query = self.sent(query);
         match (query.as_ref(), &self.token) {
             (Err(e), _) | (_, Err(e)) => Answer::Error(e.clone()),
             (Ok(q), Ok(t)) => {
@@ -156,6 +172,7 @@ impl Asker<'_> {
     }
 
     async fn buckets(&self, query: Result<String, String>) -> Result<Vec<RawBucket>, Answer> {
+        let query = self.sent(query);
         match (query.as_ref(), &self.token) {
             (Err(e), _) | (_, Err(e)) => Err(Answer::Error(e.clone())),
             (Ok(q), Ok(t)) => {

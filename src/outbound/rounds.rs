@@ -13,39 +13,46 @@
 //! namespace, so one team's hanging endpoint delays only that team's
 //! analysis. A reconcile whose round is due when no slot is free does not
 //! wait for one; it leaves the analysis as it is (no verdict, no promotion)
-//! and comes back after `BUSY_RETRY`. One ModelDeployment has at most one
-//! round in flight.
+//! and comes back after `BUSY_RETRY`. Free slots go to the waiting by turns
+//! between namespaces, and a namespace that runs no round gets one even
+//! when others' rounds hold the whole pool (`crate::outbound::slots`). One
+//! ModelDeployment has at most one round in flight.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::Stream;
 use futures::channel::mpsc;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::AbortHandle;
 
 use crate::analysis::run::Check;
 use crate::cache::model::ModelRef;
+use crate::outbound::slots::{Decision, Slots};
 
 /// When a reconcile that found no free slot looks again.
 pub const BUSY_RETRY: Duration = Duration::from_secs(2);
 
-/// How many rounds may run at once.
+/// How many rounds, and queries to one endpoint, may run at once.
 #[derive(Clone, Copy, Debug)]
 pub struct Limits {
     pub pool: usize,
     pub per_namespace: usize,
+    /// Queries in flight to one endpoint (scheme, host and port), whichever
+    /// rounds they belong to (`crate::outbound::endpoints`).
+    pub per_endpoint: usize,
 }
 
 impl Default for Limits {
-    /// Eight requests to Prometheus at once; two per namespace.
+    /// Eight rounds at once, two per namespace; sixteen queries at once to
+    /// one Prometheus (a round of 20 comparison gates alone asks 80).
     fn default() -> Self {
         Self {
             pool: 8,
             per_namespace: 2,
+            per_endpoint: 16,
         }
     }
 }
@@ -112,9 +119,7 @@ struct Entry {
 }
 
 pub struct Rounds {
-    pool: Arc<Semaphore>,
-    per_namespace: usize,
-    running: Arc<Mutex<HashMap<String, usize>>>,
+    slots: Arc<Mutex<Slots>>,
     /// The round in flight or the finished result of each ModelDeployment
     /// ("namespace/name"); at most one each.
     rounds: Mutex<HashMap<String, Entry>>,
@@ -123,42 +128,42 @@ pub struct Rounds {
 
 /// A running round's slot, given back when dropped.
 struct Slot {
+    object: String,
     namespace: String,
-    running: Arc<Mutex<HashMap<String, usize>>>,
-    _permit: OwnedSemaphorePermit,
+    slots: Arc<Mutex<Slots>>,
 }
 
 impl Rounds {
     /// Rounds in flight or finished and not yet judged.
     pub fn entries(&self) -> usize {
-        self.rounds.lock().unwrap_or_else(|e| e.into_inner()).len()
+        let waiting = self.slots().entries();
+        self.rounds.lock().unwrap_or_else(|e| e.into_inner()).len() + waiting
     }
 
     pub fn new(limits: Limits) -> Self {
         Self {
-            pool: Arc::new(Semaphore::new(limits.pool.max(1))),
-            per_namespace: limits.per_namespace.max(1),
-            running: Arc::default(),
+            slots: Arc::new(Mutex::new(Slots::new(limits.pool, limits.per_namespace))),
             rounds: Mutex::default(),
             next_id: AtomicU64::new(0),
         }
     }
 
-    /// A slot for a round in `namespace`, or `None` when the pool or the
-    /// namespace's share is used up. Never waits.
-    fn try_slot(&self, namespace: &str) -> Option<Slot> {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        let count = running.entry(namespace.to_string()).or_insert(0);
-        if *count >= self.per_namespace {
-            return None;
+    fn slots(&self) -> std::sync::MutexGuard<'_, Slots> {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A slot for `object`'s round, or `Err` with the round to cancel so
+    /// that a starved namespace gets one (see `Slots::request`). Never
+    /// waits.
+    fn try_slot(&self, object: &str, namespace: &str) -> Result<Slot, Option<String>> {
+        match self.slots().request(object, namespace, Instant::now()) {
+            Decision::Run => Ok(Slot {
+                object: object.to_string(),
+                namespace: namespace.to_string(),
+                slots: self.slots.clone(),
+            }),
+            Decision::Busy { preempt } => Err(preempt),
         }
-        let permit = self.pool.clone().try_acquire_owned().ok()?;
-        *count += 1;
-        Some(Slot {
-            namespace: namespace.to_string(),
-            running: self.running.clone(),
-            _permit: permit,
-        })
     }
 
     /// Takes `object`'s finished round, if there is one. Every reconcile
@@ -188,8 +193,16 @@ impl Rounds {
             Some(_) => rounds.remove(object),
             None => None,
         };
-        let slot = self.try_slot(namespace);
-        let ticket = slot.map(|slot| {
+        let slot = self.try_slot(object, namespace);
+        // A round cancelled for a namespace that runs none: its slot comes
+        // back when its task ends, and goes to that namespace by turns.
+        let preempted = match &slot {
+            Err(Some(victim)) => rounds
+                .remove(victim)
+                .filter(|e| matches!(e.state, RoundState::InFlight(_))),
+            _ => None,
+        };
+        let ticket = slot.ok().map(|slot| {
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             rounds.insert(
                 object.to_string(),
@@ -208,6 +221,7 @@ impl Rounds {
         });
         drop(rounds);
         cancel(stale);
+        cancel(preempted);
         match ticket {
             Some(ticket) => Start::Run(ticket),
             None => Start::Busy,
@@ -278,6 +292,7 @@ impl Rounds {
             .unwrap_or_else(|e| e.into_inner())
             .remove(object);
         cancel(removed);
+        self.slots().forget(object, Instant::now());
     }
 
     /// How many ModelDeployments have a round in flight or a result kept.
@@ -299,13 +314,8 @@ fn cancel(entry: Option<Entry>) {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        let mut running = self.running.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(count) = running.get_mut(&self.namespace) {
-            *count = count.saturating_sub(1);
-            if *count == 0 {
-                running.remove(&self.namespace);
-            }
-        }
+        let mut slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
+        slots.release(&self.object, &self.namespace, Instant::now());
     }
 }
 
@@ -359,6 +369,7 @@ mod tests {
         let rounds = Rounds::new(Limits {
             pool: 3,
             per_namespace: 2,
+            ..Limits::default()
         });
         let m = measuring(1);
         let a1 = run(rounds.start("a/1", "a", &m));
@@ -392,6 +403,7 @@ mod tests {
         let rounds = Rounds::new(Limits {
             pool: 1,
             per_namespace: 1,
+            ..Limits::default()
         });
         let old = run(rounds.start("ns/m", "ns", &measuring(1)));
         // The old round's slot is given back only when its task ends (it is
@@ -417,6 +429,7 @@ mod tests {
         let rounds = Arc::new(Rounds::new(Limits {
             pool: 1,
             per_namespace: 1,
+            ..Limits::default()
         }));
         let ticket = run(rounds.start("ns/gone", "ns", &measuring(1)));
         let id = ticket.id();

@@ -178,7 +178,7 @@ fn mock_context(stores: Stores) -> (Arc<Context>, ApiServer) {
         crate::outbound::Outbound::new(
             client.clone(),
             Arc::default(),
-            Arc::default(),
+            Arc::new(crate::outbound::policy::Policy::any()),
             Default::default(),
         )
         .unwrap(),

@@ -147,3 +147,17 @@ pub async fn create_stable_m(mds: &Api<ModelDeployment>) {
     )
     .await;
 }
+
+/// Ready on metric checks that passed: revision 1 promoted when its
+/// analysis ran to its end.
+pub fn promoted_on_passing_checks(md: &ModelDeployment) -> bool {
+    let ready = condition(md, "Ready").is_some_and(|(status, ..)| status == "True");
+    ready
+        && stable(md) == Some(1)
+        && history_entry(md, 1).is_some_and(|e| {
+            !e.analysis.is_empty()
+                && e.analysis
+                    .iter()
+                    .all(|c| c.verdict == model_operator::api::Verdict::Pass)
+        })
+}

@@ -61,6 +61,7 @@ impl Operator {
         };
         let log = log_dir.join(format!("{namespace}{suffix}.log"));
         let mut args: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+        single_team_unless_told(&mut args);
         let metrics_addr = flag_or_free_port(&mut args, "--metrics-addr");
         let health_addr = flag_or_free_port(&mut args, "--health-addr");
         // Plain /metrics on loopback for the tests that read it for other
@@ -216,6 +217,30 @@ pub fn operator_kubeconfig() -> PathBuf {
             );
             kubeconfig_path()
         }
+    }
+}
+
+/// The flags that say where outbound requests may go (docs/security.md).
+const OUTBOUND_FLAGS: [&str; 5] = [
+    "--allowed-prometheus",
+    "--allowed-alertmanager",
+    "--allowed-webhook",
+    "--allowed-endpoint",
+    "--allow-any-endpoint",
+];
+
+/// Tests run a single-team cluster: the test's own stand-ins (on random
+/// ports) are the only endpoints, so any address is allowed
+/// (`--allow-any-endpoint`), unless the test sets where outbound requests
+/// may go itself, as the tenancy tests do.
+fn single_team_unless_told(args: &mut Vec<String>) {
+    let told = args.iter().any(|a| {
+        OUTBOUND_FLAGS
+            .iter()
+            .any(|f| a == f || a.starts_with(&format!("{f}=")))
+    });
+    if !told {
+        args.push("--allow-any-endpoint".into());
     }
 }
 

@@ -84,3 +84,31 @@ pub async fn prometheus_sees(query: &str, want: Option<f64>, timeout: Duration) 
     )
     .await
 }
+
+/// Whether the local Prometheus answers `/-/ready` with 200: every hostile
+/// test ends by asserting it is still up.
+pub async fn prometheus_ready() -> bool {
+    crypto_provider();
+    reqwest::get(format!("{}/-/ready", prometheus()))
+        .await
+        .is_ok_and(|r| r.status().is_success())
+}
+
+/// The value of one of the local Prometheus's command-line flags, e.g.
+/// `web.enable-lifecycle` (which makes `POST /-/quit` stop it).
+pub async fn prometheus_flag(name: &str) -> Option<String> {
+    crypto_provider();
+    let flags: serde_json::Value = reqwest::get(format!("{}/api/v1/status/flags", prometheus()))
+        .await
+        .ok()?
+        .json()
+        .await
+        .ok()?;
+    flags["data"][name].as_str().map(str::to_string)
+}
+
+/// reqwest is built without a crypto provider (as in the operator); the
+/// kube client installs ring, but these may run before any kube client.
+fn crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
