@@ -45,6 +45,11 @@ pub enum Error {
 
     #[error("cannot build the HTTP client for Prometheus and alerts: {0}")]
     HttpClient(#[from] reqwest::Error),
+
+    /// A bug: the pass panicked. Contained to this object's pass (every
+    /// other object keeps being reconciled) and retried with its backoff.
+    #[error("the reconcile panicked (a bug, please report it): {0}")]
+    Panicked(String),
 }
 
 impl Error {
@@ -61,6 +66,7 @@ impl Error {
             Error::NameConflict { .. } => "name_conflict",
             Error::NoNamespace => "no_namespace",
             Error::HttpClient(_) => "http_client",
+            Error::Panicked(_) => "panic",
         }
     }
 }

@@ -215,3 +215,47 @@ async fn a_user_without_the_rights_is_told_it_is_forbidden() {
     let out = plugin_as(&viewer, n, &["pause", "m"]);
     assert_forbidden(&out, &format!("system:serviceaccount:{n}:viewer"), "patch");
 }
+
+/// Issue 24: what other people write (an image, a revision named like
+/// ours) cannot steer the plugin: escape sequences are printed as text, and
+/// `rollback` refuses a revision this ModelDeployment does not own.
+#[tokio::test]
+async fn the_plugin_prints_no_escape_sequences_and_rolls_back_only_to_owned_revisions() {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "plugin-hostile").await;
+    let _operator = Operator::start(&ns.name);
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    let md = model(
+        "m",
+        json!({"model": {"version": "1.0"}, "server": {"image": "srv:1\u{1b}[2J\u{202e}"}}),
+    );
+    mds.create(&PostParams::default(), &md).await.unwrap();
+    wait_for(&mds, "m", "serve revision 1", TIMEOUT, serving(1)).await;
+    let out = stdout(&plugin(&ns.name, &["history", "m"]));
+    assert!(
+        !out.contains('\u{1b}') && !out.contains('\u{202e}'),
+        "{out:?}"
+    );
+    assert!(out.contains("\\u{1b}[2J"), "{out}");
+
+    // Someone else's object named like revision 7 of m.
+    let revisions =
+        Api::<k8s_openapi::api::apps::v1::ControllerRevision>::namespaced(client.clone(), &ns.name);
+    let forged: k8s_openapi::api::apps::v1::ControllerRevision = serde_json::from_value(json!({
+        "metadata": {"name": "m-r7", "annotations": {"mlops.dev/served-hash": "x"}},
+        "revision": 7,
+        "data": {"model": {"version": "evil"}, "server": {"image": "evil:1"}},
+    }))
+    .unwrap();
+    revisions
+        .create(&PostParams::default(), &forged)
+        .await
+        .unwrap();
+    let out = plugin(&ns.name, &["rollback", "m", "--to-revision", "7"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is not a revision of m"), "{err}");
+    let m = mds.get("m").await.unwrap();
+    assert_eq!(m.spec.model.version, "1.0", "the spec is untouched");
+}

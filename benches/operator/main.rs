@@ -14,7 +14,7 @@
 //! BENCH_QUIET_SECS (full: 300), BENCH_RUNS (interleaved floor and operator
 //! runs per size; full: 3), BENCH_APPLIES (200), BENCH_ROLLBACKS (20),
 //! BENCH_ONLY (comma-separated parts: index, convergence, fairness, latency,
-//! rollback, canary),
+//! rollback, canary, spec-memory), BENCH_SPEC_REVISIONS (30),
 //! BENCH_SKIP_LAST_DELETE (set: leave the last operator namespace for the
 //! cluster's deletion; `make bench-stretch`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is the failure report
@@ -31,6 +31,7 @@ mod metric_rollback;
 mod probe;
 mod report;
 mod rollback;
+mod spec_memory;
 mod status_lag;
 
 use std::time::Duration;
@@ -127,6 +128,15 @@ async fn main() {
     }
     if part("canary") {
         emit(vec![canary_abort::run(&client, rounds).await]);
+    }
+    if part("spec-memory") {
+        emit(
+            spec_memory::run(
+                &client,
+                env_or("BENCH_SPEC_REVISIONS", if full { 30 } else { 5 }),
+            )
+            .await,
+        );
     }
 
     println!(

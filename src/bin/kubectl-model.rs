@@ -17,6 +17,10 @@ use model_operator::resources::owned_by;
 use model_operator::rollout::revision;
 use serde_json::json;
 
+#[path = "kubectl_model/terminal.rs"]
+#[macro_use]
+mod terminal;
+
 #[path = "kubectl_model/canary_commands.rs"]
 mod canary_commands;
 
@@ -78,7 +82,7 @@ async fn main() -> ExitCode {
     match run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("error: {message}");
+            warnln!("error: {message}");
             ExitCode::FAILURE
         }
     }
@@ -107,7 +111,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             loop {
                 let md = mds.get(&name).await.map_err(|e| explain(e, &name))?;
                 if last != md.metadata.resource_version {
-                    print!("{}", status_table(&md));
+                    say!("{}", status_table(&md));
                     last = md.metadata.resource_version.clone();
                 }
                 if !watch {
@@ -118,7 +122,7 @@ async fn run(cli: Cli) -> Result<(), String> {
         }
         Command::History { name } => {
             let md = mds.get(&name).await.map_err(|e| explain(e, &name))?;
-            print!("{}", history_table(&md));
+            say!("{}", history_table(&md));
             Ok(())
         }
         Command::Rollback { name, to_revision } => {
@@ -136,7 +140,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             mds.patch(&name, &PatchParams::default(), &Patch::Merge(patch))
                 .await
                 .map_err(|e| explain(e, &name))?;
-            println!("{name}: retry requested ({RETRY_ANNOTATION}={token}).");
+            sayln!("{name}: retry requested ({RETRY_ANNOTATION}={token}).");
             Ok(())
         }
         Command::Promote { name, full } => {
@@ -204,8 +208,8 @@ async fn rollback(
     )
     .await
     .map_err(|e| explain(e, name))?;
-    println!("{name}: spec set back to revision {target} ({described}).");
-    eprintln!(
+    sayln!("{name}: spec set back to revision {target} ({described}).");
+    warnln!(
         "warning: if {name} is managed with GitOps, commit the same change to Git, or the next sync will undo it."
     );
     Ok(())
@@ -221,7 +225,7 @@ async fn set_paused(
     mds.patch(name, &PatchParams::default(), &Patch::Merge(patch))
         .await
         .map_err(|e| explain(e, name))?;
-    println!("{name}: {}", if paused { "paused" } else { "resumed" });
+    sayln!("{name}: {}", if paused { "paused" } else { "resumed" });
     Ok(())
 }
 

@@ -29,7 +29,7 @@ pub(super) async fn measured_reconcile(
     let result = match cached.decode() {
         Ok(md) => {
             let md = Arc::new(md);
-            let result = reconcile(md.clone(), ctx.clone()).await;
+            let result = contained(reconcile(md.clone(), ctx.clone())).await;
             // Deleted while this pass ran: what the pass recorded (series,
             // guard rounds) came after the deletion's cleanup, so clean up
             // again.
@@ -60,6 +60,27 @@ pub(super) async fn measured_reconcile(
         backoff.reset(&ObjectRef::from_obj(cached.as_ref()));
     }
     result
+}
+
+/// A pass whose panic ends that pass only: the controller polls every pass
+/// in one task, so an uncaught panic (a bug) would stop every team's
+/// reconciles. It becomes `Error::Panicked`, reported and retried like any
+/// error.
+async fn contained(
+    pass: impl std::future::Future<Output = Result<Action, Error>>,
+) -> Result<Action, Error> {
+    use futures::FutureExt;
+    match std::panic::AssertUnwindSafe(pass).catch_unwind().await {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "no message".to_string());
+            Err(Error::Panicked(message.chars().take(256).collect()))
+        }
+    }
 }
 
 /// Drops what is kept per ModelDeployment outside the caches: its guard
@@ -133,6 +154,18 @@ impl Backoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_panicking_pass_is_an_error_and_the_next_pass_runs() {
+        let panicked = contained(async { panic!("bug in a pass") }).await;
+        assert!(
+            matches!(&panicked, Err(Error::Panicked(m)) if m == "bug in a pass"),
+            "{panicked:?}"
+        );
+        assert_eq!(panicked.unwrap_err().kind(), "panic");
+        let next = contained(async { Ok(Action::await_change()) }).await;
+        assert!(next.is_ok());
+    }
 
     #[test]
     fn backoff_doubles_up_to_a_cap_and_resets() {

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use kube::api::{DeleteParams, PostParams};
+use kube::api::{DeleteParams, PostParams, Preconditions};
 use kube::{Api, ResourceExt};
 
 use super::context::Context;
@@ -105,7 +105,9 @@ pub async fn ensure_revision(seen: &Snapshot, ctx: &Context) -> Result<i64, Erro
     }
 }
 
-/// Deletes snapshots of revisions the history no longer remembers.
+/// Deletes snapshots of revisions the history no longer remembers: each
+/// the object the cache showed as ours (a uid precondition), never another
+/// object that has taken its name since.
 pub async fn prune_revisions(
     seen: &Snapshot,
     planned: &Revisions,
@@ -115,15 +117,19 @@ pub async fn prune_revisions(
         |n: i64| planned.history.iter().any(|e| e.revision == n) || planned.requested == Some(n);
     let api = Api::<ControllerRevision>::namespaced(ctx.client.clone(), &seen.namespace);
     for r in seen.known.iter().filter(|r| !remembered(r.number)) {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: r.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
         match api
-            .delete(
-                &revision::name(&seen.name, r.number),
-                &DeleteParams::default(),
-            )
+            .delete(&revision::name(&seen.name, r.number), &params)
             .await
         {
             Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 404 => {}
+            Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => {}
             Err(e) => return Err(e.into()),
         }
     }

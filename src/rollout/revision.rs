@@ -18,6 +18,8 @@ use crate::resources::labels::SERVED_HASH;
 pub struct Revision {
     pub number: i64,
     pub hash: String,
+    /// The ControllerRevision's uid: a prune deletes that object only.
+    pub uid: Option<String>,
     /// Its snapshot: `None` until a pass that needs it reads it (the cache
     /// keeps metadata only, `reconcile::revisions::read_snapshots`).
     pub served: Option<ServedVersion>,
@@ -32,6 +34,7 @@ pub fn identify(meta: &ObjectMeta, md_name: &str) -> Option<Revision> {
     (meta.name.as_deref() == Some(name(md_name, number).as_str())).then_some(Revision {
         number,
         hash,
+        uid: meta.uid.clone(),
         served: None,
     })
 }
@@ -96,6 +99,7 @@ pub fn parse(cr: &ControllerRevision) -> Option<Revision> {
     (served_hash(&served) == hash).then_some(Revision {
         number: cr.revision,
         hash,
+        uid: cr.metadata.uid.clone(),
         served: Some(served),
     })
 }
@@ -180,6 +184,7 @@ mod tests {
         let existing = vec![Revision {
             number: 1,
             hash: served_hash(&v1),
+            uid: None,
             served: None,
         }];
         assert_eq!(resolve(&existing, &v1, 1), (1, false));

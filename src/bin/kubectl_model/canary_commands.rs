@@ -31,7 +31,7 @@ pub async fn promote(
         true => "every remaining step skipped".to_string(),
         false => format!("step {}/{} ends", canary.step_index + 1, canary.steps),
     };
-    println!("{name}: revision {} promoted: {what}.", canary.revision);
+    sayln!("{name}: revision {} promoted: {what}.", canary.revision);
     Ok(())
 }
 
@@ -45,7 +45,7 @@ pub async fn abort(
     let canary = running_canary(&md)?;
     let value = Attempt::of(&canary).value();
     annotate(mds, name, ABORT_ANNOTATION, &value, explain).await?;
-    println!(
+    sayln!(
         "{name}: canary of revision {} aborted; the stable revision takes all traffic.",
         canary.revision
     );

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, Preconditions};
 use kube::{Api, Resource, ResourceExt};
 
 use super::context::Context;
@@ -101,7 +101,7 @@ pub async fn apply_children(
         },
         None => {
             if let Some(hpa) = cached_hpa.filter(|h| owned_by(h.as_ref(), md)) {
-                delete_hpa(&api, &hpa.name_any()).await?;
+                delete_hpa(&api, &hpa).await?;
                 announcements.push(events::hpa_deleted());
             }
         }
@@ -207,10 +207,23 @@ fn record<K: Resource<DynamicType = ()>>(kind: &'static str, done: Applied<K>) -
     (kind, done.need, done.object.object_ref(&()))
 }
 
-async fn delete_hpa(api: &Api<HorizontalPodAutoscaler>, name: &str) -> Result<(), Error> {
-    match api.delete(name, &DeleteParams::foreground()).await {
+/// Deletes the HPA the cache showed as ours, and only that object: the uid
+/// precondition makes the API server refuse (409) if the name now belongs
+/// to another object, which is then left alone.
+async fn delete_hpa(
+    api: &Api<HorizontalPodAutoscaler>,
+    hpa: &HorizontalPodAutoscaler,
+) -> Result<(), Error> {
+    let params = DeleteParams {
+        preconditions: Some(Preconditions {
+            uid: hpa.uid(),
+            resource_version: None,
+        }),
+        ..DeleteParams::foreground()
+    };
+    match api.delete(&hpa.name_any(), &params).await {
         Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
         Err(e) => Err(e.into()),
     }
 }

@@ -26,6 +26,7 @@ fn revision(number: i64, version: &str) -> Revision {
     Revision {
         number,
         hash: served_hash(&served),
+        uid: None,
         served: Some(served),
     }
 }
