@@ -278,21 +278,7 @@ async fn hanging_prometheus_rounds_leave_workers_for_the_others() {
         ],
     );
     let silent = Misbehaving::start(Misbehaviour::Silent).await;
-    let analysis = support::gates::analysis(
-        json!({"prometheus": {"address": silent.url(), "timeoutSeconds": 60}, "inconclusiveLimit": 100}),
-        0.05,
-        None,
-    );
-    for i in 0..24 {
-        let md = model(
-            &format!("hangs{i}"),
-            json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1,
-                "rollout": {"analysis": analysis.clone()}}),
-        );
-        mds.create(&PostParams::default(), &md)
-            .await
-            .expect("create");
-    }
+    support::gates::create_hanging(&mds, &silent.url(), 24).await;
     // The namespace's share of rounds hangs on the endpoint, for 60 s each.
     eventually("two rounds hang on the endpoint", TIMEOUT, || async {
         silent.hits() >= 2
@@ -301,21 +287,9 @@ async fn hanging_prometheus_rounds_leave_workers_for_the_others() {
 
     // The other team's ModelDeployment, with metric gates on a Prometheus
     // that answers, is analysed and promoted meanwhile.
-    let (port, _seen, prometheus) = support::fakes::fake_prometheus("0.01").await;
-    let gated = support::gates::analysis(
-        json!({"prometheus": {"address": format!("http://127.0.0.1:{port}"), "timeoutSeconds": 2}}),
-        0.05,
-        None,
-    );
+    let (spec, prometheus) = support::gates::passing_gates().await;
     theirs
-        .create(
-            &PostParams::default(),
-            &model(
-                "healthy",
-                json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1,
-                    "rollout": {"analysis": gated}}),
-            ),
-        )
+        .create(&PostParams::default(), &model("healthy", spec))
         .await
         .expect("create");
     // And one without gates in the hanging team's own namespace, whose

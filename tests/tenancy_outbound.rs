@@ -201,22 +201,8 @@ async fn six_namespaces_with_hanging_endpoints_do_not_delay_a_sevenths_promotion
     let mut silent = Vec::new();
     for ns in &hanging {
         let endpoint = Misbehaving::start(Misbehaviour::Silent).await;
-        let analysis = support::gates::analysis(
-            json!({"prometheus": {"address": endpoint.url(), "timeoutSeconds": 60}, "inconclusiveLimit": 100}),
-            0.05,
-            None,
-        );
         let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
-        for i in 0..3 {
-            let md = model(
-                &format!("hangs{i}"),
-                json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1,
-                    "rollout": {"analysis": analysis.clone()}}),
-            );
-            mds.create(&PostParams::default(), &md)
-                .await
-                .expect("create");
-        }
+        support::gates::create_hanging(&mds, &endpoint.url(), 3).await;
         silent.push(endpoint);
     }
     // Every slot of the pool hangs on those endpoints.
@@ -226,22 +212,10 @@ async fn six_namespaces_with_hanging_endpoints_do_not_delay_a_sevenths_promotion
     })
     .await;
 
-    let (port, _seen, prometheus) = support::fakes::fake_prometheus("0.01").await;
-    let gated = support::gates::analysis(
-        json!({"prometheus": {"address": format!("http://127.0.0.1:{port}"), "timeoutSeconds": 2}}),
-        0.05,
-        None,
-    );
+    let (spec, prometheus) = support::gates::passing_gates().await;
     let theirs = Api::<ModelDeployment>::namespaced(client.clone(), &seventh.name);
     theirs
-        .create(
-            &PostParams::default(),
-            &model(
-                "gated",
-                json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1,
-                    "rollout": {"analysis": gated}}),
-            ),
-        )
+        .create(&PostParams::default(), &model("gated", spec))
         .await
         .expect("create");
     wait_for(

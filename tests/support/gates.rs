@@ -154,3 +154,40 @@ pub fn webhook_alert<'a>(body: &'a Value, status: &str, alertname: &str) -> Opti
         .iter()
         .find(|a| a["status"] == status && a["labels"]["alertname"] == alertname)
 }
+
+/// A fake Prometheus that answers every query with 0.01, and the spec of a
+/// model gated on it (max 0.05): it passes its checks once its rounds run.
+/// Keep the task alive as long as the model is analysed.
+pub async fn passing_gates() -> (Value, tokio::task::JoinHandle<()>) {
+    let (port, _seen, prometheus) = super::fakes::fake_prometheus("0.01").await;
+    let gated = analysis(
+        json!({"prometheus": {"address": format!("http://127.0.0.1:{port}"), "timeoutSeconds": 2}}),
+        0.05,
+        None,
+    );
+    let spec = json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1,
+        "rollout": {"analysis": gated}});
+    (spec, prometheus)
+}
+
+/// Creates `count` models `hangs0`, `hangs1`… whose gates query the
+/// endpoint at `address`, which never answers (60 s timeout each round).
+pub async fn create_hanging(
+    mds: &kube::Api<model_operator::api::ModelDeployment>,
+    address: &str,
+    count: usize,
+) {
+    let analysis = analysis(
+        json!({"prometheus": {"address": address, "timeoutSeconds": 60}, "inconclusiveLimit": 100}),
+        0.05,
+        None,
+    );
+    for i in 0..count {
+        let md = super::model(
+            &format!("hangs{i}"),
+            json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}, "replicas": 1,
+                "rollout": {"analysis": analysis.clone()}}),
+        );
+        mds.create(&Default::default(), &md).await.expect("create");
+    }
+}
