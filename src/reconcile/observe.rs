@@ -20,6 +20,7 @@ use crate::reasons;
 use crate::resources::labels::{ABORT_ANNOTATION, PROMOTE_ANNOTATION, RETRY_ANNOTATION};
 use crate::resources::{self, owned_by};
 use crate::rollout::canary::{Attempt, Promotion};
+use crate::rollout::history::previous_stable;
 use crate::rollout::pod::WatchedPod;
 use crate::rollout::revision::{self, Revision};
 use crate::rollout::{Progress, health, progress};
@@ -133,12 +134,15 @@ impl Snapshot {
 
     /// The revisions whose snapshots a pass may need besides the spec's:
     /// every revision a decision can target or a canary can run (the stable
-    /// one, the one running, the canary's), never the whole history.
+    /// one, the one running, the canary's, and the Stable one before the
+    /// running one, which a post-promotion breach reinstates), never the
+    /// whole history.
     pub fn needed_revisions(&self) -> Vec<i64> {
         let canary = self
             .canary_deployment
             .as_deref()
             .and_then(resources::revision_of);
+        let before = |r: Option<i64>| r.and_then(|r| previous_stable(&self.previous.history, r));
         let mut needed: Vec<i64> = [
             self.previous.stable,
             self.previous.current,
@@ -146,6 +150,8 @@ impl Snapshot {
             self.current,
             self.stable_running,
             canary,
+            before(self.current),
+            before(self.previous.stable),
         ]
         .into_iter()
         .flatten()

@@ -499,3 +499,28 @@ mod canary {
         assert_eq!(canary_replicas(&plan), Some((2, 2)), "25% of the HPA's 8");
     }
 }
+
+/// The snapshots read before deciding include every revision a decision
+/// can go back to: after a promotion, the Stable revision before it (a
+/// post-promotion breach reinstates it), but not the rest of the history.
+#[test]
+fn the_snapshots_needed_include_what_a_breach_reinstates_and_no_more() {
+    let mut superseded = entry(2, Outcome::Superseded);
+    superseded.promoted_at = Some(Time(Timestamp::from_second(20).unwrap()));
+    let promoted = Revisions {
+        requested: Some(3),
+        current: Some(3),
+        stable: Some(3),
+        history: vec![
+            entry(1, Outcome::Superseded),
+            superseded,
+            HistoryEntry {
+                promoted_at: Some(Time(Timestamp::from_second(30).unwrap())),
+                ..entry(3, Outcome::Stable)
+            },
+        ],
+        ..Revisions::default()
+    };
+    let seen = snapshot("3.0", Some(3), promoted, vec![]);
+    assert_eq!(seen.needed_revisions(), [2, 3]);
+}
