@@ -41,11 +41,21 @@ impl Attempt {
         format!("{}/{}", self.revision, self.started)
     }
 
+    /// `<revision>/<started>`, `started` in Unix seconds (`kubectl model`)
+    /// or as `status.canary.startedAt` shows it (RFC 3339: the Argo CD
+    /// actions, whose Lua cannot convert it).
     pub fn parse(value: &str) -> Option<Self> {
         let (revision, started) = value.trim().split_once('/')?;
+        let started = match started.parse() {
+            Ok(seconds) => seconds,
+            Err(_) => started
+                .parse::<k8s_openapi::jiff::Timestamp>()
+                .ok()?
+                .as_second(),
+        };
         Some(Self {
             revision: revision.parse().ok()?,
-            started: started.parse().ok()?,
+            started,
         })
     }
 }

@@ -249,6 +249,19 @@ fn promotion_annotations() {
             }),
         ),
         ("5/900/full", Some(Promotion::Full { canary: THIS })),
+        // As the Argo CD actions write it: startedAt as status shows it.
+        (
+            "5/1970-01-01T00:15:00Z/2",
+            Some(Promotion::Step {
+                canary: THIS,
+                index: 2,
+            }),
+        ),
+        (
+            "5/1970-01-01T00:15:00Z/full",
+            Some(Promotion::Full { canary: THIS }),
+        ),
+        ("5/yesterday/2", None),
         ("5/2", None),
         ("5", None),
         ("x/900/1", None),

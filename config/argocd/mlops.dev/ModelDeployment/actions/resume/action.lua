@@ -1,0 +1,3 @@
+-- `kubectl model resume`: spec changes roll out again.
+obj.spec.paused = false
+return obj
