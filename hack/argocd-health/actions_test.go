@@ -1,10 +1,9 @@
 package health
 
 // The Argo CD resource actions under config/argocd (<group>/<Kind>/actions:
-// discovery.lua and <action>/action.lua), registered the way argocd-cm
-// registers them (resource.customizations.actions.<group_Kind>, a YAML of
-// discovery.lua and definitions), found with VM.GetResourceActionDiscovery
-// and VM.GetResourceAction and run with Argo CD's own Execute functions.
+// discovery.lua and <action>/action.lua), registered as argocd-cm does
+// (actions.go), found with VM.GetResourceActionDiscovery and
+// VM.GetResourceAction and run with Argo CD's own Execute functions.
 
 import (
 	"encoding/json"
@@ -18,8 +17,6 @@ import (
 	"testing"
 	"time"
 
-	appv1 "github.com/argoproj/argo-cd/v3/pkg/apis/application/v1alpha1"
-	argolua "github.com/argoproj/argo-cd/v3/util/lua"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
 )
@@ -40,10 +37,8 @@ type actionFile struct {
 }
 
 type actionSuite struct {
+	Actions
 	dir   string
-	key   string
-	vm    argolua.VM
-	names []string
 	tests actionFile
 }
 
@@ -56,8 +51,6 @@ func findActionSuites(t *testing.T) []actionSuite {
 	}
 	var suites []actionSuite
 	for _, path := range paths {
-		dir := filepath.Dir(path)
-		kindDir, _ := filepath.Rel(configRoot, filepath.Dir(dir))
 		raw, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatal(err)
@@ -66,35 +59,11 @@ func findActionSuites(t *testing.T) []actionSuite {
 		if err := yaml.UnmarshalStrict(raw, &tf); err != nil {
 			t.Fatalf("%s: %v", path, err)
 		}
-		discovery, err := os.ReadFile(filepath.Join(dir, "discovery.lua"))
+		actions, err := LoadActions(configRoot, filepath.Dir(path))
 		if err != nil {
 			t.Fatal(err)
 		}
-		actions := appv1.ResourceActions{ActionDiscoveryLua: string(discovery)}
-		defs, _ := filepath.Glob(filepath.Join(dir, "*", "action.lua"))
-		var names []string
-		for _, def := range defs {
-			script, err := os.ReadFile(def)
-			if err != nil {
-				t.Fatal(err)
-			}
-			name := filepath.Base(filepath.Dir(def))
-			names = append(names, name)
-			actions.Definitions = append(actions.Definitions, appv1.ResourceActionDefinition{Name: name, ActionLua: string(script)})
-		}
-		// The value argocd-cm holds under resource.customizations.actions.<key>.
-		value, err := yaml.Marshal(actions)
-		if err != nil {
-			t.Fatal(err)
-		}
-		key := filepath.ToSlash(kindDir)
-		suites = append(suites, actionSuite{
-			dir:   dir,
-			key:   key,
-			vm:    argolua.VM{ResourceOverrides: map[string]appv1.ResourceOverride{key: {Actions: string(value)}}},
-			names: names,
-			tests: tf,
-		})
+		suites = append(suites, actionSuite{Actions: actions, dir: filepath.Dir(path), tests: tf})
 	}
 	return suites
 }
@@ -106,47 +75,6 @@ func (s actionSuite) load(t *testing.T, path string) *unstructured.Unstructured 
 		t.Fatal(err)
 	}
 	return obj
-}
-
-// enabled runs discovery as the Argo CD API server does.
-func (s actionSuite) enabled(obj *unstructured.Unstructured) ([]string, []string, error) {
-	scripts, err := s.vm.GetResourceActionDiscovery(obj)
-	if err != nil {
-		return nil, nil, err
-	}
-	found, err := s.vm.ExecuteResourceActionDiscovery(obj, scripts)
-	if err != nil {
-		return nil, nil, err
-	}
-	var on, all []string
-	for _, a := range found {
-		all = append(all, a.Name)
-		if !a.Disabled {
-			on = append(on, a.Name)
-		}
-	}
-	sort.Strings(on)
-	sort.Strings(all)
-	return on, all, nil
-}
-
-// run runs one action and returns the object it would patch to.
-func (s actionSuite) run(obj *unstructured.Unstructured, action string) (map[string]any, error) {
-	def, err := s.vm.GetResourceAction(obj, action)
-	if err != nil {
-		return nil, err
-	}
-	if def.ActionLua == "" {
-		return nil, fmt.Errorf("no action %q registered", action)
-	}
-	out, err := s.vm.ExecuteResourceAction(obj.DeepCopy(), def.ActionLua, nil)
-	if err != nil {
-		return nil, err
-	}
-	if len(out) != 1 || out[0].K8SOperation != argolua.PatchOperation {
-		return nil, fmt.Errorf("expected one patch of the object, got %+v", out)
-	}
-	return out[0].UnstructuredObj.Object, nil
 }
 
 // merge applies change to base as a JSON merge patch would.
@@ -197,7 +125,7 @@ func settleNow(got, want map[string]any) error {
 }
 
 func checkAction(s actionSuite, action string, obj *unstructured.Unstructured, change map[string]any) error {
-	got, err := s.run(obj, action)
+	got, err := s.Run(obj, action)
 	if err != nil {
 		return err
 	}
@@ -231,16 +159,16 @@ func normalized(v map[string]any) map[string]any {
 // that each action changes exactly what its fixture says.
 func TestActions(t *testing.T) {
 	for _, s := range findActionSuites(t) {
-		t.Run(s.key, func(t *testing.T) {
+		t.Run(s.Key, func(t *testing.T) {
 			tested := map[string]bool{}
 			for _, dt := range s.tests.DiscoveryTests {
 				t.Run("discovery/"+strings.TrimSuffix(filepath.Base(dt.InputPath), ".yaml"), func(t *testing.T) {
-					on, all, err := s.enabled(s.load(t, dt.InputPath))
+					on, all, err := s.Enabled(s.load(t, dt.InputPath))
 					if err != nil {
 						t.Fatal(err)
 					}
-					if !reflect.DeepEqual(all, s.names) {
-						t.Errorf("discovery offers %v, the definitions are %v", all, s.names)
+					if !reflect.DeepEqual(all, s.Names) {
+						t.Errorf("discovery offers %v, the definitions are %v", all, s.Names)
 					}
 					want := append([]string(nil), dt.Enabled...)
 					sort.Strings(want)
@@ -257,7 +185,7 @@ func TestActions(t *testing.T) {
 					}
 				})
 			}
-			for _, name := range s.names {
+			for _, name := range s.Names {
 				if !tested[name] {
 					t.Errorf("action %s has no actionTests fixture", name)
 				}
