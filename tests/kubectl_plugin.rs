@@ -259,3 +259,41 @@ async fn the_plugin_prints_no_escape_sequences_and_rolls_back_only_to_owned_revi
     let m = mds.get("m").await.unwrap();
     assert_eq!(m.spec.model.version, "1.0", "the spec is untouched");
 }
+
+/// Issue 29: under Argo CD, `kubectl model pause` says what self-heal will
+/// and will not undo; without Argo CD's tracking metadata it says nothing.
+#[tokio::test]
+async fn pause_under_argocd_prints_the_gitops_caveat() {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "plugin-gitops").await;
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    let mut tracked = model(
+        "tracked",
+        json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}}),
+    );
+    tracked.metadata.annotations = Some(
+        [(
+            "argocd.argoproj.io/tracking-id".to_string(),
+            format!("models:mlops.dev/ModelDeployment:{}/tracked", ns.name),
+        )]
+        .into(),
+    );
+    mds.create(&PostParams::default(), &tracked).await.unwrap();
+    let plain = model(
+        "plain",
+        json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}}),
+    );
+    mds.create(&PostParams::default(), &plain).await.unwrap();
+
+    let out = plugin(&ns.name, &["pause", "tracked"]);
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("managed by Argo CD") && err.contains("`paused: true`"),
+        "{err}"
+    );
+    let out = plugin(&ns.name, &["pause", "plain"]);
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).is_empty());
+}

@@ -222,11 +222,40 @@ async fn set_paused(
     explain: impl Fn(kube::Error, &str) -> String,
 ) -> Result<(), String> {
     let patch = json!({"spec": {"paused": paused}});
-    mds.patch(name, &PatchParams::default(), &Patch::Merge(patch))
+    let md = mds
+        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
         .await
         .map_err(|e| explain(e, name))?;
     sayln!("{name}: {}", if paused { "paused" } else { "resumed" });
+    if let Some(how) = argocd_tracking(&md) {
+        warnln!(
+            "warning: {name} is managed by Argo CD ({how}). Its self-heal sets spec.paused back \
+             to Git's value only where Git states it: commit `paused: {paused}` to Git, or the \
+             next sync undoes this if Git says otherwise, and nothing undoes it if Git is \
+             silent (docs/gitops.md)."
+        );
+    }
     Ok(())
+}
+
+/// How Argo CD tracks the object, when it seems to: its tracking
+/// annotation (Argo CD 3's default) or the label its label tracking sets.
+fn argocd_tracking(md: &ModelDeployment) -> Option<&'static str> {
+    const ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
+    const LABEL: &str = "app.kubernetes.io/instance";
+    if md
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(ANNOTATION))
+    {
+        return Some("annotation argocd.argoproj.io/tracking-id");
+    }
+    md.metadata
+        .labels
+        .as_ref()
+        .is_some_and(|l| l.contains_key(LABEL))
+        .then_some("label app.kubernetes.io/instance, as Argo CD's label tracking sets it")
 }
 
 /// A JSON merge patch turning `current` into `target`: what `target` lacks is
