@@ -512,8 +512,15 @@ fn scratch_dir(name: &str) -> PathBuf {
     dir
 }
 
+/// The two tests that write the CRD take turns: the upgrade test adds a
+/// field with Helm, and a concurrent `ensure_crd` (server-side apply of the
+/// code's CRD, whose `versions` list is atomic) would take it away again
+/// between the upgrade and the check.
+static CRD_WRITERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn the_api_server_accepts_what_the_chart_renders() {
+    let _turn = CRD_WRITERS.lock().await;
     let client = client().await;
     ensure_crd(&client).await;
     let ops = TestNamespace::new(&client, "helm-dry").await;
@@ -622,6 +629,7 @@ fn has_probe_field(crd: &Value) -> bool {
 
 #[tokio::test]
 async fn install_upgrade_with_a_crd_change_and_uninstall_keeping_the_crd() {
+    let _turn = CRD_WRITERS.lock().await;
     let client = client().await;
     ensure_crd(&client).await;
     let _restore = RestoreCrd;
