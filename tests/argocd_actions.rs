@@ -9,7 +9,7 @@
 mod support;
 
 use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use kube::Api;
 use kube::api::{Patch, PatchParams};
@@ -69,21 +69,6 @@ async fn run_action(mds: &Api<ModelDeployment>, name: &str, action: &str) {
         .unwrap_or_else(|e| panic!("apply action {action}: {e}"));
 }
 
-fn plugin(ns: &str, args: &[&str]) -> Output {
-    let out = Command::new(env!("CARGO_BIN_EXE_kubectl-model"))
-        .args(["-n", ns])
-        .args(args)
-        .env("KUBECONFIG", kubeconfig_path())
-        .output()
-        .expect("run kubectl-model");
-    assert!(
-        out.status.success(),
-        "kubectl model {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 async fn enabled(mds: &Api<ModelDeployment>, name: &str) -> Vec<String> {
     let live = serde_json::to_value(mds.get(name).await.unwrap()).unwrap();
     serde_json::from_value(argocd("discovery", &live)).unwrap()
@@ -126,7 +111,7 @@ async fn each_argocd_action_does_what_its_kubectl_model_command_does() {
     );
 
     run_action(&s.mds, "argo", "promote").await;
-    plugin(&ns, &["promote", "plugin"]);
+    kubectl_model(&ns, &["promote", "plugin"]);
     for name in ["argo", "plugin"] {
         s.wait_named(name, "2 promoted", ended(2, Outcome::Stable))
             .await;
@@ -139,7 +124,7 @@ async fn each_argocd_action_does_what_its_kubectl_model_command_does() {
             .await;
     }
     run_action(&s.mds, "argo", "abort").await;
-    plugin(&ns, &["abort", "plugin"]);
+    kubectl_model(&ns, &["abort", "plugin"]);
     for name in ["argo", "plugin"] {
         let m = s
             .wait_named(name, "3 aborted", ended(3, Outcome::RolledBack))
@@ -149,15 +134,15 @@ async fn each_argocd_action_does_what_its_kubectl_model_command_does() {
     }
 
     run_action(&s.mds, "argo", "pause").await;
-    plugin(&ns, &["pause", "plugin"]);
+    kubectl_model(&ns, &["pause", "plugin"]);
     for name in ["argo", "plugin"] {
         assert!(s.mds.get(name).await.unwrap().spec.paused);
     }
     assert_eq!(enabled(&s.mds, "argo").await, ["resume", "retry"]);
     run_action(&s.mds, "argo", "resume").await;
-    plugin(&ns, &["resume", "plugin"]);
+    kubectl_model(&ns, &["resume", "plugin"]);
     run_action(&s.mds, "argo", "retry").await;
-    plugin(&ns, &["retry", "plugin"]);
+    kubectl_model(&ns, &["retry", "plugin"]);
     for name in ["argo", "plugin"] {
         let m = s.mds.get(name).await.unwrap();
         assert!(!m.spec.paused);
