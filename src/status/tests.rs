@@ -21,6 +21,25 @@ fn deployment(status: serde_json::Value) -> Deployment {
     .unwrap()
 }
 
+/// Status derived from the Deployment alone: a valid spec, no revisions
+/// recorded yet.
+fn derive_from(
+    md: &ModelDeployment,
+    served: &ServedVersion,
+    dep: &Deployment,
+    at: &Time,
+) -> ModelDeploymentStatus {
+    let observed = Observed {
+        md,
+        served,
+        deployment: Some(dep),
+        invalid: None,
+        revisions: &Revisions::default(),
+        template_pending: false,
+    };
+    derive(&observed, at)
+}
+
 fn now() -> Time {
     Time(Timestamp::from_second(1_800_000_000).unwrap())
 }
@@ -193,17 +212,7 @@ fn fields_for_kubectl() {
     let dep = deployment(
         json!({"observedGeneration": 7, "replicas": 2, "readyReplicas": 1, "updatedReplicas": 2, "availableReplicas": 1}),
     );
-    let s = derive(
-        &Observed {
-            md: &md,
-            served: &served,
-            deployment: Some(&dep),
-            invalid: None,
-            revisions: &Revisions::default(),
-            template_pending: false,
-        },
-        &now(),
-    );
+    let s = derive_from(&md, &served, &dep, &now());
     assert_eq!(s.ready_summary.as_deref(), Some("1/2"));
     assert_eq!(s.model.as_deref(), Some("fraud"));
     assert_eq!(s.url.as_deref(), Some("http://fraud.ml.svc:80"));
@@ -220,30 +229,10 @@ fn unchanged_observation_gives_an_identical_status() {
     let dep = deployment(
         json!({"observedGeneration": 7, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
     );
-    let first = derive(
-        &Observed {
-            md: &md,
-            served: &served,
-            deployment: Some(&dep),
-            invalid: None,
-            revisions: &Revisions::default(),
-            template_pending: false,
-        },
-        &now(),
-    );
+    let first = derive_from(&md, &served, &dep, &now());
     md.status = Some(first.clone());
     let later = Time(Timestamp::from_second(1_900_000_000).unwrap());
-    let second = derive(
-        &Observed {
-            md: &md,
-            served: &served,
-            deployment: Some(&dep),
-            invalid: None,
-            revisions: &Revisions::default(),
-            template_pending: false,
-        },
-        &later,
-    );
+    let second = derive_from(&md, &served, &dep, &later);
     assert_eq!(
         first, second,
         "a later resync must not produce a status write"
