@@ -54,6 +54,13 @@ enum Command {
         /// Prometheus; the others wait their turn.
         #[arg(long, env = "ANALYSIS_PER_ENDPOINT", default_value_t = 16)]
         analysis_per_endpoint: usize,
+        /// Image of the init container that downloads a model for
+        /// `model.storage` (s3://, gs://, hf://, https://), e.g. KServe's
+        /// storage initializer; it is run as `<image> <uri> <mountPath>`.
+        /// Empty: such a spec is refused with `InvalidSpec`; `pvc://`
+        /// needs none.
+        #[arg(long, env = "MODEL_FETCH_IMAGE")]
+        model_fetch_image: Option<String>,
         #[command(flatten)]
         election: Box<ElectionArgs>,
     },
@@ -153,6 +160,7 @@ fn main() -> ExitCode {
             analysis_pool,
             analysis_per_namespace,
             analysis_per_endpoint,
+            model_fetch_image,
             election,
         } => {
             telemetry::init(log_format);
@@ -186,6 +194,9 @@ fn main() -> ExitCode {
                     pool: analysis_pool,
                     per_namespace: analysis_per_namespace,
                     per_endpoint: analysis_per_endpoint,
+                },
+                platform: model_operator::resources::Platform {
+                    fetch_image: model_fetch_image.filter(|image| !image.is_empty()),
                 },
             };
             run(settings, election, endpoints, ready_rx)

@@ -11,6 +11,8 @@ use std::time::Duration;
 use crate::analysis::duration;
 use crate::analysis::template::{self, Vars};
 use crate::api::{AnalysisSpec, CanarySpec, ModelDeploymentSpec, RolloutStrategy};
+use crate::resources::Platform;
+use crate::resources::storage;
 use crate::rollout::canary::Step;
 
 /// What the reconcile uses of a spec beyond its plain fields, parsed once
@@ -60,6 +62,24 @@ pub fn spec(spec: &ModelDeploymentSpec) -> Result<Validated, String> {
         RolloutStrategy::RollingUpdate => None,
     };
     Ok(Validated { analysis, canary })
+}
+
+/// What the spec needs of the platform's settings: a download needs the
+/// admin's storage-initializer image (`--model-fetch-image`).
+pub fn platform(spec: &ModelDeploymentSpec, platform: &Platform) -> Result<(), String> {
+    let downloads = spec.model.storage.is_some()
+        && spec
+            .model
+            .uri
+            .as_deref()
+            .is_some_and(|uri| storage::source(uri) == storage::Source::Download);
+    if downloads && platform.fetch_image.is_none() {
+        return Err(format!(
+            "spec.model.storage: downloading {} needs the platform's storage initializer, and this operator has none configured (chart value modelFetch.image, flag --model-fetch-image); use a pvc:// URI or ask the cluster's admin",
+            spec.model.uri.as_deref().unwrap_or_default()
+        ));
+    }
+    Ok(())
 }
 
 /// The steps as typed values. The CRD already refuses an empty plan, a

@@ -153,7 +153,10 @@ async fn floor(client: &Client, n: usize, round: usize) -> Timed {
         async move {
             let pp = PostParams::default();
             deployments
-                .create(&pp, &model_operator::resources::deployment(&md, &served, 1))
+                .create(
+                    &pp,
+                    &model_operator::resources::deployment(&md, &served, 1, &Default::default()),
+                )
                 .await?;
             let name = served.model_name().to_string();
             services

@@ -4,9 +4,11 @@ mod analysis_spec;
 mod analysis_status;
 pub mod bounds;
 mod canary_rollout;
+mod explain;
 mod model_spec;
 mod model_status;
 mod served;
+mod server_spec;
 mod tolerant;
 
 pub use analysis_spec::{
@@ -24,10 +26,14 @@ pub use canary_rollout::{
 pub use served::ServedVersion;
 
 pub use model_spec::{
-    AutoscalingSpec, ModelDeployment, ModelDeploymentSpec, ModelSpec, PodMetadata, RolloutSpec,
-    ServerSpec, ServiceSpec, ServiceType,
+    AutoscalingSpec, ModelDeployment, ModelDeploymentSpec, ModelSpec, ModelStorage, PodMetadata,
+    RolloutSpec, ServiceSpec, ServiceType,
 };
 pub use model_status::{HistoryEntry, ModelDeploymentStatus, Outcome, Phase};
+pub use server_spec::{
+    DnsPolicy, EMBEDDED_KUBERNETES_TYPES, MAIN_PORT, MODEL_CONTAINER, Protocol, PullPolicy,
+    RESERVED_VOLUME_PREFIX, ServerPort, ServerSpec, VOLUME_SOURCES,
+};
 
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use kube::CustomResourceExt;
@@ -46,6 +52,7 @@ pub fn crd() -> CustomResourceDefinition {
         for version in versions {
             if let Some(spec) = version.pointer_mut("/schema/openAPIV3Schema/properties/spec") {
                 bounds::apply(spec);
+                explain::shorten_embedded(spec);
             }
         }
     }

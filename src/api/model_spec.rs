@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{EnvVar, Probe, ResourceRequirements, Toleration};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
@@ -14,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::analysis_spec::{AlertsSpec, AnalysisSpec};
 use super::canary_rollout::{CanarySpec, RolloutStrategy};
 use super::model_status::ModelDeploymentStatus;
+use super::server_spec::ServerSpec;
 
 /// A machine-learning model served on Kubernetes, rolled out safely.
 ///
@@ -38,7 +38,9 @@ use super::model_status::ModelDeploymentStatus;
     printcolumn = r#"{"name":"Age","type":"date","jsonPath":".metadata.creationTimestamp"}"#,
     scale = r#"{"specReplicasPath":".spec.replicas","statusReplicasPath":".status.replicas","labelSelectorPath":".status.selector"}"#,
     validation = Rule::new("size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
-        .message("metadata.name must be at most 63 lowercase letters, digits or '-', start with a letter and end with a letter or digit: it names the model's Service")
+        .message("metadata.name must be at most 63 lowercase letters, digits or '-', start with a letter and end with a letter or digit: it names the model's Service"),
+    validation = Rule::new("!has(self.spec.server.ports) || self.spec.server.ports.all(p, p.containerPort != (has(self.spec.service) && has(self.spec.service.port) ? self.spec.service.port : 80))")
+        .message("spec.server.ports may not use service.port's number: each named port is also a Service port of that number")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ModelDeploymentSpec {
@@ -97,9 +99,15 @@ fn default_revision_history_limit() -> i32 {
 }
 
 /// The model to serve. The server container sees it as the environment
-/// variables MODEL_NAME, MODEL_VERSION and (when set) MODEL_URI.
+/// variables MODEL_NAME, MODEL_VERSION, (when set) MODEL_URI and, with
+/// `storage`, MODEL_PATH.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(
+    validation = Rule::new("!has(self.storage) || (has(self.uri) && self.uri.matches('^(pvc|s3|gs|hf|https)://.+'))").message("model.storage needs model.uri with one of the schemes pvc://, s3://, gs://, hf:// or https://"),
+    validation = Rule::new("!has(self.storage) || !has(self.uri) || !self.uri.startsWith('pvc://') || self.uri.matches('^pvc://[a-z0-9]([-a-z0-9.]*[a-z0-9])?(/.*)?$')").message("model.uri pvc://<claim>/<path> needs a claim name of lowercase letters, digits, '-' or '.'"),
+    validation = Rule::new("!has(self.storage) || !has(self.uri) || !self.uri.startsWith('pvc://') || (!has(self.storage.cacheClaimName) && !has(self.storage.sizeLimit) && !has(self.storage.credentialsSecretName))").message("model.uri pvc:// is mounted, not downloaded: model.storage.sizeLimit, cacheClaimName and credentialsSecretName do not apply"),
+)]
 pub struct ModelSpec {
     /// Model name; defaults to the ModelDeployment's name. It becomes the pods'
     /// `app.kubernetes.io/name` label, so it must be a valid label value.
@@ -126,95 +134,51 @@ pub struct ModelSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(max = 63))]
     pub format: Option<String>,
+
+    /// Have the operator put the model at `MODEL_PATH` before the server
+    /// starts: `pvc://<claim>/<path>` is mounted read-only (no download);
+    /// `s3://`, `gs://`, `hf://` and `https://` are downloaded by an init
+    /// container (the platform's storage initializer, chart value
+    /// `modelFetch.image`) into a volume. Without it the server reads
+    /// MODEL_URI itself, as before (docs/serving.md, "The model's weights").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<ModelStorage>,
 }
 
-/// The model server container. Nothing else of a PodSpec passes through.
+/// Where the model's files go and how they are fetched.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
 #[serde(rename_all = "camelCase")]
-pub struct ServerSpec {
-    /// Container image of the model server, e.g. `registry.example/sklearn-server:1.4`.
-    #[schemars(length(max = 512))]
-    #[x_kube(
-        validation = Rule::new("size(self) > 0").message("server.image must not be empty"),
-        validation = Rule::new("!self.contains(' ')").message("server.image must not contain spaces")
-    )]
-    pub image: String,
-
-    /// Entrypoint override; the image's ENTRYPOINT when empty.
+#[x_kube(
+    validation = Rule::new("!has(self.cacheClaimName) || !has(self.sizeLimit)").message("model.storage takes sizeLimit (an emptyDir) or cacheClaimName (a PVC), not both"),
+)]
+pub struct ModelStorage {
+    /// Where the model container finds the model (`MODEL_PATH`, plus the
+    /// path of a `pvc://` URI); `/mnt/models` by default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub command: Option<Vec<String>>,
+    #[schemars(length(max = 256))]
+    #[x_kube(validation = Rule::new("self.startsWith('/') && self != '/' && !self.startsWith('/dev/shm')").message("model.storage.mountPath must be an absolute directory other than / and /dev/shm"))]
+    pub mount_path: Option<String>,
 
-    /// Arguments to the entrypoint; the image's CMD when empty.
+    /// Size limit of the emptyDir a download goes to (e.g. `40Gi`); the
+    /// node's ephemeral storage when empty.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub args: Option<Vec<String>>,
+    #[schemars(schema_with = "super::server_spec::quantity_schema")]
+    pub size_limit: Option<k8s_openapi::apimachinery::pkg::api::resource::Quantity>,
 
-    /// Port the server listens on inside the pod.
-    #[serde(default = "default_server_port")]
-    #[schemars(range(min = 1, max = 65535))]
-    pub port: i32,
-
-    /// Extra environment variables (core/v1 EnvVar; secretKeyRef allowed).
-    /// MODEL_NAME, MODEL_VERSION and MODEL_URI are set by the operator.
+    /// A PersistentVolumeClaim the download goes to instead of an emptyDir,
+    /// kept across pod restarts (ReadWriteMany to share it among replicas).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(max = 64))]
-    #[x_kube(validation = Rule::new("self.all(e, !(e.name in ['MODEL_NAME', 'MODEL_VERSION', 'MODEL_URI']))").message("server.env may not set MODEL_NAME, MODEL_VERSION or MODEL_URI: the operator sets them from spec.model"))]
-    pub env: Option<Vec<EnvVar>>,
+    #[schemars(length(max = 253))]
+    pub cache_claim_name: Option<String>,
 
-    /// CPU, memory and accelerator requests and limits (GPUs via
-    /// `limits["nvidia.com/gpu"]`).
+    /// A Secret in the namespace whose keys become the download's
+    /// environment: `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_DEFAULT_REGION`, `AWS_ENDPOINT_URL` for S3; `HF_TOKEN` for
+    /// Hugging Face. Without it the download uses the pod's service account
+    /// (IRSA, Workload Identity).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(schema_with = "bounded_resources_schema")]
-    pub resources: Option<ResourceRequirements>,
-
-    /// When a pod may receive traffic. Defaults to a TCP check on the server
-    /// port every 5 seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub readiness_probe: Option<Probe>,
-
-    /// When the kubelet restarts a stuck server. None by default.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub liveness_probe: Option<Probe>,
-
-    /// Nodes the model pods may run on (e.g. GPU nodes).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_selector: Option<BTreeMap<String, String>>,
-
-    /// Taints the model pods tolerate.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tolerations: Option<Vec<Toleration>>,
-}
-
-/// Core/v1 ResourceRequirements, with every request and limit checked to be a
-/// quantity at `kubectl apply` (otherwise the API server only refuses it when
-/// the operator applies the Deployment). The maps are bounded so the API
-/// server's CEL cost estimate accepts the rule.
-fn bounded_resources_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let mut schema = generator.subschema_for::<ResourceRequirements>();
-    for field in ["limits", "requests"] {
-        if let Some(map) = schema
-            .get_mut("properties")
-            .and_then(|p| p.get_mut(field))
-            .and_then(|m| m.as_object_mut())
-        {
-            map.insert("maxProperties".into(), 12.into());
-            map.insert(
-                "additionalProperties".into(),
-                serde_json::json!({
-                    "x-kubernetes-int-or-string": true,
-                    "anyOf": [{"type": "integer"}, {"type": "string", "maxLength": 64}],
-                    "x-kubernetes-validations": [{
-                        "rule": "isQuantity(string(self))",
-                        "message": "must be a quantity such as 500m, 2Gi or 1",
-                    }],
-                }),
-            );
-        }
-    }
-    schema
-}
-
-fn default_server_port() -> i32 {
-    8080
+    #[schemars(length(max = 253))]
+    pub credentials_secret_name: Option<String>,
 }
 
 /// Labels and annotations added to the model pods.

@@ -55,6 +55,8 @@ pub struct Settings {
     pub egress: Arc<crate::outbound::policy::Policy>,
     /// How many metric rounds may run at once (off the reconcile workers).
     pub rounds: rounds::Limits,
+    /// What the platform's admin set for every model pod.
+    pub platform: crate::resources::Platform,
 }
 
 /// Runs the controller until SIGTERM or Ctrl-C: one controller for the whole
@@ -149,13 +151,10 @@ async fn run_scope(
     let stores = Stores::new(deployments, services, hpas, revisions, pods);
     // Finished metric rounds wake their ModelDeployment's reconcile.
     let (wake, rounds_done) = rounds::Wake::channel();
-    let ctx = Arc::new(Context::new(
-        client,
-        stores,
-        settings.metrics.clone(),
-        outbound,
-        wake,
-    ));
+    let ctx = Arc::new(Context {
+        platform: settings.platform.clone(),
+        ..Context::new(client, stores, settings.metrics.clone(), outbound, wake)
+    });
     let backoff = Arc::new(Backoff::default());
     let stores = ctx.stores.clone();
     tokio::spawn(async move {

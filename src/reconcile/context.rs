@@ -34,6 +34,8 @@ pub struct Context {
     pub wake: Wake,
     /// Revision snapshots passes have read, within a byte budget.
     pub snapshots: Snapshots,
+    /// What the platform's admin set for every model pod.
+    pub platform: crate::resources::Platform,
 }
 
 impl Context {
@@ -57,6 +59,7 @@ impl Context {
             status_writes: Default::default(),
             wake,
             snapshots: Snapshots::default(),
+            platform: Default::default(),
         }
     }
 }

@@ -70,7 +70,9 @@ async fn validate_and_decide(
 ) -> Result<Action, Error> {
     // Validate into typed values. What cannot run is reported and waits for
     // the user's edit; nothing that runs is touched.
-    let spec = match validate::spec(&seen.md.spec) {
+    let checked = validate::spec(&seen.md.spec)
+        .and_then(|spec| validate::platform(&seen.md.spec, &ctx.platform).map(|()| spec));
+    let spec = match checked {
         Ok(spec) => spec,
         Err(cause) => return report_blocked(seen, &Blocker::invalid(cause), report, ctx).await,
     };

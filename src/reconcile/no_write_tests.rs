@@ -1,6 +1,7 @@
 //! A converged ModelDeployment costs no API request at all: reconcile runs
 //! against a mock API server that would block on any request.
 
+use crate::resources::Platform;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -100,7 +101,11 @@ fn converged_world(autoscaling: bool) -> (ModelDeployment, Stores) {
     .unwrap();
     let served = ServedVersion::requested(&md);
 
-    let (deployment, _) = stamp("Deployment", resources::deployment(&md, &served, 1)).unwrap();
+    let (deployment, _) = stamp(
+        "Deployment",
+        resources::deployment(&md, &served, 1, &Platform::default()),
+    )
+    .unwrap();
     let deployment: Deployment = as_stored(
         deployment,
         json!({"observedGeneration": 3, "replicas": 2, "readyReplicas": 2, "updatedReplicas": 2, "availableReplicas": 2}),
@@ -193,6 +198,7 @@ fn mock_context(stores: Stores) -> (Arc<Context>, ApiServer) {
             status_writes: Default::default(),
             wake: crate::outbound::rounds::Wake::channel().0,
             snapshots: Default::default(),
+            platform: Default::default(),
         }),
         api,
     )
@@ -254,15 +260,21 @@ fn held_canary_world() -> (ModelDeployment, Stores, Vec<ControllerRevision>) {
     let old = ServedVersion::requested(&old_md);
     let settled = |replicas: i32| json!({"observedGeneration": 3, "replicas": replicas, "readyReplicas": replicas, "updatedReplicas": replicas, "availableReplicas": replicas});
     let stable: Deployment = as_stored(
-        stamp("Deployment", resources::deployment(&md, &old, 1))
-            .unwrap()
-            .0,
+        stamp(
+            "Deployment",
+            resources::deployment(&md, &old, 1, &Platform::default()),
+        )
+        .unwrap()
+        .0,
         settled(4),
     );
     let canary: Deployment = as_stored(
-        stamp("Deployment", resources::canary_deployment(&md, &new, 2, 1))
-            .unwrap()
-            .0,
+        stamp(
+            "Deployment",
+            resources::canary_deployment(&md, &new, 2, 1, &Platform::default()),
+        )
+        .unwrap()
+        .0,
         settled(1),
     );
     let service: Service = as_stored(

@@ -5,14 +5,16 @@ mod deployment;
 mod hpa;
 pub mod labels;
 mod owner;
+mod pod;
 pub mod route;
 mod service;
+pub mod storage;
 
-pub use deployment::{
-    CONTAINER_NAME, PORT_NAME, canary_deployment, canary_name, deployment, revision_of,
-};
+pub use crate::api::{MAIN_PORT as PORT_NAME, MODEL_CONTAINER as CONTAINER_NAME};
+pub use deployment::{canary_deployment, canary_name, deployment, revision_of};
 pub use hpa::hpa;
 pub use owner::{owned_by, owned_by_same_controller};
+pub use pod::{Platform, SHM_VOLUME};
 pub use service::{service, service_url};
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
@@ -41,6 +43,9 @@ fn owner_reference(md: &ModelDeployment) -> Option<OwnerReference> {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod pod_tests;
 
 #[cfg(test)]
 mod proptests;

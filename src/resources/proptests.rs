@@ -2,6 +2,7 @@
 //! deterministic, and never produce a privileged pod or let user labels
 //! override the operator's.
 
+use crate::resources::Platform;
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
@@ -54,8 +55,8 @@ proptest! {
     #[test]
     fn builders_are_deterministic_and_never_privileged(md in any_md(), revision in 1..1000i64) {
         let served = ServedVersion::requested(&md);
-        let a = deployment(&md, &served, revision);
-        let b = deployment(&md, &served, revision);
+        let a = deployment(&md, &served, revision, &Platform::default());
+        let b = deployment(&md, &served, revision, &Platform::default());
         prop_assert_eq!(&a, &b);
         prop_assert_eq!(service(&md, served.model_name()), service(&md, served.model_name()));
         prop_assert_eq!(hpa(&md, served.model_name()), hpa(&md, served.model_name()));

@@ -20,17 +20,32 @@ pub fn service(md: &ModelDeployment, model_name: &str) -> Service {
                 &md.name_any(),
                 md.metadata.uid.as_deref(),
             )),
-            ports: Some(vec![ServicePort {
-                name: Some(PORT_NAME.to_string()),
-                port: md.spec.service.port,
-                target_port: Some(IntOrString::String(PORT_NAME.to_string())),
-                protocol: Some("TCP".to_string()),
-                ..ServicePort::default()
-            }]),
+            ports: Some(ports(md)),
             ..CoreServiceSpec::default()
         }),
         ..Service::default()
     }
+}
+
+/// `service.port` to the server's `http` port, then every other named port
+/// of the server with its own number: the stable and canary Services are
+/// made from this one, so they carry them too.
+fn ports(md: &ModelDeployment) -> Vec<ServicePort> {
+    let main = ServicePort {
+        name: Some(PORT_NAME.to_string()),
+        port: md.spec.service.port,
+        target_port: Some(IntOrString::String(PORT_NAME.to_string())),
+        protocol: Some("TCP".to_string()),
+        ..ServicePort::default()
+    };
+    let named = md.spec.server.ports.iter().flatten().map(|p| ServicePort {
+        name: Some(p.name.clone()),
+        port: p.container_port,
+        target_port: Some(IntOrString::String(p.name.clone())),
+        protocol: Some(p.protocol.map_or("TCP", |p| p.as_str()).to_string()),
+        ..ServicePort::default()
+    });
+    std::iter::once(main).chain(named).collect()
 }
 
 /// In-cluster URL of the model's Service.

@@ -1,5 +1,6 @@
 //! Table tests of the pure builders, from YAML fixtures of the resource.
 
+use crate::resources::Platform;
 use k8s_openapi::api::core::v1::Container;
 use serde_json::json;
 
@@ -19,7 +20,7 @@ fn md(spec_yaml: &str) -> ModelDeployment {
 const BASE: &str = "  model: {version: '2.1.0', uri: 's3://m/2.1.0'}\n  server: {image: 'srv:1'}\n";
 
 fn container(md: &ModelDeployment) -> Container {
-    let d = deployment(md, &ServedVersion::requested(md), 1);
+    let d = deployment(md, &ServedVersion::requested(md), 1, &Platform::default());
     d.spec.unwrap().template.spec.unwrap().containers.remove(0)
 }
 
@@ -36,7 +37,7 @@ fn deployment_replicas_follow_autoscaling() {
     ];
     for (name, extra, want) in cases {
         let md = md(&format!("{BASE}{extra}"));
-        let d = deployment(&md, &ServedVersion::requested(&md), 1);
+        let d = deployment(&md, &ServedVersion::requested(&md), 1, &Platform::default());
         assert_eq!(d.spec.unwrap().replicas, want, "{name}");
     }
 }
@@ -46,7 +47,7 @@ fn deployment_carries_owner_labels_and_strategy() {
     let md = md(&format!(
         "{BASE}  rollout: {{maxSurge: 1, maxUnavailable: '10%', progressDeadlineSeconds: 60}}\n"
     ));
-    let d = deployment(&md, &ServedVersion::requested(&md), 1);
+    let d = deployment(&md, &ServedVersion::requested(&md), 1, &Platform::default());
     let owner = &d.metadata.owner_references.as_ref().unwrap()[0];
     assert_eq!(
         (owner.kind.as_str(), owner.name.as_str(), owner.controller),
@@ -117,7 +118,7 @@ fn readiness_probe_defaults_to_tcp_on_the_server_port_and_can_be_replaced() {
 #[test]
 fn pods_meet_the_restricted_pod_security_standard() {
     let md = md(BASE);
-    let d = deployment(&md, &ServedVersion::requested(&md), 1);
+    let d = deployment(&md, &ServedVersion::requested(&md), 1, &Platform::default());
     let pod = d.spec.unwrap().template.spec.unwrap();
     let pod_sc = pod.security_context.unwrap();
     assert_eq!(pod_sc.run_as_non_root, Some(true));
@@ -134,7 +135,7 @@ fn user_pod_labels_cannot_override_the_operators() {
     let md = md(&format!(
         "{BASE}  podMetadata: {{labels: {{app.kubernetes.io/instance: other, team: a}}, annotations: {{x: y}}}}\n"
     ));
-    let d = deployment(&md, &ServedVersion::requested(&md), 1);
+    let d = deployment(&md, &ServedVersion::requested(&md), 1, &Platform::default());
     let meta = d.spec.unwrap().template.metadata.unwrap();
     let labels = meta.labels.unwrap();
     assert_eq!(labels["app.kubernetes.io/instance"], "fraud");
@@ -175,7 +176,12 @@ fn service_selects_every_version_and_targets_the_named_port() {
         expected.insert(labels::OWNER_UID.to_string(), "u-1".to_string());
         assert_eq!(selector, expected, "{name}");
     }
-    let d = deployment(&md(BASE), &ServedVersion::requested(&md(BASE)), 1);
+    let d = deployment(
+        &md(BASE),
+        &ServedVersion::requested(&md(BASE)),
+        1,
+        &Platform::default(),
+    );
     let spec = d.spec.unwrap();
     assert_eq!(
         spec.selector.match_labels,
@@ -220,7 +226,13 @@ fn defaults_apply_when_fields_are_left_out() {
 fn the_canary_deployment_has_its_own_name_selector_and_replicas() {
     for extra in ["", "  autoscaling: {maxReplicas: 5}\n"] {
         let md = md(&format!("{BASE}{extra}"));
-        let d = canary_deployment(&md, &ServedVersion::requested(&md), 5, 2);
+        let d = canary_deployment(
+            &md,
+            &ServedVersion::requested(&md),
+            5,
+            2,
+            &Platform::default(),
+        );
         assert_eq!(d.metadata.name.as_deref(), Some("fraud-canary"));
         let spec = d.spec.unwrap();
         assert_eq!(spec.replicas, Some(2), "always the step's count: {extra}");

@@ -20,11 +20,15 @@ use serde_json::{Map, Value, json};
 mod limits;
 pub use limits::{Bound, LIMITS, Limit};
 
-/// The most a spec may take as JSON, whatever it holds. With the status
-/// (at most 512 KiB, `status::bounded`) and the annotations (at most
-/// 256 KiB, enforced by the API server) an object stays at three quarters
-/// of etcd's 1.5 MiB limit, with room for its managed fields.
-pub const SPEC_BUDGET: u64 = 384 * 1024;
+/// The most a spec may take as JSON, whatever it holds: every field at its
+/// bound at once, the pod template's Kubernetes types included (issue 25).
+/// A third of a MiB of that is the model container's text (args, env,
+/// annotations); the rest is what a Deployment's pod template can say. With
+/// a status as large as it gets (under 512 KiB, `status::bounded`) such an
+/// object can pass etcd's 1.5 MiB only with both at their extremes; the API
+/// server then refuses the status write, which the operator reports, and
+/// nothing of another object is touched (docs/security.md, "Bounded spec").
+pub const SPEC_BUDGET: u64 = 1024 * 1024;
 
 /// Bounds for every node the table does not name.
 pub struct Defaults {
@@ -58,11 +62,27 @@ fn bound_node(node: &mut Value, path: &str, in_any_of: bool) {
     let Some(schema) = node.as_object_mut() else {
         return;
     };
-    for limit in LIMITS.iter().filter(|l| l.path == path) {
+    // Of the totals and of the one-ofs, the last that matches is the node's.
+    let last_total = limits_at(path)
+        .filter(|l| matches!(l.bound, Bound::Total { .. }))
+        .last();
+    let last_one_of = limits_at(path)
+        .filter(|l| matches!(l.bound, Bound::OneOf { .. }))
+        .last();
+    for limit in limits_at(path) {
+        let superseded = match limit.bound {
+            Bound::Total { .. } => !last_total.is_some_and(|l| std::ptr::eq(l, limit)),
+            Bound::OneOf { .. } => !last_one_of.is_some_and(|l| std::ptr::eq(l, limit)),
+            _ => false,
+        };
+        if superseded {
+            continue;
+        }
         match &limit.bound {
-            Bound::Length(n) => set(schema, "maxLength", *n),
-            Bound::Items(n) => set(schema, "maxItems", *n),
-            Bound::Entries(n) => set(schema, "maxProperties", *n),
+            Bound::Length(n) if kind(schema) == Kind::String => set(schema, "maxLength", *n),
+            Bound::Items(n) if kind(schema) == Kind::Array => set(schema, "maxItems", *n),
+            Bound::Entries(n) if kind(schema) == Kind::Map => set(schema, "maxProperties", *n),
+            Bound::Length(_) | Bound::Items(_) | Bound::Entries(_) => {}
             Bound::Total { bytes, of, what } => add_rule(
                 schema,
                 total_rule(schema, *bytes, *of),
@@ -71,17 +91,25 @@ fn bound_node(node: &mut Value, path: &str, in_any_of: bool) {
             Bound::OneOf { groups, what } => {
                 add_rule(schema, one_of_rule(groups), (*what).to_string())
             }
+            Bound::Nested { .. } => {}
         }
     }
+    let (items, entries) = limits_at(path)
+        .filter_map(|l| match l.bound {
+            Bound::Nested { items, entries } => Some((items, entries)),
+            _ => None,
+        })
+        .last()
+        .unwrap_or((DEFAULTS.items, DEFAULTS.properties));
     let int_or_string = schema.contains_key("x-kubernetes-int-or-string");
     match kind(schema) {
         Kind::String if !in_any_of && !schema.contains_key("enum") => {
             default(schema, "maxLength", DEFAULTS.string)
         }
         _ if int_or_string => default(schema, "maxLength", DEFAULTS.int_or_string),
-        Kind::Array => default(schema, "maxItems", DEFAULTS.items),
+        Kind::Array => default(schema, "maxItems", items),
         Kind::Map => {
-            default(schema, "maxProperties", DEFAULTS.properties);
+            default(schema, "maxProperties", entries);
             let key = DEFAULTS.key;
             add_rule(
                 schema,
@@ -177,6 +205,24 @@ fn one_of_rule(groups: &[&[&str]]) -> String {
     format!("[{}].filter(x, x).size() <= 1", set.join(", "))
 }
 
+/// The table's limits on the node at `path`, in table order (a later
+/// bound of the same kind replaces an earlier one).
+fn limits_at(path: &str) -> impl Iterator<Item = &'static Limit> + '_ {
+    LIMITS.iter().filter(move |l| glob(l.path, path))
+}
+
+/// Whether `path` matches `pattern`, where `*` stands for any characters
+/// (dots included): one entry bounds a Kubernetes type wherever it sits,
+/// e.g. `*.matchExpressions` in every label selector.
+fn glob(pattern: &str, path: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == path,
+        Some((head, tail)) => path.strip_prefix(head).is_some_and(|rest| {
+            (0..=rest.len()).any(|i| rest.is_char_boundary(i) && glob(tail, &rest[i..]))
+        }),
+    }
+}
+
 fn join(path: &str, name: &str) -> String {
     if path.is_empty() {
         name.to_string()
@@ -212,10 +258,12 @@ fn worst(node: &Value, path: &str) -> Result<u64, Unbounded> {
         return Ok(longest.unwrap_or(0) + OVERHEAD);
     }
     let number = |key: &str| schema.get(key).and_then(Value::as_u64);
-    let total = LIMITS.iter().find_map(|l| match l.bound {
-        Bound::Total { bytes, of, .. } if l.path == path => Some((bytes, of)),
-        _ => None,
-    });
+    let total = limits_at(path)
+        .filter_map(|l| match l.bound {
+            Bound::Total { bytes, of, .. } => Some((bytes, of)),
+            _ => None,
+        })
+        .last();
     if schema.contains_key("x-kubernetes-int-or-string") {
         return Ok(number("maxLength").ok_or_else(unbounded)?.max(SCALAR) + OVERHEAD);
     }
@@ -256,10 +304,12 @@ fn worst(node: &Value, path: &str) -> Result<u64, Unbounded> {
                 return Err(unbounded());
             }
             let mut sum = OVERHEAD;
-            let one_of = LIMITS.iter().find_map(|l| match l.bound {
-                Bound::OneOf { groups, .. } if l.path == path => Some(groups),
-                _ => None,
-            });
+            let one_of = limits_at(path)
+                .filter_map(|l| match l.bound {
+                    Bound::OneOf { groups, .. } => Some(groups),
+                    _ => None,
+                })
+                .last();
             let mut groups = vec![0; one_of.map_or(0, <[_]>::len)];
             if let Some(Value::Object(properties)) = schema.get("properties") {
                 for (name, child) in properties {
@@ -316,10 +366,14 @@ fn collect(node: &Value, path: &str, rows: &mut Vec<(String, String)>) {
             limits.push(format!("{n} {what}"));
         }
     }
-    for limit in LIMITS.iter().filter(|l| l.path == path) {
-        if let Bound::Total { bytes, .. } = limit.bound {
-            limits.push(format!("{bytes} bytes in all"));
-        }
+    let total = limits_at(path)
+        .filter_map(|l| match l.bound {
+            Bound::Total { bytes, .. } => Some(bytes),
+            _ => None,
+        })
+        .last();
+    if let Some(bytes) = total {
+        limits.push(format!("{bytes} bytes in all"));
     }
     if !limits.is_empty() && !path.is_empty() {
         rows.push((path.to_string(), limits.join(", ")));

@@ -58,7 +58,7 @@ pub async fn apply_children(
         Some((revision, served)) => (*revision, served),
         None => (plan.decision.target, &plan.target),
     };
-    let desired = resources::deployment(md, served, revision);
+    let desired = resources::deployment(md, served, revision, &ctx.platform);
     let api = Api::<Deployment>::namespaced(ctx.client.clone(), namespace);
     let deployment = match ensure(&api, "Deployment", desired, seen.deployment.clone()).await {
         Ok(done) => {
@@ -78,7 +78,7 @@ pub async fn apply_children(
         http_route::set_weights(ctx.client.clone(), namespace, route, weights).await?;
     }
 
-    match apply_canary(seen, plan, &api).await {
+    match apply_canary(seen, plan, &api, &ctx.platform).await {
         Ok(Some(done)) => applied.push(record("Deployment", done)),
         Ok(None) => {}
         Err(e) => return blocked(e, deployment, announcements),
@@ -160,6 +160,7 @@ async fn apply_canary(
     seen: &Snapshot,
     plan: &Plan,
     api: &Api<Deployment>,
+    platform: &resources::Platform,
 ) -> Result<Option<Applied<Deployment>>, Error> {
     match &plan.canary.child {
         CanaryChild::None | CanaryChild::Keep => Ok(None),
@@ -168,7 +169,8 @@ async fn apply_canary(
             served,
             replicas,
         } => {
-            let desired = resources::canary_deployment(&seen.md, served, *revision, *replicas);
+            let desired =
+                resources::canary_deployment(&seen.md, served, *revision, *replicas, platform);
             let cached = seen.canary_deployment.clone();
             ensure(api, "Deployment", desired, cached).await.map(Some)
         }

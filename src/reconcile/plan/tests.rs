@@ -1,6 +1,7 @@
 //! The plan, table by table: what a pass decides to persist, run, announce
 //! and count, from a snapshot of the cluster.
 
+use crate::resources::Platform;
 use std::sync::Arc;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -268,7 +269,10 @@ mod canary {
         );
         let md = seen.md.clone();
         let stable = revision(1, "1.0").served.unwrap();
-        seen.deployment = Some(settled(resources::deployment(&md, &stable, 1), 4));
+        seen.deployment = Some(settled(
+            resources::deployment(&md, &stable, 1, &Platform::default()),
+            4,
+        ));
         if let Some((r, available)) = canary {
             let served = if r == 2 {
                 revision(2, "2.0").served.unwrap()
@@ -276,7 +280,7 @@ mod canary {
                 stable
             };
             seen.canary_deployment = Some(settled(
-                resources::canary_deployment(&md, &served, r, available),
+                resources::canary_deployment(&md, &served, r, available, &Platform::default()),
                 available,
             ));
             let rolling = seen
@@ -440,7 +444,11 @@ mod canary {
         let mut seen = seen(history, Some((2, 4)));
         let md = seen.md.clone();
         let promoted = revision(2, "2.0").served.unwrap();
-        let mut rolling = (*settled(resources::deployment(&md, &promoted, 2), 4)).clone();
+        let mut rolling = (*settled(
+            resources::deployment(&md, &promoted, 2, &Platform::default()),
+            4,
+        ))
+        .clone();
         if let Some(status) = rolling.status.as_mut() {
             status.updated_replicas = Some(1);
         }
@@ -467,7 +475,10 @@ mod canary {
         seen.previous.requested = Some(2);
         let md = seen.md.clone();
         let promoted = revision(2, "2.0").served.unwrap();
-        seen.deployment = Some(settled(resources::deployment(&md, &promoted, 2), 4));
+        seen.deployment = Some(settled(
+            resources::deployment(&md, &promoted, 2, &Platform::default()),
+            4,
+        ));
         seen.current = Some(2);
         let plan = plan(&seen, 2, &passed(), Some(&STEPS)).unwrap();
         assert_eq!(canary_replicas(&plan), Some((2, 0)));
