@@ -319,3 +319,62 @@ async fn namespaced_the_operator_serves_its_namespaces_and_nothing_else() {
     );
     refused.wait_log("forbidden", TIMEOUT).await;
 }
+
+/// The namespace roles teams already have grant ModelDeployments, the
+/// Kubernetes way (the chart's ClusterRoles aggregate into admin, edit and
+/// view): an editor may create and change them, a viewer only read them,
+/// and neither writes the status, which is the operator's.
+#[tokio::test]
+async fn the_built_in_namespace_roles_grant_model_deployments() {
+    let admin = client().await;
+    ensure_crd(&admin).await;
+    let ops = TestNamespace::new(&admin, "rbac-roles-ops").await;
+    let team = TestNamespace::new(&admin, "rbac-roles-team").await;
+    let (_release, _) = install_identity(&ops.name, &[]);
+    let (editor, viewer) = (format!("editor-{}", team.name), format!("viewer-{}", team.name));
+    for (user, role) in [(&editor, "edit"), (&viewer, "view")] {
+        let out = kubectl(&[
+            "-n",
+            &team.name,
+            "create",
+            "rolebinding",
+            &format!("{role}-binding"),
+            &format!("--clusterrole={role}"),
+            &format!("--user={user}"),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let ns = ["-n", team.name.as_str()];
+    let md = "modeldeployments.mlops.dev";
+    // The aggregation controller fills the built-in roles in a moment.
+    wait_authorized(&editor, &[&["create", md][..], &ns].concat());
+    wait_authorized(&viewer, &[&["list", md][..], &ns].concat());
+    let can_on = |user: &str, verb: &str, what: &str, sub: &[&str]| {
+        kubectl(&[&["auth", "can-i", "--as", user, verb, what][..], sub, &ns].concat())
+            .status
+            .success()
+    };
+    let can = |user: &str, verb: &str, what: &str| can_on(user, verb, what, &[]);
+    for verb in ["get", "list", "watch", "create", "patch", "update", "delete"] {
+        assert!(can(&editor, verb, md), "an editor may {verb} ModelDeployments");
+    }
+    assert!(can_on(&editor, "patch", md, &["--subresource=scale"]));
+    for verb in ["get", "list", "watch"] {
+        assert!(can(&viewer, verb, md), "a viewer may {verb} ModelDeployments");
+    }
+    for verb in ["create", "patch", "delete"] {
+        assert!(!can(&viewer, verb, md), "a viewer may not {verb} ModelDeployments");
+    }
+    for user in [&editor, &viewer] {
+        assert!(
+            !can_on(user, "patch", md, &["--subresource=status"]),
+            "{user} may not write status"
+        );
+    }
+    // Only in the namespace bound: nothing elsewhere.
+    assert!(
+        !kubectl(&["auth", "can-i", "--as", &editor, "create", md, "-n", &ops.name])
+            .status
+            .success()
+    );
+}

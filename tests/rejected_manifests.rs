@@ -484,27 +484,7 @@ async fn invalid_manifests_are_refused_with_clear_messages() {
         ),
     ];
     assert!(cases.len() >= 12);
-    let mut failures = Vec::new();
-    for (what, name, spec, expected) in &cases {
-        let body = json!({"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name}, "spec": spec});
-        let md: ModelDeployment = match serde_json::from_value(body.clone()) {
-            Ok(md) => md,
-            Err(_) => {
-                // Not even our own type can hold it (e.g. a missing field):
-                // send it as raw JSON through kubectl instead.
-                failures.extend(check_with_kubectl(&ns.name, what, &body, expected));
-                continue;
-            }
-        };
-        match api.create(&PostParams::default(), &md).await {
-            Ok(_) => failures.push(format!("{what}: was accepted")),
-            Err(kube::Error::Api(status))
-                if status.code == 422 && status.message.contains(expected) => {}
-            Err(e) => failures.push(format!(
-                "{what}: expected a 422 mentioning {expected:?}, got {e}"
-            )),
-        }
-    }
+    let mut failures = refusals(&api, &ns.name, &cases).await;
     // And through kubectl apply, the way users meet it.
     let body = json!({"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": "m"}, "spec": with(json!({"replicas": -3}))});
     failures.extend(check_with_kubectl(
@@ -520,6 +500,202 @@ async fn invalid_manifests_are_refused_with_clear_messages() {
         cases.len(),
         failures.join("\n")
     );
+}
+
+/// The parts of the pod the operator owns are refused, naming the field,
+/// never silently overwritten (issue 25): the model container's name and
+/// `MODEL_*` variables, the `http` port, the `mlops-*` volumes, the shm
+/// mount, the operator's labels; and a pod that could not run (a mount of
+/// no volume, a port taken twice, storage without a usable URI).
+#[tokio::test]
+async fn operator_owned_pod_fields_are_refused_naming_the_field() {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "md-reject-pod").await;
+    let api = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    let base = json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"}});
+    let with = |patch: Value| {
+        let mut spec = base.clone();
+        json_merge(&mut spec, patch);
+        spec
+    };
+    let server = |patch: Value| with(json!({ "server": patch }));
+    let cases: Vec<(&str, &str, Value, &str)> = vec![
+        (
+            "init container named as the model container",
+            "m",
+            server(json!({"initContainers": [{"name": "model-server", "image": "x:1"}]})),
+            "server.initContainers may not use the names 'model-server' or 'mlops-model-fetch'",
+        ),
+        (
+            "init container named as the download",
+            "m",
+            server(json!({"initContainers": [{"name": "mlops-model-fetch", "image": "x:1"}]})),
+            "server.initContainers may not use the names",
+        ),
+        (
+            "MODEL_PATH in env",
+            "m",
+            server(json!({"env": [{"name": "MODEL_PATH", "value": "/x"}]})),
+            "server.env may not set MODEL_NAME, MODEL_VERSION, MODEL_URI or MODEL_PATH",
+        ),
+        (
+            "a port named http",
+            "m",
+            server(json!({"ports": [{"name": "http", "containerPort": 9000}]})),
+            "server.ports may not use the name 'http' or server.port's number",
+        ),
+        (
+            "a port on server.port's number",
+            "m",
+            server(json!({"port": 8000, "ports": [{"name": "grpc", "containerPort": 8000}]})),
+            "server.ports may not use the name 'http' or server.port's number",
+        ),
+        (
+            "a port on service.port's number",
+            "m",
+            with(json!({"service": {"port": 9000},
+                        "server": {"ports": [{"name": "grpc", "containerPort": 9000}]}})),
+            "spec.server.ports may not use service.port's number",
+        ),
+        (
+            "a port name that is not a name",
+            "m",
+            server(json!({"ports": [{"name": "Metrics_1", "containerPort": 9000}]})),
+            "a port name is at most 15 lowercase letters",
+        ),
+        (
+            "two ports of one name",
+            "m",
+            server(json!({"ports": [{"name": "grpc", "containerPort": 9000},
+                                    {"name": "grpc", "containerPort": 9001}]})),
+            "Duplicate value",
+        ),
+        (
+            "a volume named mlops-*",
+            "m",
+            server(json!({"volumes": [{"name": "mlops-model", "emptyDir": {}}]})),
+            "server.volumes may not use names starting with 'mlops-'",
+        ),
+        (
+            "a volume with two sources",
+            "m",
+            server(json!({"volumes": [{"name": "v", "emptyDir": {},
+                                       "persistentVolumeClaim": {"claimName": "c"}}]})),
+            "takes one source: configMap, csi",
+        ),
+        (
+            "a mount of no volume",
+            "m",
+            server(json!({"volumeMounts": [{"name": "weights", "mountPath": "/w"}]})),
+            "server.volumeMounts must name a volume of server.volumes",
+        ),
+        (
+            "an init container's mount of no volume",
+            "m",
+            server(json!({"initContainers": [{"name": "i", "image": "x:1",
+                "volumeMounts": [{"name": "weights", "mountPath": "/w"}]}]})),
+            "server.initContainers[].volumeMounts must name a volume of server.volumes",
+        ),
+        (
+            "a mount over the operator's shm",
+            "m",
+            server(json!({"shmSize": "1Gi", "volumes": [{"name": "s", "emptyDir": {}}],
+                          "volumeMounts": [{"name": "s", "mountPath": "/dev/shm"}]})),
+            "server.volumeMounts may not mount /dev/shm while server.shmSize is set",
+        ),
+        (
+            "an shm size that is not a quantity",
+            "m",
+            server(json!({"shmSize": "lots"})),
+            "must be a quantity such as 500m, 2Gi or 1",
+        ),
+        (
+            "the operator's track label",
+            "m",
+            with(json!({"podMetadata": {"labels": {"mlops.dev/track": "canary"}}})),
+            "podMetadata.labels may not set the operator's own labels",
+        ),
+        (
+            "too many init containers",
+            "m",
+            server(json!({"initContainers": (0..4)
+                .map(|i| json!({"name": format!("i{i}"), "image": "x:1"}))
+                .collect::<Vec<_>>()})),
+            "spec.server.initContainers: Too many",
+        ),
+        (
+            "storage without a URI",
+            "m",
+            with(json!({"model": {"storage": {}}})),
+            "model.storage needs model.uri with one of the schemes",
+        ),
+        (
+            "storage of an unknown scheme",
+            "m",
+            with(json!({"model": {"uri": "ftp://host/m", "storage": {}}})),
+            "model.storage needs model.uri with one of the schemes",
+        ),
+        (
+            "a pvc URI with a cache",
+            "m",
+            with(json!({"model": {"uri": "pvc://weights/m",
+                                  "storage": {"cacheClaimName": "c"}}})),
+            "model.uri pvc:// is mounted, not downloaded",
+        ),
+        (
+            "a size limit and a cache claim",
+            "m",
+            with(json!({"model": {"uri": "s3://b/m",
+                                  "storage": {"cacheClaimName": "c", "sizeLimit": "1Gi"}}})),
+            "model.storage takes sizeLimit (an emptyDir) or cacheClaimName (a PVC), not both",
+        ),
+        (
+            "a mount path of /",
+            "m",
+            with(json!({"model": {"uri": "s3://b/m", "storage": {"mountPath": "/"}}})),
+            "model.storage.mountPath must be an absolute directory",
+        ),
+    ];
+    let failures = refusals(&api, &ns.name, &cases).await;
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases wrong:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+}
+
+/// What is wrong with the refusals of `cases`: each must be a 422 whose
+/// message contains the expected words.
+async fn refusals(
+    api: &Api<ModelDeployment>,
+    ns: &str,
+    cases: &[(&str, &str, Value, &str)],
+) -> Vec<String> {
+    let mut failures = Vec::new();
+    for (what, name, spec, expected) in cases {
+        let body = json!({"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment", "metadata": {"name": name}, "spec": spec});
+        let md: ModelDeployment = match serde_json::from_value(body.clone()) {
+            Ok(md) => md,
+            Err(_) => {
+                // Not even our own type can hold it (e.g. a missing field):
+                // send it as raw JSON through kubectl instead.
+                failures.extend(check_with_kubectl(ns, what, &body, expected));
+                continue;
+            }
+        };
+        match api.create(&PostParams::default(), &md).await {
+            Ok(_) => failures.push(format!("{what}: was accepted")),
+            Err(kube::Error::Api(status))
+                if status.code == 422 && status.message.contains(expected) => {}
+            Err(e) => failures.push(format!(
+                "{what}: expected a 422 mentioning {expected:?}, got {e}"
+            )),
+        }
+    }
+    failures
 }
 
 fn check_with_kubectl(ns: &str, what: &str, body: &Value, expected: &str) -> Option<String> {
