@@ -8,37 +8,19 @@
 mod support;
 
 use std::cell::{Cell, RefCell};
-use std::process::Command;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
-use kube::api::{ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use model_operator::api::{ModelDeployment, Outcome, Phase};
 use serde_json::{Value, json};
+use support::gateway::{install_gateway_api, routes};
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-fn install_gateway_api() {
-    let out = Command::new(repo_root().join("hack/gateway-api-crds.sh"))
-        .env("KUBECONFIG", kubeconfig_path())
-        .env_remove("CLUSTER_KUBECONFIG")
-        .output()
-        .expect("run hack/gateway-api-crds.sh");
-    assert!(
-        out.status.success(),
-        "hack/gateway-api-crds.sh: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn routes(client: &Client, ns: &str) -> Api<DynamicObject> {
-    let gvk = GroupVersionKind::gvk("gateway.networking.k8s.io", "v1", "HTTPRoute");
-    Api::namespaced_with(client.clone(), ns, &ApiResource::from_gvk(&gvk))
-}
 
 /// The user's route, as Git would hold it: everything but the weights is
 /// the user's and must stay exactly so.

@@ -331,7 +331,10 @@ async fn the_built_in_namespace_roles_grant_model_deployments() {
     let ops = TestNamespace::new(&admin, "rbac-roles-ops").await;
     let team = TestNamespace::new(&admin, "rbac-roles-team").await;
     let (_release, _) = install_identity(&ops.name, &[]);
-    let (editor, viewer) = (format!("editor-{}", team.name), format!("viewer-{}", team.name));
+    let (editor, viewer) = (
+        format!("editor-{}", team.name),
+        format!("viewer-{}", team.name),
+    );
     for (user, role) in [(&editor, "edit"), (&viewer, "view")] {
         let out = kubectl(&[
             "-n",
@@ -342,7 +345,11 @@ async fn the_built_in_namespace_roles_grant_model_deployments() {
             &format!("--clusterrole={role}"),
             &format!("--user={user}"),
         ]);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     let ns = ["-n", team.name.as_str()];
     let md = "modeldeployments.mlops.dev";
@@ -355,15 +362,26 @@ async fn the_built_in_namespace_roles_grant_model_deployments() {
             .success()
     };
     let can = |user: &str, verb: &str, what: &str| can_on(user, verb, what, &[]);
-    for verb in ["get", "list", "watch", "create", "patch", "update", "delete"] {
-        assert!(can(&editor, verb, md), "an editor may {verb} ModelDeployments");
+    for verb in [
+        "get", "list", "watch", "create", "patch", "update", "delete",
+    ] {
+        assert!(
+            can(&editor, verb, md),
+            "an editor may {verb} ModelDeployments"
+        );
     }
     assert!(can_on(&editor, "patch", md, &["--subresource=scale"]));
     for verb in ["get", "list", "watch"] {
-        assert!(can(&viewer, verb, md), "a viewer may {verb} ModelDeployments");
+        assert!(
+            can(&viewer, verb, md),
+            "a viewer may {verb} ModelDeployments"
+        );
     }
     for verb in ["create", "patch", "delete"] {
-        assert!(!can(&viewer, verb, md), "a viewer may not {verb} ModelDeployments");
+        assert!(
+            !can(&viewer, verb, md),
+            "a viewer may not {verb} ModelDeployments"
+        );
     }
     for user in [&editor, &viewer] {
         assert!(
@@ -373,8 +391,10 @@ async fn the_built_in_namespace_roles_grant_model_deployments() {
     }
     // Only in the namespace bound: nothing elsewhere.
     assert!(
-        !kubectl(&["auth", "can-i", "--as", &editor, "create", md, "-n", &ops.name])
-            .status
-            .success()
+        !kubectl(&[
+            "auth", "can-i", "--as", &editor, "create", md, "-n", &ops.name
+        ])
+        .status
+        .success()
     );
 }

@@ -548,8 +548,31 @@ async fn operator_owned_pod_fields_are_refused_naming_the_field() {
         (
             "a port on server.port's number",
             "m",
-            server(json!({"port": 8000, "ports": [{"name": "grpc", "containerPort": 8000}]})),
+            server(json!({"port": 8000, "ports": [{"name": "metrics", "containerPort": 8000}]})),
             "server.ports may not use the name 'http' or server.port's number",
+        ),
+        (
+            "two ports of one number",
+            "m",
+            server(json!({"ports": [{"name": "grpc", "containerPort": 9000},
+                                    {"name": "metrics", "containerPort": 9000}]})),
+            "server.ports must not repeat a port number",
+        ),
+        (
+            "two mounts at one path",
+            "m",
+            server(
+                json!({"volumes": [{"name": "a", "emptyDir": {}}, {"name": "b", "emptyDir": {}}],
+                          "volumeMounts": [{"name": "a", "mountPath": "/x"},
+                                           {"name": "b", "mountPath": "/x"}]}),
+            ),
+            "server.volumeMounts must not mount two volumes at one path",
+        ),
+        (
+            "an env variable twice",
+            "m",
+            server(json!({"env": [{"name": "A", "value": "1"}, {"name": "A", "value": "2"}]})),
+            "server.env must not set a variable twice",
         ),
         (
             "a port on service.port's number",
@@ -600,8 +623,10 @@ async fn operator_owned_pod_fields_are_refused_naming_the_field() {
         (
             "a mount over the operator's shm",
             "m",
-            server(json!({"shmSize": "1Gi", "volumes": [{"name": "s", "emptyDir": {}}],
-                          "volumeMounts": [{"name": "s", "mountPath": "/dev/shm"}]})),
+            server(
+                json!({"shmSize": "1Gi", "volumes": [{"name": "s", "emptyDir": {}}],
+                          "volumeMounts": [{"name": "s", "mountPath": "/dev/shm"}]}),
+            ),
             "server.volumeMounts may not mount /dev/shm while server.shmSize is set",
         ),
         (

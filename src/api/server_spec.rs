@@ -36,6 +36,9 @@ pub const RESERVED_VOLUME_PREFIX: &str = "mlops-";
 #[serde(rename_all = "camelCase")]
 #[x_kube(
     validation = Rule::new("!has(self.ports) || self.ports.all(p, p.name != 'http' && p.containerPort != self.port)").message("server.ports may not use the name 'http' or server.port's number: the operator declares that port from server.port"),
+    validation = Rule::new("!has(self.ports) || self.ports.all(p, self.ports.exists_one(q, q.containerPort == p.containerPort))").message("server.ports must not repeat a port number"),
+    validation = Rule::new("!has(self.volumeMounts) || self.volumeMounts.all(m, self.volumeMounts.exists_one(n, n.mountPath == m.mountPath))").message("server.volumeMounts must not mount two volumes at one path"),
+    validation = Rule::new("!has(self.env) || self.env.all(e, self.env.exists_one(f, f.name == e.name))").message("server.env must not set a variable twice"),
     validation = Rule::new("!has(self.initContainers) || self.initContainers.all(c, c.name != 'model-server' && c.name != 'mlops-model-fetch')").message("server.initContainers may not use the names 'model-server' or 'mlops-model-fetch': they are the model container's and the model download's"),
     validation = Rule::new("!has(self.volumes) || self.volumes.all(v, !v.name.startsWith('mlops-'))").message("server.volumes may not use names starting with 'mlops-': the operator keeps them for the shm and model volumes"),
     validation = Rule::new("!has(self.volumeMounts) || self.volumeMounts.all(m, m.name.startsWith('mlops-') || (has(self.volumes) && self.volumes.exists(v, v.name == m.name)))").message("server.volumeMounts must name a volume of server.volumes"),

@@ -7,6 +7,7 @@ pub mod cluster;
 pub mod events;
 pub mod fakes;
 pub mod gates;
+pub mod gateway;
 pub mod helm;
 pub mod identity;
 pub mod largest;

@@ -91,6 +91,17 @@ where
                     message: status.message.clone(),
                 }
             }
+            // Server-side apply cannot even build the patch from what the
+            // spec says (two list items with one key, e.g. two mounts at
+            // one path): a 500 that no retry can fix.
+            kube::Error::Api(status)
+                if status.code == 500 && status.message.contains(TYPED_PATCH_FAILED) =>
+            {
+                Error::Rejected {
+                    kind,
+                    message: status.message.clone(),
+                }
+            }
             e => Error::Kube(e),
         })?;
     Ok(Applied {
@@ -98,6 +109,9 @@ where
         need,
     })
 }
+
+/// How the API server words a server-side apply it cannot type.
+const TYPED_PATCH_FAILED: &str = "failed to create typed patch object";
 
 /// An existing object is ours only when it carries the controller owner
 /// reference `desired` carries (the ModelDeployment's uid). Anything else,

@@ -1,0 +1,341 @@
+//! The model servers teams deploy, from `config/examples/`, on the real
+//! control plane (issue 25): each example is applied as users do and the
+//! Deployment the operator makes is checked field by field against it; GPUs
+//! are a kwok node's allocatable, enforced by the real scheduler; Pod
+//! Security Admission is the real API server's.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
+
+mod support;
+
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Pod, Service};
+use kube::api::ListParams;
+use kube::{Api, ResourceExt};
+use serde_json::{Value, json};
+use support::gateway::{install_gateway_api, routes};
+use support::*;
+
+const TIMEOUT: Duration = Duration::from_secs(120);
+
+/// A kwok node with `gpus` of `nvidia.com/gpu`, labelled and tainted as GPU
+/// nodes are, so only pods that ask for it land there; deleted on drop.
+struct GpuNode(String);
+
+impl GpuNode {
+    fn add(name: &str, gpus: u32) -> Self {
+        let node = json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
+                         "labels": {"type": "kwok", "kubernetes.io/hostname": name,
+                                    "nvidia.com/gpu.present": "true"}},
+            "spec": {"taints": [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]},
+            "status": {
+                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110",
+                                "nvidia.com/gpu": gpus.to_string()},
+                "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110",
+                             "nvidia.com/gpu": gpus.to_string()},
+            },
+        });
+        apply_json(None, &node);
+        Self(name.to_string())
+    }
+}
+
+impl Drop for GpuNode {
+    fn drop(&mut self) {
+        kubectl(&["delete", "node", &self.0, "--wait=false"]);
+    }
+}
+
+/// A PersistentVolume bound to claim `claim` of `ns` (no provisioner runs
+/// here: the volume controller binds them, the scheduler then accepts the
+/// pod); the volume is deleted on drop.
+struct BoundClaim(String);
+
+impl BoundClaim {
+    fn add(ns: &str, claim: &str) -> Self {
+        let pv = format!("{ns}-{claim}");
+        apply_json(
+            None,
+            &json!({
+                "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
+                "spec": {"capacity": {"storage": "100Gi"},
+                         "accessModes": ["ReadWriteOnce", "ReadOnlyMany"],
+                         "hostPath": {"path": format!("/tmp/{pv}")},
+                         "claimRef": {"namespace": ns, "name": claim}},
+            }),
+        );
+        apply_json(
+            Some(ns),
+            &json!({
+                "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
+                "spec": {"accessModes": ["ReadOnlyMany"], "volumeName": pv, "storageClassName": "",
+                         "resources": {"requests": {"storage": "100Gi"}}},
+            }),
+        );
+        Self(pv)
+    }
+}
+
+impl Drop for BoundClaim {
+    fn drop(&mut self) {
+        kubectl(&["delete", "pv", &self.0, "--wait=false"]);
+    }
+}
+
+fn apply_json(ns: Option<&str>, object: &Value) {
+    let dir = repo_root().join("target/e2e-logs");
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join(format!(
+        "{}-{}.json",
+        ns.unwrap_or("cluster"),
+        object["metadata"]["name"].as_str().unwrap()
+    ));
+    std::fs::write(&file, object.to_string()).unwrap();
+    let mut args = vec!["apply", "-f", file.to_str().unwrap()];
+    if let Some(ns) = ns {
+        args.extend(["-n", ns]);
+    }
+    let out = kubectl(&args);
+    assert!(
+        out.status.success(),
+        "kubectl apply {object}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn apply_example(ns: &str, example: &str) -> Value {
+    let file = repo_root().join("config/examples").join(example);
+    let out = kubectl(&["apply", "-n", ns, "-f", file.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "kubectl apply {example}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let yaml = std::fs::read_to_string(file).unwrap();
+    serde_yaml::from_str(&yaml).unwrap()
+}
+
+/// Every field of `expected` is in `actual` with the same value; `actual`
+/// may hold more (the API server's defaults, the operator's own parts).
+fn assert_within(expected: &Value, actual: &Value, path: &str) {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => {
+            for (key, value) in e {
+                let at = format!("{path}.{key}");
+                let found = a.get(key).unwrap_or_else(|| panic!("{at} is missing"));
+                assert_within(value, found, &at);
+            }
+        }
+        (Value::Array(e), Value::Array(a)) => {
+            for (i, item) in e.iter().enumerate() {
+                let at = format!("{path}[{i}]");
+                let found = a.get(i).unwrap_or_else(|| panic!("{at} is missing"));
+                assert_within(item, found, &at);
+            }
+        }
+        (e, a) => assert_eq!(e, a, "{path}"),
+    }
+}
+
+fn template_of(d: &Deployment) -> Value {
+    serde_json::to_value(d.spec.as_ref().unwrap().template.spec.as_ref().unwrap()).unwrap()
+}
+
+/// The fields of `spec.server` that are the pod's.
+const POD_FIELDS: &[&str] = &[
+    "serviceAccountName",
+    "imagePullSecrets",
+    "nodeSelector",
+    "tolerations",
+    "terminationGracePeriodSeconds",
+    "volumes",
+];
+
+/// The fields of `spec.server` that are the model container's.
+const CONTAINER_FIELDS: &[&str] = &[
+    "image",
+    "command",
+    "args",
+    "resources",
+    "startupProbe",
+    "readinessProbe",
+    "livenessProbe",
+    "securityContext",
+    "volumeMounts",
+];
+
+fn assert_carries(server: &Value, pod: &Value) {
+    for field in POD_FIELDS {
+        if let Some(value) = server.get(*field) {
+            assert_within(value, &pod[field], &format!("pod.{field}"));
+        }
+    }
+    let container = &pod["containers"][0];
+    assert_eq!(container["name"], "model-server");
+    for field in CONTAINER_FIELDS {
+        if let Some(value) = server.get(*field) {
+            assert_within(value, &container[field], &format!("container.{field}"));
+        }
+    }
+    // The operator's MODEL_* variables come first, then the user's, as
+    // written.
+    let users_env: Vec<Value> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| !e["name"].as_str().unwrap().starts_with("MODEL_"))
+        .cloned()
+        .collect();
+    if let Some(env) = server.get("env") {
+        assert_within(env, &Value::Array(users_env), "container.env");
+    }
+    let mut ports = vec![json!({"name": "http", "containerPort": server["port"]})];
+    ports.extend(server["ports"].as_array().into_iter().flatten().cloned());
+    assert_within(&Value::Array(ports), &container["ports"], "container.ports");
+}
+
+#[tokio::test]
+async fn vllm_on_two_gpus_runs_as_written_in_a_baseline_namespace() {
+    let s = Setup::new("srv-vllm").await;
+    let ns = s.ns.name.as_str();
+    let labelled = kubectl(&[
+        "label",
+        "namespace",
+        ns,
+        "pod-security.kubernetes.io/enforce=baseline",
+        "--overwrite",
+    ]);
+    assert!(labelled.status.success());
+    let _gpus = GpuNode::add(&format!("gpu-{ns}"), 2);
+    let _weights = BoundClaim::add(ns, "llama-weights");
+    for object in [
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "vllm"}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "hf-token-secret"},
+               "stringData": {"token": "hf_test"}}),
+        json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "registry-credentials"},
+               "type": "kubernetes.io/dockerconfigjson",
+               "stringData": {".dockerconfigjson": "{\"auths\":{}}"}}),
+    ] {
+        apply_json(Some(ns), &object);
+    }
+
+    let example = apply_example(ns, "vllm.yaml");
+    let md = s.wait_named("llama", "Healthy", healthy_at(1)).await;
+    assert_eq!(md.status.as_ref().unwrap().ready_replicas, 1);
+
+    let d = s.deployments.get("llama").await.unwrap();
+    let pod = template_of(&d);
+    let server = &example["spec"]["server"];
+    assert_carries(server, &pod);
+    // The operator's parts: the memory-backed shm of the size asked for.
+    assert_within(
+        &json!([{"name": "mlops-shm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}}]),
+        &json!([pod["volumes"][1]]),
+        "pod.volumes",
+    );
+    assert!(
+        pod["containers"][0]["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "mlops-shm", "mountPath": "/dev/shm"}))
+    );
+    // Root was asked for: nothing the operator added says otherwise.
+    assert!(pod["securityContext"].get("runAsNonRoot").is_none());
+    assert_eq!(
+        pod["containers"][0]["securityContext"]["runAsNonRoot"],
+        false
+    );
+
+    // The real scheduler put it on the node with the GPUs.
+    let pods = Api::<Pod>::namespaced(s.client.clone(), ns)
+        .list(&ListParams::default().labels("app.kubernetes.io/instance=llama"))
+        .await
+        .unwrap();
+    assert_eq!(pods.items.len(), 1);
+    let node = pods.items[0].spec.as_ref().unwrap().node_name.clone();
+    assert_eq!(node.as_deref(), Some(format!("gpu-{ns}").as_str()));
+}
+
+#[tokio::test]
+async fn triton_exposes_its_three_ports_on_every_service() {
+    install_gateway_api();
+    let s = Setup::new("srv-triton").await;
+    let ns = s.ns.name.as_str();
+    let _gpus = GpuNode::add(&format!("gpu-{ns}"), 4);
+    let _repository = BoundClaim::add(ns, "triton-model-repository");
+    let example = apply_example(ns, "triton.yaml");
+    s.wait_named("triton", "Healthy", healthy_at(1)).await;
+
+    let d = s.deployments.get("triton").await.unwrap();
+    let pod = template_of(&d);
+    assert_carries(&example["spec"]["server"], &pod);
+    // model.storage pvc://: the claim read-only, MODEL_PATH, no download.
+    assert!(pod.get("initContainers").is_none());
+    assert!(pod["volumes"].as_array().unwrap().contains(&json!({
+        "name": "mlops-model",
+        "persistentVolumeClaim": {"claimName": "triton-model-repository", "readOnly": true}
+    })));
+    let container = &pod["containers"][0];
+    assert!(
+        container["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "MODEL_PATH", "value": "/mnt/models/models"}))
+    );
+    let triton_ports = json!([
+        {"name": "http", "port": 8000, "targetPort": "http"},
+        {"name": "grpc", "port": 8001, "targetPort": "grpc"},
+        {"name": "metrics", "port": 8002, "targetPort": "metrics"},
+    ]);
+    let ports = |svc: &Service| serde_json::to_value(&svc.spec.as_ref().unwrap().ports).unwrap();
+    assert_within(
+        &triton_ports,
+        &ports(&s.services.get("triton").await.unwrap()),
+        "triton",
+    );
+
+    // A canary through a Gateway API route: the stable and canary
+    // Services carry the same three ports.
+    let route = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "triton", "labels": {"mlops.dev/model-deployment": "triton"}},
+        "spec": {"parentRefs": [{"name": "public"}], "rules": [{"backendRefs": [
+            {"name": "triton-stable", "port": 8000, "weight": 100},
+            {"name": "triton-canary", "port": 8000, "weight": 0}]}]},
+    });
+    routes(&s.client, ns)
+        .patch(
+            "triton",
+            &kube::api::PatchParams::apply("user"),
+            &kube::api::Patch::Apply(&route),
+        )
+        .await
+        .unwrap();
+    s.patch_spec(
+        "triton",
+        json!({"rollout": {"strategy": "Canary", "canary": {
+            "steps": [{"setWeight": 50}, {"pause": {}}],
+            "trafficRouting": {"gatewayAPI": {"httpRoute": "triton"}}}}}),
+    )
+    .await;
+    for name in ["triton-stable", "triton-canary"] {
+        let svc = wait_for(&s.services, name, "exist", TIMEOUT, |_: &Service| true).await;
+        assert_within(&triton_ports, &ports(&svc), name);
+        assert_eq!(svc.owner_references()[0].name, "triton");
+    }
+}
+
+#[tokio::test]
+async fn every_server_example_is_accepted_as_written() {
+    for example in [
+        "vllm.yaml",
+        "triton.yaml",
+        "mlserver.yaml",
+        "torchserve.yaml",
+    ] {
+        assert_example_accepted("srv-example", &format!("config/examples/{example}")).await;
+    }
+}
