@@ -141,7 +141,7 @@ impl Cached<Deployment> {
         let conditions = self.status.as_mut().and_then(|s| s.conditions.as_mut());
         for c in conditions.into_iter().flatten() {
             if let Some(message) = c.message.as_mut() {
-                crate::rollout::pod::cut(message, CONDITION_MESSAGE_KEPT);
+                crate::rollout::foreign::cut(message, CONDITION_MESSAGE_KEPT);
             }
         }
     }

@@ -41,11 +41,6 @@ fn kind(waiting_reason: &str) -> Option<Kind> {
     }
 }
 
-/// The waiting reasons whose message is read (and so kept by the cache).
-pub fn message_is_read(waiting_reason: &str) -> bool {
-    kind(waiting_reason) == Some(Kind::Config)
-}
-
 /// The first reason the pod cannot run: its init containers first (while
 /// one fails, the others wait in PodInitializing).
 pub fn pod_failure(pod: &WatchedPod) -> Option<PodFailure> {
@@ -153,6 +148,16 @@ mod tests {
 
     /// (reason, detail); `None`: the pod can run.
     type Expected = Option<(&'static str, &'static str)>;
+
+    #[test]
+    fn the_cache_keeps_the_messages_that_are_read() {
+        for reason in crate::rollout::pod::MESSAGE_READ_FOR {
+            assert_eq!(kind(reason), Some(Kind::Config), "{reason}");
+        }
+        for reason in ["CreateContainerConfigError", "CreateContainerError"] {
+            assert!(crate::rollout::pod::MESSAGE_READ_FOR.contains(&reason));
+        }
+    }
 
     #[test]
     fn table() {

@@ -51,6 +51,18 @@ pub fn phrase(s: &str, max: usize) -> String {
     out
 }
 
+/// `s` cut to at most `max` bytes, on a character boundary: for what the
+/// caches keep, where no reader needs a marker.
+pub fn cut(s: &mut String, max: usize) {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

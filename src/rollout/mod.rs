@@ -3,7 +3,7 @@
 pub mod canary;
 pub mod container;
 pub mod decide;
-mod foreign;
+pub mod foreign;
 pub mod health;
 pub mod history;
 pub mod pod;

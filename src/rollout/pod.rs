@@ -6,6 +6,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
+use super::foreign::cut;
+
 /// A pod as the operator watches it. Everything not named here is skipped
 /// while decoding.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -73,6 +75,8 @@ pub struct Terminated {
 pub const CONTAINERS_KEPT: usize = 16;
 /// Bytes of a container name kept: a real one is a DNS label (63).
 const NAME_KEPT: usize = 63;
+/// The waiting reasons whose message `rollout::container` classifies.
+pub const MESSAGE_READ_FOR: [&str; 2] = ["CreateContainerConfigError", "CreateContainerError"];
 /// Bytes of a waiting message kept: enough for the kubelet's message
 /// classes, which are recognised by their start.
 pub const MESSAGE_KEPT: usize = 256;
@@ -160,17 +164,10 @@ fn bound_container(c: &mut WatchedContainer) {
     let read = waiting
         .reason
         .as_deref()
-        .is_some_and(super::container::message_is_read);
+        .is_some_and(|r| MESSAGE_READ_FOR.contains(&r));
     match waiting.message.as_mut() {
         Some(message) if read => cut(message, MESSAGE_KEPT),
         _ => waiting.message = None,
-    }
-}
-
-/// `s` cut to at most `max` bytes (`status::bounded::truncate`).
-pub fn cut(s: &mut String, max: usize) {
-    if s.len() > max {
-        *s = crate::status::bounded::truncate(s, max);
     }
 }
 
