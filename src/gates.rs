@@ -5,7 +5,7 @@
 /// Why a revision's pods are failing, for status, history and events.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Failure {
-    /// CamelCase reason: CrashLoopBackOff, ImagePullFailed or ContainerFailed.
+    /// CamelCase reason, one of `reasons` (CrashLoopBackOff, PodsForbidden, ...).
     pub reason: &'static str,
     /// E.g. "2/2 new pods in CrashLoopBackOff".
     pub message: String,
@@ -18,7 +18,8 @@ pub enum Health {
     Rolling,
     /// Every pod runs it and is available.
     Complete,
-    /// It cannot run: crash loop, image pull failure, or progress deadline.
+    /// It cannot run: crash loop, image pull failure, refused pods, or
+    /// progress deadline.
     Failed(Failure),
 }
 

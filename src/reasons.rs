@@ -6,7 +6,25 @@
 // Why a revision failed (history, Degraded messages, alert labels).
 pub const CRASH_LOOP: &str = "CrashLoopBackOff";
 pub const IMAGE_PULL_FAILED: &str = "ImagePullFailed";
+/// The runtime cannot start a container (RunContainerError).
 pub const CONTAINER_FAILED: &str = "ContainerFailed";
+/// The kubelet cannot configure a container, or the runtime cannot create
+/// it (CreateContainerConfigError, CreateContainerError): a missing Secret
+/// key, a non-numeric image user under runAsNonRoot, ...
+pub const CONTAINER_CONFIG_ERROR: &str = "ContainerConfigError";
+/// An init container crash-loops, cannot be pulled or configured, or keeps
+/// ending in error.
+pub const INIT_CONTAINER_FAILED: &str = "InitContainerFailed";
+/// The API server refuses to create the revision's pods: Pod Security
+/// admission, a LimitRange, a ValidatingAdmissionPolicy or webhook, or a
+/// pod the template makes invalid.
+pub const PODS_FORBIDDEN: &str = "PodsForbidden";
+/// A ResourceQuota refuses the revision's pods and cannot ever admit one:
+/// one pod asks for more than the quota holds, or lacks a request or limit
+/// the quota requires. Its own reason, apart from PodsForbidden, because the
+/// fix is elsewhere (the namespace's quota, often another team's) and
+/// alert routes tell it apart.
+pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
 pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 pub const ANALYSIS_FAILED: &str = "AnalysisFailed";
 pub const POST_PROMOTION_BREACH: &str = "PostPromotionBreach";

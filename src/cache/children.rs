@@ -127,6 +127,26 @@ impl<K: Compactable> Cached<K> {
     }
 }
 
+/// Bytes of a Deployment condition's message kept. The Deployment
+/// controller copies the API server's answer to a refused pod into
+/// ReplicaFailure, and a webhook's answer can be long; what is read of it
+/// (`rollout::refused`) is at its start.
+const CONDITION_MESSAGE_KEPT: usize = 2048;
+
+impl Cached<Deployment> {
+    /// `keep_child`, and condition messages cut to
+    /// `CONDITION_MESSAGE_KEPT`.
+    pub fn keep_deployment(&mut self) {
+        self.keep_child();
+        let conditions = self.status.as_mut().and_then(|s| s.conditions.as_mut());
+        for c in conditions.into_iter().flatten() {
+            if let Some(message) = c.message.as_mut() {
+                crate::rollout::foreign::cut(message, CONDITION_MESSAGE_KEPT);
+            }
+        }
+    }
+}
+
 impl<K: Compactable> Default for Cached<K> {
     fn default() -> Self {
         Self {
@@ -222,6 +242,21 @@ mod tests {
                      "clusterIP": "10.96.0.7", "type": "ClusterIP", "sessionAffinity": "None"},
             "status": {"loadBalancer": {}}
         })
+    }
+
+    #[test]
+    fn a_deployments_condition_messages_are_bounded() {
+        let mut d = live();
+        d["metadata"]["ownerReferences"] = json!([{"apiVersion": "mlops.dev/v1alpha1",
+            "kind": "ModelDeployment", "name": "m", "uid": "u", "controller": true}]);
+        d["status"]["conditions"] = json!([{"type": "ReplicaFailure", "status": "True",
+            "reason": "FailedCreate", "message": "é".repeat(100_000)}]);
+        let mut cached: CachedDeployment = serde_json::from_value(d).unwrap();
+        cached.keep_deployment();
+        let status = cached.status.unwrap();
+        let message = status.conditions.unwrap()[0].message.clone().unwrap();
+        assert!(message.len() <= CONDITION_MESSAGE_KEPT && message.len() > 2000);
+        assert_eq!(status.ready_replicas, Some(2), "the rest is kept");
     }
 
     #[test]

@@ -130,7 +130,7 @@ async fn run_scope(
     // Of an object that merely carries our labels, only its identity is
     // kept (`cache::trim`).
     let (deployments, deployment_events) =
-        child_cache::<CachedDeployment>(&client, &scope, Cached::keep_child);
+        child_cache::<CachedDeployment>(&client, &scope, Cached::keep_deployment);
     let (services, service_events) =
         child_cache::<CachedService>(&client, &scope, Cached::keep_child);
     let (hpas, hpa_events) = child_cache(&client, &scope, keep_hpa);

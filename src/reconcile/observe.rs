@@ -23,7 +23,7 @@ use crate::rollout::canary::{Attempt, Promotion};
 use crate::rollout::history::previous_stable;
 use crate::rollout::pod::WatchedPod;
 use crate::rollout::revision::{self, Revision};
-use crate::rollout::{Progress, health, progress};
+use crate::rollout::{Progress, health, progress, refused};
 use crate::status::Revisions;
 
 /// One reconcile's view of a ModelDeployment and what it owns.
@@ -174,11 +174,17 @@ fn health_of(
     // Only the Deployment's own pods: a stray pod with the model's labels
     // must not fail (or pass) a rollout.
     let name = deployment.name_any();
-    let own = pods
+    let own: Vec<&WatchedPod> = pods
         .iter()
         .map(Arc::as_ref)
-        .filter(|p| health::owned_by_deployment(p, &name));
-    if let Some(failure) = health::failure_of(own, current) {
+        .filter(|p| health::owned_by_deployment(p, &name))
+        .collect();
+    if let Some(failure) = health::failure_of(own.iter().copied(), current) {
+        return Health::Failed(failure);
+    }
+    // Pods the API server refuses to create: before the deadline, which
+    // they would only reach minutes later.
+    if let Some(failure) = refused::failure_of(deployment, own.iter().copied(), current) {
         return Health::Failed(failure);
     }
     match progress(deployment) {

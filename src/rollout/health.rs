@@ -1,39 +1,19 @@
-//! Is a revision's pods' health already a verdict? Crash loops and image pull
-//! failures are failures as soon as one pod shows them: waiting for the
-//! progress deadline would keep a broken version half rolled out for minutes.
+//! Is a revision's pods' health already a verdict? Crash loops, image pull
+//! failures, containers that cannot be configured and failing init
+//! containers (`container`) are failures as soon as one pod shows them:
+//! waiting for the progress deadline would keep a broken version half rolled
+//! out for minutes.
 
+use super::container::pod_failure;
 use super::pod::WatchedPod;
 use crate::gates::Failure;
-use crate::reasons;
 use crate::resources::labels;
 
-/// Container waiting reasons that mean the revision cannot run, by the
-/// failure reason they map to.
-fn classify(waiting_reason: &str) -> Option<&'static str> {
-    match waiting_reason {
-        "CrashLoopBackOff" => Some(reasons::CRASH_LOOP),
-        "ErrImagePull" | "ImagePullBackOff" | "InvalidImageName" | "ErrImageNeverPull" => {
-            Some(reasons::IMAGE_PULL_FAILED)
-        }
-        "CreateContainerConfigError" | "CreateContainerError" | "RunContainerError" => {
-            Some(reasons::CONTAINER_FAILED)
-        }
-        _ => None,
-    }
-}
-
-/// A container of the pod waits for a reason that fails a rollout: the
-/// only pod change a rollout decision waits for (progress comes from the
+/// A container of the pod shows a state that fails a rollout: the only
+/// pod change a rollout decision waits for (progress comes from the
 /// Deployment's status).
 pub fn is_failing(pod: &WatchedPod) -> bool {
-    failing_reason(pod).is_some()
-}
-
-/// The first failing container's waiting reason, if any.
-fn failing_reason(pod: &WatchedPod) -> Option<String> {
-    pod.waiting_reasons()
-        .find(|r| classify(r).is_some())
-        .map(str::to_string)
+    pod_failure(pod).is_some()
 }
 
 /// The pod belongs to one of the Deployment's ReplicaSets: its controller
@@ -76,18 +56,15 @@ pub fn failure_of<'a>(
                 == Some(&revision)
         })
         .collect();
-    let failing: Vec<String> = of_revision
-        .iter()
-        .filter_map(|p| failing_reason(p))
-        .collect();
+    let failing: Vec<_> = of_revision.iter().filter_map(|p| pod_failure(p)).collect();
     let first = failing.first()?;
-    let reason = classify(first)?;
     Some(Failure {
-        reason,
+        reason: first.reason,
         message: format!(
-            "{}/{} new pods in {first}",
+            "{}/{} new pods in {}",
             failing.len(),
-            of_revision.len()
+            of_revision.len(),
+            first.detail
         ),
     })
 }
@@ -169,8 +146,8 @@ mod tests {
                 "config error",
                 vec![pod("2", Some("CreateContainerConfigError"), false)],
                 Some((
-                    "ContainerFailed",
-                    "1/1 new pods in CreateContainerConfigError",
+                    "ContainerConfigError",
+                    "1/1 new pods in CreateContainerConfigError: the kubelet cannot build the container's configuration (container model-server)",
                 )),
             ),
             (

@@ -1,11 +1,14 @@
 //! Pure rollout logic: observed state in, verdicts and next actions out.
 
 pub mod canary;
+pub mod container;
 pub mod decide;
+pub mod foreign;
 pub mod health;
 pub mod history;
 pub mod pod;
 mod progress;
+pub mod refused;
 pub mod revision;
 
 pub use progress::{Counts, Progress, progress};

@@ -6,6 +6,8 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 
+use super::foreign::cut;
+
 /// A pod as the operator watches it. Everything not named here is skipped
 /// while decoding.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
@@ -27,9 +29,17 @@ pub struct WatchedPodStatus {
     pub init_container_statuses: Option<Vec<WatchedContainer>>,
 }
 
-/// A container's status, reduced to why it waits.
+/// A container's status, reduced to why it waits or how it last ended.
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct WatchedContainer {
+    /// Named in failure messages ("init container model-init").
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// An init container that ended in error and was restarted fails
+    /// repeatedly (`rollout::container`).
+    #[serde(default)]
+    pub restart_count: i32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<WatchedContainerState>,
 }
@@ -38,13 +48,38 @@ pub struct WatchedContainer {
 pub struct WatchedContainerState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<Waiting>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminated: Option<Terminated>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
 pub struct Waiting {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// The kubelet's explanation; kept (cut to `MESSAGE_KEPT`) only for
+    /// the reasons whose message is classified (`rollout::container`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
+
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Terminated {
+    #[serde(default)]
+    pub exit_code: i32,
+}
+
+/// Container statuses kept per list: a pod of ours has the server and the
+/// spec's few init containers; the API server does not compare status with
+/// spec, so anyone who may write pod status could send thousands.
+pub const CONTAINERS_KEPT: usize = 16;
+/// Bytes of a container name kept: a real one is a DNS label (63).
+const NAME_KEPT: usize = 63;
+/// The waiting reasons whose message `rollout::container` classifies.
+pub const MESSAGE_READ_FOR: [&str; 2] = ["CreateContainerConfigError", "CreateContainerError"];
+/// Bytes of a waiting message kept: enough for the kubelet's message
+/// classes, which are recognised by their start.
+pub const MESSAGE_KEPT: usize = 256;
 
 impl WatchedPod {
     /// Why its containers wait, init containers first.
@@ -59,10 +94,40 @@ impl WatchedPod {
             .flatten()
             .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
     }
+
+    pub fn init_containers(&self) -> &[WatchedContainer] {
+        self.status
+            .as_ref()
+            .and_then(|s| s.init_container_statuses.as_deref())
+            .unwrap_or_default()
+    }
+
+    pub fn containers(&self) -> &[WatchedContainer] {
+        self.status
+            .as_ref()
+            .and_then(|s| s.container_statuses.as_deref())
+            .unwrap_or_default()
+    }
+}
+
+impl WatchedContainer {
+    pub fn waiting(&self) -> Option<&Waiting> {
+        self.state.as_ref()?.waiting.as_ref()
+    }
+
+    pub fn waiting_reason(&self) -> Option<&str> {
+        self.waiting()?.reason.as_deref()
+    }
+
+    /// The exit code of the run that ended last, when it has ended.
+    pub fn exit_code(&self) -> Option<i32> {
+        Some(self.state.as_ref()?.terminated.as_ref()?.exit_code)
+    }
 }
 
 /// Drops the metadata neither health nor the index reads (annotations,
-/// managed fields, uid, times, ...) before the pod is cached.
+/// managed fields, uid, times, ...) before the pod is cached, and bounds
+/// what the container statuses may hold.
 pub fn keep_read_fields(pod: &mut WatchedPod) {
     let meta = std::mem::take(&mut pod.metadata);
     pod.metadata = ObjectMeta {
@@ -73,6 +138,37 @@ pub fn keep_read_fields(pod: &mut WatchedPod) {
         deletion_timestamp: meta.deletion_timestamp,
         ..ObjectMeta::default()
     };
+    if let Some(status) = pod.status.as_mut() {
+        for list in [
+            &mut status.init_container_statuses,
+            &mut status.container_statuses,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            list.truncate(CONTAINERS_KEPT);
+            list.iter_mut().for_each(bound_container);
+        }
+    }
+}
+
+fn bound_container(c: &mut WatchedContainer) {
+    cut(&mut c.name, NAME_KEPT);
+    let Some(waiting) = c.state.as_mut().and_then(|s| s.waiting.as_mut()) else {
+        return;
+    };
+    if let Some(reason) = waiting.reason.as_mut() {
+        // Kubelet reasons are short CamelCase words.
+        cut(reason, NAME_KEPT);
+    }
+    let read = waiting
+        .reason
+        .as_deref()
+        .is_some_and(|r| MESSAGE_READ_FOR.contains(&r));
+    match waiting.message.as_mut() {
+        Some(message) if read => cut(message, MESSAGE_KEPT),
+        _ => waiting.message = None,
+    }
 }
 
 impl k8s_openapi::Resource for WatchedPod {
@@ -149,6 +245,32 @@ mod tests {
         assert!(watched.metadata.managed_fields.is_none());
         assert!(watched.metadata.annotations.is_none());
         assert_eq!(<WatchedPod as kube::Resource>::kind(&()), "Pod");
+    }
+
+    #[test]
+    fn container_statuses_are_bounded() {
+        let container = |i: usize, reason: &str| {
+            json!({"name": format!("c{i}-{}", "n".repeat(100)), "restartCount": 2,
+                   "state": {"waiting": {"reason": reason, "message": "m".repeat(100_000)}}})
+        };
+        let many: Vec<_> = (0..1000)
+            .map(|i| container(i, "CreateContainerConfigError"))
+            .collect();
+        let mut pod: WatchedPod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "status": {"initContainerStatuses": many, "containerStatuses": [container(0, "CrashLoopBackOff")]},
+        }))
+        .unwrap();
+        keep_read_fields(&mut pod);
+        let init = pod.init_containers();
+        assert_eq!(init.len(), CONTAINERS_KEPT);
+        assert_eq!(init[0].name.len(), NAME_KEPT);
+        assert_eq!(init[0].restart_count, 2);
+        let kept = init[0].waiting().and_then(|w| w.message.as_deref());
+        assert_eq!(kept.map(str::len), Some(MESSAGE_KEPT), "read: cut");
+        let server = &pod.containers()[0];
+        assert_eq!(server.waiting_reason(), Some("CrashLoopBackOff"));
+        assert_eq!(server.waiting().unwrap().message, None, "not read: dropped");
     }
 
     #[test]
