@@ -339,3 +339,73 @@ async fn every_server_example_is_accepted_as_written() {
         assert_example_accepted("srv-example", &format!("config/examples/{example}")).await;
     }
 }
+
+/// The storage initializer the platform's admin chose (chart value
+/// `modelFetch.image`); kwok runs no image, the pod lifecycle is simulated.
+const FETCH_IMAGE: &str = "kserve/storage-initializer:v0.15.2";
+
+#[tokio::test]
+async fn an_s3_model_is_downloaded_before_the_server_and_a_failing_download_rolls_back() {
+    let s = Setup::builder("srv-fetch")
+        .args(&["--model-fetch-image", FETCH_IMAGE])
+        .start()
+        .await;
+    let ns = s.ns.name.as_str();
+    apply_json(
+        Some(ns),
+        &json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3-credentials"},
+                "stringData": {"AWS_ACCESS_KEY_ID": "id", "AWS_SECRET_ACCESS_KEY": "key"}}),
+    );
+    let example = apply_example(ns, "mlserver.yaml");
+    let name = "income-classifier";
+    s.wait_named(name, "Healthy", healthy_at(1)).await;
+
+    let pod = template_of(&s.deployments.get(name).await.unwrap());
+    assert_carries(&example["spec"]["server"], &pod);
+    let fetch = &pod["initContainers"][0];
+    assert_within(
+        &json!({"name": "mlops-model-fetch", "image": FETCH_IMAGE,
+                "args": ["s3://models/income-classifier/0.3.1", "/mnt/models"],
+                "envFrom": [{"secretRef": {"name": "s3-credentials"}}],
+                "volumeMounts": [{"name": "mlops-model", "mountPath": "/mnt/models"}]}),
+        fetch,
+        "the download",
+    );
+    assert!(pod["volumes"].as_array().unwrap().contains(&json!({
+        "name": "mlops-model", "emptyDir": {"sizeLimit": "2Gi"}
+    })));
+    let container = &pod["containers"][0];
+    assert!(
+        container["env"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"name": "MODEL_PATH", "value": "/mnt/models"}))
+    );
+    assert!(
+        container["volumeMounts"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({
+                "name": "mlops-model", "mountPath": "/mnt/models", "readOnly": true
+            }))
+    );
+
+    // A download that keeps failing (a wrong URI, a 403) fails the
+    // revision as early as a crash-looping server, and it is rolled back.
+    s.patch_spec(
+        name,
+        json!({"model": {"version": "0.3.2", "uri": "s3://models/income-classifier/0.3.2"},
+               "podMetadata": {"labels": {"mlops.dev/simulate": "init-crash-loop"}}}),
+    )
+    .await;
+    let m = s
+        .wait_named(name, "revision 2 rolled back", rolled_back(2))
+        .await;
+    let entry = history_entry(&m, 2).unwrap();
+    assert_eq!(entry.reason, "InitContainerFailed", "{entry:?}");
+    assert!(entry.message.contains("mlops-model-fetch"), "{entry:?}");
+    wait_for(&s.deployments, name, "run revision 1", TIMEOUT, |d| {
+        model_operator::resources::revision_of(d) == Some(1)
+    })
+    .await;
+}

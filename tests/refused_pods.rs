@@ -187,3 +187,43 @@ async fn a_crash_looping_init_container_rolls_back_at_once() {
     )
     .await;
 }
+
+/// The vLLM example (root user, issue 25) in a namespace whose Pod
+/// Security Admission enforces `restricted`: its pods are refused by the
+/// API server, the revision fails at once naming the violation, and the
+/// restricted revision before it keeps serving.
+#[tokio::test]
+async fn a_pod_security_refusal_rolls_back_at_once() {
+    let s = Setup::new("rp-psa").await;
+    let labelled = kubectl(&[
+        "label",
+        "namespace",
+        &s.ns.name,
+        "pod-security.kubernetes.io/enforce=restricted",
+        "--overwrite",
+    ]);
+    assert!(labelled.status.success());
+    // Nothing set: the operator's pods are restricted, and admitted.
+    s.create(rolling(version("1.0", None), 600)).await;
+    s.wait("make revision 1 stable", healthy_at(1)).await;
+
+    // What the example needs besides its pods, so that Pod Security is
+    // what refuses them (a missing ServiceAccount is refused first, and is
+    // a refusal that may clear).
+    let _: k8s_openapi::api::core::v1::ServiceAccount =
+        create_in(&s, json!({"metadata": {"name": "vllm"}})).await;
+    let file = repo_root().join("config/examples/vllm.yaml");
+    let example: Value = serde_yaml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    let mut vllm = example["spec"].clone();
+    merge(&mut vllm, json!({"replicas": 2, "model": {"name": null}}));
+    s.set(vllm).await;
+    rolled_back_at_once(
+        &s,
+        "PodsForbidden",
+        &[
+            "pods refused by Pod Security \"restricted\"",
+            "runAsNonRoot != true",
+        ],
+    )
+    .await;
+}
