@@ -409,3 +409,64 @@ async fn an_s3_model_is_downloaded_before_the_server_and_a_failing_download_roll
     })
     .await;
 }
+
+/// A change of the pod alone (service account, volume, port) is a new
+/// revision that rolls out, and a rollback puts the old pod back exactly
+/// (issue 25): the revision snapshot holds the whole pod.
+#[tokio::test]
+async fn a_pod_only_change_is_a_revision_and_a_rollback_restores_the_pod_exactly() {
+    let s = Setup::new("srv-pod-revision").await;
+    let ns = s.ns.name.as_str();
+    for sa in ["reader", "writer"] {
+        apply_json(
+            Some(ns),
+            &json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": sa}}),
+        );
+    }
+    s.create(rolling(
+        json!({"model": {"version": "1"}, "server": {
+            "serviceAccountName": "reader",
+            "ports": [{"name": "metrics", "containerPort": 9100}],
+            "volumes": [{"name": "cache", "emptyDir": {"sizeLimit": "1Gi"}}],
+            "volumeMounts": [{"name": "cache", "mountPath": "/cache"}]}}),
+        600,
+    ))
+    .await;
+    s.wait("revision 1 stable", healthy_at(1)).await;
+    let first = template_of(&s.wait_template(1).await);
+
+    // Only the pod changes (the model version does not), and it crash-loops:
+    // revision 2 rolls out, fails, and revision 1's pod comes back.
+    s.set(json!({
+        "podMetadata": {"labels": {"mlops.dev/simulate": "crash-loop"}},
+        "server": {"serviceAccountName": "writer",
+                   "ports": [{"name": "metrics", "containerPort": 9200}],
+                   "volumes": [{"name": "cache", "emptyDir": {"sizeLimit": "2Gi"}}]}}))
+        .await;
+    let m = s.wait("revision 2 rolled back", rolled_back(2)).await;
+    assert_eq!(history_entry(&m, 2).unwrap().reason, "CrashLoopBackOff");
+    // Revision 2 holds the changed pod, and it did roll out: the
+    // Deployment went to a second template and back to the first (its
+    // own revision counter is at 3).
+    let snapshot =
+        Api::<k8s_openapi::api::apps::v1::ControllerRevision>::namespaced(s.client.clone(), ns)
+            .get("m-r2")
+            .await
+            .unwrap();
+    let served = &snapshot.data.unwrap().0;
+    assert_eq!(served["server"]["serviceAccountName"], "writer");
+    assert_eq!(served["model"]["version"], "1");
+    let restored = s.wait_template(1).await;
+    assert_eq!(
+        restored
+            .annotations()
+            .get("deployment.kubernetes.io/revision")
+            .map(String::as_str),
+        Some("3")
+    );
+    assert_eq!(
+        template_of(&restored),
+        first,
+        "the rollback restores revision 1's pod exactly"
+    );
+}

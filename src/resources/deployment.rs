@@ -5,7 +5,8 @@ use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::ResourceExt;
 
-use super::pod::{Platform, pod_template};
+use super::pod::pod_template;
+use super::storage::Platform;
 use super::{child_meta, labels};
 use crate::api::{ModelDeployment, ServedVersion};
 

@@ -7,6 +7,7 @@ pub mod labels;
 mod owner;
 mod pod;
 pub mod route;
+mod security;
 mod service;
 pub mod storage;
 
@@ -14,8 +15,9 @@ pub use crate::api::{MAIN_PORT as PORT_NAME, MODEL_CONTAINER as CONTAINER_NAME};
 pub use deployment::{canary_deployment, canary_name, deployment, revision_of};
 pub use hpa::hpa;
 pub use owner::{owned_by, owned_by_same_controller};
-pub use pod::{Platform, SHM_VOLUME};
+pub use pod::SHM_VOLUME;
 pub use service::{service, service_url};
+pub use storage::Platform;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};

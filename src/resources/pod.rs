@@ -4,30 +4,19 @@
 //! restricted Pod Security Standard default for what the user left out.
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, ContainerPort, EmptyDirVolumeSource, EnvVar, PodSecurityContext,
-    PodSpec, PodTemplateSpec, Probe, SeccompProfile, SecurityContext, TCPSocketAction, Volume,
-    VolumeMount,
+    Container, ContainerPort, EmptyDirVolumeSource, EnvVar, PodSpec, PodTemplateSpec, Probe,
+    TCPSocketAction, Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 
 use super::labels;
-use super::storage::{ModelVolume, model_volume};
+use super::security::{container_security, pod_security, runs_as_root, with_restricted_default};
+use super::storage::{ModelVolume, Platform, model_volume};
 use crate::api::{MAIN_PORT, MODEL_CONTAINER, ServedVersion, ServerSpec};
 
 /// The operator's memory-backed `/dev/shm` volume.
 pub const SHM_VOLUME: &str = "mlops-shm";
-
-/// What the platform's admin set for every model pod (chart values).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Platform {
-    /// Image of the container that downloads a model before the server
-    /// starts (KServe's storage-initializer); none: `model.storage` with a
-    /// download scheme is refused with a condition.
-    pub fetch_image: Option<String>,
-}
 
 pub fn pod_template(
     instance: &str,
@@ -203,98 +192,5 @@ fn default_readiness_probe() -> Probe {
         period_seconds: Some(5),
         failure_threshold: Some(3),
         ..Probe::default()
-    }
-}
-
-/// Whether the user asked the model container to run as root (uid 0), in
-/// its own security context or the pod's: then no default may say
-/// `runAsNonRoot: true`, which could never hold.
-fn runs_as_root(server: &ServerSpec) -> bool {
-    let container = server.security_context.as_ref().and_then(|c| c.run_as_user);
-    let pod = server
-        .pod_security_context
-        .as_ref()
-        .and_then(|p| p.run_as_user);
-    container.or(pod) == Some(0)
-}
-
-/// The restricted default with the user's fields laid over it. A field the
-/// user set replaces the default's whole (`capabilities` included).
-pub fn container_security(user: Option<&SecurityContext>, root: bool) -> SecurityContext {
-    let mut default = SecurityContext {
-        allow_privilege_escalation: Some(false),
-        privileged: Some(false),
-        run_as_non_root: (!root).then_some(true),
-        capabilities: Some(Capabilities {
-            drop: Some(vec!["ALL".to_string()]),
-            add: None,
-        }),
-        seccomp_profile: Some(runtime_default_seccomp()),
-        ..SecurityContext::default()
-    };
-    if let Some(user) = user {
-        // The API server refuses a privileged container that may not
-        // escalate; asking for privileged means the default gives way.
-        if user.privileged == Some(true) {
-            default.allow_privilege_escalation = None;
-        }
-        if user.run_as_user == Some(0) {
-            default.run_as_non_root = None;
-        }
-    }
-    match user {
-        Some(user) => overlay(default, user),
-        None => default,
-    }
-}
-
-fn pod_security(server: &ServerSpec, root: bool) -> PodSecurityContext {
-    let default = PodSecurityContext {
-        run_as_non_root: (!root).then_some(true),
-        seccomp_profile: Some(runtime_default_seccomp()),
-        ..PodSecurityContext::default()
-    };
-    match &server.pod_security_context {
-        Some(user) => overlay(default, user),
-        None => default,
-    }
-}
-
-/// A user's init or sidecar container with the restricted default under
-/// its own security context, so a pod with nothing set stays restricted.
-fn with_restricted_default(mut container: Container, server: &ServerSpec) -> Container {
-    let pod_root = server
-        .pod_security_context
-        .as_ref()
-        .and_then(|p| p.run_as_user)
-        == Some(0);
-    let own_root = container
-        .security_context
-        .as_ref()
-        .and_then(|c| c.run_as_user);
-    let root = own_root.map_or(pod_root, |uid| uid == 0);
-    container.security_context = Some(container_security(
-        container.security_context.as_ref(),
-        root,
-    ));
-    container
-}
-
-/// `default` with every field `user` sets replacing its own. Both are
-/// plain Kubernetes structs, so their JSON objects overlay key by key.
-fn overlay<T: Serialize + DeserializeOwned + Clone>(default: T, user: &T) -> T {
-    let (Ok(serde_json::Value::Object(mut base)), Ok(serde_json::Value::Object(over))) =
-        (serde_json::to_value(&default), serde_json::to_value(user))
-    else {
-        return user.clone();
-    };
-    base.extend(over);
-    serde_json::from_value(serde_json::Value::Object(base)).unwrap_or_else(|_| user.clone())
-}
-
-fn runtime_default_seccomp() -> SeccompProfile {
-    SeccompProfile {
-        type_: "RuntimeDefault".to_string(),
-        localhost_profile: None,
     }
 }

@@ -333,3 +333,42 @@ fn a_template_change_alone_is_a_new_revision() {
     }
     assert_eq!(hash(base), before);
 }
+
+#[test]
+fn the_canary_runs_the_same_pod_as_its_revision_would() {
+    let md = md(json!({"server": {"image": "s:1", "shmSize": "1Gi",
+        "serviceAccountName": "sa", "initContainers": [{"name": "proxy", "image": "p:1",
+        "restartPolicy": "Always"}], "ports": [{"name": "grpc", "containerPort": 9000}]}}));
+    let served = ServedVersion::requested(&md);
+    let stable = deployment(&md, &served, 3, &with_fetch());
+    let canary = canary_deployment(&md, &served, 3, 1, &with_fetch());
+    let (stable, canary) = (stable.spec.unwrap().template, canary.spec.unwrap().template);
+    assert_eq!(stable.spec, canary.spec);
+    let mut canary_labels = canary.metadata.unwrap().labels.unwrap();
+    assert_eq!(
+        canary_labels.remove("mlops.dev/track").as_deref(),
+        Some("canary")
+    );
+    assert_eq!(Some(canary_labels), stable.metadata.unwrap().labels);
+}
+
+#[test]
+fn a_revision_snapshot_holds_the_whole_pod() {
+    let md = md(
+        json!({"model": {"version": "1", "uri": "s3://b/m", "storage": {"sizeLimit": "1Gi"}},
+        "server": {"image": "s:1", "shmSize": "1Gi", "serviceAccountName": "sa",
+        "podSecurityContext": {"fsGroup": 1000},
+        "affinity": {"podAntiAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": [
+            {"weight": 1, "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname"}}]}},
+        "volumes": [{"name": "c", "configMap": {"name": "cfg"}}],
+        "volumeMounts": [{"name": "c", "mountPath": "/etc/c"}]}}),
+    );
+    let served = ServedVersion::requested(&md);
+    let snapshot = crate::rollout::revision::build(&md, 4, &served);
+    let back = crate::rollout::revision::parse(&snapshot).expect("a snapshot parses");
+    assert_eq!(back.served.as_ref(), Some(&served));
+    assert_eq!(
+        deployment(&md, back.served.as_ref().unwrap(), 4, &with_fetch()),
+        deployment(&md, &served, 4, &with_fetch())
+    );
+}

@@ -7,8 +7,17 @@ use k8s_openapi::api::core::v1::{
     SecretEnvSource, Volume, VolumeMount,
 };
 
-use super::pod::{Platform, container_security};
+use super::security::container_security;
 use crate::api::ServedVersion;
+
+/// What the platform's admin set for every model pod (chart values).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Platform {
+    /// Image of the container that downloads a model before the server
+    /// starts (KServe's storage-initializer); none: `model.storage` with a
+    /// download scheme is refused with a condition.
+    pub fetch_image: Option<String>,
+}
 
 /// The operator's model volume.
 pub const MODEL_VOLUME: &str = "mlops-model";
