@@ -5,6 +5,7 @@ mod deployment;
 mod hpa;
 pub mod labels;
 mod owner;
+mod pdb;
 mod pod;
 pub mod route;
 mod service;
@@ -14,6 +15,7 @@ pub use crate::api::{MAIN_PORT as PORT_NAME, MODEL_CONTAINER as CONTAINER_NAME};
 pub use deployment::{canary_deployment, canary_name, deployment, revision_of};
 pub use hpa::hpa;
 pub use owner::{owned_by, owned_by_same_controller};
+pub use pdb::pdb;
 pub use pod::{Platform, SHM_VOLUME};
 pub use service::{service, service_url};
 
