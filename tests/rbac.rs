@@ -16,6 +16,7 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::coordination::v1::Lease;
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace, Node, Pod, Secret};
 use k8s_openapi::api::events::v1::Event;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::api::rbac::v1::ClusterRole;
 use kube::Api;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchParams};
@@ -70,6 +71,17 @@ fn allowed<T: Debug>(what: &str, result: Result<T, kube::Error>) {
     }
 }
 
+/// A PodDisruptionBudget as the operator applies one, carrying its label
+/// (the admission policy lets it write only what it manages).
+fn a_pdb() -> PodDisruptionBudget {
+    serde_json::from_value(json!({
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": "m", "labels": {"app.kubernetes.io/managed-by": "model-operator"}},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"a": "b"}}},
+    }))
+    .expect("PodDisruptionBudget")
+}
+
 fn a_deployment() -> Deployment {
     serde_json::from_value(json!({
         "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "intruder"},
@@ -99,6 +111,44 @@ async fn cluster_wide_the_operator_cannot_do_what_it_does_not_need() {
         "read a Secret by name",
         Api::<Secret>::namespaced(op.clone(), n)
             .get("prometheus-token")
+            .await,
+    );
+
+    // Its optional children: watched everywhere, deleted by name (when the
+    // spec no longer asks for them); written only by server-side apply.
+    let pdbs = Api::<PodDisruptionBudget>::namespaced(op.clone(), n);
+    allowed(
+        "watch PodDisruptionBudgets everywhere",
+        Api::<PodDisruptionBudget>::all(op.clone())
+            .list(&ListParams::default())
+            .await,
+    );
+    allowed(
+        "delete a PodDisruptionBudget by name",
+        pdbs.delete("m", &DeleteParams::default()).await,
+    );
+    allowed(
+        "server-side apply a PodDisruptionBudget",
+        pdbs.patch(
+            "m",
+            &PatchParams::apply("model-operator").dry_run(),
+            &Patch::Apply(a_pdb()),
+        )
+        .await,
+    );
+    forbidden(
+        "update a PodDisruptionBudget (apply is a patch)",
+        pdbs.replace("m", &PostParams::default(), &a_pdb()).await,
+    );
+    forbidden(
+        "delete every PodDisruptionBudget at once",
+        pdbs.delete_collection(&DeleteParams::default(), &ListParams::default())
+            .await,
+    );
+    forbidden(
+        "evict a pod (a budget is kept, never spent)",
+        Api::<Pod>::namespaced(op.clone(), n)
+            .evict("p", &Default::default())
             .await,
     );
 
@@ -233,10 +283,14 @@ async fn namespaced_the_operator_serves_its_namespaces_and_nothing_else() {
         ],
     );
     let mds = Api::<ModelDeployment>::namespaced(admin.clone(), w);
-    mds.create(&PostParams::default(), &minimal_model("m"))
+    let spec = json!({"model": {"version": "1.0"}, "server": {"image": "srv:1"},
+        "disruptionBudget": {"maxUnavailable": 1}});
+    mds.create(&PostParams::default(), &model("m", spec))
         .await
         .expect("create");
     wait_for(&mds, "m", "become Healthy", TIMEOUT, is_healthy).await;
+    let pdb = Api::<PodDisruptionBudget>::namespaced(admin.clone(), w);
+    assert!(pdb.get_opt("m").await.expect("get PDB").is_some());
     // Events go out just after the status write that made it Healthy.
     let events = Api::<Event>::namespaced(admin.clone(), w);
     let recorded = "the operator records RolloutComplete (it may create Events)";
@@ -277,6 +331,16 @@ async fn namespaced_the_operator_serves_its_namespaces_and_nothing_else() {
                 "intruder",
                 &PatchParams::apply("model-operator").force(),
                 &Patch::Apply(a_deployment()),
+            )
+            .await,
+    );
+    forbidden(
+        "create a PodDisruptionBudget in another namespace",
+        Api::<PodDisruptionBudget>::namespaced(op.clone(), o)
+            .patch(
+                "m",
+                &PatchParams::apply("model-operator").force(),
+                &Patch::Apply(a_pdb()),
             )
             .await,
     );

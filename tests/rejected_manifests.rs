@@ -414,6 +414,36 @@ async fn invalid_manifests_are_refused_with_clear_messages() {
             with(json!({"rollout": {"strategy": "BlueGreen"}})),
             "Unsupported value: \"BlueGreen\"",
         ),
+        (
+            "disruption budget with both minAvailable and maxUnavailable",
+            "m",
+            with(json!({"disruptionBudget": {"minAvailable": 1, "maxUnavailable": 1}})),
+            "disruptionBudget takes exactly one of minAvailable or maxUnavailable",
+        ),
+        (
+            "disruption budget with neither",
+            "m",
+            with(json!({"disruptionBudget": {}})),
+            "disruptionBudget takes exactly one of minAvailable or maxUnavailable",
+        ),
+        (
+            "disruption budget minAvailable negative",
+            "m",
+            with(json!({"disruptionBudget": {"minAvailable": -1}})),
+            "disruptionBudget.minAvailable must be a non-negative number",
+        ),
+        (
+            "disruption budget maxUnavailable over 100%",
+            "m",
+            with(json!({"disruptionBudget": {"maxUnavailable": "150%"}})),
+            "disruptionBudget.maxUnavailable must be a non-negative number (at most 2147483647) or a percentage from 0% to 100%",
+        ),
+        (
+            "disruption budget minAvailable not a percentage",
+            "m",
+            with(json!({"disruptionBudget": {"minAvailable": "half"}})),
+            "disruptionBudget.minAvailable must be a non-negative number",
+        ),
         // Safe in a shared cluster (issue 11): numbers past int32, URLs
         // with credentials, a query or a fragment.
         (

@@ -4,6 +4,7 @@ mod analysis_spec;
 mod analysis_status;
 pub mod bounds;
 mod canary_rollout;
+mod disruption_budget;
 mod explain;
 mod model_spec;
 mod model_status;
@@ -23,6 +24,7 @@ pub use canary_rollout::{
     CanarySpec, CanaryStatus, CanaryStep, GatewayApiRouting, PauseStep, RolloutStrategy,
     TrafficRouting,
 };
+pub use disruption_budget::DisruptionBudgetSpec;
 pub use served::ServedVersion;
 
 pub use model_spec::{

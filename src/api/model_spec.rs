@@ -12,13 +12,15 @@ use serde::{Deserialize, Serialize};
 
 use super::analysis_spec::{AlertsSpec, AnalysisSpec};
 use super::canary_rollout::{CanarySpec, RolloutStrategy};
+use super::disruption_budget::DisruptionBudgetSpec;
 use super::model_status::ModelDeploymentStatus;
 use super::server_spec::ServerSpec;
 
 /// A machine-learning model served on Kubernetes, rolled out safely.
 ///
 /// The operator turns it into a Deployment running the model server, a Service
-/// in front of it and, when autoscaling is asked for, a HorizontalPodAutoscaler.
+/// in front of it and, when asked for, a HorizontalPodAutoscaler and a
+/// PodDisruptionBudget.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[kube(
     group = "mlops.dev",
@@ -66,6 +68,13 @@ pub struct ModelDeploymentSpec {
     /// (autoscaling/v2). Remove it to go back to a fixed `replicas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingSpec>,
+
+    /// Keep a PodDisruptionBudget over the model's pods, so that node drains
+    /// and cluster upgrades leave enough of them serving. Not part of a
+    /// revision: changing it rolls nothing out. Remove it to delete the
+    /// budget.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disruption_budget: Option<DisruptionBudgetSpec>,
 
     /// The Service in front of the model server pods.
     #[serde(default)]

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use kube::Resource;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{ObjectRef, Store};
@@ -29,6 +30,7 @@ pub struct Stores {
     pub deployments: Store<CachedDeployment>,
     pub services: Store<CachedService>,
     pub hpas: Store<HorizontalPodAutoscaler>,
+    pub pdbs: Store<PodDisruptionBudget>,
     /// Indexed by instance: every reconcile looks its revisions and pods up.
     /// Revisions as metadata only: their snapshots are read when needed
     /// (`snapshots`).
@@ -44,6 +46,7 @@ impl Stores {
         deployments: Store<CachedDeployment>,
         services: Store<CachedService>,
         hpas: Store<HorizontalPodAutoscaler>,
+        pdbs: Store<PodDisruptionBudget>,
         revisions: Indexed<PartialObjectMeta<ControllerRevision>>,
         pods: Indexed<WatchedPod>,
     ) -> Self {
@@ -57,6 +60,7 @@ impl Stores {
             deployments.clone(),
             services.clone(),
             hpas.clone(),
+            pdbs.clone(),
             revisions.store.clone(),
             pods.store.clone(),
         );
@@ -68,12 +72,14 @@ impl Stores {
             let _ = stores.2.wait_until_ready().await;
             let _ = stores.3.wait_until_ready().await;
             let _ = stores.4.wait_until_ready().await;
+            let _ = stores.5.wait_until_ready().await;
             let _ = tx.send(true);
         });
         Self {
             deployments,
             services,
             hpas,
+            pdbs,
             revisions,
             pods,
             ready,

@@ -10,6 +10,8 @@
 //! reads none of it: its drift check compares only the labels and the
 //! applied-hash annotation it sets itself.
 
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
 /// Label prefixes the operator sets and reads, and the label the
@@ -81,6 +83,25 @@ pub fn identity_unless_child(meta: &mut ObjectMeta) -> bool {
     false
 }
 
+/// An HPA no ModelDeployment controls: its identity only.
+pub fn keep_hpa(hpa: &mut HorizontalPodAutoscaler) {
+    if !identity_unless_child(&mut hpa.metadata) {
+        hpa.spec = Default::default();
+        hpa.status = None;
+    }
+}
+
+/// A PodDisruptionBudget: of a child, metadata and spec (what the drift
+/// check compares); of another, its identity only. Never the status: the
+/// disruption controller rewrites it whenever a selected pod's readiness
+/// changes, and the operator reads none of it.
+pub fn keep_pdb(pdb: &mut PodDisruptionBudget) {
+    if !identity_unless_child(&mut pdb.metadata) {
+        pdb.spec = None;
+    }
+    pdb.status = None;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -142,5 +163,25 @@ mod tests {
         assert!(identity_unless_child(&mut m));
         assert_eq!(m.labels.unwrap().len(), 2);
         assert!(m.annotations.is_some());
+    }
+
+    #[test]
+    fn a_budget_keeps_no_status_and_a_foreign_one_no_spec() {
+        let pdb = |controller: bool| -> PodDisruptionBudget {
+            serde_json::from_value(json!({
+                "metadata": {"name": "fraud", "ownerReferences": [{"kind": "ModelDeployment",
+                    "apiVersion": "mlops.dev/v1alpha1", "name": "fraud", "uid": "u", "controller": controller}]},
+                "spec": {"minAvailable": 1},
+                "status": {"currentHealthy": 2, "desiredHealthy": 1, "disruptionsAllowed": 1, "expectedPods": 2},
+            }))
+            .unwrap()
+        };
+        let mut ours = pdb(true);
+        keep_pdb(&mut ours);
+        assert!(ours.spec.is_some() && ours.status.is_none());
+        let mut theirs = pdb(false);
+        keep_pdb(&mut theirs);
+        assert!(theirs.spec.is_none() && theirs.status.is_none());
+        assert_eq!(theirs.metadata.name.as_deref(), Some("fraud"));
     }
 }

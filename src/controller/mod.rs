@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use futures::{Stream, StreamExt, TryStreamExt};
 use k8s_openapi::api::apps::v1::ControllerRevision;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::{Action, Config as ControllerConfig, Controller, trigger_owners};
 use kube::runtime::reflector::{self, ObjectRef, Store};
@@ -133,7 +132,8 @@ async fn run_scope(
         child_cache::<CachedDeployment>(&client, &scope, Cached::keep_deployment);
     let (services, service_events) =
         child_cache::<CachedService>(&client, &scope, Cached::keep_child);
-    let (hpas, hpa_events) = child_cache(&client, &scope, keep_hpa);
+    let (hpas, hpa_events) = child_cache(&client, &scope, trim::keep_hpa);
+    let (pdbs, pdb_events) = child_cache(&client, &scope, trim::keep_pdb);
     // Revisions as metadata only: a snapshot is as large as a spec, and a
     // pass reads the few it needs (`reconcile::revisions::read_snapshots`).
     let (revisions, writer) = indexed_store::<PartialObjectMeta<ControllerRevision>>();
@@ -148,7 +148,7 @@ async fn run_scope(
         pod::keep_read_fields(p);
         trim::metadata(&mut p.metadata);
     });
-    let stores = Stores::new(deployments, services, hpas, revisions, pods);
+    let stores = Stores::new(deployments, services, hpas, pdbs, revisions, pods);
     // Finished metric rounds wake their ModelDeployment's reconcile.
     let (wake, rounds_done) = rounds::Wake::channel();
     let ctx = Arc::new(Context {
@@ -192,6 +192,7 @@ async fn run_scope(
         owners(deployment_events),
         owners(service_events),
         owners(hpa_events),
+        owners(pdb_events),
         owners(revision_events),
         attempts_ended.map(Ok).boxed(),
         rounds_done.map(Ok).boxed(),
@@ -345,6 +346,8 @@ fn entry_counters(
     let s = stores.clone();
     counters.push(("cached_hpas", Box::new(move || s.hpas.state().len())));
     let s = stores.clone();
+    counters.push(("cached_pdbs", Box::new(move || s.pdbs.state().len())));
+    let s = stores.clone();
     counters.push((
         "cached_controllerrevisions",
         Box::new(move || s.revisions.store.state().len()),
@@ -390,14 +393,6 @@ fn entry_counters(
 /// annotation (the operator never reads either).
 fn keep_read_fields(md: &mut ModelDeployment) {
     trim::metadata(md.meta_mut());
-}
-
-/// An HPA no ModelDeployment controls: its identity only.
-fn keep_hpa(hpa: &mut HorizontalPodAutoscaler) {
-    if !trim::identity_unless_child(&mut hpa.metadata) {
-        hpa.spec = Default::default();
-        hpa.status = None;
-    }
 }
 
 /// The ModelDeployments of this scope whose alert delivery attempt ended:

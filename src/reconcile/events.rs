@@ -121,6 +121,14 @@ pub fn hpa_deleted() -> Announcement {
     )
 }
 
+pub fn pdb_deleted() -> Announcement {
+    Announcement::normal(
+        reasons::DELETED,
+        "Delete",
+        "deleted the PodDisruptionBudget: disruptionBudget was removed".into(),
+    )
+}
+
 /// Status changes a person should see: Degraded turning True (with the
 /// whole story) and the model becoming Healthy.
 pub fn for_transitions(

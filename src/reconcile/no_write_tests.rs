@@ -13,6 +13,7 @@ use crate::rollout::pod::WatchedPod;
 use http::Method;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use k8s_openapi::jiff::Timestamp;
 use kube::runtime::events::Reporter;
@@ -88,11 +89,19 @@ fn metadata_of(cr: ControllerRevision) -> PartialObjectMeta<ControllerRevision> 
 }
 
 fn converged_world(autoscaling: bool) -> (ModelDeployment, Stores) {
+    match autoscaling {
+        true => converged_with(json!({"autoscaling": {"minReplicas": 2, "maxReplicas": 4}})),
+        false => converged_with(json!({})),
+    }
+}
+
+/// Everything converged for the base spec with `extra` fields.
+fn converged_with(extra: serde_json::Value) -> (ModelDeployment, Stores) {
     let mut spec =
         json!({"model": {"version": "2.1.0"}, "server": {"image": "srv:1"}, "replicas": 2});
-    if autoscaling {
-        spec["autoscaling"] = json!({"minReplicas": 2, "maxReplicas": 4});
-    }
+    spec.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
     let mut md: ModelDeployment = serde_json::from_value(json!({
         "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
         "metadata": {"name": "fraud", "namespace": "ml", "uid": "md-uid", "generation": 5, "resourceVersion": "7"},
@@ -121,6 +130,13 @@ fn converged_world(autoscaling: bool) -> (ModelDeployment, Stores) {
         })
         .into_iter()
         .collect();
+    let pdbs: Vec<PodDisruptionBudget> = resources::pdb(&md, "fraud")
+        .map(|p| {
+            let status = json!({"currentHealthy": 2, "desiredHealthy": 1, "disruptionsAllowed": 1, "expectedPods": 2});
+            as_stored(stamp("PodDisruptionBudget", p).unwrap().0, status)
+        })
+        .into_iter()
+        .collect();
 
     let mut snapshot = revision::build(&md, 1, &served);
     snapshot.metadata.resource_version = Some("3".into());
@@ -129,6 +145,7 @@ fn converged_world(autoscaling: bool) -> (ModelDeployment, Stores) {
         cached_of(vec![deployment]),
         cached_of(vec![service]),
         store_of(hpas),
+        store_of(pdbs),
         indexed_of(vec![metadata_of(snapshot)]),
         indexed_of(Vec::<WatchedPod>::new()),
     );
@@ -222,6 +239,13 @@ async fn converged_fixed_replicas_makes_no_request() {
 }
 
 #[tokio::test]
+async fn converged_with_a_disruption_budget_makes_no_request() {
+    let (md, stores) = converged_with(json!({"disruptionBudget": {"minAvailable": "50%"}}));
+    assert_eq!(stores.pdbs.state().len(), 1);
+    reconcile_against_silent_api(md, stores).await;
+}
+
+#[tokio::test]
 async fn converged_autoscaled_makes_no_request_even_when_the_hpa_scaled() {
     let (md, stores) = converged_world(true);
     // The HPA moved the Deployment to 4 replicas; that is not drift.
@@ -234,6 +258,7 @@ async fn converged_autoscaled_makes_no_request_even_when_the_hpa_scaled() {
         cached_of(vec![d]),
         stores.services.clone(),
         stores.hpas.clone(),
+        stores.pdbs.clone(),
         stores.revisions.clone(),
         stores.pods.clone(),
     );
@@ -336,6 +361,7 @@ fn held_canary_world() -> (ModelDeployment, Stores, Vec<ControllerRevision>) {
         cached_of(vec![stable, canary]),
         cached_of(vec![service]),
         store_of(Vec::<HorizontalPodAutoscaler>::new()),
+        store_of(Vec::<PodDisruptionBudget>::new()),
         indexed_of(snapshots.iter().cloned().map(metadata_of).collect()),
         indexed_of(Vec::<WatchedPod>::new()),
     );
@@ -488,9 +514,10 @@ async fn every_concurrent_reconcile_gets_past_the_cache_gate() {
     let (deployments, mut dw) = reflector::store::<CachedDeployment>();
     let (services, mut sw) = reflector::store::<CachedService>();
     let (hpas, mut hw) = reflector::store::<HorizontalPodAutoscaler>();
+    let (pdbs, mut bw) = reflector::store::<PodDisruptionBudget>();
     let revisions = indexed_of(Vec::<PartialObjectMeta<ControllerRevision>>::new());
     let pods = indexed_of(Vec::<WatchedPod>::new());
-    let stores = Stores::new(deployments, services, hpas, revisions, pods);
+    let stores = Stores::new(deployments, services, hpas, pdbs, revisions, pods);
     let waiters: Vec<_> = (0..8)
         .map(|_| {
             let stores = stores.clone();
@@ -501,6 +528,7 @@ async fn every_concurrent_reconcile_gets_past_the_cache_gate() {
     dw.apply_watcher_event(&watcher::Event::InitDone);
     sw.apply_watcher_event(&watcher::Event::InitDone);
     hw.apply_watcher_event(&watcher::Event::InitDone);
+    bw.apply_watcher_event(&watcher::Event::InitDone);
     for w in waiters {
         tokio::time::timeout(Duration::from_secs(5), w)
             .await

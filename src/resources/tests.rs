@@ -249,3 +249,89 @@ fn the_canary_deployment_has_its_own_name_selector_and_replicas() {
         assert_eq!(pod.get(labels::REVISION).map(String::as_str), Some("5"));
     }
 }
+
+#[test]
+fn pdb_only_with_a_disruption_budget() {
+    assert!(pdb(&md(BASE), "fraud").is_none());
+    let cases = [
+        ("minAvailable: 1", Some(json!(1)), None),
+        ("minAvailable: '50%'", Some(json!("50%")), None),
+        ("maxUnavailable: 2", None, Some(json!(2))),
+        ("maxUnavailable: '25%'", None, Some(json!("25%"))),
+    ];
+    for (budget, min, max) in cases {
+        let md = md(&format!("{BASE}  disruptionBudget: {{{budget}}}\n"));
+        let p = pdb(&md, "fraud").unwrap();
+        assert_eq!(p.metadata.name.as_deref(), Some("fraud"), "{budget}");
+        assert_eq!(p.metadata.namespace.as_deref(), Some("ml"), "{budget}");
+        let owner = &p.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str(), owner.controller),
+            ("ModelDeployment", "u-1", Some(true)),
+            "{budget}"
+        );
+        assert_eq!(p.metadata.labels, Some(labels::common("fraud", "fraud")));
+        let spec = p.spec.unwrap();
+        let json = |v: &Option<_>| v.as_ref().map(|v| serde_json::to_value(v).unwrap());
+        assert_eq!(
+            (json(&spec.min_available), json(&spec.max_unavailable)),
+            (min, max),
+            "{budget}"
+        );
+    }
+}
+
+#[test]
+fn the_pdb_selects_every_pod_of_this_model_and_no_other() {
+    let md = md(&format!("{BASE}  disruptionBudget: {{minAvailable: 1}}\n"));
+    let selector = pdb(&md, "fraud").unwrap().spec.unwrap().selector.unwrap();
+    assert!(selector.match_expressions.is_none());
+    let selector = selector.match_labels.unwrap();
+    assert_eq!(
+        Some(&selector),
+        service(&md, "fraud").spec.unwrap().selector.as_ref(),
+        "the Service's selector"
+    );
+    let served = ServedVersion::requested(&md);
+    let pods = |d: k8s_openapi::api::apps::v1::Deployment| {
+        d.spec.unwrap().template.metadata.unwrap().labels.unwrap()
+    };
+    let stable = pods(deployment(&md, &served, 1, &Platform::default()));
+    let canary = pods(canary_deployment(&md, &served, 2, 1, &Platform::default()));
+    let selects = |pod: &std::collections::BTreeMap<String, String>| {
+        selector.iter().all(|(k, v)| pod.get(k) == Some(v))
+    };
+    assert!(selects(&stable), "stable pods");
+    assert!(selects(&canary), "canary pods");
+    // A model of the same name elsewhere, recreated under a new uid, or a
+    // pod copied by hand without the uid: not this budget's.
+    let other = fixtures::md()
+        .uid("u-2")
+        .generation(1)
+        .spec_yaml(BASE)
+        .build();
+    let theirs = pods(deployment(&other, &served, 1, &Platform::default()));
+    assert!(!selects(&theirs), "another object's pods");
+    let mut copied = stable.clone();
+    copied.remove(labels::OWNER_UID);
+    assert!(!selects(&copied), "a pod without the owner uid");
+}
+
+#[test]
+fn a_disruption_budget_is_no_part_of_a_revision() {
+    let without = md(BASE);
+    let with = md(&format!(
+        "{BASE}  disruptionBudget: {{maxUnavailable: 1}}\n"
+    ));
+    assert_eq!(
+        ServedVersion::requested(&without),
+        ServedVersion::requested(&with)
+    );
+    let template = |md: &ModelDeployment| {
+        deployment(md, &ServedVersion::requested(md), 1, &Platform::default())
+            .spec
+            .unwrap()
+            .template
+    };
+    assert_eq!(template(&without), template(&with));
+}

@@ -84,6 +84,11 @@ src/controller before adding anything: only what the code uses. */}}
 - apiGroups: ["autoscaling"]
   resources: ["horizontalpodautoscalers"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# The PodDisruptionBudget likewise: deleted when spec.disruptionBudget is
+# removed.
+- apiGroups: ["policy"]
+  resources: ["poddisruptionbudgets"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # One ControllerRevision per rollout revision: created, read back on a
 # conflict, deleted when the history forgets it.
 - apiGroups: ["apps"]

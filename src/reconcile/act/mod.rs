@@ -5,13 +5,12 @@
 pub mod apply;
 pub mod drift;
 pub mod http_route;
+mod optional;
 
 use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
-use kube::api::{DeleteParams, Preconditions};
 use kube::{Api, Resource, ResourceExt};
 
 use super::context::Context;
@@ -23,13 +22,13 @@ use crate::cache::cached;
 use crate::cache::children::decoded;
 use crate::error::Error;
 use crate::reconcile::plan::canary_plan::CanaryChild;
-use crate::resources::owned_by;
 use crate::resources::route::{Weights, split_services};
 use crate::status::Blocker;
 use crate::{reasons, resources};
 use apply::{Applied, ensure};
 use drift::Need;
 use http_route::Route;
+use optional::Done;
 
 /// What acting did.
 pub struct Acted {
@@ -48,8 +47,7 @@ pub async fn apply_children(
     ctx: &Context,
 ) -> Result<Acted, Error> {
     let md = seen.md.as_ref();
-    let (namespace, name) = (seen.namespace.as_str(), seen.name.as_str());
-    let stores = &ctx.stores;
+    let namespace = seen.namespace.as_str();
     let mut applied = Vec::new();
     let mut announcements = Vec::new();
 
@@ -92,19 +90,17 @@ pub async fn apply_children(
         http_route::set_weights(ctx.client.clone(), namespace, route, weights).await?;
     }
 
-    let api = Api::<HorizontalPodAutoscaler>::namespaced(ctx.client.clone(), namespace);
-    let cached_hpa = cached(&stores.hpas, namespace, name);
-    match resources::hpa(md, plan.target.model_name()) {
-        Some(desired) => match ensure(&api, "HorizontalPodAutoscaler", desired, cached_hpa).await {
-            Ok(done) => applied.push(record("HorizontalPodAutoscaler", done)),
-            Err(e) => return blocked(e, deployment, announcements),
-        },
-        None => {
-            if let Some(hpa) = cached_hpa.filter(|h| owned_by(h.as_ref(), md)) {
-                delete_hpa(&api, &hpa).await?;
-                announcements.push(events::hpa_deleted());
+    // Optional children last.
+    match optional::ensure_all(seen, ctx, plan.target.model_name()).await {
+        Ok(done) => {
+            for done in done {
+                match done {
+                    Done::Applied(record) => applied.push(record),
+                    Done::Deleted(announcement) => announcements.push(announcement),
+                }
             }
         }
+        Err(e) => return blocked(e, deployment, announcements),
     }
     announcements.extend(events::for_children(
         md,
@@ -207,25 +203,4 @@ type Record = (&'static str, Need, ObjectReference);
 
 fn record<K: Resource<DynamicType = ()>>(kind: &'static str, done: Applied<K>) -> Record {
     (kind, done.need, done.object.object_ref(&()))
-}
-
-/// Deletes the HPA the cache showed as ours, and only that object: the uid
-/// precondition makes the API server refuse (409) if the name now belongs
-/// to another object, which is then left alone.
-async fn delete_hpa(
-    api: &Api<HorizontalPodAutoscaler>,
-    hpa: &HorizontalPodAutoscaler,
-) -> Result<(), Error> {
-    let params = DeleteParams {
-        preconditions: Some(Preconditions {
-            uid: hpa.uid(),
-            resource_version: None,
-        }),
-        ..DeleteParams::foreground()
-    };
-    match api.delete(&hpa.name_any(), &params).await {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
