@@ -177,7 +177,7 @@ up() {
   install_packages
   # Installed earlier by someone else, the packaged services may be running.
   disable_packaged_services
-  mkdir -p "$state/targets" "$state/rules" "$state/prometheus-data" "$state/alertmanager-data"
+  mkdir -p "$state/targets" "$state/podmonitor" "$state/rules" "$state/prometheus-data" "$state/alertmanager-data"
   install_config prometheus prometheus.yml
   install_config alertmanager alertmanager.yml
   if ready prometheus && ready alertmanager && running_pid prometheus >/dev/null && running_pid alertmanager >/dev/null; then

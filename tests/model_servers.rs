@@ -470,3 +470,112 @@ async fn a_pod_only_change_is_a_revision_and_a_rollback_restores_the_pod_exactly
         "the rollback restores revision 1's pod exactly"
     );
 }
+
+/// What Kubernetes service discovery makes of a pod label's name.
+fn meta_label(label: &str) -> String {
+    let sanitized: String = label
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("__meta_kubernetes_pod_label_{sanitized}")
+}
+
+/// The discovery labels of `pods` in `podmonitor/<file>.json`, each with
+/// the loopback `address` standing in for its `metrics` port; removed on
+/// drop.
+struct DiscoveredPods(std::path::PathBuf);
+
+impl DiscoveredPods {
+    fn write(file: &str, pods: &[Pod], address: &str) -> Self {
+        let groups: Vec<Value> = pods
+            .iter()
+            .map(|pod| {
+                let mut labels = serde_json::Map::new();
+                for (k, v) in pod.labels() {
+                    labels.insert(meta_label(k), json!(v));
+                }
+                labels.insert("pod".into(), json!(pod.name_any()));
+                json!({"targets": [address], "labels": labels})
+            })
+            .collect();
+        let dir = repo_root().join(".local/monitoring/podmonitor");
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{file}.json"));
+        let tmp = dir.join(format!(".{file}.json.tmp"));
+        std::fs::write(&tmp, Value::Array(groups).to_string()).unwrap();
+        std::fs::rename(&tmp, &path).unwrap();
+        Self(path)
+    }
+}
+
+impl Drop for DiscoveredPods {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The PodMonitor example's relabelings in Prometheus' own words.
+fn podmonitor_relabelings() -> Vec<Value> {
+    let file = repo_root().join("config/examples/podmonitor.yaml");
+    let monitor: Value = serde_yaml::from_str(&std::fs::read_to_string(file).unwrap()).unwrap();
+    monitor["spec"]["podMetricsEndpoints"][0]["relabelings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| json!({"source_labels": r["sourceLabels"], "target_label": r["targetLabel"]}))
+        .collect()
+}
+
+/// The model_version the gates compare by comes from the pod's label
+/// through the PodMonitor example's relabelings, run by the real
+/// Prometheus on the discovery labels of the operator's real pods.
+#[tokio::test]
+async fn the_podmonitor_example_gives_every_series_its_pods_model_version() {
+    let config = repo_root().join("hack/monitoring/prometheus.yml");
+    let config: Value = serde_yaml::from_str(&std::fs::read_to_string(config).unwrap()).unwrap();
+    let job = config["scrape_configs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|j| j["job_name"] == "podmonitor")
+        .expect("the podmonitor job");
+    let relabel: Vec<Value> = job["relabel_configs"].as_array().unwrap()[1..].to_vec();
+    assert_eq!(
+        relabel,
+        podmonitor_relabelings(),
+        "the job runs the example's relabelings"
+    );
+
+    let s = Setup::new("srv-podmonitor").await;
+    let exporter = Exporter::start("model_requests_total 7\n").await;
+    let address = format!("127.0.0.1:{}", exporter.port);
+    let pods = Api::<Pod>::namespaced(s.client.clone(), &s.ns.name);
+    let by_version = |version: &str| {
+        format!(
+            "count(model_requests_total{{job=\"podmonitor\", model_deployment=\"m\", \
+             model_version=\"{version}\", pod=~\"m-.*\", model_revision!=\"\"}})"
+        )
+    };
+    let mut discovered = Vec::new();
+    for (revision, version) in [(1, "1.0"), (2, "2.0")] {
+        if revision == 1 {
+            s.create(rolling(version_spec(version), 600)).await;
+        } else {
+            s.set(version_spec(version)).await;
+        }
+        s.wait("healthy", healthy_at(revision)).await;
+        let running = pods
+            .list(&ListParams::default().labels(&format!("mlops.dev/revision={revision}")))
+            .await
+            .unwrap()
+            .items;
+        assert_eq!(running.len(), 2);
+        discovered.push(DiscoveredPods::write(&s.ns.name, &running, &address));
+        prometheus_sees(&by_version(version), Some(2.0), TIMEOUT).await;
+    }
+    drop(discovered);
+}
+
+fn version_spec(version: &str) -> Value {
+    json!({"model": {"version": version}})
+}
