@@ -108,7 +108,7 @@ pub async fn delete_namespace(ns: &TestNamespace) {
 }
 
 /// Creates each of `0..n` with at most CONCURRENCY at once; the time taken.
-async fn create_all<F, Fut>(n: usize, create: F)
+pub async fn create_all<F, Fut>(n: usize, create: F)
 where
     F: Fn(usize) -> Fut,
     Fut: std::future::Future<Output = Result<(), kube::Error>>,

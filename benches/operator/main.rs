@@ -14,7 +14,7 @@
 //! BENCH_QUIET_SECS (full: 300), BENCH_RUNS (interleaved floor and operator
 //! runs per size; full: 3), BENCH_APPLIES (200), BENCH_ROLLBACKS (20),
 //! BENCH_ONLY (comma-separated parts: index, convergence, fairness, latency,
-//! rollback, canary, spec-memory), BENCH_SPEC_REVISIONS (30),
+//! rollback, canary, spec-memory, template-size), BENCH_SPEC_REVISIONS (30),
 //! BENCH_SKIP_LAST_DELETE (set: leave the last operator namespace for the
 //! cluster's deletion; `make bench-stretch`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is the failure report
@@ -33,6 +33,7 @@ mod report;
 mod rollback;
 mod spec_memory;
 mod status_lag;
+mod template_size;
 
 use std::time::Duration;
 
@@ -137,6 +138,12 @@ async fn main() {
             )
             .await,
         );
+    }
+
+    if part("template-size")
+        && let Some(&n) = sizes.iter().max()
+    {
+        emit(template_size::run(&client, n).await);
     }
 
     println!(
