@@ -300,18 +300,34 @@ fn rbac_has_no_wildcards_and_reads_secrets_only_by_name() {
         "ops-model-operator-metrics-auth",
         "ops-model-operator-metrics-reader",
     );
+    // People's ModelDeployment rights, aggregated into admin/edit/view:
+    // bound by nobody here, in every mode.
+    let (edit, view) = ("ops-model-operator-edit", "ops-model-operator-view");
     for (sets, cluster_roles, bindings) in [
-        (vec![], vec![operator, auth, reader], vec![operator, auth]),
+        (
+            vec![],
+            vec![operator, edit, auth, reader, view],
+            vec![operator, auth],
+        ),
         (
             vec!["watchNamespaces={a,b}"],
-            vec![auth, reader],
+            vec![edit, auth, reader, view],
             vec![auth],
         ),
-        (vec!["metrics.secure=false"], vec![operator], vec![operator]),
+        (
+            vec!["metrics.secure=false"],
+            vec![operator, edit, view],
+            vec![operator],
+        ),
         (
             vec!["watchNamespaces={a,b}", "metrics.secure=false"],
+            vec![edit, view],
             vec![],
-            vec![],
+        ),
+        (
+            vec!["metrics.secure=false", "rbac.aggregateToDefaultRoles=false"],
+            vec![operator],
+            vec![operator],
         ),
     ] {
         let objects = rendered(&sets);

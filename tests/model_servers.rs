@@ -329,6 +329,31 @@ async fn triton_exposes_its_three_ports_on_every_service() {
 }
 
 #[tokio::test]
+async fn torchserve_runs_as_written() {
+    let s = Setup::new("srv-torchserve").await;
+    let ns = s.ns.name.as_str();
+    let _gpus = GpuNode::add(&format!("gpu-{ns}"), 2);
+    let _store = BoundClaim::add(ns, "torchserve-model-store");
+    apply_json(
+        Some(ns),
+        &json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "torchserve-config"},
+                "data": {"config.properties": "inference_address=http://0.0.0.0:8080\n"}}),
+    );
+    let example = apply_example(ns, "torchserve.yaml");
+    s.wait_named("resnet", "Healthy", healthy_at(1)).await;
+    let pod = template_of(&s.deployments.get("resnet").await.unwrap());
+    assert_carries(&example["spec"]["server"], &pod);
+    let ports =
+        serde_json::to_value(&s.services.get("resnet").await.unwrap().spec.unwrap().ports).unwrap();
+    assert_within(
+        &json!([{"name": "http", "port": 80}, {"name": "management", "port": 8081},
+                {"name": "metrics", "port": 8082}]),
+        &ports,
+        "resnet",
+    );
+}
+
+#[tokio::test]
 async fn every_server_example_is_accepted_as_written() {
     for example in [
         "vllm.yaml",
