@@ -106,7 +106,7 @@ pub const LIMITS: &[Limit] = &[
         },
     ),
     limit("*Probe.exec.command[]", Bound::Length(4096)),
-    limit("*Probe.exec.command", total(4 * 1024)),
+    limit("*Probe.exec.command", total(8 * 1024)),
     limit("*Probe.httpGet.path", Bound::Length(2048)),
     limit("*Probe.httpGet.httpHeaders", Bound::Items(8)),
     limit("*Probe.httpGet.httpHeaders[].value", Bound::Length(1024)),
