@@ -15,130 +15,10 @@ use kube::api::ListParams;
 use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 use support::gateway::{install_gateway_api, routes};
+use support::servers::{BoundClaim, apply_example, apply_json, assert_within, gpu_node};
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
-
-/// A kwok node with `gpus` of `nvidia.com/gpu`, labelled and tainted as GPU
-/// nodes are, so only pods that ask for it land there; deleted on drop.
-struct GpuNode(String);
-
-impl GpuNode {
-    fn add(name: &str, gpus: u32) -> Self {
-        let node = json!({
-            "apiVersion": "v1", "kind": "Node",
-            "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
-                         "labels": {"type": "kwok", "kubernetes.io/hostname": name,
-                                    "nvidia.com/gpu.present": "true"}},
-            "spec": {"taints": [{"key": "nvidia.com/gpu", "effect": "NoSchedule"}]},
-            "status": {
-                "allocatable": {"cpu": "32", "memory": "256Gi", "pods": "110",
-                                "nvidia.com/gpu": gpus.to_string()},
-                "capacity": {"cpu": "32", "memory": "256Gi", "pods": "110",
-                             "nvidia.com/gpu": gpus.to_string()},
-            },
-        });
-        apply_json(None, &node);
-        Self(name.to_string())
-    }
-}
-
-impl Drop for GpuNode {
-    fn drop(&mut self) {
-        kubectl(&["delete", "node", &self.0, "--wait=false"]);
-    }
-}
-
-/// A PersistentVolume bound to claim `claim` of `ns` (no provisioner runs
-/// here: the volume controller binds them, the scheduler then accepts the
-/// pod); the volume is deleted on drop.
-struct BoundClaim(String);
-
-impl BoundClaim {
-    fn add(ns: &str, claim: &str) -> Self {
-        let pv = format!("{ns}-{claim}");
-        apply_json(
-            None,
-            &json!({
-                "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv},
-                "spec": {"capacity": {"storage": "100Gi"},
-                         "accessModes": ["ReadWriteOnce", "ReadOnlyMany"],
-                         "hostPath": {"path": format!("/tmp/{pv}")},
-                         "claimRef": {"namespace": ns, "name": claim}},
-            }),
-        );
-        apply_json(
-            Some(ns),
-            &json!({
-                "apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": claim},
-                "spec": {"accessModes": ["ReadOnlyMany"], "volumeName": pv, "storageClassName": "",
-                         "resources": {"requests": {"storage": "100Gi"}}},
-            }),
-        );
-        Self(pv)
-    }
-}
-
-impl Drop for BoundClaim {
-    fn drop(&mut self) {
-        kubectl(&["delete", "pv", &self.0, "--wait=false"]);
-    }
-}
-
-fn apply_json(ns: Option<&str>, object: &Value) {
-    let dir = repo_root().join("target/e2e-logs");
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join(format!(
-        "{}-{}.json",
-        ns.unwrap_or("cluster"),
-        object["metadata"]["name"].as_str().unwrap()
-    ));
-    std::fs::write(&file, object.to_string()).unwrap();
-    let mut args = vec!["apply", "-f", file.to_str().unwrap()];
-    if let Some(ns) = ns {
-        args.extend(["-n", ns]);
-    }
-    let out = kubectl(&args);
-    assert!(
-        out.status.success(),
-        "kubectl apply {object}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-fn apply_example(ns: &str, example: &str) -> Value {
-    let file = repo_root().join("config/examples").join(example);
-    let out = kubectl(&["apply", "-n", ns, "-f", file.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "kubectl apply {example}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let yaml = std::fs::read_to_string(file).unwrap();
-    serde_yaml::from_str(&yaml).unwrap()
-}
-
-/// Every field of `expected` is in `actual` with the same value; `actual`
-/// may hold more (the API server's defaults, the operator's own parts).
-fn assert_within(expected: &Value, actual: &Value, path: &str) {
-    match (expected, actual) {
-        (Value::Object(e), Value::Object(a)) => {
-            for (key, value) in e {
-                let at = format!("{path}.{key}");
-                let found = a.get(key).unwrap_or_else(|| panic!("{at} is missing"));
-                assert_within(value, found, &at);
-            }
-        }
-        (Value::Array(e), Value::Array(a)) => {
-            for (i, item) in e.iter().enumerate() {
-                let at = format!("{path}[{i}]");
-                let found = a.get(i).unwrap_or_else(|| panic!("{at} is missing"));
-                assert_within(item, found, &at);
-            }
-        }
-        (e, a) => assert_eq!(e, a, "{path}"),
-    }
-}
 
 fn template_of(d: &Deployment) -> Value {
     serde_json::to_value(d.spec.as_ref().unwrap().template.spec.as_ref().unwrap()).unwrap()
@@ -209,7 +89,7 @@ async fn vllm_on_two_gpus_runs_as_written_in_a_baseline_namespace() {
         "--overwrite",
     ]);
     assert!(labelled.status.success());
-    let _gpus = GpuNode::add(&format!("gpu-{ns}"), 2);
+    gpu_node();
     let _weights = BoundClaim::add(ns, "llama-weights");
     for object in [
         json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "vllm"}}),
@@ -255,8 +135,21 @@ async fn vllm_on_two_gpus_runs_as_written_in_a_baseline_namespace() {
         .await
         .unwrap();
     assert_eq!(pods.items.len(), 1);
-    let node = pods.items[0].spec.as_ref().unwrap().node_name.clone();
-    assert_eq!(node.as_deref(), Some(format!("gpu-{ns}").as_str()));
+    let node = pods.items[0]
+        .spec
+        .as_ref()
+        .unwrap()
+        .node_name
+        .clone()
+        .unwrap();
+    let node = Api::<k8s_openapi::api::core::v1::Node>::all(s.client.clone())
+        .get(&node)
+        .await
+        .unwrap();
+    let gpus = node.status.unwrap().allocatable.unwrap()["nvidia.com/gpu"]
+        .0
+        .clone();
+    assert!(gpus.parse::<u32>().unwrap() >= 2, "{gpus} GPUs");
 }
 
 #[tokio::test]
@@ -264,7 +157,7 @@ async fn triton_exposes_its_three_ports_on_every_service() {
     install_gateway_api();
     let s = Setup::new("srv-triton").await;
     let ns = s.ns.name.as_str();
-    let _gpus = GpuNode::add(&format!("gpu-{ns}"), 4);
+    gpu_node();
     let _repository = BoundClaim::add(ns, "triton-model-repository");
     let example = apply_example(ns, "triton.yaml");
     s.wait_named("triton", "Healthy", healthy_at(1)).await;
@@ -332,7 +225,7 @@ async fn triton_exposes_its_three_ports_on_every_service() {
 async fn torchserve_runs_as_written() {
     let s = Setup::new("srv-torchserve").await;
     let ns = s.ns.name.as_str();
-    let _gpus = GpuNode::add(&format!("gpu-{ns}"), 2);
+    gpu_node();
     let _store = BoundClaim::add(ns, "torchserve-model-store");
     apply_json(
         Some(ns),
@@ -481,14 +374,22 @@ async fn a_pod_only_change_is_a_revision_and_a_rollback_restores_the_pod_exactly
     let served = &snapshot.data.unwrap().0;
     assert_eq!(served["server"]["serviceAccountName"], "writer");
     assert_eq!(served["model"]["version"], "1");
-    let restored = s.wait_template(1).await;
-    assert_eq!(
-        restored
-            .annotations()
-            .get("deployment.kubernetes.io/revision")
-            .map(String::as_str),
-        Some("3")
-    );
+    // The Deployment controller numbers the template it rolls back to
+    // after the operator wrote it: wait for both.
+    let restored = wait_for(
+        &s.deployments,
+        "m",
+        "run revision 1 again, as the Deployment's third template",
+        TIMEOUT,
+        |d: &Deployment| {
+            model_operator::resources::revision_of(d) == Some(1)
+                && d.annotations()
+                    .get("deployment.kubernetes.io/revision")
+                    .map(String::as_str)
+                    == Some("3")
+        },
+    )
+    .await;
     assert_eq!(
         template_of(&restored),
         first,
