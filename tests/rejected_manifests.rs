@@ -77,7 +77,7 @@ async fn invalid_manifests_are_refused_with_clear_messages() {
             "min below one",
             "m",
             with(json!({"autoscaling": {"minReplicas": 0, "maxReplicas": 2}})),
-            "spec.autoscaling.minReplicas in body should be greater than or equal to 1",
+            "autoscaling.minReplicas 0 is refused for the built-in HPA",
         ),
         (
             "server port too high",

@@ -2,6 +2,7 @@
 
 mod analysis_spec;
 mod analysis_status;
+mod autoscaling_spec;
 pub mod bounds;
 mod canary_rollout;
 mod disruption_budget;
@@ -27,9 +28,10 @@ pub use canary_rollout::{
 pub use disruption_budget::DisruptionBudgetSpec;
 pub use served::ServedVersion;
 
+pub use autoscaling_spec::{AutoscalingMode, AutoscalingSpec, DEFAULT_CPU_UTILIZATION};
 pub use model_spec::{
-    AutoscalingSpec, ModelDeployment, ModelDeploymentSpec, ModelSpec, ModelStorage, PodMetadata,
-    RolloutSpec, ServiceSpec, ServiceType,
+    ModelDeployment, ModelDeploymentSpec, ModelSpec, ModelStorage, PodMetadata, RolloutSpec,
+    ServiceSpec, ServiceType,
 };
 pub use model_status::{HistoryEntry, ModelDeploymentStatus, Outcome, Phase};
 pub use server_spec::{

@@ -11,6 +11,7 @@ use kube::{CustomResource, KubeSchema};
 use serde::{Deserialize, Serialize};
 
 use super::analysis_spec::{AlertsSpec, AnalysisSpec};
+use super::autoscaling_spec::AutoscalingSpec;
 use super::canary_rollout::{CanarySpec, RolloutStrategy};
 use super::disruption_budget::DisruptionBudgetSpec;
 use super::model_status::ModelDeploymentStatus;
@@ -58,14 +59,21 @@ pub struct ModelDeploymentSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod_metadata: Option<PodMetadata>,
 
-    /// Number of model server pods. Ignored while `autoscaling` is set: the
-    /// HorizontalPodAutoscaler owns the replica count then.
+    /// Number of model server pods. Ignored while `autoscaling` runs the
+    /// built-in HorizontalPodAutoscaler (mode `HPA`), which owns the count
+    /// then. With `autoscaling.mode: External` an outside scaler (KEDA, your
+    /// own HPA) writes it through the scale subresource. 0 is a normal
+    /// state: nothing serves, nothing rolls back, a new version rolls out
+    /// once the model is scaled up again.
     #[serde(default = "default_replicas")]
     #[schemars(range(min = 0, max = 2147483647))]
     pub replicas: i32,
 
-    /// Scale the model server on CPU utilisation with a HorizontalPodAutoscaler
-    /// (autoscaling/v2). Remove it to go back to a fixed `replicas`.
+    /// Scale the model server: with a HorizontalPodAutoscaler the operator
+    /// keeps (mode `HPA`, on CPU or on any autoscaling/v2 metric such as a
+    /// request queue), or by an outside scaler writing `replicas` (mode
+    /// `External`, e.g. a KEDA ScaledObject). Remove it to go back to a fixed
+    /// `replicas`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub autoscaling: Option<AutoscalingSpec>,
 
@@ -97,6 +105,15 @@ pub struct ModelDeploymentSpec {
     /// stopped analyses and post-promotion breaches.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alerts: Option<AlertsSpec>,
+}
+
+impl ModelDeploymentSpec {
+    /// The built-in HorizontalPodAutoscaler owns the replica count.
+    pub fn hpa_scales(&self) -> bool {
+        self.autoscaling
+            .as_ref()
+            .is_some_and(AutoscalingSpec::builtin)
+    }
 }
 
 fn default_replicas() -> i32 {
@@ -204,37 +221,6 @@ pub struct PodMetadata {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("maxProperties" = 32))]
     pub annotations: Option<BTreeMap<String, String>>,
-}
-
-/// Autoscaling on CPU utilisation.
-#[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
-#[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.minReplicas <= self.maxReplicas").message("autoscaling.minReplicas must not be greater than autoscaling.maxReplicas"))]
-pub struct AutoscalingSpec {
-    /// Fewest pods the autoscaler keeps.
-    #[serde(default = "default_min_replicas")]
-    #[schemars(range(min = 1, max = 2147483647))]
-    pub min_replicas: i32,
-
-    /// Most pods the autoscaler may run.
-    #[schemars(range(min = 1, max = 2147483647))]
-    pub max_replicas: i32,
-
-    /// Average CPU utilisation (percent of requests) the autoscaler aims for.
-    #[serde(
-        default = "default_cpu_target",
-        rename = "targetCPUUtilizationPercentage"
-    )]
-    #[schemars(range(min = 1, max = 100))]
-    pub target_cpu_utilization_percentage: i32,
-}
-
-fn default_min_replicas() -> i32 {
-    1
-}
-
-fn default_cpu_target() -> i32 {
-    80
 }
 
 /// The Service in front of the model server.

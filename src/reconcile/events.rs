@@ -117,7 +117,7 @@ pub fn hpa_deleted() -> Announcement {
     Announcement::normal(
         reasons::DELETED,
         "Delete",
-        "deleted the HorizontalPodAutoscaler: autoscaling was turned off".into(),
+        "deleted the HorizontalPodAutoscaler: autoscaling was turned off or handed to an external scaler".into(),
     )
 }
 

@@ -10,9 +10,10 @@ use super::storage::Platform;
 use super::{child_meta, labels};
 use crate::api::{ModelDeployment, ServedVersion};
 
-/// The Deployment running `served` as revision `revision`. While autoscaling
-/// is set, `replicas` is left out so the operator never fights the
-/// HorizontalPodAutoscaler.
+/// The Deployment running `served` as revision `revision`. While the
+/// built-in HorizontalPodAutoscaler scales it, `replicas` is left out so the
+/// operator never fights it; an external scaler's count comes through
+/// `spec.replicas`.
 pub fn deployment(
     md: &ModelDeployment,
     served: &ServedVersion,
@@ -23,7 +24,7 @@ pub fn deployment(
     Deployment {
         metadata: child_meta(md, served.model_name()),
         spec: Some(DeploymentSpec {
-            replicas: spec.autoscaling.is_none().then_some(spec.replicas),
+            replicas: (!spec.hpa_scales()).then_some(spec.replicas),
             selector: LabelSelector {
                 match_labels: Some(labels::selector(&md.name_any())),
                 ..LabelSelector::default()

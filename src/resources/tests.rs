@@ -34,6 +34,16 @@ fn deployment_replicas_follow_autoscaling() {
             "  replicas: 3\n  autoscaling: {minReplicas: 2, maxReplicas: 5}\n".to_string(),
             None,
         ),
+        (
+            "external scaler",
+            "  replicas: 3\n  autoscaling: {mode: External}\n".to_string(),
+            Some(3),
+        ),
+        (
+            "scaled to zero",
+            "  replicas: 0\n  autoscaling: {mode: External}\n".to_string(),
+            Some(0),
+        ),
     ];
     for (name, extra, want) in cases {
         let md = md(&format!("{BASE}{extra}"));
@@ -209,6 +219,45 @@ fn hpa_only_with_autoscaling() {
         metric.resource.as_ref().unwrap().target.average_utilization,
         Some(65)
     );
+}
+
+#[test]
+fn the_hpa_takes_the_specs_metrics_and_behavior_or_cpu_at_80() {
+    let cpu = |percent: i32| json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": percent}}}]);
+    let queue = json!([{"type": "Pods", "pods": {"metric": {"name": "vllm:num_requests_waiting"}, "target": {"type": "AverageValue", "averageValue": "5"}}}]);
+    let behavior = json!({"scaleDown": {"stabilizationWindowSeconds": 600, "policies": [{"type": "Pods", "value": 1, "periodSeconds": 120}]}});
+    // (name, autoscaling, (min, max), metrics, behavior); None: no HPA
+    let cases = [
+        (
+            "defaults",
+            json!({"maxReplicas": 4}),
+            Some(((1, 4), cpu(80), None)),
+        ),
+        (
+            "cpu shorthand",
+            json!({"minReplicas": 2, "maxReplicas": 4, "targetCPUUtilizationPercentage": 65}),
+            Some(((2, 4), cpu(65), None)),
+        ),
+        (
+            "metrics and behavior",
+            json!({"minReplicas": 2, "maxReplicas": 8, "metrics": queue, "behavior": behavior}),
+            Some(((2, 8), queue.clone(), Some(behavior.clone()))),
+        ),
+        ("external scaler", json!({"mode": "External"}), None),
+    ];
+    for (name, autoscaling, want) in cases {
+        let mut md = md(BASE);
+        md.spec.autoscaling = Some(serde_json::from_value(autoscaling).unwrap());
+        let got = hpa(&md, "fraud").map(|h| {
+            let spec = serde_json::to_value(&h.spec).unwrap();
+            (
+                (h.spec.min_replicas.unwrap(), h.spec.max_replicas),
+                spec["metrics"].clone(),
+                h.spec.behavior.map(|b| serde_json::to_value(b).unwrap()),
+            )
+        });
+        assert_eq!(got, want, "{name}");
+    }
 }
 
 #[test]

@@ -115,10 +115,11 @@ pub struct Inputs<'a> {
 }
 
 /// Canary pods for `weight` percent of `stable` pods: rounded up, at least
-/// one while the weight is above 0, so a small share still gets a pod.
+/// one while the weight is above 0, so a small share still gets a pod; none
+/// while the model is scaled to zero.
 pub fn replicas(weight: i32, stable: i32) -> i32 {
     let weight = weight.clamp(0, 100);
-    if weight == 0 {
+    if weight == 0 || stable <= 0 {
         return 0;
     }
     let stable = i64::from(stable.max(0));

@@ -18,6 +18,9 @@ pub enum Progress {
     },
     /// Every pod runs the latest template and is available.
     Complete,
+    /// Scaled to zero: no pod runs, so nothing can be judged. A new
+    /// template waits here until the model is scaled up.
+    ScaledToZero,
     /// The Deployment's own progress deadline passed.
     DeadlineExceeded { message: String },
 }
@@ -66,7 +69,11 @@ pub fn progress(deployment: &Deployment) -> Progress {
         };
     }
     let n = Counts::of(deployment);
-    if n.updated < n.desired {
+    if n.desired == 0 {
+        // Terminating pods of a scale-down do not count: they serve no
+        // longer.
+        Progress::ScaledToZero
+    } else if n.updated < n.desired {
         Progress::Rolling {
             updated: n.updated,
             desired: n.desired,
@@ -166,6 +173,16 @@ mod tests {
         ];
         for (name, d, want) in cases {
             assert_eq!(progress(&d), want, "{name}");
+        }
+        // Scaled to zero: nothing to judge, whether or not old pods are
+        // still terminating or the template is new.
+        for status in [
+            json!({"observedGeneration": 2}),
+            json!({"observedGeneration": 2, "replicas": 2, "updatedReplicas": 0, "availableReplicas": 2}),
+        ] {
+            let mut d = deployment(2, status);
+            d.spec.as_mut().unwrap().replicas = Some(0);
+            assert_eq!(progress(&d), Progress::ScaledToZero, "{d:?}");
         }
     }
 }

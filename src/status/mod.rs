@@ -30,6 +30,14 @@ pub struct Observed<'a> {
     pub template_pending: bool,
 }
 
+impl Observed<'_> {
+    /// Scaled to zero with a revision not yet judged: it rolls out when
+    /// the model is scaled up.
+    fn waits_for_pods(&self) -> bool {
+        self.revisions.current_unjudged()
+    }
+}
+
 /// Why nothing rolls out until the user acts: a spec the operator cannot
 /// run, a child the API server refused, or a child's name taken by an
 /// object this ModelDeployment does not own.
@@ -95,6 +103,12 @@ impl Revisions {
     /// The canary of the revision rolling out, while it rolls out.
     fn running_canary(&self) -> Option<&CanaryStatus> {
         crate::rollout::canary::running(self.canary.as_ref(), self.current, &self.history)
+    }
+
+    /// The revision the Deployment runs has not been judged yet.
+    fn current_unjudged(&self) -> bool {
+        self.entry(self.current)
+            .is_none_or(|e| e.outcome == Outcome::Progressing)
     }
 
     fn entry(&self, revision: Option<i64>) -> Option<&HistoryEntry> {
@@ -289,6 +303,16 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Draft {
             "spec.paused is true: spec changes wait until it is false",
         );
     }
+    if matches!(progress, Some(Progress::ScaledToZero)) && observed.waits_for_pods() {
+        return Draft::new(
+            PROGRESSING,
+            true,
+            reasons::SCALED_TO_ZERO,
+            format!(
+                "{target} waits for pods: replicas is 0; it rolls out, and is judged, once the model is scaled up"
+            ),
+        );
+    }
     rolling(progress, &target)
 }
 
@@ -329,6 +353,12 @@ fn rolling(progress: Option<&Progress>, target: &str) -> Draft {
             false,
             reasons::ROLLOUT_COMPLETE,
             format!("{target} is rolled out"),
+        ),
+        Some(Progress::ScaledToZero) => Draft::new(
+            PROGRESSING,
+            false,
+            reasons::ROLLOUT_COMPLETE,
+            format!("{target} is rolled out and scaled to zero"),
         ),
         Some(Progress::DeadlineExceeded { message }) => Draft::new(
             PROGRESSING,
@@ -415,6 +445,8 @@ fn phase(observed: &Observed<'_>, progress: Option<&Progress>, n: Counts) -> Pha
         None => Phase::Pending,
         Some(Progress::Complete) if observed.revisions.analysing().is_some() => Phase::Progressing,
         Some(Progress::Complete) => Phase::Healthy,
+        // Nothing serves, and nothing is wrong: the spec asks for no pod.
+        Some(Progress::ScaledToZero) if !observed.waits_for_pods() => Phase::Healthy,
         Some(_) if n.available == 0 && n.desired > 0 => Phase::Pending,
         Some(_) => Phase::Progressing,
     }

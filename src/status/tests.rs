@@ -29,12 +29,33 @@ fn derive_from(
     dep: &Deployment,
     at: &Time,
 ) -> ModelDeploymentStatus {
+    derive_at(md, served, dep, &Revisions::default(), at)
+}
+
+/// Status derived from the Deployment and these revisions, for a valid
+/// spec.
+fn derive_with(
+    md: &ModelDeployment,
+    served: &ServedVersion,
+    dep: &Deployment,
+    revisions: &Revisions,
+) -> ModelDeploymentStatus {
+    derive_at(md, served, dep, revisions, &now())
+}
+
+fn derive_at(
+    md: &ModelDeployment,
+    served: &ServedVersion,
+    dep: &Deployment,
+    revisions: &Revisions,
+    at: &Time,
+) -> ModelDeploymentStatus {
     let observed = Observed {
         md,
         served,
         deployment: Some(dep),
         invalid: None,
-        revisions: &Revisions::default(),
+        revisions,
         template_pending: false,
     };
     derive(&observed, at)
@@ -268,15 +289,7 @@ fn a_rolled_back_revision_is_explained_in_every_condition() {
         ],
         ..Revisions::default()
     };
-    let observed = Observed {
-        md: &md,
-        served: &served,
-        deployment: Some(&dep),
-        invalid: None,
-        revisions: &revisions,
-        template_pending: false,
-    };
-    let s = derive(&observed, &now());
+    let s = derive_with(&md, &served, &dep, &revisions);
     assert_eq!(s.phase, Some(Phase::RolledBack));
     assert_eq!(cond(&s, READY), ("True", "Serving"));
     assert_eq!(cond(&s, PROGRESSING), ("False", "RolledBack"));
@@ -393,5 +406,51 @@ fn metric_analysis_shows_in_phase_and_conditions() {
         assert_eq!(s.phase, Some(phase), "{name}");
         assert_eq!(cond(&s, PROGRESSING), progressing, "{name}");
         assert_eq!(cond(&s, DEGRADED), degraded, "{name}");
+    }
+}
+
+#[test]
+fn at_zero_replicas_a_judged_revision_is_healthy_and_a_new_one_waits_for_pods() {
+    let md = md(false);
+    let served = ServedVersion::requested(&md);
+    let mut dep = deployment(json!({"observedGeneration": 7}));
+    dep.spec.as_mut().unwrap().replicas = Some(0);
+    let entry = |revision: i64, outcome: Outcome| HistoryEntry {
+        revision,
+        model_version: format!("2.{revision}.0"),
+        outcome,
+        ..HistoryEntry::default()
+    };
+    // (name, history, phase, Progressing)
+    let cases = [
+        (
+            "stable at zero",
+            vec![entry(3, Outcome::Stable)],
+            Phase::Healthy,
+            ("False", "RolloutComplete"),
+        ),
+        (
+            "new revision at zero",
+            vec![entry(2, Outcome::Stable), entry(3, Outcome::Progressing)],
+            Phase::Progressing,
+            ("True", "ScaledToZero"),
+        ),
+    ];
+    for (name, history, phase, progressing) in cases {
+        let revisions = Revisions {
+            requested: Some(3),
+            current: Some(3),
+            stable: history
+                .iter()
+                .find(|e| e.outcome == Outcome::Stable)
+                .map(|e| e.revision),
+            history,
+            ..Revisions::default()
+        };
+        let s = derive_with(&md, &served, &dep, &revisions);
+        assert_eq!(s.phase, Some(phase), "{name}");
+        assert_eq!(cond(&s, READY), ("False", "ScaledToZero"), "{name}");
+        assert_eq!(cond(&s, PROGRESSING), progressing, "{name}");
+        assert_eq!(cond(&s, DEGRADED), ("False", "AsExpected"), "{name}");
     }
 }

@@ -72,6 +72,14 @@ const VOLUME_SOURCES: &[&[&str]] = &[
     &["secret"],
 ];
 
+const METRIC_SOURCES: &[&[&str]] = &[
+    &["resource"],
+    &["containerResource"],
+    &["pods"],
+    &["object"],
+    &["external"],
+];
+
 const fn limit(path: &'static str, bound: Bound) -> Limit {
     Limit { path, bound }
 }
@@ -265,6 +273,30 @@ pub const LIMITS: &[Limit] = &[
     limit("server.dnsConfig.nameservers", Bound::Items(3)),
     limit("server.dnsConfig.searches", Bound::Items(6)),
     limit("server.dnsConfig.options", Bound::Items(8)),
+    // The autoscaler's metrics: a few each, with small selectors.
+    limit(
+        "autoscaling.*",
+        Bound::Nested {
+            items: 2,
+            entries: 4,
+        },
+    ),
+    limit("autoscaling.metrics", Bound::Items(6)),
+    limit(
+        "autoscaling.metrics[]",
+        Bound::OneOf {
+            groups: METRIC_SOURCES,
+            what: "takes one source: resource, containerResource, pods, object or external",
+        },
+    ),
+    limit("autoscaling.metrics[].*.matchExpressions", Bound::Items(2)),
+    limit(
+        "autoscaling.metrics[].*.matchExpressions[].values",
+        Bound::Items(4),
+    ),
+    limit("autoscaling.metrics[].*.matchLabels", Bound::Entries(4)),
+    limit("autoscaling.metrics[].*.name", Bound::Length(253)),
+    limit("autoscaling.behavior.*.policies", Bound::Items(4)),
     // The rest of the spec.
     limit(
         "rollout.analysis.metrics[]",

@@ -228,16 +228,17 @@ fn stable_runs(deployment: Option<&Deployment>, revision: i64) -> bool {
     })
 }
 
-/// The stable Deployment's pod count: the spec's, or the HPA's while
-/// autoscaled (read from the Deployment, whose replicas the HPA owns).
+/// The stable Deployment's pod count: the spec's (an external scaler's
+/// too), or the HPA's while it scales (read from the Deployment, whose
+/// replicas the HPA owns).
 fn stable_replicas(seen: &Snapshot) -> i32 {
-    match seen.md.spec.autoscaling {
-        Some(_) => seen
+    match seen.md.spec.hpa_scales() {
+        true => seen
             .deployment
             .as_deref()
             .and_then(|d| d.spec.as_ref()?.replicas)
             .unwrap_or(1),
-        None => seen.md.spec.replicas,
+        false => seen.md.spec.replicas,
     }
 }
 

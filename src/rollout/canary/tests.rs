@@ -230,7 +230,8 @@ fn canary_replicas_are_the_weight_of_the_stable_count_rounded_up() {
         (50, 4, 2),
         (50, 3, 2),
         (100, 4, 4),
-        (1, 0, 1),
+        (1, 0, 0),
+        (100, 0, 0),
         (25, 1, 1),
         (150, 2, 2),
     ] {
