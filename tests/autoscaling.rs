@@ -16,7 +16,9 @@ use kube::api::{ListParams, Patch, PatchParams};
 use kube::{Api, ResourceExt};
 use model_operator::api::{ModelDeployment, Outcome, Phase};
 use model_operator::resources::{labels::MANAGER, revision_of};
+use serde::Deserialize;
 use serde_json::{Value, json};
+use support::gateway::install_keda_crds;
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -350,4 +352,38 @@ fn refused(namespace: &str, manifest: &Value) -> String {
     ]);
     assert!(!out.status.success(), "accepted: {manifest}");
     String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// config/examples/keda.yaml as a user applies it: the ModelDeployment and
+/// a ScaledObject checked against KEDA's own CRD (KEDA does not run here),
+/// aimed at the ModelDeployment's scale subresource.
+#[tokio::test]
+async fn the_keda_example_is_accepted_and_aims_at_the_scale_subresource() {
+    install_keda_crds();
+    assert_example_accepted("keda-example", "config/examples/keda.yaml").await;
+    let text = std::fs::read_to_string(repo_root().join("config/examples/keda.yaml")).unwrap();
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| serde_json::to_value(serde_yaml::Value::deserialize(d).unwrap()).unwrap())
+        .collect();
+    let model = docs
+        .iter()
+        .find(|d| d["kind"] == "ModelDeployment")
+        .unwrap();
+    let scaled = docs.iter().find(|d| d["kind"] == "ScaledObject").unwrap();
+    assert_eq!(model["spec"]["autoscaling"], json!({"mode": "External"}));
+    assert!(
+        model["spec"].get("replicas").is_none(),
+        "Git states no replicas: the scaler owns them"
+    );
+    assert_eq!(
+        scaled["spec"]["scaleTargetRef"],
+        json!({"apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
+            "name": model["metadata"]["name"]})
+    );
+    // The target has the scale subresource KEDA's HPA will use.
+    let crd = serde_json::to_value(model_operator::api::crd()).unwrap();
+    assert_eq!(
+        crd["spec"]["versions"][0]["subresources"]["scale"]["specReplicasPath"],
+        ".spec.replicas"
+    );
 }

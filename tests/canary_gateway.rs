@@ -1,5 +1,5 @@
 //! Canary with Gateway API routing, on the Gateway API's own standard-channel
-//! CRDs (hack/gateway-api-crds.sh, from the sigs.k8s.io/gateway-api Go
+//! CRDs (hack/module-crds.sh gateway-api, from the sigs.k8s.io/gateway-api Go
 //! module); no gateway controller: the HTTPRoute's weights are the
 //! contract. The operator sets the two backend weights of the user's
 //! route and nothing else in it (docs/canary.md).

@@ -1,5 +1,6 @@
-//! The Gateway API on the test cluster: its standard-channel CRDs
-//! (hack/gateway-api-crds.sh) and the HTTPRoutes users write.
+//! Other projects' CRDs on the test cluster (hack/module-crds.sh): the
+//! Gateway API's standard channel and the HTTPRoutes users write, KEDA's
+//! ScaledObject.
 
 use std::process::Command;
 
@@ -10,14 +11,24 @@ use super::cluster::{kubeconfig_path, repo_root};
 
 /// Installs the Gateway API CRDs (idempotent).
 pub fn install_gateway_api() {
-    let out = Command::new(repo_root().join("hack/gateway-api-crds.sh"))
+    install_module_crds("gateway-api");
+}
+
+/// Installs KEDA's ScaledObject CRD (idempotent); KEDA itself does not run.
+pub fn install_keda_crds() {
+    install_module_crds("keda");
+}
+
+fn install_module_crds(which: &str) {
+    let out = Command::new(repo_root().join("hack/module-crds.sh"))
+        .arg(which)
         .env("KUBECONFIG", kubeconfig_path())
         .env_remove("CLUSTER_KUBECONFIG")
         .output()
-        .expect("run hack/gateway-api-crds.sh");
+        .expect("run hack/module-crds.sh");
     assert!(
         out.status.success(),
-        "hack/gateway-api-crds.sh: {}",
+        "hack/module-crds.sh {which}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
 }
