@@ -71,10 +71,10 @@ fn every_flag_of_run_is_in_the_readme_with_its_environment_variable() {
                 missing.insert(format!("{flag}: no row"));
             }
             Some((_, env_cell)) => {
-                if let Some(env) = env {
-                    if !env_cell.contains(env.as_str()) {
-                        missing.insert(format!("{flag}: row without {env}"));
-                    }
+                if let Some(env) = env
+                    && !env_cell.contains(env.as_str())
+                {
+                    missing.insert(format!("{flag}: row without {env}"));
                 }
             }
         }
