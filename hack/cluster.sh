@@ -114,13 +114,48 @@ cluster: $name is up ($(kubectl config view --minify -o jsonpath='{.clusters[0].
 EOF
 }
 
+# The front proxy's CA and client certificate: kube-apiserver proxies
+# requests for aggregated APIs (the metrics APIs of hack/metrics-api.sh) with
+# this certificate and the caller's identity in X-Remote-* headers, and
+# publishes the CA in kube-system/extension-apiserver-authentication so the
+# aggregated server can tell those headers come from the apiserver. (kwokctl
+# has the apiserver present its admin certificate instead, and sets no
+# requestheader CA: a backend would then see every caller as the admin.)
+front_proxy="$cluster_dir/front-proxy"
+front_proxy_args=(
+  --extra-args "kube-apiserver=requestheader-client-ca-file=$front_proxy/front-proxy-ca.crt"
+  --extra-args kube-apiserver=requestheader-allowed-names=front-proxy-client
+  --extra-args kube-apiserver=requestheader-username-headers=X-Remote-User
+  --extra-args kube-apiserver=requestheader-group-headers=X-Remote-Group
+  --extra-args kube-apiserver=requestheader-extra-headers-prefix=X-Remote-Extra-
+  --extra-args "kube-apiserver=proxy-client-cert-file=$front_proxy/front-proxy-client.crt"
+  --extra-args "kube-apiserver=proxy-client-key-file=$front_proxy/front-proxy-client.key"
+)
+
+make_front_proxy_certs() {
+  new_ca "$front_proxy" front-proxy-ca
+  new_cert "$front_proxy" front-proxy-client "$front_proxy/front-proxy-ca.crt" \
+    "$front_proxy/front-proxy-ca.key" /CN=front-proxy-client clientAuth
+}
+
+# True when the running apiserver has the front proxy set up; a cluster
+# made before hack/cluster.sh did that has not.
+has_front_proxy() {
+  local pid
+  pid=$(cat "$cluster_dir/pids/kube-apiserver.pid" 2>/dev/null) &&
+    tr '\0' '\n' <"/proc/$pid/cmdline" 2>/dev/null | grep -q -- '^--requestheader-client-ca-file='
+}
+
 up() {
   "$root/hack/build-tools.sh"
-  if answers && all_running; then
+  if answers && all_running && has_front_proxy; then
     log "already running"
     ensure_nodes
     usage_hint
     return 0
+  fi
+  if answers && all_running; then
+    log "$name was made without the aggregation layer's front proxy; recreating it"
   fi
   if [ -d "$cluster_dir" ]; then
     # Left over from a crash or reboot: its processes are gone or unhealthy,
@@ -135,6 +170,7 @@ up() {
 
   local start=$SECONDS
   mkdir -p "$(dirname "$kubeconfig")"
+  make_front_proxy_certs
   # warn keeps kwok-controller from logging every pod patch; set
   # CLUSTER_LOG_LEVEL=info (or debug) to see what the stages do.
   kwokctl -v "${CLUSTER_LOG_LEVEL:-warn}" create cluster "${configs[@]}" \
@@ -149,13 +185,15 @@ up() {
     --extra-args kube-apiserver=endpoint-reconciler-type=none \
     --extra-args kube-apiserver=service-cluster-ip-range=10.0.0.0/16 \
     --extra-args etcd=unsafe-no-fsync=true \
+    "${front_proxy_args[@]}" \
     --quiet-pull
   # The apiserver otherwise advertises the address of the default route,
   # which this machine may not have. It cannot publish a loopback address as
   # the `kubernetes` Service's endpoint (validation forbids it, every 10s),
   # and nothing in this cluster runs in a pod to use it anyway. The default
   # Service range (/24) holds 254 Services, too few for 1,000 models. etcd's
-  # fsyncs only slow a throwaway cluster down.
+  # fsyncs only slow a throwaway cluster down. kube-controller-manager's
+  # flags are in hack/kwok/kwokctl.yaml.
 
   # Generous: on a busy 2-core machine a restarted apiserver takes over a
   # minute to replay etcd and become ready; its speed is not under test.
