@@ -1,16 +1,17 @@
 # The development loop. `make run` and `make test` are the two commands a
 # newcomer needs; the rest are their parts.
 
-.PHONY: run test test-unit test-argocd test-rules operator-identity lint crds bench bench-stretch bench-rollback bench-canary tools cluster-up cluster-down monitoring-up monitoring-down image test-image
+.PHONY: run test test-unit test-argocd test-rules operator-identity lint crds bench bench-stretch bench-rollback bench-canary tools cluster-up cluster-down monitoring-up monitoring-down metrics-api metrics-api-down image test-image
 
 # Local cluster + CRD + samples + the operator in the foreground.
 run:
 	hack/run-local.sh
 
 # Every test: unit, request-level and end-to-end on the local control plane
-# with the local Prometheus and Alertmanager (started when not running).
+# with the local Prometheus and Alertmanager and the metrics APIs the HPA
+# controller reads (started when not running).
 # Every operator process runs as the Helm chart's ServiceAccount.
-test: cluster-up monitoring-up test-argocd test-rules operator-identity
+test: cluster-up monitoring-up metrics-api test-argocd test-rules operator-identity
 	KUBECONFIG=$(CURDIR)/.local/kubeconfig OPERATOR_KUBECONFIG=$(CURDIR)/.local/operator-kubeconfig cargo test --all-targets
 
 # The Argo CD health script's fixtures (config/argocd), run by Argo CD's own
@@ -103,3 +104,11 @@ monitoring-up:
 
 monitoring-down:
 	hack/monitoring.sh down
+
+# The custom and external metrics APIs of the local cluster, served by
+# prometheus-adapter from the local Prometheus (hack/metrics-api.sh).
+metrics-api: cluster-up monitoring-up
+	hack/metrics-api.sh up
+
+metrics-api-down:
+	hack/metrics-api.sh down

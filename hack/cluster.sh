@@ -208,6 +208,8 @@ up() {
 
 
 down() {
+  # The metrics APIs' adapter serves this cluster only.
+  "$root/hack/metrics-api.sh" down
   if [ -d "$cluster_dir" ] && [ -x "$bin/kwokctl" ]; then
     local pids pid
     pids=$(cluster_pids | cut -d' ' -f2)
