@@ -3,6 +3,7 @@
 //! verbs, Events, the real Prometheus, HTTP stand-ins, request counters and shared models.
 #![allow(dead_code, unused_imports)] // each test binary uses its own part of the support
 
+pub mod autoscaling;
 pub mod cluster;
 pub mod events;
 pub mod fakes;
