@@ -216,8 +216,12 @@ async fn the_hpa_controller_scales_on_an_external_metric_from_prometheus() {
     let hpas: Api<HorizontalPodAutoscaler> = Api::namespaced(client.clone(), &ns.name);
     let load = LoadExporter::start(&client, &ns.name).await;
     load.series(QUEUE, &[("queue", "requests")], 5.0);
-    // Another queue of the namespace, which the HPA's selector leaves out.
+    // Another queue of the namespace, which the HPA's selector leaves out,
+    // and a queue of the same name in another namespace, which the adapter
+    // must leave out (an HPA sees its own namespace's series only).
     load.series(QUEUE, &[("queue", "audit")], 1000.0);
+    let elsewhere = LoadExporter::start(&client, &format!("{}-elsewhere", ns.name)).await;
+    elsewhere.series(QUEUE, &[("queue", "requests")], 1000.0);
     deployments
         .create(&PostParams::default(), &deployment("worker", 2))
         .await
