@@ -455,8 +455,24 @@ async fn a_converged_model_deployment_causes_no_writes() {
         )
         .await;
     healthy(&s, &md.name_any()).await;
-    // Let the HPA controller settle first: its writes are not ours.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Let the HPA controller settle first: its writes are not ours. Its
+    // first look at a new HPA comes one sync period later (5 s here, 15 s by
+    // default), when it raises the Deployment from 1 pod to minReplicas.
+    wait_for(
+        &s.deployments,
+        "quiet",
+        "be scaled to minReplicas by the HPA controller, and rolled out",
+        TIMEOUT,
+        |d| {
+            let status = d.status.clone().unwrap_or_default();
+            d.spec.as_ref().and_then(|s| s.replicas) == Some(2)
+                && status.observed_generation == d.metadata.generation
+                && status.updated_replicas == Some(2)
+                && status.available_replicas == Some(2)
+        },
+    )
+    .await;
+    healthy(&s, &md.name_any()).await;
     let versions = |d: &Deployment, svc: &Service, h: &HorizontalPodAutoscaler| {
         (
             d.metadata.resource_version.clone(),
