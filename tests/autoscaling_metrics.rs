@@ -5,7 +5,10 @@
 //! behind kube-apiserver's aggregation layer (hack/metrics-api.sh). Raising
 //! the exporter's value scales 2 → 4; lowering it scales back to 2 within
 //! the behavior's window. No stand-in anywhere between the exporter and the
-//! Deployment's replicas.
+//! Deployment's replicas. First with a plain Deployment and HPA (the
+//! infrastructure alone), then with a ModelDeployment whose
+//! `spec.autoscaling` the operator turns into that HPA, its canary
+//! following the stable pods the HPA sets.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a panic is the failure report
 
 mod support;
@@ -274,5 +277,56 @@ async fn the_hpa_controller_scales_on_an_external_metric_from_prometheus() {
         adapter_served(HPA_CONTROLLER, &ns.name, QUEUE),
         "no request of {HPA_CONTROLLER} for {QUEUE} in {} in the adapter's audit log",
         ns.name
+    );
+}
+
+#[tokio::test]
+async fn a_model_is_scaled_on_its_pods_metric_and_its_canary_follows() {
+    let s = Setup::new("hpa-model").await;
+    let load = LoadExporter::start(&s.client, &s.ns.name).await;
+    load.per_pod(WAITING, 1.0);
+    s.create(json!({
+        "model": {"version": "1.0"}, "server": {"image": "srv:1"},
+        "rollout": {"strategy": "Canary", "canary": {"steps": [{"setWeight": 50}, {"pause": {}}]}},
+        "autoscaling": {
+            "minReplicas": 2, "maxReplicas": 4,
+            "metrics": [{"type": "Pods", "pods": {
+                "metric": {"name": WAITING},
+                "target": {"type": "AverageValue", "averageValue": "5"}}}],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 5}}}
+    }))
+    .await;
+    // The operator's HPA, on the stable Deployment `m`.
+    wait_metric_found(&s.hpas, "m").await;
+    wait_replicas(&s.deployments, "m", 2).await;
+
+    load.per_pod(WAITING, 9.0);
+    wait_replicas(&s.deployments, "m", 4).await;
+    let note = rescaled(&s.client, &s.ns.name, "m", 4).await;
+    assert!(
+        note.contains(WAITING) && note.contains("above target"),
+        "{note}"
+    );
+    s.wait("serve 1.0 on 4 pods", |m| {
+        m.status
+            .as_ref()
+            .is_some_and(|st| st.available_replicas == 4)
+    })
+    .await;
+
+    // A new version at its 50% step: ceil(50% × 4) canary pods, while the
+    // HPA keeps the stable Deployment's replicas.
+    s.set_version("2.0").await;
+    wait_replicas(&s.deployments, "m-canary", 2).await;
+
+    // The load falls: the HPA scales the stable Deployment back to 2 and
+    // the canary follows to ceil(50% × 2).
+    load.per_pod(WAITING, 1.0);
+    wait_replicas(&s.deployments, "m", 2).await;
+    wait_replicas(&s.deployments, "m-canary", 1).await;
+    assert!(
+        adapter_served(HPA_CONTROLLER, &s.ns.name, WAITING),
+        "no request of {HPA_CONTROLLER} for {WAITING} in {} in the adapter's audit log",
+        s.ns.name
     );
 }
