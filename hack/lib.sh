@@ -23,15 +23,23 @@ need_openssl() {
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends openssl >/dev/null
 }
 
+# openssl without its chatter ("-----", "self-signature ok"), which is shown
+# only when it fails.
+openssl_quiet() {
+  local out
+  out=$(openssl "$@" 2>&1) || { echo "$out" >&2; return 1; }
+}
+
 # new_ca DIR NAME: a self-signed CA (DIR/NAME.crt, DIR/NAME.key), ten years.
 new_ca() {
   local dir=$1 name=$2
   need_openssl
   mkdir -p "$dir"
-  openssl req -x509 -new -noenc -days 3650 -subj "/CN=$name" \
+  openssl_quiet req -x509 -new -noenc -days 3650 -subj "/CN=$name" \
     -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
     -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
-    -keyout "$dir/$name.key" -out "$dir/$name.crt" 2>/dev/null
+    -keyout "$dir/$name.key" -out "$dir/$name.crt"
+  chmod 600 "$dir/$name.key"
 }
 
 # new_cert DIR NAME CA_CRT CA_KEY SUBJECT USAGE [SAN]: a key and a
@@ -45,11 +53,11 @@ new_cert() {
 keyUsage=critical,digitalSignature
 extendedKeyUsage=$usage"
   [ -z "$san" ] || ext+=$'\n'"subjectAltName=$san"
-  openssl req -new -noenc -subj "$subject" -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
-    -keyout "$dir/$name.key" -out "$dir/$name.csr" 2>/dev/null
-  openssl x509 -req -days 3650 -in "$dir/$name.csr" -CA "$ca_crt" -CAkey "$ca_key" \
+  openssl_quiet req -new -noenc -subj "$subject" -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+    -keyout "$dir/$name.key" -out "$dir/$name.csr"
+  openssl_quiet x509 -req -days 3650 -in "$dir/$name.csr" -CA "$ca_crt" -CAkey "$ca_key" \
     -set_serial "0x$(openssl rand -hex 16)" -extfile <(printf '%s\n' "$ext") \
-    -out "$dir/$name.crt" 2>/dev/null
+    -out "$dir/$name.crt"
   rm -f "$dir/$name.csr"
   chmod 600 "$dir/$name.key"
 }
