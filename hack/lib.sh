@@ -61,3 +61,14 @@ extendedKeyUsage=$usage"
   rm -f "$dir/$name.csr"
   chmod 600 "$dir/$name.key"
 }
+
+# Stops process $1: SIGTERM, up to 10 s to exit, then SIGKILL.
+stop_pid() {
+  local pid=$1 _
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do
+    kill -0 "$pid" 2>/dev/null || return 0
+    sleep 0.2
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}

@@ -136,14 +136,9 @@ start_adapter() {
 }
 
 stop_adapter() {
-  local pid _
+  local pid
   if pid=$(running_pid); then
-    kill "$pid"
-    for _ in $(seq 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.2
-    done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    stop_pid "$pid"
   fi
   rm -f "$state/adapter.pid"
 }

@@ -151,14 +151,9 @@ wait_ready() {
 }
 
 stop() {
-  local name=$1 pid _
+  local name=$1 pid
   if pid=$(running_pid "$name"); then
-    kill "$pid"
-    for _ in $(seq 50); do
-      kill -0 "$pid" 2>/dev/null || break
-      sleep 0.2
-    done
-    kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+    stop_pid "$pid"
   fi
   rm -f "$state/$name.pid"
 }
