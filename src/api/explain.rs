@@ -111,7 +111,8 @@ pub fn first_sentence(text: &str) -> &str {
         let after = bytes.get(i + 2).copied();
         let ends = match next {
             None | Some(b'\n') => true,
-            Some(b' ') => after.is_some_and(|c| c.is_ascii_uppercase() || c == b'\n'),
+            // Some upstream texts put two spaces between sentences.
+            Some(b' ') => after.is_some_and(|c| c.is_ascii_uppercase() || c == b'\n' || c == b' '),
             _ => false,
         };
         if ends {
@@ -135,6 +136,10 @@ mod tests {
             ("No stop", "No stop"),
             ("Ends.", "Ends."),
             ("Version v1.2. Next", "Version v1.2."),
+            (
+                "Pods (for example, qps).  The values.",
+                "Pods (for example, qps).",
+            ),
         ] {
             assert_eq!(first_sentence(text), first, "{text:?}");
         }
