@@ -30,14 +30,6 @@ pub struct Observed<'a> {
     pub template_pending: bool,
 }
 
-impl Observed<'_> {
-    /// Scaled to zero with a revision not yet judged: it rolls out when
-    /// the model is scaled up.
-    fn waits_for_pods(&self) -> bool {
-        self.revisions.current_unjudged()
-    }
-}
-
 /// Why nothing rolls out until the user acts: a spec the operator cannot
 /// run, a child the API server refused, or a child's name taken by an
 /// object this ModelDeployment does not own.
@@ -105,7 +97,8 @@ impl Revisions {
         crate::rollout::canary::running(self.canary.as_ref(), self.current, &self.history)
     }
 
-    /// The revision the Deployment runs has not been judged yet.
+    /// The revision the Deployment runs has not been judged yet (scaled to
+    /// zero, it waits for pods to roll out on).
     fn current_unjudged(&self) -> bool {
         self.entry(self.current)
             .is_none_or(|e| e.outcome == Outcome::Progressing)
@@ -303,7 +296,7 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Draft {
             "spec.paused is true: spec changes wait until it is false",
         );
     }
-    if matches!(progress, Some(Progress::ScaledToZero)) && observed.waits_for_pods() {
+    if matches!(progress, Some(Progress::ScaledToZero)) && observed.revisions.current_unjudged() {
         return Draft::new(
             PROGRESSING,
             true,
@@ -446,7 +439,7 @@ fn phase(observed: &Observed<'_>, progress: Option<&Progress>, n: Counts) -> Pha
         Some(Progress::Complete) if observed.revisions.analysing().is_some() => Phase::Progressing,
         Some(Progress::Complete) => Phase::Healthy,
         // Nothing serves, and nothing is wrong: the spec asks for no pod.
-        Some(Progress::ScaledToZero) if !observed.waits_for_pods() => Phase::Healthy,
+        Some(Progress::ScaledToZero) if !observed.revisions.current_unjudged() => Phase::Healthy,
         Some(_) if n.available == 0 && n.desired > 0 => Phase::Pending,
         Some(_) => Phase::Progressing,
     }
