@@ -1,7 +1,7 @@
 //! The source tree keeps its shape: imports between the files of `src/`
 //! form no cycle, and they only go down the pipeline
 //! (`controller` → `reconcile` → `outbound`, `status`, `cache` → the pure
-//! modules → `api`), as `src/lib.rs` and the README's layout say.
+//! modules → `api`), as `src/lib.rs` and docs/development.md's layout say.
 //!
 //! Read from the source text (`use` items and `crate::`/`super::`/`self::`
 //! paths), test modules left out. Run alone with
