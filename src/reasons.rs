@@ -25,6 +25,13 @@ pub const PODS_FORBIDDEN: &str = "PodsForbidden";
 /// fix is elsewhere (the namespace's quota, often another team's) and
 /// alert routes tell it apart.
 pub const QUOTA_EXCEEDED: &str = "QuotaExceeded";
+/// The scheduler cannot place the revision's new pods for lack of a
+/// resource (`nvidia.com/gpu`, cpu, ...), and the rollout can make no other
+/// progress (`rollout::capacity`): the surge deadlock of GPU clusters.
+pub const INSUFFICIENT_CAPACITY: &str = "InsufficientCapacity";
+/// The scheduler cannot place the revision's new pods because no node
+/// matches their selector, affinity, tolerations or spread constraints.
+pub const NO_MATCHING_NODE: &str = "NoMatchingNode";
 pub const PROGRESS_DEADLINE_EXCEEDED: &str = "ProgressDeadlineExceeded";
 pub const ANALYSIS_FAILED: &str = "AnalysisFailed";
 pub const POST_PROMOTION_BREACH: &str = "PostPromotionBreach";
@@ -58,6 +65,9 @@ pub const AS_EXPECTED: &str = "AsExpected";
 pub const CANARY_STEP: &str = "CanaryStep";
 /// A canary's pause without duration waits for `kubectl model promote`.
 pub const CANARY_PAUSED: &str = "CanaryPaused";
+/// Pods of the revision rolling out cannot be scheduled (yet):
+/// `status.unschedulable` says which and why.
+pub const PODS_UNSCHEDULABLE: &str = "PodsUnschedulable";
 
 // Events only.
 pub const CREATED: &str = "Created";

@@ -37,7 +37,9 @@ pub struct CanarySpec {
 
     /// How the traffic is split. Without it, traffic follows the pods
     /// behind the one Service: the canary gets
-    /// ceil(weight% × stable replicas) pods, at least 1.
+    /// ceil(weight% × stable replicas) pods, at least 1, on top of the
+    /// stable pods, which all stay: a weight costs that many extra pods and
+    /// their GPUs (100% doubles them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_routing: Option<TrafficRouting>,
 }
@@ -47,7 +49,9 @@ pub struct CanarySpec {
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("has(self.setWeight) != has(self.pause)").message("every canary step is either setWeight or pause, not both or neither"))]
 pub struct CanaryStep {
-    /// Percent of the traffic on the new revision, 0 to 100.
+    /// Percent of the traffic on the new revision, 0 to 100. Without
+    /// trafficRouting it is a share of pods: ceil(weight% × stable
+    /// replicas) canary pods beside every stable one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 0, max = 100))]
     pub set_weight: Option<i32>,

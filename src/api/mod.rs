@@ -33,7 +33,7 @@ pub use model_spec::{
     ModelDeployment, ModelDeploymentSpec, ModelSpec, ModelStorage, PodMetadata, RolloutSpec,
     ServiceSpec, ServiceType,
 };
-pub use model_status::{HistoryEntry, ModelDeploymentStatus, Outcome, Phase};
+pub use model_status::{HistoryEntry, ModelDeploymentStatus, Outcome, Phase, UnschedulableStatus};
 pub use server_spec::{
     DnsPolicy, EMBEDDED_KUBERNETES_TYPES, MAIN_PORT, MODEL_CONTAINER, Protocol, PullPolicy,
     RESERVED_VOLUME_PREFIX, ServerPort, ServerSpec, VOLUME_SOURCES,

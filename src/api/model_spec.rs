@@ -287,6 +287,17 @@ pub struct RolloutSpec {
     #[schemars(range(min = 1, max = 2147483647))]
     pub progress_deadline_seconds: i32,
 
+    /// Seconds new pods may stay unschedulable, with the rollout unable to
+    /// make any other progress (no pod terminating, every other pod
+    /// available), before the revision fails with reason
+    /// InsufficientCapacity (e.g. `Insufficient nvidia.com/gpu`: the old
+    /// pods hold the GPUs the surge pod needs) or NoMatchingNode, and is
+    /// rolled back like a crash loop. Where a node autoscaler adds nodes for
+    /// pending pods, set it to the time a node takes to join.
+    #[serde(default = "default_capacity_grace")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub capacity_grace_seconds: i32,
+
     /// Put the last stable revision back when a new one fails. The spec is
     /// never changed: status, history and events say what happened.
     #[serde(default = "default_true")]
@@ -318,6 +329,7 @@ impl Default for RolloutSpec {
             max_surge: default_max_surge(),
             max_unavailable: default_max_unavailable(),
             progress_deadline_seconds: default_progress_deadline(),
+            capacity_grace_seconds: default_capacity_grace(),
             auto_rollback: true,
             analysis: None,
             strategy: RolloutStrategy::RollingUpdate,
@@ -336,4 +348,11 @@ fn default_max_unavailable() -> IntOrString {
 
 fn default_progress_deadline() -> i32 {
     300
+}
+
+/// Longer than the scheduler's retry backoff (10 s at most by default)
+/// after room was freed, short enough to beat the progress deadline by
+/// minutes.
+fn default_capacity_grace() -> i32 {
+    10
 }

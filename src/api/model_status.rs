@@ -83,6 +83,11 @@ pub struct ModelDeploymentStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub canary: Option<CanaryStatus>,
 
+    /// Pods of the revision rolling out that the scheduler cannot place,
+    /// and why: absent when every pod has a node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unschedulable: Option<UnschedulableStatus>,
+
     /// Alerts raised and not yet resolved.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub alerts: Vec<FiringAlert>,
@@ -99,6 +104,31 @@ pub struct ModelDeploymentStatus {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     #[schemars(schema_with = "conditions_schema")]
     pub conditions: Vec<Condition>,
+}
+
+/// Pods the scheduler cannot place (`rollout.capacityGraceSeconds`).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UnschedulableStatus {
+    /// The revision whose pods wait for a node.
+    pub revision: i64,
+    /// How many of its pods have none.
+    pub pods: i32,
+    /// InsufficientCapacity (nodes lack a resource) or NoMatchingNode (no
+    /// node matches the pods' selector, affinity, tolerations or spread
+    /// constraints).
+    pub reason: String,
+    /// The resources no node has enough of, e.g. nvidia.com/gpu.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 8))]
+    pub resources: Vec<String>,
+    /// The scheduler's verdict in the operator's words.
+    pub message: String,
+    /// When the operator first saw the rollout unable to make any other
+    /// progress (no pod terminating, every other pod available): the grace
+    /// counts from here. Absent while the rollout still moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<Time>,
 }
 
 /// One revision's story.

@@ -371,6 +371,14 @@ fn status_table(md: &ModelDeployment) -> String {
     if let Some(canary) = &s.canary {
         row(&mut out, "CANARY", canary.summary.clone());
     }
+    if let Some(u) = &s.unschedulable {
+        let since = u
+            .since
+            .as_ref()
+            .map(|t| format!(" (stuck since {})", t.0))
+            .unwrap_or_default();
+        row(&mut out, "SCHEDULING", format!("{}{since}", u.message));
+    }
     row(&mut out, "URL", s.url.clone().unwrap_or_default());
     let generation = md.metadata.generation.unwrap_or(0);
     if s.observed_generation.unwrap_or(0) < generation {

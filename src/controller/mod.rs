@@ -196,9 +196,9 @@ async fn run_scope(
         owners(revision_events),
         attempts_ended.map(Ok).boxed(),
         rounds_done.map(Ok).boxed(),
-        // Only a failing pod wakes its ModelDeployment: every other pod
-        // change reaches it as the Deployment's status, and a pass reads
-        // every pod from the cache whatever woke it.
+        // Only a failing or unschedulable pod wakes its ModelDeployment:
+        // every other pod change reaches it as the Deployment's status, and
+        // a pass reads every pod from the cache whatever woke it.
         failing(pod_events)
             .try_filter_map(|pod| std::future::ready(Ok(model_of_pod(pod))))
             .boxed(),
@@ -315,7 +315,9 @@ fn model_of_pod(pod: WatchedPod) -> Option<ModelRef> {
 fn failing(
     pods: impl Stream<Item = Result<WatchedPod, watcher::Error>> + Send + 'static,
 ) -> impl Stream<Item = Result<WatchedPod, watcher::Error>> + Send + 'static {
-    pods.try_filter(|pod| std::future::ready(crate::rollout::health::is_failing(pod)))
+    pods.try_filter(|pod| {
+        std::future::ready(crate::rollout::health::is_failing(pod) || pod.unschedulable().is_some())
+    })
 }
 
 /// Every cache of this scope and every per-object map, for

@@ -177,6 +177,7 @@ fn converged_status(md: &ModelDeployment, deployment: &Deployment) -> ModelDeplo
         alerts: Vec::new(),
         alert_outbox: Vec::new(),
         canary: None,
+        unschedulable: None,
     };
     let observed = Observed {
         md,
@@ -347,6 +348,7 @@ fn held_canary_world() -> (ModelDeployment, Stores, Vec<ControllerRevision>) {
             at.clone(),
             at.clone(),
         )),
+        unschedulable: None,
     };
     let observed = Observed {
         md: &md,

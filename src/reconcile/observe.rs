@@ -3,6 +3,7 @@
 //! effects never depends on when a cache is looked at.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -11,7 +12,7 @@ use kube::ResourceExt;
 
 use super::context::Context;
 use crate::alerts::outbox::Confirmed;
-use crate::api::{ModelDeployment, Outcome, ServedVersion};
+use crate::api::{ModelDeployment, Outcome, ServedVersion, UnschedulableStatus};
 use crate::cache::children::decoded;
 use crate::cache::{cached, of_instance};
 use crate::error::Error;
@@ -23,7 +24,7 @@ use crate::rollout::canary::{Attempt, Promotion};
 use crate::rollout::history::previous_stable;
 use crate::rollout::pod::WatchedPod;
 use crate::rollout::revision::{self, Revision};
-use crate::rollout::{Progress, health, progress, refused};
+use crate::rollout::{Counts, Progress, capacity, health, progress, refused};
 use crate::status::Revisions;
 
 /// One reconcile's view of a ModelDeployment and what it owns.
@@ -49,6 +50,8 @@ pub struct Snapshot {
     pub canary_is_current: bool,
     /// How `current` is doing (its pods and the Deployment's progress).
     pub health: Health,
+    /// Pods of `current` without a node, while `current` has not failed.
+    pub unschedulable: Option<UnschedulableStatus>,
     /// Every revision this ModelDeployment owns, by number and hash; the
     /// snapshots of those this pass needs are read after observing
     /// (`revisions::read_snapshots`).
@@ -89,7 +92,20 @@ impl Snapshot {
             Some(_) => canary_deployment.as_deref(),
             None => deployment.as_deref(),
         };
-        let health = health_of(current, running, &pods);
+        let now = now_to_the_second();
+        let grace = Duration::from_secs(
+            u64::try_from(md.spec.rollout.capacity_grace_seconds).unwrap_or_default(),
+        );
+        let (health, unschedulable) = health_of(
+            current,
+            running,
+            &pods,
+            Capacity {
+                stored: previous.unschedulable.as_ref(),
+                grace,
+                now: &now,
+            },
+        );
         let known = known_revisions(&md, &namespace, ctx);
         let annotations = md.annotations();
         Ok(Self {
@@ -109,13 +125,14 @@ impl Snapshot {
                 .get(RETRY_ANNOTATION)
                 .map(|t| bounded_token(t)),
             confirmed: ctx.outbound.deliverer.confirmed(&namespace, &name),
-            now: now_to_the_second(),
+            now,
             md,
             namespace,
             name,
             deployment,
             current,
             health,
+            unschedulable,
             known,
         })
     }
@@ -162,14 +179,24 @@ impl Snapshot {
     }
 }
 
-/// The health of the revision the Deployment runs.
+/// What judging capacity needs besides the pods: the grace's start as
+/// status stored it, the grace, and this pass's time.
+struct Capacity<'a> {
+    stored: Option<&'a UnschedulableStatus>,
+    grace: Duration,
+    now: &'a Time,
+}
+
+/// The health of the revision the Deployment runs, and its pods the
+/// scheduler cannot place while it has not failed.
 fn health_of(
     current: Option<i64>,
     deployment: Option<&Deployment>,
     pods: &[Arc<WatchedPod>],
-) -> Health {
+    capacity: Capacity<'_>,
+) -> (Health, Option<UnschedulableStatus>) {
     let (Some(current), Some(deployment)) = (current, deployment) else {
-        return Health::Rolling;
+        return (Health::Rolling, None);
     };
     // Only the Deployment's own pods: a stray pod with the model's labels
     // must not fail (or pass) a rollout.
@@ -180,21 +207,39 @@ fn health_of(
         .filter(|p| health::owned_by_deployment(p, &name))
         .collect();
     if let Some(failure) = health::failure_of(own.iter().copied(), current) {
-        return Health::Failed(failure);
+        return (Health::Failed(failure), None);
     }
     // Pods the API server refuses to create: before the deadline, which
     // they would only reach minutes later.
     if let Some(failure) = refused::failure_of(deployment, own.iter().copied(), current) {
-        return Health::Failed(failure);
+        return (Health::Failed(failure), None);
     }
-    match progress(deployment) {
+    let progress = progress(deployment);
+    // Judged only once the Deployment controller has acted on the
+    // template: its counts are the "nothing else moves" half of the
+    // verdict.
+    let shortage = match progress {
+        Progress::NotObserved => None,
+        _ => capacity::shortage(own.iter().copied(), current, Counts::of(deployment)),
+    };
+    let unschedulable = shortage
+        .as_ref()
+        .map(|s| (s, s.status(capacity.stored, capacity.now)));
+    if let Some((shortage, status)) = &unschedulable
+        && let Some(failure) = shortage.failure(status.since.as_ref(), capacity.grace, capacity.now)
+    {
+        return (Health::Failed(failure), None);
+    }
+    let unschedulable = unschedulable.map(|(_, status)| status);
+    let health = match progress {
         Progress::Complete => Health::Complete,
         Progress::DeadlineExceeded { message } => Health::Failed(Failure {
             reason: reasons::PROGRESS_DEADLINE_EXCEEDED,
             message,
         }),
         _ => Health::Rolling,
-    }
+    };
+    (health, unschedulable)
 }
 
 /// The revisions this ModelDeployment owns, from the cache's metadata.

@@ -1,6 +1,7 @@
 //! Pure rollout logic: observed state in, verdicts and next actions out.
 
 pub mod canary;
+pub mod capacity;
 pub mod container;
 pub mod decide;
 pub mod foreign;

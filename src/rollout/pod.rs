@@ -27,6 +27,27 @@ pub struct WatchedPodStatus {
     pub container_statuses: Option<Vec<WatchedContainer>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub init_container_statuses: Option<Vec<WatchedContainer>>,
+    /// Only a `PodScheduled=False` condition is kept (`keep_read_fields`):
+    /// the scheduler's reason a pod has no node (`rollout::capacity`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conditions: Option<Vec<WatchedCondition>>,
+}
+
+/// A pod condition, as far as `rollout::capacity` reads it.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WatchedCondition {
+    #[serde(default, rename = "type")]
+    pub type_: String,
+    #[serde(default)]
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// The scheduler's explanation (cut to `SCHEDULER_MESSAGE_KEPT`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_transition_time: Option<k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>,
 }
 
 /// A container's status, reduced to why it waits or how it last ended.
@@ -80,6 +101,10 @@ pub const MESSAGE_READ_FOR: [&str; 2] = ["CreateContainerConfigError", "CreateCo
 /// Bytes of a waiting message kept: enough for the kubelet's message
 /// classes, which are recognised by their start.
 pub const MESSAGE_KEPT: usize = 256;
+/// Bytes of the scheduler's message kept: its per-node reasons for a
+/// cluster with a few kinds of nodes ("0/40 nodes are available: 12
+/// Insufficient nvidia.com/gpu, 28 node(s) didn't match ...").
+pub const SCHEDULER_MESSAGE_KEPT: usize = 1024;
 
 impl WatchedPod {
     /// Why its containers wait, init containers first.
@@ -93,6 +118,17 @@ impl WatchedPod {
             })
             .flatten()
             .filter_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.as_deref())
+    }
+
+    /// The scheduler could not place the pod: its `PodScheduled=False`
+    /// condition with reason `Unschedulable`.
+    pub fn unschedulable(&self) -> Option<&WatchedCondition> {
+        self.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| is_unschedulable(c))
     }
 
     pub fn init_containers(&self) -> &[WatchedContainer] {
@@ -139,6 +175,19 @@ pub fn keep_read_fields(pod: &mut WatchedPod) {
         ..ObjectMeta::default()
     };
     if let Some(status) = pod.status.as_mut() {
+        if let Some(conditions) = status.conditions.as_mut() {
+            conditions.retain(is_unschedulable);
+            conditions.truncate(1);
+            for c in conditions.iter_mut() {
+                c.reason = Some(UNSCHEDULABLE.to_string());
+                if let Some(message) = c.message.as_mut() {
+                    cut(message, SCHEDULER_MESSAGE_KEPT);
+                }
+            }
+        }
+        if status.conditions.as_ref().is_some_and(Vec::is_empty) {
+            status.conditions = None;
+        }
         for list in [
             &mut status.init_container_statuses,
             &mut status.container_statuses,
@@ -150,6 +199,12 @@ pub fn keep_read_fields(pod: &mut WatchedPod) {
             list.iter_mut().for_each(bound_container);
         }
     }
+}
+
+const UNSCHEDULABLE: &str = "Unschedulable";
+
+fn is_unschedulable(c: &WatchedCondition) -> bool {
+    c.type_ == "PodScheduled" && c.status == "False" && c.reason.as_deref() == Some(UNSCHEDULABLE)
 }
 
 fn bound_container(c: &mut WatchedContainer) {
@@ -244,6 +299,11 @@ mod tests {
         );
         assert!(watched.metadata.managed_fields.is_none());
         assert!(watched.metadata.annotations.is_none());
+        assert_eq!(
+            watched.status.as_ref().unwrap().conditions,
+            None,
+            "only PodScheduled=False is kept"
+        );
         assert_eq!(<WatchedPod as kube::Resource>::kind(&()), "Pod");
     }
 
@@ -271,6 +331,37 @@ mod tests {
         let server = &pod.containers()[0];
         assert_eq!(server.waiting_reason(), Some("CrashLoopBackOff"));
         assert_eq!(server.waiting().unwrap().message, None, "not read: dropped");
+    }
+
+    #[test]
+    fn only_the_unschedulable_condition_is_kept_and_bounded() {
+        let mut pod: WatchedPod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "status": {"conditions": [
+                {"type": "Ready", "status": "False", "reason": "ContainersNotReady", "message": "m"},
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/4 nodes are available: ".to_string() + &"x".repeat(100_000), "lastTransitionTime": "2026-12-07T00:00:00Z"},
+                {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "a second one"},
+            ]},
+        }))
+        .unwrap();
+        keep_read_fields(&mut pod);
+        let conditions = pod.status.as_ref().unwrap().conditions.as_ref().unwrap();
+        assert_eq!(conditions.len(), 1);
+        let kept = pod.unschedulable().unwrap();
+        assert_eq!(
+            kept.message.as_deref().map(str::len),
+            Some(SCHEDULER_MESSAGE_KEPT)
+        );
+        assert!(kept.last_transition_time.is_some());
+
+        let mut scheduled: WatchedPod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "status": {"conditions": [{"type": "PodScheduled", "status": "True"}]},
+        }))
+        .unwrap();
+        keep_read_fields(&mut scheduled);
+        assert_eq!(scheduled.unschedulable(), None);
+        assert_eq!(scheduled.status.unwrap().conditions, None);
     }
 
     #[test]

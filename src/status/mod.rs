@@ -10,6 +10,7 @@ use kube::ResourceExt;
 use crate::api::{
     AlertNotification, AnalysisPhase, AnalysisStatus, CanaryStatus, FiringAlert, HistoryEntry,
     MetricCheck, ModelDeployment, ModelDeploymentStatus, Outcome, Phase, ServedVersion,
+    UnschedulableStatus,
 };
 use crate::reasons;
 use crate::resources::{labels, service_url};
@@ -75,6 +76,8 @@ pub struct Revisions {
     pub alert_outbox: Vec<AlertNotification>,
     /// The canary of the revision rolling out (Canary strategy).
     pub canary: Option<CanaryStatus>,
+    /// Pods of the revision rolling out without a node.
+    pub unschedulable: Option<UnschedulableStatus>,
 }
 
 impl Revisions {
@@ -89,6 +92,7 @@ impl Revisions {
             alerts: s.alerts.clone(),
             alert_outbox: s.alert_outbox.clone(),
             canary: s.canary.clone(),
+            unschedulable: s.unschedulable.clone(),
         })
     }
 
@@ -203,6 +207,7 @@ pub fn derive(observed: &Observed<'_>, now: &Time) -> ModelDeploymentStatus {
         alerts: revisions.alerts.clone(),
         alert_outbox: revisions.alert_outbox.clone(),
         canary: revisions.canary.clone(),
+        unschedulable: revisions.unschedulable.clone(),
         conditions: conditions::stamp(&drafts, previous, md.metadata.generation, now),
     })
 }
@@ -262,6 +267,15 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Draft {
             format!("{target}: analysis {}", halted.message),
         );
     }
+    if let Some(unschedulable) = revisions.unschedulable.as_ref() {
+        let grace = observed.md.spec.rollout.capacity_grace_seconds;
+        return Draft::new(
+            PROGRESSING,
+            true,
+            reasons::PODS_UNSCHEDULABLE,
+            unschedulable_message(unschedulable, grace),
+        );
+    }
     if let Some(canary) = revisions.running_canary() {
         let reason = match canary.waiting_for_promotion {
             true => reasons::CANARY_PAUSED,
@@ -307,6 +321,28 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Draft {
         );
     }
     rolling(progress, &target)
+}
+
+/// What waits for a node, and when the wait ends.
+fn unschedulable_message(u: &UnschedulableStatus, grace_seconds: i32) -> String {
+    let ends = u.since.as_ref().and_then(|since| {
+        since
+            .0
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(
+                grace_seconds.into(),
+            ))
+            .ok()
+    });
+    match ends {
+        Some(ends) => format!(
+            "{}; nothing else can roll out: the revision fails ({}) at {ends} unless they get a node",
+            u.message, u.reason
+        ),
+        None => format!(
+            "{}; the rollout still moves (pods terminating or becoming available)",
+            u.message
+        ),
+    }
 }
 
 /// Progressing while nothing stopped the rollout: how far the Deployment

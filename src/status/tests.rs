@@ -352,6 +352,7 @@ fn metric_analysis_shows_in_phase_and_conditions() {
         alerts: Vec::new(),
         alert_outbox: Vec::new(),
         canary: None,
+        unschedulable: None,
     };
     let guarded = |failed| Revisions {
         requested: Some(2),
@@ -362,6 +363,7 @@ fn metric_analysis_shows_in_phase_and_conditions() {
         alerts: Vec::new(),
         alert_outbox: Vec::new(),
         canary: None,
+        unschedulable: None,
     };
     let cases = [
         (
@@ -453,4 +455,62 @@ fn at_zero_replicas_a_judged_revision_is_healthy_and_a_new_one_waits_for_pods() 
         assert_eq!(cond(&s, PROGRESSING), progressing, "{name}");
         assert_eq!(cond(&s, DEGRADED), ("False", "AsExpected"), "{name}");
     }
+}
+
+#[test]
+fn pods_without_a_node_are_named_with_when_the_wait_ends() {
+    let md = md(false);
+    let served = ServedVersion::requested(&md);
+    let dep = deployment(
+        json!({"observedGeneration": 7, "replicas": 3, "updatedReplicas": 1,
+        "readyReplicas": 2, "availableReplicas": 2}),
+    );
+    let waiting = |since: Option<Time>| {
+        Revisions {
+        requested: Some(2),
+        current: Some(2),
+        stable: Some(1),
+        history: vec![
+            HistoryEntry {
+                revision: 1,
+                outcome: Outcome::Stable,
+                ..HistoryEntry::default()
+            },
+            HistoryEntry {
+                revision: 2,
+                outcome: Outcome::Progressing,
+                ..HistoryEntry::default()
+            },
+        ],
+        unschedulable: Some(UnschedulableStatus {
+            revision: 2,
+            pods: 1,
+            reason: "InsufficientCapacity".into(),
+            resources: vec!["nvidia.com/gpu".into()],
+            message: "1/1 pods of revision 2 cannot be scheduled: not enough nvidia.com/gpu on the 1 node that matches them".into(),
+            since,
+        }),
+        ..Revisions::default()
+    }
+    };
+
+    let stuck = derive_with(&md, &served, &dep, &waiting(Some(now())));
+    assert_eq!(cond(&stuck, "Progressing"), ("True", "PodsUnschedulable"));
+    assert_eq!(
+        conditions::find(&stuck.conditions, "Progressing")
+            .unwrap()
+            .message,
+        "1/1 pods of revision 2 cannot be scheduled: not enough nvidia.com/gpu on the 1 node that matches them; nothing else can roll out: the revision fails (InsufficientCapacity) at 2027-01-15T08:00:10Z unless they get a node"
+    );
+    assert_eq!(stuck.phase, Some(Phase::Progressing));
+    assert_eq!(cond(&stuck, "Degraded"), ("False", "AsExpected"));
+    assert_eq!(stuck.unschedulable.as_ref().map(|u| u.pods), Some(1));
+
+    let moving = derive_with(&md, &served, &dep, &waiting(None));
+    assert!(
+        conditions::find(&moving.conditions, "Progressing")
+            .unwrap()
+            .message
+            .ends_with("; the rollout still moves (pods terminating or becoming available)")
+    );
 }

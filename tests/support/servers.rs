@@ -28,6 +28,45 @@ pub fn gpu_node() -> &'static str {
     NAME
 }
 
+/// A kwok node of one test's own with `gpus` `nvidia.com/gpu`, labelled
+/// and tainted `mlops.dev/test-node=<ns>` so that only that test's pods
+/// (with `own_gpu_node_placement`) land there and it alone sees its
+/// capacity; deleted on drop.
+pub struct OwnGpuNode(String);
+
+impl OwnGpuNode {
+    pub fn add(ns: &str, gpus: u32) -> Self {
+        let name = format!("kwok-gpu-{ns}");
+        let node = json!({
+            "apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "annotations": {"kwok.x-k8s.io/node": "fake"},
+                         "labels": {"type": "kwok", "kubernetes.io/hostname": name,
+                                    "mlops.dev/test-node": ns}},
+            "spec": {"taints": [{"key": "mlops.dev/test-node", "value": ns, "effect": "NoSchedule"}]},
+            "status": {
+                "allocatable": {"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": gpus.to_string()},
+                "capacity": {"cpu": "64", "memory": "512Gi", "pods": "110", "nvidia.com/gpu": gpus.to_string()},
+            },
+        });
+        apply_json(None, &node);
+        Self(name)
+    }
+
+    /// The `spec.server` fields that put a pod on this node only.
+    pub fn placement(ns: &str) -> Value {
+        json!({
+            "nodeSelector": {"mlops.dev/test-node": ns},
+            "tolerations": [{"key": "mlops.dev/test-node", "operator": "Equal", "value": ns, "effect": "NoSchedule"}],
+        })
+    }
+}
+
+impl Drop for OwnGpuNode {
+    fn drop(&mut self) {
+        kubectl(&["delete", "node", &self.0, "--wait=false"]);
+    }
+}
+
 /// A PersistentVolume bound to claim `claim` of `ns` (no provisioner runs
 /// here: the volume controller binds them, the scheduler then accepts the
 /// pod); the volume is deleted on drop.

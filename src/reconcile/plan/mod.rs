@@ -14,6 +14,7 @@ use crate::alerts;
 use crate::analysis::schedule::Analysed;
 use crate::api::{
     AlertChannel, CanaryStatus, HistoryEntry, ModelDeploymentStatus, Outcome, ServedVersion,
+    UnschedulableStatus,
 };
 use crate::error::Error;
 use crate::gates::Health;
@@ -70,11 +71,14 @@ pub fn plan(
                 revision: decision.target,
             })?;
     let canary = canary_plan::children(seen, steps, stepped, &decision, requested);
+    let history = planned_history(seen, &decision, analysed, requested);
+    let unschedulable = still_unschedulable(seen, &history);
     let mut revisions = Revisions {
         requested: Some(requested),
         current: Some(decision.target),
         stable: decision.stable,
-        history: planned_history(seen, &decision, analysed, requested),
+        unschedulable,
+        history,
         analysis: analysed.status.clone(),
         alerts: Vec::new(),
         alert_outbox: Vec::new(),
@@ -88,16 +92,54 @@ pub fn plan(
             && crash_could_change_outcome(&decision, seen.current, previous.stable),
         announcements: events::for_changes(&decision.changes, &revisions, first),
         outcomes: outcomes(&decision.changes),
-        requeue: [analysed.next_round, canary.requeue]
-            .into_iter()
-            .flatten()
-            .fold(RESYNC, Duration::min),
+        requeue: [
+            analysed.next_round,
+            canary.requeue,
+            capacity_check(seen, revisions.unschedulable.as_ref()),
+        ]
+        .into_iter()
+        .flatten()
+        .fold(RESYNC, Duration::min),
         decision,
         target,
         revisions,
         notifications_dropped,
         canary,
     })
+}
+
+/// Unschedulable pods stay in status while their revision still rolls out.
+fn still_unschedulable(seen: &Snapshot, history: &[HistoryEntry]) -> Option<UnschedulableStatus> {
+    seen.unschedulable.clone().filter(|u| {
+        history
+            .iter()
+            .any(|e| e.revision == u.revision && e.outcome == Outcome::Progressing)
+    })
+}
+
+/// While pods wait for a node, look again when the grace ends, and every
+/// few seconds before: a pod that gets a node wakes nothing (only failing
+/// and unschedulable pods do), and status must stop saying it waits.
+fn capacity_check(
+    seen: &Snapshot,
+    unschedulable: Option<&UnschedulableStatus>,
+) -> Option<Duration> {
+    const LOOK_AGAIN: Duration = Duration::from_secs(5);
+    let unschedulable = unschedulable?;
+    let grace = seen.md.spec.rollout.capacity_grace_seconds;
+    let until_grace_ends = unschedulable.since.as_ref().and_then(|since| {
+        let ends = since
+            .0
+            .checked_add(k8s_openapi::jiff::SignedDuration::from_secs(grace.into()))
+            .ok()?;
+        let left = seen.now.0.duration_until(ends);
+        Some(
+            Duration::try_from(left)
+                .unwrap_or_default()
+                .max(Duration::from_secs(1)),
+        )
+    });
+    Some(until_grace_ends.map_or(LOOK_AGAIN, |d| d.min(LOOK_AGAIN)))
 }
 
 /// The rollout decision, and the canary's step when one runs: a running

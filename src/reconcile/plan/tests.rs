@@ -62,6 +62,7 @@ fn snapshot(
         stable_running: current,
         canary_is_current: false,
         health: Health::Rolling,
+        unschedulable: None,
         known,
         retry_token: None,
         promotion: None,
