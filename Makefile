@@ -1,7 +1,7 @@
 # The development loop. `make run` and `make test` are the two commands a
 # newcomer needs; the rest are their parts.
 
-.PHONY: run test test-unit test-argocd test-rules operator-identity lint crds bench bench-stretch bench-rollback bench-canary tools cluster-up cluster-down monitoring-up monitoring-down metrics-api metrics-api-down image test-image
+.PHONY: run test test-unit test-argocd test-rules operator-identity lint crds bench bench-stretch bench-rollback bench-canary tools cluster-up cluster-down monitoring-up monitoring-down metrics-api metrics-api-down image image-once test-image
 
 # Local cluster + CRD + samples + the operator in the foreground.
 run:
@@ -11,7 +11,8 @@ run:
 # with the local Prometheus and Alertmanager and the metrics APIs the HPA
 # controller reads (started when not running).
 # Every operator process runs as the Helm chart's ServiceAccount.
-test: cluster-up monitoring-up metrics-api test-argocd test-rules operator-identity
+# tests/install.rs follows docs/install.md with the image in .local/image.
+test: cluster-up monitoring-up metrics-api test-argocd test-rules operator-identity image-once
 	KUBECONFIG=$(CURDIR)/.local/kubeconfig OPERATOR_KUBECONFIG=$(CURDIR)/.local/operator-kubeconfig cargo test --all-targets
 
 # The Argo CD health script's fixtures (config/argocd), run by Argo CD's own
@@ -76,6 +77,12 @@ lint:
 # image-archive, ctr images import). See hack/image.sh.
 image:
 	hack/image.sh build
+
+# The image when .local/image has none: a release build takes minutes, so
+# make test reuses an existing one (CI builds it once, before make test).
+# After a code change, `make image` brings it up to date.
+image-once:
+	@[ -f .local/image/model-operator.tar ] && [ -f .local/image/oci/index.json ] || hack/image.sh build
 
 # Layout and tarball valid, user 65532, entrypoint, labels equal to the
 # Dockerfile's, and `model-operator --version` run from the extracted rootfs

@@ -513,7 +513,7 @@ fn the_default_image_tag_is_the_crate_version() {
         image.as_str(),
         Some(
             format!(
-                "registry.example/model-operator:{}",
+                "docker.io/library/model-operator:{}",
                 env!("CARGO_PKG_VERSION")
             )
             .as_str()
