@@ -203,8 +203,9 @@ pub struct ComparisonSpec {
     pub test: ComparisonTest,
 
     /// TwoProportions: PromQL counting failed requests in `{{window}}`, one
-    /// number, e.g. `sum(increase(http_requests_total{model_version="{{version}}",code=~"5.."}[{{window}}]))`.
-    /// An empty result counts as 0 failures.
+    /// number, e.g. `sum(increase(http_requests_total{model_version="{{version}}",code=~"5.."}[{{window}}]))`
+    /// (`model_version` is a label the scrape must add: docs/serving.md,
+    /// "Metrics the gates query"). An empty result counts as 0 failures.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 2048))]
     pub failures: Option<String>,
@@ -226,7 +227,8 @@ pub struct ComparisonSpec {
 
     /// MannWhitney: PromQL returning cumulative histogram buckets in
     /// `{{window}}`, one series per `le` label including "+Inf", e.g.
-    /// `sum by (le) (increase(http_request_duration_seconds_bucket{model_version="{{version}}"}[{{window}}]))`.
+    /// `sum by (le) (increase(http_request_duration_seconds_bucket{model_version="{{version}}"}[{{window}}]))`
+    /// (`model_version`: see `failures`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(length(min = 1, max = 4096))]
     pub buckets: Option<String>,
