@@ -297,3 +297,159 @@ async fn pause_under_argocd_prints_the_gitops_caveat() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).is_empty());
 }
+
+/// `--print-patch` on a spec-writing command, then the command itself: the
+/// patch writes nothing, and applied with `kubectl patch --type merge` (as a
+/// person would, or Git's sync) it gives the spec the command gives.
+fn print_patch_then_command(
+    ns: &str,
+    name: &str,
+    command: &[&str],
+    before: &dyn Fn(),
+) -> (serde_json::Value, serde_json::Value) {
+    let get = || -> serde_json::Value {
+        let out = kubectl(&["-n", ns, "get", "mdep", name, "-o", "json"]);
+        serde_json::from_str(&stdout(&out)).unwrap()
+    };
+    before();
+    let unchanged = get();
+    let printed = plugin(ns, &[command, &["--print-patch"]].concat());
+    let patch = stdout(&printed);
+    let err = String::from_utf8_lossy(&printed.stderr);
+    assert!(err.contains("Not written to the cluster"), "{err}");
+    let after = get();
+    assert_eq!(
+        after["metadata"]["resourceVersion"], unchanged["metadata"]["resourceVersion"],
+        "--print-patch wrote to the cluster"
+    );
+    let file = repo_root()
+        .join("target/e2e-kubeconfigs")
+        .join(format!("{ns}-{name}-patch.yaml"));
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+    std::fs::write(&file, &patch).unwrap();
+    let file = file.to_string_lossy();
+    stdout(&kubectl(&[
+        "-n",
+        ns,
+        "patch",
+        "mdep",
+        name,
+        "--type",
+        "merge",
+        "--patch-file",
+        &file,
+    ]));
+    let by_patch = get()["spec"].clone();
+    before();
+    stdout(&plugin(ns, command));
+    (by_patch, get()["spec"].clone())
+}
+
+#[tokio::test]
+async fn print_patch_writes_nothing_and_is_the_change_the_command_makes() {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "plugin-patch").await;
+    let _operator = Operator::start(&ns.name);
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    mds.create(&PostParams::default(), &minimal_model("m"))
+        .await
+        .unwrap();
+    wait_for(&mds, "m", "serve revision 1", TIMEOUT, serving(1)).await;
+    // Revision 2 adds fields revision 1 lacks: the patch must remove them.
+    let v2 = json!({"spec": {
+        "model": {"version": "2.0", "format": "onnx"},
+        "server": {"image": "srv:2", "args": ["--fast"], "env": [{"name": "A", "value": "1"}]},
+        "podMetadata": {"labels": {"team": "fraud"}},
+    }});
+    let v2_spec = || {
+        let out = kubectl(&[
+            "-n",
+            &ns.name,
+            "patch",
+            "mdep",
+            "m",
+            "--type",
+            "merge",
+            "-p",
+            &v2.to_string(),
+        ]);
+        stdout(&out);
+    };
+    v2_spec();
+    wait_for(&mds, "m", "serve revision 2", TIMEOUT, serving(2)).await;
+
+    let (by_patch, by_command) = print_patch_then_command(
+        &ns.name,
+        "m",
+        &["rollback", "m", "--to-revision", "1"],
+        &v2_spec,
+    );
+    assert_eq!(by_patch, by_command);
+    assert_eq!(by_patch["model"]["version"], "1.0");
+    assert!(by_patch["server"].get("args").is_none(), "{by_patch}");
+    assert!(by_patch.get("podMetadata").is_none(), "{by_patch}");
+
+    let unpause = || {
+        stdout(&kubectl(&[
+            "-n",
+            &ns.name,
+            "patch",
+            "mdep",
+            "m",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"paused":false}}"#,
+        ]));
+    };
+    let (by_patch, by_command) = print_patch_then_command(&ns.name, "m", &["pause", "m"], &unpause);
+    assert_eq!(by_patch, by_command);
+    assert_eq!(by_patch["paused"], true);
+
+    let pause = || {
+        stdout(&kubectl(&[
+            "-n",
+            &ns.name,
+            "patch",
+            "mdep",
+            "m",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"spec":{"paused":true}}"#,
+        ]));
+    };
+    let (by_patch, by_command) = print_patch_then_command(&ns.name, "m", &["resume", "m"], &pause);
+    assert_eq!(by_patch, by_command);
+    assert_eq!(by_patch["paused"], false);
+}
+
+/// Flux's labels count as GitOps management too, and the caveat says what
+/// to commit and how to print it.
+#[tokio::test]
+async fn pause_under_flux_says_what_to_commit() {
+    let client = client().await;
+    ensure_crd(&client).await;
+    let ns = TestNamespace::new(&client, "plugin-flux").await;
+    let mds = Api::<ModelDeployment>::namespaced(client.clone(), &ns.name);
+    let mut tracked = minimal_model("tracked");
+    tracked.metadata.labels = Some(
+        [(
+            "kustomize.toolkit.fluxcd.io/name".to_string(),
+            "models".to_string(),
+        )]
+        .into(),
+    );
+    mds.create(&PostParams::default(), &tracked).await.unwrap();
+    let out = plugin(&ns.name, &["resume", "tracked"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    for part in [
+        "managed by Flux",
+        "`paused: false`",
+        "kubectl model resume tracked --print-patch",
+    ] {
+        assert!(err.contains(part), "{part:?} missing from {err}");
+    }
+}

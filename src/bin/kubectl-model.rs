@@ -5,16 +5,11 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use k8s_openapi::api::apps::v1::ControllerRevision;
 use kube::api::{Patch, PatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Api, Client, Config};
-use model_operator::api::{
-    AnalysisStatus, FiringAlert, ModelDeployment, ModelDeploymentStatus, Outcome,
-};
+use model_operator::api::{AnalysisStatus, FiringAlert, ModelDeployment};
 use model_operator::resources::labels::RETRY_ANNOTATION;
-use model_operator::resources::owned_by;
-use model_operator::rollout::revision;
 use serde_json::json;
 
 #[path = "kubectl_model/terminal.rs"]
@@ -23,6 +18,9 @@ mod terminal;
 
 #[path = "kubectl_model/canary_commands.rs"]
 mod canary_commands;
+
+#[path = "kubectl_model/spec_commands.rs"]
+mod spec_commands;
 
 /// Inspect and steer ModelDeployments.
 #[derive(Parser)]
@@ -56,6 +54,10 @@ enum Command {
         /// earlier revision that was stable).
         #[arg(long)]
         to_revision: Option<i64>,
+        /// Print the change as a YAML merge patch of the spec, for Git,
+        /// instead of writing it to the cluster.
+        #[arg(long)]
+        print_patch: bool,
     },
     /// Try a failed revision again.
     Retry { name: String },
@@ -71,9 +73,21 @@ enum Command {
     /// Roll the canary back now (recorded as RolledBack, reason Aborted).
     Abort { name: String },
     /// Hold the running revision; spec changes wait.
-    Pause { name: String },
+    Pause {
+        name: String,
+        /// Print the change as a YAML merge patch of the spec, for Git,
+        /// instead of writing it to the cluster.
+        #[arg(long)]
+        print_patch: bool,
+    },
     /// Let spec changes roll out again.
-    Resume { name: String },
+    Resume {
+        name: String,
+        /// Print the change as a YAML merge patch of the spec, for Git,
+        /// instead of writing it to the cluster.
+        #[arg(long)]
+        print_patch: bool,
+    },
 }
 
 #[tokio::main]
@@ -125,9 +139,11 @@ async fn run(cli: Cli) -> Result<(), String> {
             say!("{}", history_table(&md));
             Ok(())
         }
-        Command::Rollback { name, to_revision } => {
-            rollback(&client, &namespace, &name, to_revision).await
-        }
+        Command::Rollback {
+            name,
+            to_revision,
+            print_patch,
+        } => spec_commands::rollback(&client, &namespace, &name, to_revision, print_patch).await,
         Command::Retry { name } => {
             let token = format!(
                 "{}",
@@ -147,156 +163,13 @@ async fn run(cli: Cli) -> Result<(), String> {
             canary_commands::promote(&mds, &name, full, explain).await
         }
         Command::Abort { name } => canary_commands::abort(&mds, &name, explain).await,
-        Command::Pause { name } => set_paused(&mds, &name, true, explain).await,
-        Command::Resume { name } => set_paused(&mds, &name, false, explain).await,
-    }
-}
-
-/// Sets the spec's served version back to a revision's snapshot.
-async fn rollback(
-    client: &Client,
-    namespace: &str,
-    name: &str,
-    to_revision: Option<i64>,
-) -> Result<(), String> {
-    let mds = Api::<ModelDeployment>::namespaced(client.clone(), namespace);
-    let explain = |e: kube::Error, name: &str| explain(e, name, namespace);
-    let md = mds.get(name).await.map_err(|e| explain(e, name))?;
-    let status = md.status.clone().unwrap_or_default();
-    let target = to_revision
-        .or_else(|| default_rollback_target(&status))
-        .ok_or_else(|| {
-            format!("{name} has no stable revision to go back to; name one with --to-revision")
-        })?;
-    let revisions = Api::<ControllerRevision>::namespaced(client.clone(), namespace);
-    let cr = revisions
-        .get(&revision::name(name, target))
-        .await
-        .map_err(|e| explain(e, &revision::name(name, target)))?;
-    // Anyone who may create objects in the namespace can name one
-    // `<name>-r<N>`: only a revision this ModelDeployment owns is trusted.
-    if !owned_by(&cr, &md) {
-        return Err(format!(
-            "{} is not a revision of {name}: it lacks {name}'s controller owner reference, so it is not used",
-            revision::name(name, target)
-        ));
-    }
-    let served = revision::parse(&cr)
-        .and_then(|r| r.served)
-        .ok_or_else(|| format!("revision {target} of {name} is damaged"))?;
-    let described = format!(
-        "model {}, image {}",
-        served.model.version, served.server.image
-    );
-    let current = serde_json::to_value(&md.spec).map_err(|e| e.to_string())?;
-    let target_spec = json!({
-        "model": served.model,
-        "server": served.server,
-        "podMetadata": served.pod_metadata,
-    });
-    let mut patch = serde_json::Map::new();
-    for field in ["model", "server", "podMetadata"] {
-        patch.insert(
-            field.into(),
-            merge_patch_to(&current[field], &target_spec[field]),
-        );
-    }
-    mds.patch(
-        name,
-        &PatchParams::default(),
-        &Patch::Merge(json!({"spec": patch})),
-    )
-    .await
-    .map_err(|e| explain(e, name))?;
-    sayln!("{name}: spec set back to revision {target} ({described}).");
-    warnln!(
-        "warning: if {name} is managed with GitOps, commit the same change to Git, or the next sync will undo it."
-    );
-    Ok(())
-}
-
-async fn set_paused(
-    mds: &Api<ModelDeployment>,
-    name: &str,
-    paused: bool,
-    explain: impl Fn(kube::Error, &str) -> String,
-) -> Result<(), String> {
-    let patch = json!({"spec": {"paused": paused}});
-    let md = mds
-        .patch(name, &PatchParams::default(), &Patch::Merge(patch))
-        .await
-        .map_err(|e| explain(e, name))?;
-    sayln!("{name}: {}", if paused { "paused" } else { "resumed" });
-    if let Some(how) = argocd_tracking(&md) {
-        warnln!(
-            "warning: {name} is managed by Argo CD ({how}). Its self-heal sets spec.paused back \
-             to Git's value only where Git states it: commit `paused: {paused}` to Git, or the \
-             next sync undoes this if Git says otherwise, and nothing undoes it if Git is \
-             silent (docs/gitops.md)."
-        );
-    }
-    Ok(())
-}
-
-/// How Argo CD tracks the object, when it seems to: its tracking
-/// annotation (Argo CD 3's default) or the label its label tracking sets.
-fn argocd_tracking(md: &ModelDeployment) -> Option<&'static str> {
-    const ANNOTATION: &str = "argocd.argoproj.io/tracking-id";
-    const LABEL: &str = "app.kubernetes.io/instance";
-    if md
-        .metadata
-        .annotations
-        .as_ref()
-        .is_some_and(|a| a.contains_key(ANNOTATION))
-    {
-        return Some("annotation argocd.argoproj.io/tracking-id");
-    }
-    md.metadata
-        .labels
-        .as_ref()
-        .is_some_and(|l| l.contains_key(LABEL))
-        .then_some("label app.kubernetes.io/instance, as Argo CD's label tracking sets it")
-}
-
-/// A JSON merge patch turning `current` into `target`: what `target` lacks is
-/// set to null, so fields added since that revision are removed too.
-fn merge_patch_to(current: &serde_json::Value, target: &serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match (current, target) {
-        (Value::Object(c), Value::Object(t)) => {
-            let mut patch = serde_json::Map::new();
-            for (k, v) in t {
-                patch.insert(
-                    k.clone(),
-                    merge_patch_to(c.get(k).unwrap_or(&Value::Null), v),
-                );
-            }
-            for k in c.keys().filter(|k| !t.contains_key(*k)) {
-                patch.insert(k.clone(), Value::Null);
-            }
-            Value::Object(patch)
+        Command::Pause { name, print_patch } => {
+            spec_commands::set_paused(&mds, &name, true, print_patch, explain).await
         }
-        (_, t) => t.clone(),
+        Command::Resume { name, print_patch } => {
+            spec_commands::set_paused(&mds, &name, false, print_patch, explain).await
+        }
     }
-}
-
-/// The stable revision when the spec asks for something else, else the
-/// newest earlier revision that was stable.
-fn default_rollback_target(status: &ModelDeploymentStatus) -> Option<i64> {
-    if let Some(stable) = status
-        .stable_revision
-        .filter(|s| Some(*s) != status.update_revision)
-    {
-        return Some(stable);
-    }
-    let current = status.update_revision.unwrap_or(i64::MAX);
-    status
-        .history
-        .iter()
-        .rev()
-        .filter(|e| e.revision < current)
-        .find(|e| matches!(e.outcome, Outcome::Stable | Outcome::Superseded))
-        .map(|e| e.revision)
 }
 
 fn explain(e: kube::Error, name: &str, namespace: &str) -> String {
