@@ -51,8 +51,8 @@ fn blob(layout: &Path, digest: &str) -> PathBuf {
 }
 
 fn json_file(path: &Path) -> Value {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
     serde_json::from_str(&text).expect("JSON")
 }
 
@@ -134,7 +134,10 @@ fn normalized(reference: &str) -> String {
 #[test]
 fn references_are_normalized_as_docker_and_containerd_do() {
     for (given, stored) in [
-        ("model-operator:0.1.0", "docker.io/library/model-operator:0.1.0"),
+        (
+            "model-operator:0.1.0",
+            "docker.io/library/model-operator:0.1.0",
+        ),
         ("team/op:1", "docker.io/team/op:1"),
         ("ghcr.io/team/op:1", "ghcr.io/team/op:1"),
         ("localhost:5000/op:1", "localhost:5000/op:1"),
@@ -256,9 +259,10 @@ async fn the_documented_install_runs_the_images_operator_until_the_sample_is_rea
     // 2. "Loaded": the name the image has on a node after `kind load
     // image-archive` (or minikube's, docker's, containerd's import) is the
     // one the chart's Deployment runs, and a loaded image is never pulled.
+    // Both normalized, as the kubelet asks the runtime for the pod's image.
     assert_eq!(
-        container.image.as_deref(),
-        Some(normalized(&image.tarball_tag).as_str()),
+        normalized(container.image.as_deref().expect("an image")),
+        normalized(&image.tarball_tag),
         "the chart's default image is not what `make image` tags"
     );
     assert_eq!(
@@ -274,7 +278,10 @@ async fn the_documented_install_runs_the_images_operator_until_the_sample_is_rea
         serde_json::from_value(image.config["config"]["Entrypoint"].clone()).expect("Entrypoint");
     let program = rootfs.join(entrypoint[0].trim_start_matches('/'));
     let (args, health) = on_loopback(container.args.as_deref().unwrap_or_default());
-    let account = pod_spec.service_account_name.clone().expect("ServiceAccount");
+    let account = pod_spec
+        .service_account_name
+        .clone()
+        .expect("ServiceAccount");
     let kubeconfig = service_account_kubeconfig(&system.name, &account);
     wait_authorized(
         &format!("system:serviceaccount:{}:{account}", system.name),
@@ -299,7 +306,10 @@ async fn the_documented_install_runs_the_images_operator_until_the_sample_is_rea
             .args(&args)
             .env_clear()
             .env("KUBECONFIG", &kubeconfig)
-            .env("RUST_LOG", env_value(container, "RUST_LOG").expect("RUST_LOG"))
+            .env(
+                "RUST_LOG",
+                env_value(container, "RUST_LOG").expect("RUST_LOG"),
+            )
             // What the downward API gives the pod.
             .env("POD_NAMESPACE", &system.name)
             .env("POD_NAME", &pod)
@@ -319,12 +329,18 @@ async fn the_documented_install_runs_the_images_operator_until_the_sample_is_rea
     .await;
     // It leads through the chart's Lease, in the release namespace.
     let leases = Api::<Lease>::namespaced(client.clone(), &system.name);
-    wait_for(&leases, "model-operator", "be held by the pod", TIMEOUT, |l| {
-        l.spec
-            .as_ref()
-            .and_then(|s| s.holder_identity.as_deref())
-            .is_some_and(|h| h.starts_with(&format!("{pod}-")))
-    })
+    wait_for(
+        &leases,
+        "model-operator",
+        "be held by the pod",
+        TIMEOUT,
+        |l| {
+            l.spec
+                .as_ref()
+                .and_then(|s| s.holder_identity.as_deref())
+                .is_some_and(|h| h.starts_with(&format!("{pod}-")))
+        },
+    )
     .await;
 
     // The sample, as docs/install.md applies it, becomes Ready.
