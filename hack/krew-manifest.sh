@@ -5,8 +5,9 @@
 #   hack/krew-manifest.sh VERSION REPOSITORY DIR > model.yaml
 #
 # VERSION without the leading v (0.1.0), REPOSITORY as owner/name, DIR
-# holding what hack/plugin-archive.sh wrote. Fails when an archive the
-# template names has no digest, or a placeholder is left.
+# holding what hack/plugin-archive.sh wrote. The template's comments are
+# left out. Fails when an archive the template names has no digest, or a
+# placeholder is left.
 set -euo pipefail
 if [ "$#" -ne 3 ]; then
   echo "usage: $0 VERSION REPOSITORY DIR" >&2
@@ -14,7 +15,7 @@ if [ "$#" -ne 3 ]; then
 fi
 version=$1 repository=$2 dir=$3
 root=$(cd "$(dirname "$0")/.." && pwd)
-manifest=$(sed -e "s|{{VERSION}}|$version|g" -e "s|{{REPOSITORY}}|$repository|g" \
+manifest=$(sed -e "/^#/d" -e "s|{{VERSION}}|$version|g" -e "s|{{REPOSITORY}}|$repository|g" \
   "$root/config/krew/model.yaml")
 mapfile -t placeholders < <(grep -o '{{SHA256_[a-z]*_[a-z0-9]*}}' <<<"$manifest" | sort -u)
 for placeholder in "${placeholders[@]}"; do
