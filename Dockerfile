@@ -4,7 +4,7 @@
 # entrypoint, environment and labels (`make test-image` compares them with
 # this file). Multi-platform: docker buildx build --platform linux/amd64,linux/arm64
 #   docker build --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD) \
-#     --build-arg VERSION=0.1.0 -t registry.example/model-operator:0.1.0 .
+#     --build-arg VERSION=0.1.0 -t model-operator:0.1.0 .
 # The toolchain rust-toolchain.toml pins.
 FROM rust:1.95.0-bookworm AS build
 # musl-gcc for ring's C code; Debian's CA bundle, as on the machines that

@@ -181,6 +181,17 @@ fn on_loopback(args: &[String]) -> (Vec<String>, String) {
     (args, health)
 }
 
+/// The image config's `Env`, as name and value.
+fn image_env(config: &Value) -> Vec<(String, String)> {
+    config["config"]["Env"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.as_str()?.split_once('='))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
 fn env_value(container: &Container, name: &str) -> Option<String> {
     container
         .env
@@ -305,6 +316,9 @@ async fn the_documented_install_runs_the_images_operator_until_the_sample_is_rea
             .args(&entrypoint[1..])
             .args(&args)
             .env_clear()
+            // The image's environment (SSL_CERT_FILE: the same path on this
+            // Debian host), then the container's.
+            .envs(image_env(&image.config))
             .env("KUBECONFIG", &kubeconfig)
             .env(
                 "RUST_LOG",
