@@ -95,6 +95,7 @@ test-image:
 crds:
 	cargo run --quiet --bin model-operator -- crd > crds/mlops.dev_modeldeployments.yaml
 	cp crds/mlops.dev_modeldeployments.yaml charts/model-operator/files/
+	cargo run --quiet --bin model-operator -- notification-schema > docs/notification.schema.json
 	BLESS=1 cargo test --quiet --test crd_in_sync docs_api_lists_every_limit
 
 tools:

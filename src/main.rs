@@ -66,6 +66,8 @@ enum Command {
     },
     /// Print the ModelDeployment CustomResourceDefinition as YAML.
     Crd,
+    /// Print the JSON Schema of a `format: Generic` webhook notification.
+    NotificationSchema,
 }
 
 /// Where outbound requests may go, per purpose (docs/security.md).
@@ -140,6 +142,10 @@ impl OutboundArgs {
 
 fn main() -> ExitCode {
     match Cli::parse().command {
+        Command::NotificationSchema => {
+            print!("{}", model_operator::alerts::messages::generic_schema());
+            ExitCode::SUCCESS
+        }
         Command::Crd => match model_operator::api::crd_yaml() {
             Ok(yaml) => {
                 print!("{yaml}");

@@ -10,28 +10,14 @@
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 
 use super::desired::Transition;
-use crate::api::{AlertChannel, AlertNotification, AlertState, AlertsSpec, FiringAlert};
+pub use super::routing::{Routing, kind};
+use crate::api::{AlertChannel, AlertNotification, AlertState, FiringAlert};
 
 /// Notifications kept at most; beyond that the oldest are dropped (and
 /// counted). 32 covers every alert one ModelDeployment can raise (22)
 /// resolving at once, and keeps the worst-case status under its ceiling
 /// (`controller::status::bounded`).
 pub const MAX_PENDING: usize = 32;
-
-/// The channels `spec.alerts` configures.
-pub fn channels(spec: Option<&AlertsSpec>) -> Vec<AlertChannel> {
-    let Some(spec) = spec else {
-        return Vec::new();
-    };
-    let mut channels = Vec::new();
-    if spec.alertmanager.is_some() {
-        channels.push(AlertChannel::Alertmanager);
-    }
-    if spec.webhook.is_some() {
-        channels.push(AlertChannel::Webhook);
-    }
-    channels
-}
 
 /// A delivery a channel confirmed (2xx), not yet removed from status.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -51,16 +37,19 @@ pub struct Next {
 
 /// What the outbox holds after this pass: the stored notifications less
 /// what was confirmed, less channels no longer configured, plus the
-/// transition's new ones for every configured channel. `uid` tells apart
-/// ModelDeployments that reused a name, in the keys.
+/// transition's new ones and this pass's lifecycle `notices`, each for the
+/// channels `routing` sends it to. `uid` tells apart ModelDeployments that
+/// reused a name, in the keys.
 pub fn next(
     stored: &[AlertNotification],
     transition: &Transition,
-    configured: &[AlertChannel],
+    notices: &[FiringAlert],
+    routing: &Routing,
     confirmed: &[Confirmed],
     uid: &str,
     now: &Time,
 ) -> Next {
+    let configured = routing.configured();
     let mut outbox: Vec<AlertNotification> = stored
         .iter()
         .filter(|n| n.state != AlertState::Unknown)
@@ -74,30 +63,36 @@ pub fn next(
             (!n.pending.is_empty()).then_some(n)
         })
         .collect();
-    if !configured.is_empty() {
-        let new = transition
-            .firing
-            .iter()
-            .map(|a| (AlertState::Firing, a))
-            .chain(
-                transition
-                    .resolved
-                    .iter()
-                    .map(|a| (AlertState::Resolved, a)),
-            );
-        for (state, alert) in new {
-            let key = key(uid, alert, state);
-            if outbox.iter().any(|n| n.key == key) {
-                continue;
-            }
-            outbox.push(AlertNotification {
-                state,
-                alert: alert.clone(),
-                pending: configured.to_vec(),
-                key,
-                decided_at: Some(now.clone()),
-            });
+    let new = transition
+        .firing
+        .iter()
+        .map(|a| (AlertState::Firing, a))
+        .chain(
+            transition
+                .resolved
+                .iter()
+                .map(|a| (AlertState::Resolved, a)),
+        )
+        .chain(notices.iter().map(|a| (AlertState::Notice, a)));
+    for (state, alert) in new {
+        let pending = routing.channels(state, &alert.alertname);
+        if pending.is_empty() {
+            continue;
         }
+        let key = match state {
+            AlertState::Notice => notice_key(uid, alert),
+            _ => key(uid, alert, state),
+        };
+        if outbox.iter().any(|n| n.key == key) {
+            continue;
+        }
+        outbox.push(AlertNotification {
+            state,
+            alert: alert.clone(),
+            pending,
+            key,
+            decided_at: Some(now.clone()),
+        });
     }
     let over = outbox.len().saturating_sub(MAX_PENDING);
     let dropped = outbox.drain(..over).flat_map(|n| n.pending).collect();
@@ -124,6 +119,7 @@ pub fn key(uid: &str, alert: &FiringAlert, state: AlertState) -> String {
     let state = match state {
         AlertState::Firing => "firing",
         AlertState::Resolved => "resolved",
+        AlertState::Notice => "notice",
         AlertState::Unknown => "unknown",
     };
     let mut parts = Vec::new();
@@ -142,13 +138,48 @@ pub fn key(uid: &str, alert: &FiringAlert, state: AlertState) -> String {
     crate::digest::sha256_hex(&parts, 16)
 }
 
+/// A notice's key: as `key`, with the decision's time to the nanosecond
+/// (a notice is decided once, in the write that records what it tells) and
+/// its `metric` (a canary's step).
+pub fn notice_key(uid: &str, notice: &FiringAlert) -> String {
+    let at = notice
+        .since
+        .as_ref()
+        .map(|t| t.0.to_string())
+        .unwrap_or_default();
+    let mut parts = Vec::new();
+    for part in [
+        uid,
+        &notice.alertname,
+        &notice.revision.to_string(),
+        &notice.metric,
+        &at,
+        "notice",
+    ] {
+        parts.extend_from_slice(part.as_bytes());
+        parts.push(0u8);
+    }
+    crate::digest::sha256_hex(&parts, 16)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alerts::transition;
+    use crate::alerts::{lifecycle, transition};
+    use crate::api::NotificationKind;
     use k8s_openapi::jiff::Timestamp;
 
     use AlertChannel::{Alertmanager, Webhook};
+
+    /// These channels, the webhook with its default kinds.
+    fn routing(channels: &[AlertChannel]) -> Routing {
+        Routing {
+            alertmanager: channels.contains(&Alertmanager),
+            webhook: channels
+                .contains(&Webhook)
+                .then(|| NotificationKind::ALERTS.to_vec()),
+        }
+    }
 
     fn at(second: i64) -> Time {
         Time(Timestamp::from_second(second).unwrap())
@@ -183,7 +214,7 @@ mod tests {
     fn table() {
         let both = [Alertmanager, Webhook];
         let fires = transition(&[], vec![alert("a")], &at(10));
-        let pending = next(&[], &fires, &both, &[], "uid", &at(10)).outbox;
+        let pending = next(&[], &fires, &[], &routing(&both), &[], "uid", &at(10)).outbox;
         let firing_a = pending[0].clone();
         let resolves = transition(&fires.next, vec![], &at(20));
         let unchanged = Transition {
@@ -275,7 +306,15 @@ mod tests {
             ),
         ];
         for (what, stored, transition, configured, confirmed, want) in cases {
-            let got = next(&stored, transition, configured, &confirmed, "uid", &at(20));
+            let got = next(
+                &stored,
+                transition,
+                &[],
+                &routing(configured),
+                &confirmed,
+                "uid",
+                &at(20),
+            );
             let want: Vec<_> = want
                 .into_iter()
                 .map(|(s, m, c)| (s, m.to_string(), c))
@@ -318,11 +357,11 @@ mod tests {
         let stored: Vec<AlertNotification> = (0..MAX_PENDING)
             .map(|i| {
                 let t = transition(&[], vec![alert(&format!("m{i}"))], &at(10));
-                next(&[], &t, &[Webhook], &[], "uid", &at(10)).outbox[0].clone()
+                next(&[], &t, &[], &routing(&[Webhook]), &[], "uid", &at(10)).outbox[0].clone()
             })
             .collect();
         let t = transition(&[], vec![alert("newest")], &at(20));
-        let got = next(&stored, &t, &[Webhook], &[], "uid", &at(20));
+        let got = next(&stored, &t, &[], &routing(&[Webhook]), &[], "uid", &at(20));
         assert_eq!(got.dropped, vec![Webhook]);
         assert_eq!(got.outbox.len(), MAX_PENDING);
         assert_eq!(got.outbox[0].alert.metric, "m1");
@@ -332,7 +371,16 @@ mod tests {
     #[test]
     fn pending_for_a_channel() {
         let t = transition(&[], vec![alert("a"), alert("b")], &at(10));
-        let mut outbox = next(&[], &t, &[Alertmanager, Webhook], &[], "uid", &at(10)).outbox;
+        let mut outbox = next(
+            &[],
+            &t,
+            &[],
+            &routing(&[Alertmanager, Webhook]),
+            &[],
+            "uid",
+            &at(10),
+        )
+        .outbox;
         outbox[0].pending = vec![Alertmanager];
         let metrics = |c| {
             pending_for(&outbox, c)
@@ -342,5 +390,60 @@ mod tests {
         };
         assert_eq!(metrics(Webhook), vec!["b"]);
         assert_eq!(metrics(Alertmanager), vec!["a", "b"]);
+    }
+
+    #[test]
+    fn notices_go_to_the_webhook_with_a_key_each() {
+        let notice = |alertname: &str, metric: &str, second: i64| FiringAlert {
+            alertname: alertname.into(),
+            severity: "info".into(),
+            revision: 2,
+            metric: metric.into(),
+            since: Some(at(second)),
+            ..FiringAlert::default()
+        };
+        let routing = Routing {
+            alertmanager: true,
+            webhook: Some(NotificationKind::ALL.to_vec()),
+        };
+        let notices = [
+            notice(lifecycle::ROLLOUT_STARTED, "", 10),
+            notice(lifecycle::CANARY_STEP, "step-1", 10),
+            notice(lifecycle::CANARY_STEP, "step-2", 10),
+            notice(lifecycle::CANARY_STEP, "step-1", 20),
+        ];
+        let got = next(
+            &[],
+            &Transition::default(),
+            &notices,
+            &routing,
+            &[],
+            "uid",
+            &at(10),
+        );
+        assert_eq!(got.outbox.len(), 4);
+        for n in &got.outbox {
+            assert_eq!(n.state, AlertState::Notice);
+            assert_eq!(n.pending, vec![Webhook]);
+        }
+        let mut keys: Vec<&str> = got.outbox.iter().map(|n| n.key.as_str()).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        assert_eq!(keys.len(), 4, "every notice has its own key");
+        assert_eq!(notice_key("uid", &notices[0]), got.outbox[0].key);
+        let none = Routing {
+            alertmanager: true,
+            webhook: None,
+        };
+        let got = next(
+            &[],
+            &Transition::default(),
+            &notices,
+            &none,
+            &[],
+            "uid",
+            &at(10),
+        );
+        assert!(got.outbox.is_empty(), "no webhook: no notice");
     }
 }

@@ -4,6 +4,8 @@
 use kube::KubeSchema;
 use serde::{Deserialize, Serialize};
 
+use super::notify_spec::{NotificationKind, WebhookFormat};
+
 /// Go-style durations ("30s", "2m", "1h30m"), checked at `kubectl apply`.
 pub(super) const DURATION_PATTERN: &str = "^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$";
 
@@ -342,7 +344,8 @@ pub struct AlertsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub alertmanager: Option<AlertmanagerSpec>,
 
-    /// A webhook receiving each alert as a JSON POST.
+    /// A webhook receiving each alert, and the lifecycle notices it asks
+    /// for, as JSON POSTs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub webhook: Option<WebhookSpec>,
 }
@@ -365,4 +368,31 @@ pub struct WebhookSpec {
     /// must carry the label `mlops.dev/secret-type: alert-webhook` (the
     /// operator reads no other).
     pub url_secret_ref: SecretKeyRef,
+
+    /// The body's shape: Alertmanager (default; Alertmanager's webhook
+    /// JSON), Slack, Teams (an Adaptive Card) or Generic (one JSON object,
+    /// docs/notification.schema.json). Slack and Teams refuse the
+    /// Alertmanager shape.
+    #[serde(default)]
+    pub format: WebhookFormat,
+
+    /// Which notifications this webhook gets, each kind at most once.
+    /// Unset: the alerts (RolledBack, RolloutFailed, AnalysisInconclusive,
+    /// GuardBreach, and Resolved), as before this field existed. Set:
+    /// exactly the kinds listed; Resolved then covers only the listed alert
+    /// kinds. Lifecycle notices (RolloutStarted, CanaryStep,
+    /// AwaitingPromotion, Promoted) are sent only when listed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 9), extend("x-kubernetes-list-type" = "set"))]
+    pub notify: Option<Vec<NotificationKind>>,
+}
+
+impl WebhookSpec {
+    /// The kinds this webhook gets.
+    pub fn kinds(&self) -> &[NotificationKind] {
+        match &self.notify {
+            Some(kinds) => kinds,
+            None => &NotificationKind::ALERTS,
+        }
+    }
 }

@@ -189,9 +189,10 @@ impl std::fmt::Display for Verdict {
 #[serde(rename_all = "camelCase")]
 pub struct FiringAlert {
     /// ModelRolledBack, ModelRolloutFailed, ModelAnalysisInconclusive or
-    /// ModelMetricBreach.
+    /// ModelMetricBreach; in a notice, ModelRolloutStarted, ModelCanaryStep,
+    /// ModelAwaitingPromotion or ModelPromoted.
     pub alertname: String,
-    /// warning or critical.
+    /// warning or critical; info in a notice.
     pub severity: String,
     /// The revision it is about.
     pub revision: i64,
@@ -221,15 +222,15 @@ impl FiringAlert {
     }
 }
 
-/// A notification about an alert (it started firing, or it resolved) that
-/// a channel has not confirmed yet. Written with the decision that raised it
-/// and removed per channel once that channel answered 2xx, so a failed
-/// delivery, a restart or another replica taking over sends it again
-/// (docs/analysis.md, "Delivery").
+/// A notification about an alert (it started firing, or it resolved), or a
+/// lifecycle notice for the webhook, that a channel has not confirmed yet.
+/// Written with the decision that raised it and removed per channel once
+/// that channel answered 2xx, so a failed delivery, a restart or another
+/// replica taking over sends it again (docs/analysis.md, "Delivery").
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlertNotification {
-    /// Firing or Resolved.
+    /// Firing, Resolved or Notice.
     pub state: AlertState,
     /// The alert as it stood when the notification was decided.
     pub alert: FiringAlert,
@@ -252,6 +253,11 @@ pub enum AlertState {
     Firing,
     /// It stopped firing.
     Resolved,
+    /// A lifecycle notice for the webhook (`alerts.webhook.notify`): the
+    /// "alert" is what it is about (alertname `ModelRolloutStarted`,
+    /// `ModelCanaryStep`, `ModelAwaitingPromotion` or `ModelPromoted`);
+    /// nothing fires or resolves.
+    Notice,
     /// A state this operator does not know (written by a newer one): the
     /// notification is dropped, never sent as something it is not.
     #[schemars(skip)]
@@ -302,7 +308,11 @@ tolerant!(
 
 tolerant!(Verdict, fallback = Inconclusive, [Pass, Fail, Inconclusive]);
 
-tolerant!(AlertState, fallback = Unknown, [Firing, Resolved, Unknown]);
+tolerant!(
+    AlertState,
+    fallback = Unknown,
+    [Firing, Resolved, Notice, Unknown]
+);
 
 tolerant!(
     AlertChannel,

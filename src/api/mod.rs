@@ -9,6 +9,7 @@ mod disruption_budget;
 mod explain;
 mod model_spec;
 mod model_status;
+mod notify_spec;
 mod served;
 mod server_spec;
 mod tolerant;
@@ -34,6 +35,7 @@ pub use model_spec::{
     ServiceSpec, ServiceType,
 };
 pub use model_status::{HistoryEntry, ModelDeploymentStatus, Outcome, Phase, UnschedulableStatus};
+pub use notify_spec::{NotificationKind, WebhookFormat};
 pub use server_spec::{
     DnsPolicy, EMBEDDED_KUBERNETES_TYPES, MAIN_PORT, MODEL_CONTAINER, Protocol, PullPolicy,
     RESERVED_VOLUME_PREFIX, ServerPort, ServerSpec, VOLUME_SOURCES,

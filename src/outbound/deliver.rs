@@ -7,29 +7,35 @@
 //! here as a confirmation until the next status write removes the
 //! notification from the outbox.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use k8s_openapi::jiff::Timestamp;
 use kube::Client;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::sync::broadcast;
 
+use super::alertmanager_bodies::{alertmanager_webhook, notification, payload};
+use crate::alerts::messages::{self, About};
 use crate::alerts::outbox::{self, Confirmed};
-use crate::api::{AlertChannel, AlertNotification, AlertState, FiringAlert, SecretKeyRef};
+use crate::api::{
+    AlertChannel, AlertNotification, AlertState, FiringAlert, SecretKeyRef, WebhookFormat,
+};
 use crate::metrics::{DeliveryLabels, Metrics};
 use crate::outbound::egress::{self, ALERT_BODY_LIMIT, RequestFailure};
 use crate::outbound::policy::{Policy, Purpose};
 
-/// Alertmanager forgets an alert this long after its last update unless
-/// told again; the operator re-sends firing alerts well before that.
-const FIRING_FOR: SignedDuration = SignedDuration::from_mins(15);
 const RESEND_AFTER: Duration = Duration::from_secs(240);
 const TIMEOUT: Duration = Duration::from_secs(5);
 /// A failed channel is tried again after 2 s, doubling up to 5 minutes.
 const RETRY_FIRST: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(300);
+/// Notifications one attempt posts in the formats that take one per POST
+/// (Slack, Teams, Generic): an attempt then takes at most this many
+/// request timeouts, and the rest follow once its confirmations are
+/// written.
+const MESSAGES_PER_ATTEMPT: usize = 8;
 /// How long after starting an attempt its result is looked at, should the
 /// controller miss the attempt's end (`Deliverer::attempts_ended`): the
 /// request timeout, the Secret read before it, and a margin.
@@ -43,6 +49,8 @@ pub struct Target {
     pub model: String,
     pub alertmanager: Option<String>,
     pub webhook: Option<SecretKeyRef>,
+    /// The webhook's body shape.
+    pub format: WebhookFormat,
 }
 
 impl Target {
@@ -292,29 +300,33 @@ impl Deliverer {
         let this = self.clone();
         let target = target.clone();
         tokio::spawn(async move {
-            let (destination, result) = match channel {
+            let (destination, delivered, result) = match channel {
                 AlertChannel::Alertmanager => {
                     let url = target.alertmanager.clone().unwrap_or_default();
                     let alerts = batch
                         .iter()
                         .map(|n| notification(&target, n, now))
                         .collect();
-                    (url.clone(), this.to_alertmanager(&url, alerts).await)
+                    let result = this.to_alertmanager(&url, alerts).await;
+                    let delivered = if result.is_ok() { batch } else { Vec::new() };
+                    (url, delivered, result)
                 }
-                _ => this.to_webhook(&target, &batch, now).await,
+                _ => this.to_webhook(&target, batch, now).await,
             };
             let ok = result.is_ok();
             this.record(&channel.to_string().to_lowercase(), &destination, result);
-            this.settle(&target, channel, &batch, ok);
+            this.settle(&target, channel, &delivered, ok);
         });
     }
 
-    /// Records an attempt's result: the confirmations, or the backoff.
+    /// Records an attempt's result: the confirmations of what was
+    /// `delivered` (all of it, or what went before a failure), and the
+    /// backoff unless the attempt was `ok`.
     fn settle(
         &self,
         target: &Target,
         channel: AlertChannel,
-        batch: &[AlertNotification],
+        delivered: &[AlertNotification],
         ok: bool,
     ) {
         let object = target.object();
@@ -327,14 +339,16 @@ impl Deliverer {
         if ok {
             attempts.failures = 0;
             attempts.not_before = None;
-            let confirmed = memory.confirmed.entry(object).or_default();
-            confirmed.extend(batch.iter().map(|n| Confirmed {
-                key: n.key.clone(),
-                channel,
-            }));
         } else {
             attempts.failures = attempts.failures.saturating_add(1);
             attempts.not_before = Some(Instant::now() + retry_after(attempts.failures));
+        }
+        if !delivered.is_empty() {
+            let confirmed = memory.confirmed.entry(object).or_default();
+            confirmed.extend(delivered.iter().map(|n| Confirmed {
+                key: n.key.clone(),
+                channel,
+            }));
         }
         drop(memory);
         // No receiver (a test without a controller) is no error worth a word.
@@ -351,15 +365,20 @@ impl Deliverer {
         .map_err(|f| f.to_string())
     }
 
-    /// Returns where it went (the Secret, never the URL) and the result.
+    /// Returns where it went (the Secret, never the URL), what was
+    /// delivered, and the result.
     async fn to_webhook(
         &self,
         target: &Target,
-        batch: &[AlertNotification],
+        batch: Vec<AlertNotification>,
         now: Timestamp,
-    ) -> (String, Result<(), String>) {
+    ) -> (String, Vec<AlertNotification>, Result<(), String>) {
         let Some(secret) = target.webhook.as_ref() else {
-            return (String::new(), Err("no webhook configured".into()));
+            return (
+                String::new(),
+                Vec::new(),
+                Err("no webhook configured".into()),
+            );
         };
         let namespace = &target.namespace;
         // The URL is a secret: only its Secret is named.
@@ -367,22 +386,7 @@ impl Deliverer {
             "the URL in Secret {namespace}/{} key {}",
             secret.name, secret.key
         );
-        let alerts: Vec<Value> = batch
-            .iter()
-            .map(|n| {
-                let mut alert = notification(target, n, now);
-                alert["idempotencyKey"] = json!(n.key);
-                alert
-            })
-            .collect();
-        let any_firing = batch.iter().any(|n| n.state == AlertState::Firing);
-        let body = json!({
-            "version": "1",
-            "receiver": "model-operator",
-            "status": if any_firing { "firing" } else { "resolved" },
-            "alerts": alerts,
-        });
-        let result = match crate::outbound::secrets::read_key(
+        let url = match crate::outbound::secrets::read_key(
             &self.client,
             namespace,
             secret,
@@ -391,12 +395,44 @@ impl Deliverer {
         .await
         {
             Ok(url) => match self.policy.request_url(Purpose::Webhook, &url) {
-                Ok(url) => self.post(url, &body).await.map_err(|f| f.to_string()),
-                Err(refused) => Err(refused.to_string()),
+                Ok(url) => url,
+                Err(refused) => return (named, Vec::new(), Err(refused.to_string())),
             },
-            Err(e) => Err(e),
+            Err(e) => return (named, Vec::new(), Err(e)),
         };
-        (named, result)
+        if target.format == WebhookFormat::Alertmanager {
+            let body = alertmanager_webhook(target, &batch, now);
+            let result = self.post(url, &body).await.map_err(|f| f.to_string());
+            let delivered = if result.is_ok() { batch } else { Vec::new() };
+            return (named, delivered, result);
+        }
+        // One message per POST, in order; the first failure ends the
+        // attempt, and what went before it is confirmed.
+        let about = About {
+            namespace,
+            name: &target.name,
+            model: &target.model,
+        };
+        let mut delivered = Vec::new();
+        for n in batch.into_iter().take(MESSAGES_PER_ATTEMPT) {
+            let Some(message) = messages::generic(&about, &n) else {
+                // Of a kind this binary cannot tell (a newer operator
+                // decided it): never sent as something it is not, and not
+                // waited for.
+                delivered.push(n);
+                continue;
+            };
+            let body = match target.format {
+                WebhookFormat::Slack => messages::slack(&message),
+                WebhookFormat::Teams => messages::teams(&message),
+                _ => serde_json::to_value(&message).unwrap_or_default(),
+            };
+            if let Err(f) = self.post(url.clone(), &body).await {
+                return (named, delivered, Err(f.to_string()));
+            }
+            delivered.push(n);
+        }
+        (named, delivered, Ok(()))
     }
 
     /// Posts `body` to a URL the policy allowed; only the answer's status
@@ -440,58 +476,6 @@ fn key(target: &Target, alert: &FiringAlert) -> String {
     )
 }
 
-/// The labels a routing tree can use; documented in docs/analysis.md.
-pub fn labels(target: &Target, alert: &FiringAlert) -> BTreeMap<String, String> {
-    let mut labels = BTreeMap::from([
-        ("alertname".to_string(), alert.alertname.clone()),
-        ("severity".to_string(), alert.severity.clone()),
-        ("namespace".to_string(), target.namespace.clone()),
-        ("modeldeployment".to_string(), target.name.clone()),
-        ("model".to_string(), target.model.clone()),
-        ("revision".to_string(), alert.revision.to_string()),
-        ("model_version".to_string(), alert.model_version.clone()),
-    ]);
-    for (name, value) in [("metric", &alert.metric), ("reason", &alert.reason)] {
-        if !value.is_empty() {
-            labels.insert(name.to_string(), value.clone());
-        }
-    }
-    labels
-}
-
-/// A notification as an alert of Alertmanager's API (and of its webhook
-/// shape). A resolved alert ends when it was decided to.
-fn notification(target: &Target, n: &AlertNotification, now: Timestamp) -> Value {
-    let decided = n.decided_at.as_ref().map_or(now, |t| t.0);
-    payload(target, &n.alert, n.state, now, decided)
-}
-
-/// `now`: when it is sent (a firing alert's `endsAt` counts from it);
-/// `resolved_at`: a resolved alert's `endsAt`.
-fn payload(
-    target: &Target,
-    alert: &FiringAlert,
-    state: AlertState,
-    now: Timestamp,
-    resolved_at: Timestamp,
-) -> Value {
-    let starts = alert.since.as_ref().map_or(now, |t| t.0);
-    let (status, ends) = match state {
-        AlertState::Resolved => ("resolved", resolved_at),
-        _ => ("firing", now.checked_add(FIRING_FOR).unwrap_or(now)),
-    };
-    json!({
-        "status": status,
-        "labels": labels(target, alert),
-        "annotations": {
-            "summary": format!("{} {}/{} revision {}", alert.alertname, target.namespace, target.name, alert.revision),
-            "description": alert.message,
-        },
-        "startsAt": starts.to_string(),
-        "endsAt": ends.to_string(),
-    })
-}
-
 /// After `failures` failed attempts in a row.
 fn retry_after(failures: u32) -> Duration {
     let doublings = failures.saturating_sub(1).min(16);
@@ -509,42 +493,5 @@ mod tests {
             .map(|f| retry_after(f).as_secs())
             .collect();
         assert_eq!(waits, vec![2, 4, 8, 256, 300, 300, 300]);
-    }
-
-    #[test]
-    fn payload_has_the_documented_labels() {
-        let target = Target {
-            namespace: "prod".into(),
-            name: "fraud".into(),
-            model: "fraud-detector".into(),
-            alertmanager: None,
-            webhook: None,
-        };
-        let alert = FiringAlert {
-            alertname: "ModelMetricBreach".into(),
-            severity: "critical".into(),
-            revision: 3,
-            model_version: "2.1.0".into(),
-            metric: "error-rate".into(),
-            reason: "PostPromotionBreach".into(),
-            message: "bad".into(),
-            since: None,
-        };
-        let now = Timestamp::from_second(1_800_000_000).unwrap();
-        let p = payload(&target, &alert, AlertState::Resolved, now, now);
-        assert_eq!(
-            p["labels"],
-            json!({"alertname": "ModelMetricBreach", "severity": "critical", "namespace": "prod", "modeldeployment": "fraud", "model": "fraud-detector", "revision": "3", "model_version": "2.1.0", "metric": "error-rate", "reason": "PostPromotionBreach"})
-        );
-        assert_eq!(
-            p["endsAt"],
-            json!(now.to_string()),
-            "resolved alerts end now"
-        );
-        let p = payload(&target, &alert, AlertState::Firing, now, now);
-        assert_eq!(
-            p["endsAt"],
-            json!(now.checked_add(FIRING_FOR).unwrap().to_string())
-        );
     }
 }

@@ -1,10 +1,12 @@
 //! Every request the operator makes beyond the API server: Prometheus
 //! queries (`prometheus`, `queries`) run in rounds off the
-//! reconcile path (`rounds`), alert deliveries (`deliver`), where each
+//! reconcile path (`rounds`), alert deliveries (`deliver`, with
+//! Alertmanager's shapes in `alertmanager_bodies`), where each
 //! purpose's requests may go (`policy`), how every request is sent and
 //! bounded (`egress`) and the Secrets they read (`secrets`). Shared by
 //! every watched namespace.
 
+pub mod alertmanager_bodies;
 pub mod deliver;
 pub mod egress;
 pub mod endpoints;

@@ -120,6 +120,11 @@ pub fn deliver_alerts(
         model: seen.served.model_name().to_string(),
         alertmanager: channels.alertmanager.as_ref().map(|a| a.url.clone()),
         webhook: channels.webhook.as_ref().map(|w| w.url_secret_ref.clone()),
+        format: channels
+            .webhook
+            .as_ref()
+            .map(|w| w.format)
+            .unwrap_or_default(),
     };
     let (firing, outbox) = status.map_or((&[][..], &[][..]), |s| {
         (s.alerts.as_slice(), s.alert_outbox.as_slice())

@@ -84,7 +84,7 @@ pub fn plan(
         alert_outbox: Vec::new(),
         canary: canary.status.clone(),
     };
-    let notifications_dropped = raise_alerts(seen, &mut revisions);
+    let notifications_dropped = raise_alerts(seen, &decision.changes, &mut revisions);
 
     let first = previous.requested.is_none() && previous.history.is_empty();
     Ok(Plan {
@@ -299,10 +299,11 @@ fn derive_status(
 }
 
 /// The alerts the planned state raises, against those already raised,
-/// and their notifications: they go into status with the decision that
-/// raised them, and leave it once every channel confirmed them. Returns
-/// the channels of notifications a full outbox dropped.
-fn raise_alerts(seen: &Snapshot, planned: &mut Revisions) -> Vec<AlertChannel> {
+/// and the lifecycle notices of `changes`, as notifications: they go into
+/// status with the decision that raised them, and leave it once every
+/// channel confirmed them. Returns the channels of notifications a full
+/// outbox dropped.
+fn raise_alerts(seen: &Snapshot, changes: &[Change], planned: &mut Revisions) -> Vec<AlertChannel> {
     let previous = &seen.previous;
     let failure_limit = seen
         .md
@@ -320,10 +321,20 @@ fn raise_alerts(seen: &Snapshot, planned: &mut Revisions) -> Vec<AlertChannel> {
     });
     let alerts = alerts::transition(&previous.alerts, raised, &seen.now);
     planned.alerts = alerts.next.clone();
+    let object = format!("{}/{}", seen.namespace, seen.name);
+    let notices = alerts::lifecycle::notices(&alerts::lifecycle::Facts {
+        changes,
+        history: &planned.history,
+        canary_before: previous.canary.as_ref(),
+        canary: planned.canary.as_ref(),
+        object: &object,
+        now: &seen.now,
+    });
     let outbox = alerts::outbox::next(
         &previous.alert_outbox,
         &alerts,
-        &alerts::outbox::channels(seen.md.spec.alerts.as_ref()),
+        &notices,
+        &alerts::outbox::Routing::of(seen.md.spec.alerts.as_ref()),
         &seen.confirmed,
         seen.md.metadata.uid.as_deref().unwrap_or_default(),
         &seen.now,
@@ -356,5 +367,7 @@ fn outcomes(changes: &[Change]) -> Vec<RevisionLabels> {
         .collect()
 }
 
+#[cfg(test)]
+mod notify_tests;
 #[cfg(test)]
 mod tests;

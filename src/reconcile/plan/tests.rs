@@ -13,7 +13,7 @@ use crate::api::{HistoryEntry, ModelDeployment, Outcome};
 use crate::gates::{Failure, Gate, Health};
 use crate::rollout::revision::{Revision, served_hash};
 
-fn md(version: &str) -> ModelDeployment {
+pub(super) fn md(version: &str) -> ModelDeployment {
     serde_json::from_value(json!({
         "apiVersion": "mlops.dev/v1alpha1", "kind": "ModelDeployment",
         "metadata": {"name": "fraud", "namespace": "ml", "uid": "u", "generation": 2},
@@ -22,7 +22,7 @@ fn md(version: &str) -> ModelDeployment {
     .unwrap()
 }
 
-fn revision(number: i64, version: &str) -> Revision {
+pub(super) fn revision(number: i64, version: &str) -> Revision {
     let served = ServedVersion::requested(&md(version));
     Revision {
         number,
@@ -32,7 +32,7 @@ fn revision(number: i64, version: &str) -> Revision {
     }
 }
 
-fn entry(revision: i64, outcome: Outcome) -> HistoryEntry {
+pub(super) fn entry(revision: i64, outcome: Outcome) -> HistoryEntry {
     HistoryEntry {
         revision,
         outcome,
@@ -43,7 +43,7 @@ fn entry(revision: i64, outcome: Outcome) -> HistoryEntry {
 }
 
 /// `version` is what the spec asks for; `current` what the Deployment runs.
-fn snapshot(
+pub(super) fn snapshot(
     version: &str,
     current: Option<i64>,
     previous: Revisions,
@@ -72,14 +72,14 @@ fn snapshot(
     }
 }
 
-fn passed() -> Analysed {
+pub(super) fn passed() -> Analysed {
     Analysed {
         gate: Gate::Passed,
         ..Analysed::unchanged(None)
     }
 }
 
-fn stable_on_1() -> Revisions {
+pub(super) fn stable_on_1() -> Revisions {
     Revisions {
         requested: Some(1),
         current: Some(1),
