@@ -15,6 +15,7 @@ pub mod largest;
 pub mod models;
 pub mod operator;
 pub mod prometheus;
+pub mod receivers;
 pub mod requests;
 pub mod servers;
 pub mod setup;
