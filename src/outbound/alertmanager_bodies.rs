@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 
-use super::deliver::Target;
+use crate::alerts::messages::About;
 use crate::api::{AlertNotification, AlertState, FiringAlert};
 
 /// Alertmanager forgets an alert this long after its last update unless
@@ -14,13 +14,13 @@ use crate::api::{AlertNotification, AlertState, FiringAlert};
 const FIRING_FOR: SignedDuration = SignedDuration::from_mins(15);
 
 /// The labels a routing tree can use; documented in docs/analysis.md.
-pub fn labels(target: &Target, alert: &FiringAlert) -> BTreeMap<String, String> {
+pub fn labels(about: &About<'_>, alert: &FiringAlert) -> BTreeMap<String, String> {
     let mut labels = BTreeMap::from([
         ("alertname".to_string(), alert.alertname.clone()),
         ("severity".to_string(), alert.severity.clone()),
-        ("namespace".to_string(), target.namespace.clone()),
-        ("modeldeployment".to_string(), target.name.clone()),
-        ("model".to_string(), target.model.clone()),
+        ("namespace".to_string(), about.namespace.to_string()),
+        ("modeldeployment".to_string(), about.name.to_string()),
+        ("model".to_string(), about.model.to_string()),
         ("revision".to_string(), alert.revision.to_string()),
         ("model_version".to_string(), alert.model_version.clone()),
     ]);
@@ -34,15 +34,15 @@ pub fn labels(target: &Target, alert: &FiringAlert) -> BTreeMap<String, String> 
 
 /// A notification as an alert of Alertmanager's API (and of its webhook
 /// shape). A resolved alert ends when it was decided to.
-pub fn notification(target: &Target, n: &AlertNotification, now: Timestamp) -> Value {
+pub fn notification(about: &About<'_>, n: &AlertNotification, now: Timestamp) -> Value {
     let decided = n.decided_at.as_ref().map_or(now, |t| t.0);
-    payload(target, &n.alert, n.state, now, decided)
+    payload(about, &n.alert, n.state, now, decided)
 }
 
 /// `now`: when it is sent (a firing alert's `endsAt` counts from it);
 /// `resolved_at`: a resolved alert's `endsAt`.
 pub fn payload(
-    target: &Target,
+    about: &About<'_>,
     alert: &FiringAlert,
     state: AlertState,
     now: Timestamp,
@@ -57,9 +57,9 @@ pub fn payload(
     };
     json!({
         "status": status,
-        "labels": labels(target, alert),
+        "labels": labels(about, alert),
         "annotations": {
-            "summary": format!("{} {}/{} revision {}", alert.alertname, target.namespace, target.name, alert.revision),
+            "summary": format!("{} {}/{} revision {}", alert.alertname, about.namespace, about.name, alert.revision),
             "description": alert.message,
         },
         "startsAt": starts.to_string(),
@@ -69,11 +69,15 @@ pub fn payload(
 
 /// `format: Alertmanager`: Alertmanager's webhook shape, every notification
 /// of the batch an alert with its `idempotencyKey`.
-pub fn alertmanager_webhook(target: &Target, batch: &[AlertNotification], now: Timestamp) -> Value {
+pub fn alertmanager_webhook(
+    about: &About<'_>,
+    batch: &[AlertNotification],
+    now: Timestamp,
+) -> Value {
     let alerts: Vec<Value> = batch
         .iter()
         .map(|n| {
-            let mut alert = notification(target, n, now);
+            let mut alert = notification(about, n, now);
             alert["idempotencyKey"] = json!(n.key);
             alert
         })
@@ -91,17 +95,13 @@ pub fn alertmanager_webhook(target: &Target, batch: &[AlertNotification], now: T
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::WebhookFormat;
 
     #[test]
     fn payload_has_the_documented_labels() {
-        let target = Target {
-            namespace: "prod".into(),
-            name: "fraud".into(),
-            model: "fraud-detector".into(),
-            alertmanager: None,
-            webhook: None,
-            format: WebhookFormat::Alertmanager,
+        let about = About {
+            namespace: "prod",
+            name: "fraud",
+            model: "fraud-detector",
         };
         let alert = FiringAlert {
             alertname: "ModelMetricBreach".into(),
@@ -114,7 +114,7 @@ mod tests {
             since: None,
         };
         let now = Timestamp::from_second(1_800_000_000).unwrap();
-        let p = payload(&target, &alert, AlertState::Resolved, now, now);
+        let p = payload(&about, &alert, AlertState::Resolved, now, now);
         assert_eq!(
             p["labels"],
             json!({"alertname": "ModelMetricBreach", "severity": "critical", "namespace": "prod", "modeldeployment": "fraud", "model": "fraud-detector", "revision": "3", "model_version": "2.1.0", "metric": "error-rate", "reason": "PostPromotionBreach"})
@@ -124,7 +124,7 @@ mod tests {
             json!(now.to_string()),
             "resolved alerts end now"
         );
-        let p = payload(&target, &alert, AlertState::Firing, now, now);
+        let p = payload(&about, &alert, AlertState::Firing, now, now);
         assert_eq!(
             p["endsAt"],
             json!(now.checked_add(FIRING_FOR).unwrap().to_string())

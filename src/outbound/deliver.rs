@@ -57,6 +57,15 @@ impl Target {
     fn object(&self) -> String {
         format!("{}/{}/", self.namespace, self.name)
     }
+
+    /// What every message names.
+    fn about(&self) -> About<'_> {
+        About {
+            namespace: &self.namespace,
+            name: &self.name,
+            model: &self.model,
+        }
+    }
 }
 
 /// One channel's attempts for one ModelDeployment.
@@ -131,7 +140,13 @@ impl Memory {
                 self.sent.insert(key, Instant::now());
             }
             if due && !on_its_way {
-                refresh.push(payload(target, alert, AlertState::Firing, now, now));
+                refresh.push(payload(
+                    &target.about(),
+                    alert,
+                    AlertState::Firing,
+                    now,
+                    now,
+                ));
             }
         }
         for n in outbox.iter().filter(|n| n.state == AlertState::Resolved) {
@@ -305,7 +320,7 @@ impl Deliverer {
                     let url = target.alertmanager.clone().unwrap_or_default();
                     let alerts = batch
                         .iter()
-                        .map(|n| notification(&target, n, now))
+                        .map(|n| notification(&target.about(), n, now))
                         .collect();
                     let result = this.to_alertmanager(&url, alerts).await;
                     let delivered = if result.is_ok() { batch } else { Vec::new() };
@@ -401,18 +416,14 @@ impl Deliverer {
             Err(e) => return (named, Vec::new(), Err(e)),
         };
         if target.format == WebhookFormat::Alertmanager {
-            let body = alertmanager_webhook(target, &batch, now);
+            let body = alertmanager_webhook(&target.about(), &batch, now);
             let result = self.post(url, &body).await.map_err(|f| f.to_string());
             let delivered = if result.is_ok() { batch } else { Vec::new() };
             return (named, delivered, result);
         }
         // One message per POST, in order; the first failure ends the
         // attempt, and what went before it is confirmed.
-        let about = About {
-            namespace,
-            name: &target.name,
-            model: &target.model,
-        };
+        let about = target.about();
         let mut delivered = Vec::new();
         for n in batch.into_iter().take(MESSAGES_PER_ATTEMPT) {
             let Some(message) = messages::generic(&about, &n) else {
