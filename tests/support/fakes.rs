@@ -66,15 +66,8 @@ impl WebhookSink {
     /// whose key `url` is this sink's URL with a token (`s3cr3t`) that must
     /// never be logged.
     pub async fn install_secret(&self, client: &kube::Client, namespace: &str, name: &str) {
-        let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "labels": {"mlops.dev/secret-type": "alert-webhook"}},
-            "stringData": {"url": format!("http://127.0.0.1:{}/hooks/models?token=s3cr3t\n", self.port)},
-        }))
-        .expect("Secret");
-        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
-            .create(&kube::api::PostParams::default(), &secret)
-            .await
-            .expect("create the webhook Secret");
+        let url = format!("http://127.0.0.1:{}/hooks/models?token=s3cr3t\n", self.port);
+        install_webhook_secret(client, namespace, name, &url).await;
     }
 
     /// `false`: answer 500 and keep nothing from now on.
@@ -270,4 +263,18 @@ impl Drop for Misbehaving {
     fn drop(&mut self) {
         self.task.abort();
     }
+}
+
+/// Creates Secret `name` in `namespace`, labelled for alert webhooks (the
+/// operator reads no other), with `url` under the key `url`.
+pub async fn install_webhook_secret(client: &kube::Client, namespace: &str, name: &str, url: &str) {
+    let secret: k8s_openapi::api::core::v1::Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": name, "labels": {"mlops.dev/secret-type": "alert-webhook"}},
+        "stringData": {"url": url},
+    }))
+    .expect("Secret");
+    kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
+        .create(&kube::api::PostParams::default(), &secret)
+        .await
+        .expect("create the webhook Secret");
 }

@@ -165,16 +165,8 @@ impl ChatReceiver {
     /// Creates Secret `name` in `namespace`, labelled for alert webhooks,
     /// holding this receiver's URL (with a token that must never be logged).
     pub async fn install_secret(&self, client: &kube::Client, namespace: &str, name: &str) {
-        let secret: k8s_openapi::api::core::v1::Secret =
-            serde_json::from_value(serde_json::json!({
-                "metadata": {"name": name, "labels": {"mlops.dev/secret-type": "alert-webhook"}},
-                "stringData": {"url": format!("http://127.0.0.1:{}/services/T0/B0/s3cr3t", self.port)},
-            }))
-            .expect("Secret");
-        kube::Api::<k8s_openapi::api::core::v1::Secret>::namespaced(client.clone(), namespace)
-            .create(&kube::api::PostParams::default(), &secret)
-            .await
-            .expect("create the webhook Secret");
+        let url = format!("http://127.0.0.1:{}/services/T0/B0/s3cr3t", self.port);
+        super::fakes::install_webhook_secret(client, namespace, name, &url).await;
     }
 
     /// `false`: answer 500 and keep nothing from now on.

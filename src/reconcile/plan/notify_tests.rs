@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::tests::{entry, passed, revision, snapshot, stable_on_1};
+use super::tests::{crash_looping, entry, passed, revision, snapshot, stable_on_1};
 use super::*;
 use crate::api::{AlertState, ModelDeployment};
-use crate::gates::Failure;
 
 /// `seen` with `spec.alerts` set to `alerts`.
 fn alerting(mut seen: Snapshot, alerts: Value) -> Snapshot {
@@ -51,24 +50,6 @@ fn completing() -> Snapshot {
     };
     let mut seen = snapshot("1.0", Some(1), previous, vec![revision(1, "1.0")]);
     seen.health = Health::Complete;
-    seen
-}
-
-fn crash_looping() -> Snapshot {
-    let mut previous = stable_on_1();
-    previous.requested = Some(2);
-    previous.current = Some(2);
-    previous.history.push(entry(2, Outcome::Progressing));
-    let mut seen = snapshot(
-        "2.0",
-        Some(2),
-        previous,
-        vec![revision(1, "1.0"), revision(2, "2.0")],
-    );
-    seen.health = Health::Failed(Failure {
-        reason: "CrashLoopBackOff",
-        message: "1/1 new pods in CrashLoopBackOff".into(),
-    });
     seen
 }
 

@@ -123,8 +123,8 @@ fn a_new_version_over_a_stable_one_is_written_first_and_announced() {
     );
 }
 
-#[test]
-fn a_crash_loop_rolls_back_to_the_stable_template_written_first_and_counted() {
+/// Revision 2 rolling out over stable revision 1, its pod crash-looping.
+pub(super) fn crash_looping() -> Snapshot {
     let mut previous = stable_on_1();
     previous.requested = Some(2);
     previous.current = Some(2);
@@ -139,6 +139,12 @@ fn a_crash_loop_rolls_back_to_the_stable_template_written_first_and_counted() {
         reason: "CrashLoopBackOff",
         message: "1/1 new pods in CrashLoopBackOff".into(),
     });
+    seen
+}
+
+#[test]
+fn a_crash_loop_rolls_back_to_the_stable_template_written_first_and_counted() {
+    let seen = crash_looping();
     let plan = plan(&seen, 2, &passed(), None).unwrap();
     assert_eq!(plan.decision.target, 1);
     assert_eq!(
