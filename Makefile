@@ -12,8 +12,10 @@ run:
 # controller reads (started when not running).
 # Every operator process runs as the Helm chart's ServiceAccount.
 # tests/install.rs follows docs/install.md with the image in .local/image.
+# hack/run-tests.sh builds every target once (as `cargo test --all-targets`)
+# and runs the binaries TEST_JOBS (2) at a time.
 test: cluster-up monitoring-up metrics-api test-argocd test-rules operator-identity image-once
-	KUBECONFIG=$(CURDIR)/.local/kubeconfig OPERATOR_KUBECONFIG=$(CURDIR)/.local/operator-kubeconfig cargo test --all-targets
+	KUBECONFIG=$(CURDIR)/.local/kubeconfig OPERATOR_KUBECONFIG=$(CURDIR)/.local/operator-kubeconfig hack/run-tests.sh
 
 # The Argo CD health script's fixtures (config/argocd), run by Argo CD's own
 # Lua package (github.com/argoproj/argo-cd/v3/util/lua, VM.ExecuteHealthLua).
