@@ -268,6 +268,18 @@ fn progressing(observed: &Observed<'_>, progress: Option<&Progress>) -> Draft {
         );
     }
     if let Some(unschedulable) = revisions.unschedulable.as_ref() {
+        // Paused, nothing is judged: no revision fails at the grace's end.
+        if observed.md.spec.paused {
+            return Draft::new(
+                PROGRESSING,
+                false,
+                reasons::PAUSED,
+                format!(
+                    "spec.paused is true: spec changes wait until it is false, and no revision fails meanwhile; {}",
+                    unschedulable.message
+                ),
+            );
+        }
         let grace = observed.md.spec.rollout.capacity_grace_seconds;
         return Draft::new(
             PROGRESSING,

@@ -506,6 +506,17 @@ fn pods_without_a_node_are_named_with_when_the_wait_ends() {
     assert_eq!(cond(&stuck, "Degraded"), ("False", "AsExpected"));
     assert_eq!(stuck.unschedulable.as_ref().map(|u| u.pods), Some(1));
 
+    let mut paused = md.clone();
+    paused.spec.paused = true;
+    let held = derive_with(&paused, &served, &dep, &waiting(Some(now())));
+    assert_eq!(cond(&held, "Progressing"), ("False", "Paused"));
+    assert_eq!(
+        conditions::find(&held.conditions, "Progressing")
+            .unwrap()
+            .message,
+        "spec.paused is true: spec changes wait until it is false, and no revision fails meanwhile; 1/1 pods of revision 2 cannot be scheduled: not enough nvidia.com/gpu on the 1 node that matches them"
+    );
+
     let moving = derive_with(&md, &served, &dep, &waiting(None));
     assert!(
         conditions::find(&moving.conditions, "Progressing")
