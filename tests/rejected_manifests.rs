@@ -357,6 +357,21 @@ async fn invalid_manifests_are_refused_with_clear_messages() {
             "rollout.strategy Canary needs rollout.canary",
         ),
         (
+            "a canary replacing pods in place",
+            "m",
+            with(
+                json!({"rollout": {"strategy": "Canary", "podReplacement": "ReplaceInPlace",
+                    "canary": {"steps": [{"setWeight": 50}]}}}),
+            ),
+            "rollout.podReplacement ReplaceInPlace needs strategy RollingUpdate",
+        ),
+        (
+            "an unknown pod replacement",
+            "m",
+            with(json!({"rollout": {"podReplacement": "Recreate"}})),
+            "spec.rollout.podReplacement: Unsupported value",
+        ),
+        (
             "canary with an empty step list",
             "m",
             with(json!({"rollout": {"strategy": "Canary", "canary": {"steps": []}}})),

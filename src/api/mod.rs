@@ -31,8 +31,8 @@ pub use served::ServedVersion;
 
 pub use autoscaling_spec::{AutoscalingMode, AutoscalingSpec, DEFAULT_CPU_UTILIZATION};
 pub use model_spec::{
-    ModelDeployment, ModelDeploymentSpec, ModelSpec, ModelStorage, PodMetadata, RolloutSpec,
-    ServiceSpec, ServiceType,
+    ModelDeployment, ModelDeploymentSpec, ModelSpec, ModelStorage, PodMetadata, PodReplacement,
+    RolloutSpec, ServiceSpec, ServiceType,
 };
 pub use model_status::{HistoryEntry, ModelDeploymentStatus, Outcome, Phase, UnschedulableStatus};
 pub use notify_spec::{NotificationKind, WebhookFormat};

@@ -268,14 +268,18 @@ pub enum ServiceType {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.strategy) || self.strategy != 'Canary' || has(self.canary)").message("rollout.strategy Canary needs rollout.canary with at least one step"))]
+#[x_kube(validation = Rule::new("!has(self.podReplacement) || self.podReplacement != 'ReplaceInPlace' || !has(self.strategy) || self.strategy != 'Canary'").message("rollout.podReplacement ReplaceInPlace needs strategy RollingUpdate: a canary's pods run beside the stable ones, on capacity of their own"))]
 #[x_kube(validation = Rule::new("!((type(self.maxSurge) == int ? self.maxSurge == 0 : self.maxSurge.matches('^0+%$')) && (type(self.maxUnavailable) == int ? self.maxUnavailable == 0 : self.maxUnavailable.matches('^0+%$')))").message("rollout.maxSurge and rollout.maxUnavailable must not both be 0: the rollout could never make progress"))]
 pub struct RolloutSpec {
-    /// Pods created above the desired count during an update (number or percentage).
+    /// Pods created above the desired count during an update (number or
+    /// percentage); 0 whatever is set here with podReplacement
+    /// ReplaceInPlace.
     #[serde(default = "default_max_surge")]
     #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 && self <= 2147483647 : self.matches('^[0-9]{1,9}%$')").message("rollout.maxSurge must be a non-negative number or a percentage such as '25%' (at most 2147483647 and 999999999%)"))]
     pub max_surge: IntOrString,
 
-    /// Pods that may be unavailable during an update (number or percentage).
+    /// Pods that may be unavailable during an update (number or
+    /// percentage); at least 1 with podReplacement ReplaceInPlace.
     #[serde(default = "default_max_unavailable")]
     #[x_kube(validation = Rule::new("type(self) == int ? self >= 0 && self <= 2147483647 : self.matches('^(100|[1-9]?[0-9])%$')").message("rollout.maxUnavailable must be a non-negative number (at most 2147483647) or a percentage from 0% to 100%"))]
     pub max_unavailable: IntOrString,
@@ -298,6 +302,13 @@ pub struct RolloutSpec {
     #[schemars(range(min = 0, max = 86400))]
     pub capacity_grace_seconds: i32,
 
+    /// Whether new pods start beside the old ones (Surge, the default) or
+    /// replace them (ReplaceInPlace), for a new revision and a rollback
+    /// alike. ReplaceInPlace is for models that hold all the GPUs they
+    /// can get: it never asks for more than the model already holds.
+    #[serde(default)]
+    pub pod_replacement: PodReplacement,
+
     /// Put the last stable revision back when a new one fails. The spec is
     /// never changed: status, history and events say what happened.
     #[serde(default = "default_true")]
@@ -319,6 +330,27 @@ pub struct RolloutSpec {
     pub canary: Option<CanarySpec>,
 }
 
+/// How a rollout makes room for the new revision's pods.
+#[derive(
+    schemars::JsonSchema, Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, Default,
+)]
+pub enum PodReplacement {
+    /// New pods start beside the old ones (up to `maxSurge` more than
+    /// `replicas`), and an old pod goes only once a new one is available.
+    /// Needs room for the surge pods; without it the revision fails after
+    /// `capacityGraceSeconds` (InsufficientCapacity) and is rolled back.
+    #[default]
+    Surge,
+    /// An old pod goes before its replacement is created: `maxSurge` is 0
+    /// and `maxUnavailable` at least 1, so the model never asks for more
+    /// GPUs (or CPU, memory) than it already holds, and at least `replicas`
+    /// − `maxUnavailable` pods serve throughout (none while a 1-replica
+    /// model is replaced). The model loads once per replaced pod. A new
+    /// pod that still finds no node (someone else took the room) fails the
+    /// revision after `capacityGraceSeconds` as with Surge.
+    ReplaceInPlace,
+}
+
 fn default_true() -> bool {
     true
 }
@@ -330,6 +362,7 @@ impl Default for RolloutSpec {
             max_unavailable: default_max_unavailable(),
             progress_deadline_seconds: default_progress_deadline(),
             capacity_grace_seconds: default_capacity_grace(),
+            pod_replacement: PodReplacement::Surge,
             auto_rollback: true,
             analysis: None,
             strategy: RolloutStrategy::RollingUpdate,

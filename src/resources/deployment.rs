@@ -3,12 +3,13 @@ use k8s_openapi::api::apps::v1::{
 };
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
 use super::pod::pod_template;
 use super::storage::Platform;
 use super::{child_meta, labels};
-use crate::api::{ModelDeployment, ServedVersion};
+use crate::api::{ModelDeployment, PodReplacement, RolloutSpec, ServedVersion};
 
 /// The Deployment running `served` as revision `revision`. While the
 /// built-in HorizontalPodAutoscaler scales it, `replicas` is left out so the
@@ -31,10 +32,7 @@ pub fn deployment(
             },
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".to_string()),
-                rolling_update: Some(RollingUpdateDeployment {
-                    max_surge: Some(spec.rollout.max_surge.clone()),
-                    max_unavailable: Some(spec.rollout.max_unavailable.clone()),
-                }),
+                rolling_update: Some(rolling_update(&spec.rollout)),
             }),
             progress_deadline_seconds: Some(spec.rollout.progress_deadline_seconds),
             revision_history_limit: Some(spec.revision_history_limit),
@@ -51,6 +49,36 @@ pub fn deployment(
             ..DeploymentSpec::default()
         }),
         status: None,
+    }
+}
+
+/// The Deployment's pace. ReplaceInPlace takes no surge and at least one
+/// pod away at a time (a percentage that rounds down to 0 pods the
+/// Deployment controller itself raises to 1 when maxSurge is 0), so a
+/// rollback, which is this same Deployment on the older template,
+/// replaces in place too.
+pub fn rolling_update(rollout: &RolloutSpec) -> RollingUpdateDeployment {
+    match rollout.pod_replacement {
+        PodReplacement::Surge => RollingUpdateDeployment {
+            max_surge: Some(rollout.max_surge.clone()),
+            max_unavailable: Some(rollout.max_unavailable.clone()),
+        },
+        PodReplacement::ReplaceInPlace => RollingUpdateDeployment {
+            max_surge: Some(IntOrString::Int(0)),
+            max_unavailable: Some(if is_zero(&rollout.max_unavailable) {
+                IntOrString::Int(1)
+            } else {
+                rollout.max_unavailable.clone()
+            }),
+        },
+    }
+}
+
+/// 0 or 0%: the API server refuses either beside maxSurge 0.
+fn is_zero(value: &IntOrString) -> bool {
+    match value {
+        IntOrString::Int(n) => *n < 1,
+        IntOrString::String(percent) => percent.trim_end_matches('%').parse::<u64>() == Ok(0),
     }
 }
 

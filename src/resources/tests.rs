@@ -53,6 +53,54 @@ fn deployment_replicas_follow_autoscaling() {
 }
 
 #[test]
+fn replace_in_place_never_surges_and_always_moves() {
+    // (rollout fields, the Deployment's rollingUpdate)
+    let cases = [
+        ("{}", json!({"maxSurge": "25%", "maxUnavailable": 0})),
+        (
+            "{podReplacement: Surge, maxSurge: 2}",
+            json!({"maxSurge": 2, "maxUnavailable": 0}),
+        ),
+        (
+            "{podReplacement: ReplaceInPlace}",
+            json!({"maxSurge": 0, "maxUnavailable": 1}),
+        ),
+        (
+            "{podReplacement: ReplaceInPlace, maxSurge: 3, maxUnavailable: 0}",
+            json!({"maxSurge": 0, "maxUnavailable": 1}),
+        ),
+        (
+            "{podReplacement: ReplaceInPlace, maxUnavailable: 2}",
+            json!({"maxSurge": 0, "maxUnavailable": 2}),
+        ),
+        // The API server refuses 0% beside maxSurge 0; a percentage that
+        // rounds down to 0 pods the Deployment controller takes as 1 pod.
+        (
+            "{podReplacement: ReplaceInPlace, maxUnavailable: '0%'}",
+            json!({"maxSurge": 0, "maxUnavailable": 1}),
+        ),
+        (
+            "{podReplacement: ReplaceInPlace, maxUnavailable: '00%'}",
+            json!({"maxSurge": 0, "maxUnavailable": 1}),
+        ),
+        (
+            "{podReplacement: ReplaceInPlace, maxUnavailable: '10%'}",
+            json!({"maxSurge": 0, "maxUnavailable": "10%"}),
+        ),
+        (
+            "{podReplacement: ReplaceInPlace, maxUnavailable: '50%'}",
+            json!({"maxSurge": 0, "maxUnavailable": "50%"}),
+        ),
+    ];
+    for (rollout, want) in cases {
+        let md = md(&format!("{BASE}  rollout: {rollout}\n"));
+        let d = deployment(&md, &ServedVersion::requested(&md), 1, &Platform::default());
+        let rolling = d.spec.unwrap().strategy.unwrap().rolling_update.unwrap();
+        assert_eq!(serde_json::to_value(rolling).unwrap(), want, "{rollout}");
+    }
+}
+
+#[test]
 fn deployment_carries_owner_labels_and_strategy() {
     let md = md(&format!(
         "{BASE}  rollout: {{maxSurge: 1, maxUnavailable: '10%', progressDeadlineSeconds: 60}}\n"
