@@ -212,12 +212,6 @@ async fn cluster_wide_the_operator_cannot_do_what_it_does_not_need() {
             )
             .await,
     );
-    forbidden(
-        "delete a Deployment (garbage collection does that)",
-        Api::<Deployment>::namespaced(op.clone(), n)
-            .delete("m", &DeleteParams::default())
-            .await,
-    );
     // The spec is the user's: the operator writes status only.
     let mds = Api::<ModelDeployment>::namespaced(op.clone(), n);
     forbidden(

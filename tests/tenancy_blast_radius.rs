@@ -197,6 +197,33 @@ async fn the_operators_account_cannot_patch_kube_system_or_foreign_deployments_n
         "objects it manages",
     );
 
+    // Deletes (a canary Deployment of another revision, or one handed over
+    // on promotion): RBAC allows them, the policy only of its own.
+    let delete = |namespace: &str, name: &str| {
+        kubectl_as(
+            &sa,
+            &[
+                "-n",
+                namespace,
+                "delete",
+                "deployment",
+                name,
+                "--dry-run=server",
+            ],
+        )
+    };
+    assert_denied(
+        "delete a foreign Deployment",
+        &delete(t, "foreign"),
+        "objects it manages",
+    );
+    assert_denied(
+        "delete a Deployment in kube-system",
+        &delete("kube-system", "blast-radius-probe"),
+        "kube-system",
+    );
+    assert_allowed("delete its own Deployment", &delete(t, "child"));
+
     // Secrets: by name in the listed namespace, nowhere else.
     let secret =
         |namespace: &str| kubectl_as(&sa, &["-n", namespace, "get", "secret", "prometheus-token"]);

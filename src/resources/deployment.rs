@@ -1,7 +1,6 @@
 use k8s_openapi::api::apps::v1::{
     Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment,
 };
-use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
@@ -36,15 +35,12 @@ pub fn deployment(
             }),
             progress_deadline_seconds: Some(spec.rollout.progress_deadline_seconds),
             revision_history_limit: Some(spec.revision_history_limit),
-            template: stable_track(
-                md,
-                pod_template(
-                    &md.name_any(),
-                    md.metadata.uid.as_deref(),
-                    served,
-                    revision,
-                    platform,
-                ),
+            template: pod_template(
+                &md.name_any(),
+                md.metadata.uid.as_deref(),
+                served,
+                revision,
+                platform,
             ),
             ..DeploymentSpec::default()
         }),
@@ -82,21 +78,6 @@ fn is_zero(value: &IntOrString) -> bool {
     }
 }
 
-/// With a Gateway API route, the stable pods carry `mlops.dev/track:
-/// stable` for the `<name>-stable` Service (a Service cannot select "not
-/// canary"). Only then: the label is in the pod template, and adding it to
-/// every model would restart every model's pods.
-fn stable_track(md: &ModelDeployment, mut template: PodTemplateSpec) -> PodTemplateSpec {
-    if super::route::gateway_route(md).is_some()
-        && let Some(meta) = template.metadata.as_mut()
-    {
-        meta.labels
-            .get_or_insert_with(Default::default)
-            .insert(labels::TRACK.to_string(), labels::TRACK_STABLE.to_string());
-    }
-    template
-}
-
 /// Name of the canary Deployment of ModelDeployment `name`.
 pub fn canary_name(name: &str) -> String {
     format!("{name}-canary")
@@ -104,8 +85,12 @@ pub fn canary_name(name: &str) -> String {
 
 /// The canary Deployment: `served` as revision `revision` with exactly
 /// `replicas` pods (the step's share of the stable count; never the HPA's).
-/// Its pods carry `mlops.dev/track: canary`, which its selector adds to the
-/// stable one's, so the two Deployments never count each other's pods.
+/// Its pod template is the one the stable Deployment gets for `revision`,
+/// label for label, so a promotion can hand the canary's ReplicaSet, pods
+/// and all, to the stable Deployment (which adopts a ReplicaSet whose
+/// template equals its own). Its selector adds the revision to the stable
+/// one's, so it never counts the stable pods; a selector cannot change, so
+/// a canary of another revision is a new canary Deployment.
 pub fn canary_deployment(
     md: &ModelDeployment,
     served: &ServedVersion,
@@ -121,14 +106,23 @@ pub fn canary_deployment(
         spec.selector
             .match_labels
             .get_or_insert_with(Default::default)
-            .insert(labels::TRACK.to_string(), labels::TRACK_CANARY.to_string());
-        if let Some(meta) = spec.template.metadata.as_mut() {
-            meta.labels
-                .get_or_insert_with(Default::default)
-                .insert(labels::TRACK.to_string(), labels::TRACK_CANARY.to_string());
-        }
+            .insert(labels::REVISION.to_string(), revision.to_string());
     }
     d
+}
+
+/// The revision a canary Deployment's selector is for: `None` for one of
+/// an older operator, whose selector named the track instead.
+pub fn selected_revision(deployment: &Deployment) -> Option<i64> {
+    deployment
+        .spec
+        .as_ref()?
+        .selector
+        .match_labels
+        .as_ref()?
+        .get(labels::REVISION)?
+        .parse()
+        .ok()
 }
 
 /// The revision a Deployment's pod template runs, from its label.

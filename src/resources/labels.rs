@@ -19,12 +19,11 @@ pub const REVISION: &str = "mlops.dev/revision";
 /// its uid; health is judged through ownership, see `rollout::health`.)
 pub const OWNER_UID: &str = "mlops.dev/owner-uid";
 
-/// On canary pods (value `canary`), and on stable pods when a Gateway API
-/// route splits the traffic (value `stable`): which Deployment they belong
-/// to, for the Services the route's backends are.
+/// Reserved: older operators put it on canary pods (`canary`) and, with a
+/// Gateway API route, on stable pods (`stable`). Pods no longer carry a
+/// role (a promotion hands the canary's pods to the stable Deployment as
+/// they are); users may still not set it.
 pub const TRACK: &str = "mlops.dev/track";
-pub const TRACK_CANARY: &str = "canary";
-pub const TRACK_STABLE: &str = "stable";
 /// `kubectl model promote` sets it to `<revision>/<step>` or
 /// `<revision>/full`: the canary's current step (or every step) is done.
 pub const PROMOTE_ANNOTATION: &str = "mlops.dev/promote";

@@ -35,28 +35,42 @@ pub fn canary_service_name(name: &str) -> String {
     format!("{name}-canary")
 }
 
-/// The Services an HTTPRoute splits between: `<name>-stable` selects the
-/// stable Deployment's pods, `<name>-canary` the canary's, by their
-/// `mlops.dev/track` label. Same port and type as the model's Service.
-pub fn split_services(md: &ModelDeployment, model_name: &str) -> [Service; 2] {
+/// The Services an HTTPRoute splits between, by the revision label of the
+/// pods: `<name>-stable` selects `stable` (`None`: every pod of the model,
+/// while the stable Deployment moves between revisions and no canary runs),
+/// `<name>-canary` selects `canary` (`None`: no pod, while no canary runs).
+/// A promotion then moves the stable Service to the canary's pods by
+/// changing a selector, with no pod restarted. Same port and type as the
+/// model's Service.
+pub fn split_services(
+    md: &ModelDeployment,
+    model_name: &str,
+    stable: Option<i64>,
+    canary: Option<i64>,
+) -> [Service; 2] {
     let name = md.name_any();
-    let one = |service_name: String, track: &str| {
+    let one = |service_name: String, revision: Option<String>| {
         let mut s = service(md, model_name);
         s.metadata.name = Some(service_name);
         if let Some(ServiceSpec {
             selector: Some(selector),
             ..
         }) = s.spec.as_mut()
+            && let Some(revision) = revision
         {
-            selector.insert(labels::TRACK.to_string(), track.to_string());
+            selector.insert(labels::REVISION.to_string(), revision);
         }
         s
     };
+    let canary = canary.map_or_else(|| NO_REVISION.to_string(), |r| r.to_string());
     [
-        one(stable_service_name(&name), labels::TRACK_STABLE),
-        one(canary_service_name(&name), labels::TRACK_CANARY),
+        one(stable_service_name(&name), stable.map(|r| r.to_string())),
+        one(canary_service_name(&name), Some(canary)),
     ]
 }
+
+/// A revision label value no pod has (revisions are numbers from 1).
+const NO_REVISION: &str = "none";
 
 /// Where a route splits between the two Services: per rule, the positions
 /// of the stable and canary backendRefs and their weights now.

@@ -331,12 +331,14 @@ fn the_canary_deployment_has_its_own_name_selector_and_replicas() {
             &Platform::default(),
         );
         assert_eq!(d.metadata.name.as_deref(), Some("fraud-canary"));
+        assert_eq!(selected_revision(&d), Some(5));
         let spec = d.spec.unwrap();
         assert_eq!(spec.replicas, Some(2), "always the step's count: {extra}");
         let selector = spec.selector.match_labels.unwrap();
         assert_eq!(
-            selector.get(labels::TRACK).map(String::as_str),
-            Some("canary")
+            selector.get(labels::REVISION).map(String::as_str),
+            Some("5"),
+            "a canary Deployment is for one revision"
         );
         let pod = spec.template.metadata.unwrap().labels.unwrap();
         assert!(
@@ -431,4 +433,36 @@ fn a_disruption_budget_is_no_part_of_a_revision() {
             .template
     };
     assert_eq!(template(&without), template(&with));
+}
+
+#[test]
+fn the_split_services_select_revisions_not_roles() {
+    let md = md(BASE);
+    let selector = |s: &k8s_openapi::api::core::v1::Service| {
+        s.spec.as_ref().unwrap().selector.clone().unwrap()
+    };
+    // (stable, canary) → the revision label each selects (absent: any)
+    let cases = [
+        ((Some(1), Some(2)), (Some("1"), Some("2"))),
+        ((None, Some(2)), (None, Some("2"))),
+        ((Some(3), None), (Some("3"), Some("none"))),
+    ];
+    for ((stable, canary), (want_stable, want_canary)) in cases {
+        let [s, c] = route::split_services(&md, "fraud", stable, canary);
+        assert_eq!(
+            selector(&s).get(labels::REVISION).map(String::as_str),
+            want_stable
+        );
+        assert_eq!(
+            selector(&c).get(labels::REVISION).map(String::as_str),
+            want_canary
+        );
+        for service in [&s, &c] {
+            assert_eq!(
+                selector(service).get(labels::INSTANCE).map(String::as_str),
+                Some("fraud"),
+                "never another model's pods"
+            );
+        }
+    }
 }

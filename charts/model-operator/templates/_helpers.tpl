@@ -74,9 +74,12 @@ src/controller before adding anything: only what the code uses. */}}
   verbs: ["update"]
 # Children: cached by label-scoped watches, re-read before an apply, written
 # with server-side apply (patch; create when the apply creates the object).
+# A canary Deployment is deleted, by uid, when a canary of another revision
+# needs its name (a selector cannot change); the admission policy keeps
+# deletes to its own objects.
 - apiGroups: ["apps"]
   resources: ["deployments"]
-  verbs: ["get", "list", "watch", "create", "patch"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch"]

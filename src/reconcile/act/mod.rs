@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{ObjectReference, Service};
+use kube::api::DeleteParams;
 use kube::{Api, Resource, ResourceExt};
 
 use super::context::Context;
@@ -28,7 +29,7 @@ use crate::{reasons, resources};
 use apply::{Applied, ensure};
 use drift::Need;
 use http_route::Route;
-use optional::Done;
+use optional::{Done, delete_ours};
 
 /// What acting did.
 pub struct Acted {
@@ -128,7 +129,12 @@ async fn apply_services(
     let model_name = plan.target.model_name();
     let mut desired = vec![resources::service(md, model_name)];
     if routed {
-        desired.extend(split_services(md, model_name));
+        desired.extend(split_services(
+            md,
+            model_name,
+            plan.canary.stable_selects,
+            plan.canary.canary_selects,
+        ));
     }
     let mut applied = Vec::new();
     for service in desired {
@@ -165,6 +171,17 @@ async fn apply_canary(
             served,
             replicas,
         } => {
+            // A selector cannot change: a canary Deployment of another
+            // revision (or an older operator's, selecting by track) goes,
+            // with its pods, and the next pass creates this one.
+            if let Some(live) = seen
+                .canary_deployment
+                .as_deref()
+                .filter(|live| resources::selected_revision(live) != Some(*revision))
+            {
+                delete_ours(api, live, DeleteParams::background()).await?;
+                return Ok(None);
+            }
             let desired =
                 resources::canary_deployment(&seen.md, served, *revision, *replicas, platform);
             let cached = seen.canary_deployment.clone();

@@ -86,7 +86,7 @@ where
     }
     match cached.filter(|c| owned_by(c.as_ref(), seen.md.as_ref())) {
         Some(ours) => {
-            delete_ours(&api, ours.as_ref()).await?;
+            delete_ours(&api, ours.as_ref(), DeleteParams::foreground()).await?;
             Ok(Some(Done::Deleted(deleted())))
         }
         None => Ok(None),
@@ -95,8 +95,9 @@ where
 
 /// Deletes the child the cache showed as ours, and only that object: the
 /// uid precondition makes the API server refuse (409) if the name now
-/// belongs to another object, which is then left alone.
-async fn delete_ours<K>(api: &Api<K>, child: &K) -> Result<(), Error>
+/// belongs to another object, which is then left alone. `how` says what
+/// becomes of its dependents (its propagation policy).
+pub(super) async fn delete_ours<K>(api: &Api<K>, child: &K, how: DeleteParams) -> Result<(), Error>
 where
     K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
@@ -105,7 +106,7 @@ where
             uid: child.uid(),
             resource_version: None,
         }),
-        ..DeleteParams::foreground()
+        ..how
     };
     match api.delete(&child.name_any(), &params).await {
         Ok(_) => Ok(()),

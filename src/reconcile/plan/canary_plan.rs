@@ -51,6 +51,11 @@ pub struct CanaryPlan {
     /// (a promoted canary keeps its share until the stable Deployment runs
     /// its revision on every pod).
     pub route: Option<Weights>,
+    /// The revision the route's stable Service selects; `None`: every pod
+    /// of the model (while the stable Deployment moves between revisions).
+    pub stable_selects: Option<i64>,
+    /// The revision the route's canary Service selects; `None`: no pod.
+    pub canary_selects: Option<i64>,
 }
 
 impl CanaryPlan {
@@ -61,8 +66,23 @@ impl CanaryPlan {
             stable: None,
             requeue: None,
             route: Some(STABLE_ONLY),
+            stable_selects: stable_at_rest(seen),
+            canary_selects: None,
         }
     }
+}
+
+/// The revision the stable Deployment runs on every pod, if it is at rest.
+fn stable_at_rest(seen: &Snapshot) -> Option<i64> {
+    seen.stable_running
+        .filter(|r| stable_runs(seen.deployment.as_deref(), *r))
+}
+
+/// The revision of a canary Deployment left over.
+fn left_over(seen: &Snapshot) -> Option<i64> {
+    seen.canary_deployment
+        .as_deref()
+        .and_then(resources::revision_of)
 }
 
 /// All traffic on the stable Service.
@@ -193,22 +213,27 @@ pub fn children(
                 },
                 status: Some(status),
                 stable: Some((stable, stable_served.clone())),
+                stable_selects: stable_at_rest(seen),
+                canary_selects: Some(target),
             }
         }
         // The Stable revision (or a first rollout) runs in the stable
         // Deployment; a canary left over was promoted or aborted.
         _ => {
-            let left = seen
-                .canary_deployment
-                .as_deref()
-                .and_then(resources::revision_of);
+            let left = left_over(seen);
             // A promoted canary keeps its pods until the stable Deployment
-            // serves its revision on every pod, so capacity never dips.
-            let (child, route) = match left {
+            // serves its revision on every pod, so capacity never dips;
+            // meanwhile the stable Service selects every pod of the model.
+            let (child, route, stable_selects, canary_selects) = match left {
                 Some(c) if c == target && !stable_runs(seen.deployment.as_deref(), target) => {
-                    (CanaryChild::Keep, None)
+                    (CanaryChild::Keep, None, None, left)
                 }
-                _ => (retire(seen, requested), Some(STABLE_ONLY)),
+                _ => (
+                    retire(seen, requested),
+                    Some(STABLE_ONLY),
+                    stable_at_rest(seen),
+                    None,
+                ),
             };
             CanaryPlan {
                 status: None,
@@ -216,6 +241,8 @@ pub fn children(
                 stable: None,
                 requeue: None,
                 route,
+                stable_selects,
+                canary_selects,
             }
         }
     }
