@@ -185,12 +185,37 @@ async fn a_replica_weighted_canary_follows_its_steps_and_is_promoted() {
     assert_eq!(outcome(&m, 2), Some(Outcome::Stable));
     assert_eq!(outcome(&m, 1), Some(Outcome::Superseded));
     assert!(canary(&m).is_none(), "no canary once promoted");
-    // One Deployment serves: the stable one runs 2.0 on every pod; the
-    // canary Deployment is scaled to 0 (the operator may not delete
-    // Deployments; garbage collection removes it with the ModelDeployment).
-    wait_replicas(&s, "canary scaled to 0", "m-canary", 2, 0).await;
-    assert_eq!(deployments(&s).await, (Some((2, 4)), Some((2, 0))));
-    wait_endpoints(&s, &[("2", 4)]).await;
+    handed_over(&s, 4).await;
+}
+
+/// After a promotion one Deployment serves: the stable one runs revision 2
+/// on `replicas` pods, the very pods the canary ran (their ReplicaSet is
+/// the canary's, which the stable Deployment adopted): none was created
+/// for the promotion. The canary Deployment is gone.
+async fn handed_over(s: &Setup, replicas: i32) {
+    wait_gone(&s.deployments, "m-canary", TIMEOUT).await;
+    wait_replicas(s, "the stable Deployment on revision 2", "m", 2, replicas).await;
+    wait_endpoints(s, &[("2", usize::try_from(replicas).unwrap())]).await;
+    let pods = Api::<Pod>::namespaced(s.client.clone(), &s.ns.name)
+        .list(&ListParams::default().labels("mlops.dev/revision=2"))
+        .await
+        .unwrap();
+    let owners: Vec<String> = pods
+        .items
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+        .flat_map(|p| p.metadata.owner_references.iter().flatten())
+        .map(|r| r.name.clone())
+        .collect();
+    assert_eq!(
+        owners.len(),
+        usize::try_from(replicas).unwrap(),
+        "{owners:?}"
+    );
+    assert!(
+        owners.iter().all(|o| o.starts_with("m-canary-")),
+        "every pod of revision 2 is one the canary created: {owners:?}"
+    );
 }
 
 #[tokio::test]
@@ -332,8 +357,7 @@ async fn pause_promote_full_abort_and_a_killed_operator_resumes_at_its_step() {
         stable(m) == Some(2) && phase(m) == Some(Phase::Healthy)
     })
     .await;
-    wait_replicas(&s, "canary scaled to 0", "m-canary", 2, 0).await;
-    assert_eq!(deployments(&s).await, (Some((2, 2)), Some((2, 0))));
+    handed_over(&s, 2).await;
 }
 
 #[tokio::test]

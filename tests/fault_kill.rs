@@ -18,6 +18,7 @@ use kube::Api;
 use kube::api::{Patch, PatchParams, PostParams};
 use model_operator::api::{ModelDeployment, Outcome, Phase};
 use serde_json::json;
+use support::rng::Rng;
 use support::*;
 
 /// ModelDeployments rolled out in parallel, and rollouts each (after the
@@ -25,25 +26,6 @@ use support::*;
 const MODELS: usize = 4;
 const ROLLOUTS_EACH: usize = 5;
 const TIMEOUT: Duration = Duration::from_secs(150);
-
-/// SplitMix64: a few lines, no dependency, and the same sequence for the
-/// same seed on every machine.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform in `lo..hi` milliseconds.
-    fn millis(&mut self, lo: u64, hi: u64) -> Duration {
-        Duration::from_millis(lo + self.next() % (hi - lo))
-    }
-}
 
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Version {
@@ -154,17 +136,7 @@ async fn roll_out(mds: Api<ModelDeployment>, name: String, plan: Vec<Version>, s
 
 #[tokio::test]
 async fn rollouts_end_right_when_the_operator_is_killed_at_random() {
-    let seed = std::env::var("FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64)
-                .unwrap_or(7)
-        });
-    eprintln!("fault_kill: FAULT_SEED={seed}");
-    let mut rng = Rng(seed);
+    let (mut rng, seed) = Rng::from_env("fault_kill");
 
     let client = client().await;
     ensure_crd(&client).await;

@@ -40,6 +40,9 @@ pub struct Snapshot {
     /// The canary Deployment (`<name>-canary`), when this ModelDeployment
     /// owns one.
     pub canary_deployment: Option<Arc<Deployment>>,
+    /// Pods of the stable Deployment's template revision, whoever owns
+    /// them (a promotion hands the canary's to it).
+    pub template_pods: usize,
     /// The revision being rolled out: the canary's while a canary of a
     /// revision still rolling out exists, else the one in the Deployment's
     /// pod template.
@@ -82,12 +85,30 @@ impl Snapshot {
         .filter(|d| owned_by(d.as_ref(), &md));
         let previous = Revisions::from_status(md.status.as_ref());
         let stable_running = deployment.as_deref().and_then(resources::revision_of);
-        let canary_running = canary_deployment
+        let canary_revision = canary_deployment
             .as_deref()
-            .and_then(resources::revision_of)
-            .filter(|c| Some(*c) != stable_running && still_rolling_out(&previous, *c));
+            .and_then(resources::revision_of);
+        // A canary runs what rolls out; and a promoted one, while it still
+        // fills up before its pods are handed to the stable Deployment,
+        // what is Stable.
+        let canary_running = canary_revision.filter(|c| {
+            Some(*c) != stable_running
+                && (still_rolling_out(&previous, *c) || previous.stable == Some(*c))
+        });
         let current = canary_running.or(stable_running);
         let pods = crate::cache::of_instance(&ctx.stores.pods, &namespace, &name);
+        let template_pods = stable_running.map_or(0, |c| {
+            let c = c.to_string();
+            pods.iter()
+                .filter(|p| {
+                    p.metadata
+                        .labels
+                        .as_ref()
+                        .and_then(|l| l.get(resources::labels::REVISION))
+                        == Some(&c)
+                })
+                .count()
+        });
         let running = match canary_running {
             Some(_) => canary_deployment.as_deref(),
             None => deployment.as_deref(),
@@ -116,6 +137,7 @@ impl Snapshot {
                 .get(ABORT_ANNOTATION)
                 .and_then(|v| Attempt::parse(v)),
             canary_deployment,
+            template_pods,
             stable_running,
             canary_is_current: canary_running.is_some(),
             served: ServedVersion::requested(&md),

@@ -286,15 +286,17 @@ pub fn pause_left(steps: &[Step], status: &CanaryStatus, now: &Time) -> Option<D
 
 /// The gate the rollout decision sees for a canary: a failure (of the
 /// analysis, or an abort by hand) rolls back at any step; promotion waits
-/// for the last step and then for the analysis as usual.
-pub fn gate(status: &CanaryStatus, analysis: Gate, aborted: Option<Failure>) -> Gate {
+/// for the last step, for the canary to run the full count (`filled`: its
+/// pods become the stable ones, none is created on promotion) and then for
+/// the analysis as usual.
+pub fn gate(status: &CanaryStatus, analysis: Gate, aborted: Option<Failure>, filled: bool) -> Gate {
     if let Some(failure) = aborted {
         return Gate::Failed(failure);
     }
     match analysis {
         Gate::Failed(f) => Gate::Failed(f),
         Gate::Halted(why) => Gate::Halted(why),
-        other if done(status) => other,
+        other if done(status) && filled => other,
         _ => Gate::Pending,
     }
 }

@@ -18,9 +18,11 @@ pub fn is_failing(pod: &WatchedPod) -> bool {
 
 /// The pod belongs to one of the Deployment's ReplicaSets: its controller
 /// owner reference names a ReplicaSet `<deployment>-<pod-template-hash>`
-/// with the pod's own hash. A pod created by hand with the model's labels
-/// has no such reference; one that claims it with a made-up uid is deleted
-/// by the garbage collector. Only these pods are judged.
+/// with the pod's own hash, or `<deployment>-canary-<pod-template-hash>`:
+/// a promoted canary's ReplicaSet, which the stable Deployment adopted with
+/// its name (`rollout::promotion`). A pod created by hand with the model's
+/// labels has no such reference; one that claims it with a made-up uid is
+/// deleted by the garbage collector. Only these pods are judged.
 pub fn owned_by_deployment(pod: &WatchedPod, deployment: &str) -> bool {
     let Some(hash) = pod
         .metadata
@@ -30,12 +32,15 @@ pub fn owned_by_deployment(pod: &WatchedPod, deployment: &str) -> bool {
     else {
         return false;
     };
-    let expected = format!("{deployment}-{hash}");
+    let (own, adopted) = (
+        format!("{deployment}-{hash}"),
+        format!("{deployment}-canary-{hash}"),
+    );
     pod.metadata.owner_references.iter().flatten().any(|r| {
         r.controller == Some(true)
             && r.kind == "ReplicaSet"
             && r.api_version == "apps/v1"
-            && r.name == expected
+            && (r.name == own || r.name == adopted)
     })
 }
 

@@ -9,6 +9,7 @@ pub mod health;
 pub mod history;
 pub mod pod;
 mod progress;
+pub mod promotion;
 pub mod refused;
 pub mod revision;
 

@@ -57,7 +57,12 @@ pub async fn apply_children(
         Some((revision, served)) => (*revision, served),
         None => (plan.decision.target, &plan.target),
     };
-    let desired = resources::deployment(md, served, revision, &ctx.platform);
+    let mut desired = resources::deployment(md, served, revision, &ctx.platform);
+    if plan.canary.stable_paused
+        && let Some(spec) = desired.spec.as_mut()
+    {
+        spec.paused = Some(true);
+    }
     let api = Api::<Deployment>::namespaced(ctx.client.clone(), namespace);
     let deployment = match ensure(&api, "Deployment", desired, seen.deployment.clone()).await {
         Ok(done) => {
@@ -166,6 +171,12 @@ async fn apply_canary(
 ) -> Result<Option<Applied<Deployment>>, Error> {
     match &plan.canary.child {
         CanaryChild::None | CanaryChild::Keep => Ok(None),
+        CanaryChild::Release => {
+            if let Some(live) = seen.canary_deployment.as_deref() {
+                delete_ours(api, live, DeleteParams::orphan()).await?;
+            }
+            Ok(None)
+        }
         CanaryChild::Run {
             revision,
             served,

@@ -14,6 +14,7 @@ use crate::resources;
 use crate::resources::route::Weights;
 use crate::rollout::canary::{self, Attempt, Inputs, Step};
 use crate::rollout::decide::Decision;
+use crate::rollout::promotion::{self, Handoff};
 use crate::rollout::{Progress, progress};
 
 /// What the canary Deployment should be.
@@ -34,6 +35,9 @@ pub enum CanaryChild {
     /// Leave it as it is: the promoted revision's canary keeps serving
     /// until the stable Deployment runs that revision on every pod.
     Keep,
+    /// Delete it and orphan its ReplicaSet, which the (paused) stable
+    /// Deployment then adopts, pods and all (`rollout::promotion`).
+    Release,
 }
 
 /// The canary's share of one plan.
@@ -56,6 +60,10 @@ pub struct CanaryPlan {
     pub stable_selects: Option<i64>,
     /// The revision the route's canary Service selects; `None`: no pod.
     pub canary_selects: Option<i64>,
+    /// The stable Deployment is paused: it has the promoted revision's
+    /// template and must not create pods for it while it takes the
+    /// canary's.
+    pub stable_paused: bool,
 }
 
 impl CanaryPlan {
@@ -68,6 +76,7 @@ impl CanaryPlan {
             route: Some(STABLE_ONLY),
             stable_selects: stable_at_rest(seen),
             canary_selects: None,
+            stable_paused: false,
         }
     }
 }
@@ -149,7 +158,9 @@ pub fn step(seen: &Snapshot, steps: &[Step], analysed: &Analysed) -> (Option<Can
             now: &seen.now,
         }),
     };
-    let gate = match canary::gate(&status, gate, aborted) {
+    let filled = available(seen.canary_deployment.as_deref())
+        >= canary::replicas(100, stable_replicas(seen));
+    let gate = match canary::gate(&status, gate, aborted, filled) {
         Gate::Failed(failure) => Gate::Failed(at_step(failure, Some(&status))),
         other => other,
     };
@@ -215,11 +226,15 @@ pub fn children(
                 stable: Some((stable, stable_served.clone())),
                 stable_selects: stable_at_rest(seen),
                 canary_selects: Some(target),
+                stable_paused: false,
             }
         }
         // The Stable revision (or a first rollout) runs in the stable
         // Deployment; a canary left over was promoted or aborted.
         _ => {
+            if let Some(plan) = handing_over(seen, target, requested) {
+                return plan;
+            }
             let left = left_over(seen);
             // A promoted canary keeps its pods until the stable Deployment
             // serves its revision on every pod, so capacity never dips;
@@ -243,9 +258,81 @@ pub fn children(
                 route,
                 stable_selects,
                 canary_selects,
+                stable_paused: false,
             }
         }
     }
+}
+
+/// A promotion that hands the canary's pods to the stable Deployment, while
+/// it does; `None` once done (or with nothing to hand over).
+fn handing_over(seen: &Snapshot, promoted: i64, requested: i64) -> Option<CanaryPlan> {
+    let stable = seen.deployment.as_deref();
+    let inputs = promotion::Inputs {
+        promoted,
+        full: stable_replicas(seen),
+        stable: promotion::Stable {
+            revision: stable.and_then(resources::revision_of),
+            paused: stable.is_some_and(|d| d.spec.as_ref().and_then(|s| s.paused) == Some(true)),
+            observed: stable.is_some_and(observed),
+            updated: stable
+                .and_then(|d| d.status.as_ref()?.updated_replicas)
+                .unwrap_or(0),
+        },
+        canary: seen.canary_deployment.as_deref().and_then(|d| {
+            Some(promotion::Canary {
+                revision: resources::revision_of(d)?,
+                deleting: d.metadata.deletion_timestamp.is_some(),
+                replicas: d.spec.as_ref()?.replicas.unwrap_or(1),
+                available: available(Some(d)),
+            })
+        }),
+        promoted_pods: seen.template_pods,
+    };
+    let handing = |child, stable_paused| CanaryPlan {
+        status: None,
+        child,
+        stable: None,
+        requeue: None,
+        route: Some(STABLE_ONLY),
+        stable_selects: Some(promoted),
+        canary_selects: None,
+        stable_paused,
+    };
+    match promotion::handoff(&inputs) {
+        Handoff::Fill => {
+            let running = inputs.stable.revision?;
+            let served = seen.served_of(promoted, requested)?;
+            let stable_served = seen.served_of(running, requested)?;
+            Some(CanaryPlan {
+                child: CanaryChild::Run {
+                    revision: promoted,
+                    served: Box::new(served.clone()),
+                    replicas: inputs.full,
+                },
+                stable: Some((running, stable_served.clone())),
+                route: None,
+                stable_selects: stable_at_rest(seen),
+                canary_selects: Some(promoted),
+                ..handing(CanaryChild::Keep, false)
+            })
+        }
+        Handoff::Pause => Some(CanaryPlan {
+            canary_selects: Some(promoted),
+            ..handing(CanaryChild::Keep, true)
+        }),
+        Handoff::Release => Some(handing(CanaryChild::Release, true)),
+        Handoff::Adopting => Some(handing(CanaryChild::None, true)),
+        Handoff::Done => None,
+    }
+}
+
+/// The Deployment controller has acted on the Deployment's latest spec.
+fn observed(d: &Deployment) -> bool {
+    d.status
+        .as_ref()
+        .and_then(|s| s.observed_generation)
+        .is_some_and(|seen| Some(seen) >= d.metadata.generation)
 }
 
 /// The stable Deployment runs `revision` on every pod, all available.

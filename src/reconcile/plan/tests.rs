@@ -60,6 +60,7 @@ pub(super) fn snapshot(
         canary_deployment: None,
         current,
         stable_running: current,
+        template_pods: 0,
         canary_is_current: false,
         health: Health::Rolling,
         unschedulable: None,
@@ -428,19 +429,83 @@ mod canary {
     }
 
     #[test]
-    fn after_the_last_step_the_stable_deployment_takes_the_revision() {
+    fn after_the_last_step_the_canary_fills_up_then_its_pods_become_the_stable_ones() {
         let history = vec![entry(1, Outcome::Stable), entry(2, Outcome::Progressing)];
         let mut seen = seen(history, Some((2, 2)));
+        let mut four = (*seen.md).clone();
+        four.spec.replicas = 4;
+        seen.md = Arc::new(four);
         seen.previous.canary = Some(status_at(&STEPS, 2, 3, at(990), at(900)));
-        let plan = plan(&seen, 2, &passed(), Some(&STEPS)).unwrap();
-        assert_eq!(plan.revisions.stable, Some(2));
-        assert!(plan.canary.stable.is_none(), "the stable Deployment runs 2");
-        assert_eq!(
-            plan.canary.child,
-            CanaryChild::Keep,
-            "the canary keeps its pods until the stable Deployment serves 2"
+
+        // Every step done, 2 of the 4 pods: not promoted before it runs 4.
+        let filling = plan(&seen, 2, &passed(), Some(&STEPS)).unwrap();
+        assert_eq!(filling.revisions.stable, Some(1));
+        assert_eq!(canary_replicas(&filling), Some((2, 4)));
+        assert!(!filling.canary.stable_paused);
+
+        // 4 of 4: promoted, and the handover starts. The stable Deployment
+        // takes revision 2's template, paused; the route and the stable
+        // Service move to revision 2, whose pods are the canary's.
+        let md = seen.md.clone();
+        let promoted = revision(2, "2.0").served.unwrap();
+        seen.canary_deployment = Some(settled(
+            resources::canary_deployment(&md, &promoted, 2, 4, &Platform::default()),
+            4,
+        ));
+        seen.template_pods = 4;
+        let pausing = plan(&seen, 2, &passed(), Some(&STEPS)).unwrap();
+        assert_eq!(pausing.revisions.stable, Some(2));
+        assert!(
+            pausing.canary.stable.is_none(),
+            "the stable Deployment runs 2"
         );
-        assert_eq!(plan.canary.route, None, "and its share of a route");
+        assert!(pausing.canary.stable_paused);
+        assert_eq!(pausing.canary.child, CanaryChild::Keep);
+        assert_eq!(pausing.canary.route, Some((100, 0)));
+        assert_eq!(pausing.canary.stable_selects, Some(2));
+
+        // What the cluster shows next decides each step, after a restart
+        // as much as in one run.
+        seen.previous = pausing.revisions.clone();
+        seen.previous.canary = None;
+        let paused = |updated: i32| {
+            let mut d = resources::deployment(&md, &promoted, 2, &Platform::default());
+            if let Some(spec) = d.spec.as_mut() {
+                spec.paused = Some(true);
+            }
+            let mut d = (*settled(d, 4)).clone();
+            if let Some(status) = d.status.as_mut() {
+                status.updated_replicas = Some(updated);
+            }
+            Arc::new(d)
+        };
+        seen.deployment = Some(paused(0));
+        seen.stable_running = Some(2);
+        seen.current = Some(2);
+        seen.canary_is_current = false;
+        let releasing = plan(&seen, 2, &passed(), Some(&STEPS)).unwrap();
+        assert_eq!(releasing.canary.child, CanaryChild::Release);
+        assert!(releasing.canary.stable_paused);
+        assert_eq!(releasing.revisions.stable, Some(2), "still promoted");
+
+        seen.canary_deployment = None;
+        let adopting = plan(&seen, 2, &passed(), Some(&STEPS)).unwrap();
+        assert!(
+            adopting.canary.stable_paused,
+            "not before it holds the pods"
+        );
+        assert_eq!(adopting.canary.child, CanaryChild::None);
+
+        seen.deployment = Some(paused(4));
+        let done = plan(&seen, 2, &passed(), Some(&STEPS)).unwrap();
+        assert!(!done.canary.stable_paused, "resumed");
+        assert_eq!(done.canary.route, Some((100, 0)));
+        assert!(
+            done.revisions
+                .history
+                .iter()
+                .any(|e| e.revision == 2 && e.outcome == Outcome::Stable)
+        );
     }
 
     #[test]

@@ -283,15 +283,18 @@ fn the_gate_waits_for_the_last_step_and_fails_at_any() {
     };
     let mid = stored(1, 1_000);
     let end = stored(4, 1_000);
-    assert_eq!(gate(&mid, Gate::Passed, None), Gate::Pending);
-    assert_eq!(gate(&end, Gate::Passed, None), Gate::Passed);
-    assert_eq!(gate(&end, Gate::Pending, None), Gate::Pending);
+    assert_eq!(gate(&mid, Gate::Passed, None, true), Gate::Pending);
+    assert_eq!(gate(&end, Gate::Passed, None, true), Gate::Passed);
+    assert_eq!(gate(&end, Gate::Pending, None, true), Gate::Pending);
+    // Promoted only once the canary runs the full count: its pods become
+    // the stable ones.
+    assert_eq!(gate(&end, Gate::Passed, None, false), Gate::Pending);
     assert_eq!(
-        gate(&mid, Gate::Failed(failure.clone()), None),
+        gate(&mid, Gate::Failed(failure.clone()), None, false),
         Gate::Failed(failure.clone())
     );
     assert_eq!(
-        gate(&mid, Gate::Passed, Some(failure.clone())),
+        gate(&mid, Gate::Passed, Some(failure.clone()), false),
         Gate::Failed(failure)
     );
 }
