@@ -17,6 +17,7 @@ use kube::runtime::watcher;
 use kube::{Api, Client, Resource};
 
 use crate::api::ModelDeployment;
+use crate::cache::model::CachedModel;
 use crate::metrics::Metrics;
 use crate::reconcile::events::{self, Announcement};
 
@@ -58,6 +59,20 @@ impl Reporter {
             metrics,
             on_delete,
             reported: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// A ModelDeployment the cache no longer holds: what is kept for it
+    /// goes. Called after the cache dropped it, never before: a pass that
+    /// records state after this call then sees it gone from the cache and
+    /// cleans up again (`pass::measured_reconcile`), so nothing it records
+    /// outlives the object.
+    pub fn deleted(&self, cached: &CachedModel) {
+        match cached.decode() {
+            Ok(md) => (self.on_delete)(&md),
+            Err(error) => {
+                tracing::error!(name = ?cached.metadata.name, %error, "cannot read a deleted ModelDeployment back");
+            }
         }
     }
 
@@ -151,12 +166,11 @@ fn decode_event(
         E::Apply(o) => decode(o).map(E::Apply),
         // A deleted object that does not decode: nothing of it can be
         // reconciled; any earlier, decodable version stays cached until the
-        // next relist (documented in docs/security.md).
+        // next relist (documented in docs/security.md). What is kept for a
+        // deleted one is dropped once the cache has let it go (`deleted`).
         E::Delete(o) => {
             reporter.forget(&o);
-            let md = decode(o)?;
-            (reporter.on_delete)(&md);
-            Some(E::Delete(md))
+            decode(o).map(E::Delete)
         }
     }
 }

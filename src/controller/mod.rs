@@ -172,7 +172,14 @@ async fn run_scope(
         settings.metrics.clone(),
         forget_on_delete(&ctx, &backoff, &queue),
     ));
-    let md_events = md_watch(&ctx, &scope, reporter.clone()).reflect(md_writer);
+    let deletions = reporter.clone();
+    let md_events = md_watch(&ctx, &scope, reporter.clone())
+        .reflect(md_writer)
+        .inspect_ok(move |event| {
+            if let watcher::Event::Delete(cached) = event {
+                deletions.deleted(cached);
+            }
+        });
     let attempts_ended = attempts_ended(&ctx.outbound.deliverer, namespace);
     let mut counters = entry_counters(&ctx, &md_store, &backoff, &reporter);
     let q = queue.clone();
