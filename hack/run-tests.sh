@@ -10,7 +10,9 @@
 #     stops its API server and times the recovery, which a busy machine slows;
 #   - the CI-sized benchmark pass counts every client's API writes;
 #   - tests/tenancy_cleanup.rs is a load test (500 ModelDeployments analysed
-#     within its patience), which a second suite's load made miss it.
+#     within its patience), which a second suite's load made miss it;
+#   - tests/helm_chart.rs upgrades the shared CRD with a new field, which
+#     another suite's ensure_crd would put back in the middle.
 # Each binary's whole output is printed when it ends (not interleaved),
 # with its time; the failures are listed again at the end.
 # Arguments, if any, name the targets to run (e.g. tests/capacity.rs).
@@ -38,7 +40,8 @@ if [ "$#" -gt 0 ]; then
 fi
 [ "${#targets[@]}" -gt 0 ] || { echo "tests: no test binary was built" >&2; exit 1; }
 
-alone=(tests/fault_apiserver.rs benches/operator/main.rs tests/tenancy_cleanup.rs)
+alone=(tests/fault_apiserver.rs benches/operator/main.rs tests/tenancy_cleanup.rs
+  tests/helm_chart.rs)
 # The slowest suites first, so the last one to finish does not start last.
 slowest=(tests/refused_pods.rs tests/fault_kill.rs
   tests/capacity.rs tests/tenancy_bounds.rs tests/notifications.rs tests/alerts.rs)

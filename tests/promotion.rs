@@ -116,7 +116,7 @@ async fn the_canarys_pods_become_the_stable_pods() {
     })
     .await;
 
-    let (log, watch) = watch_pods(Api::namespaced(s.client.clone(), &s.ns.name));
+    let (log, watch) = watch_pods(Api::namespaced(s.client.clone(), &s.ns.name)).await;
     kubectl_model(&s.ns.name, &["promote", "m"]);
     s.wait("promote revision 2", promoted(2)).await;
     served_by_the_stable_deployment_alone(&s, 2, 3).await;
@@ -145,7 +145,7 @@ async fn ten_promotions_end_right_when_the_operator_is_killed_at_random() {
     s.wait("promote revision 1", promoted(1)).await;
 
     for revision in 2..=11_i64 {
-        let (log, watch) = watch_pods(Api::namespaced(s.client.clone(), &s.ns.name));
+        let (log, watch) = watch_pods(Api::namespaced(s.client.clone(), &s.ns.name)).await;
         s.set_version(&revision.to_string()).await;
         // Anywhere from the canary's start to the end of the handover.
         tokio::time::sleep(rng.millis(0, 4000)).await;

@@ -75,8 +75,20 @@ fn revision(pod: &Pod) -> String {
         .unwrap_or_default()
 }
 
-/// Watches the pods of `ns` until dropped (the task is aborted).
-fn watch_pods(pods: Api<Pod>) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+/// Watches the pods of `ns` until the task is aborted; returns once the
+/// first list is in, so no event after the call is missed.
+async fn watch_pods(pods: Api<Pod>) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
+    let (seen, task) = spawn_watch(pods);
+    eventually(
+        "the pod watch's first list",
+        std::time::Duration::from_secs(60),
+        || async { seen.lock().unwrap().events > 0 },
+    )
+    .await;
+    (seen, task)
+}
+
+fn spawn_watch(pods: Api<Pod>) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let out = seen.clone();
     let task = tokio::spawn(async move {
@@ -195,7 +207,7 @@ async fn a_model_holding_every_gpu_rolls_out_and_back_in_place() {
     let pods = Api::<Pod>::namespaced(s.client.clone(), &ns);
 
     // A new version, with no GPU to spare: replaced one pod at a time.
-    let (seen, watch) = watch_pods(pods.clone());
+    let (seen, watch) = watch_pods(pods.clone()).await;
     s.set_version("2.0").await;
     s.wait("make revision 2 stable on both GPUs", healthy_at(2))
         .await;
@@ -211,7 +223,7 @@ async fn a_model_holding_every_gpu_rolls_out_and_back_in_place() {
     }
 
     // A version whose error rate fails its gate: rolled back in place.
-    let (seen, watch) = watch_pods(pods);
+    let (seen, watch) = watch_pods(pods).await;
     s.set_version("3.0").await;
     let m: ModelDeployment = s
         .wait("roll revision 3 back on its error rate", |m| {

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
@@ -16,10 +17,24 @@ pub struct PodLog {
     pub created: Vec<(String, String)>,
     /// The most pods alive (not terminating) at any one event.
     pub most_alive: usize,
+    /// The first list is in: from now on every creation is seen.
+    pub listed: bool,
 }
 
-/// Watches the pods of `pods` until the task is aborted.
-pub fn watch_pods(pods: Api<Pod>) -> (Arc<Mutex<PodLog>>, tokio::task::JoinHandle<()>) {
+/// Watches the pods of `pods` until the task is aborted; returns once it
+/// has listed them, so no creation after the call is missed.
+pub async fn watch_pods(pods: Api<Pod>) -> (Arc<Mutex<PodLog>>, tokio::task::JoinHandle<()>) {
+    let (log, task) = spawn_watch(pods);
+    super::eventually(
+        "the pod watch's first list",
+        Duration::from_secs(60),
+        || async { log.lock().unwrap().listed },
+    )
+    .await;
+    (log, task)
+}
+
+fn spawn_watch(pods: Api<Pod>) -> (Arc<Mutex<PodLog>>, tokio::task::JoinHandle<()>) {
     let log = Arc::new(Mutex::new(PodLog::default()));
     let out = log.clone();
     let task = tokio::spawn(async move {
@@ -37,6 +52,7 @@ pub fn watch_pods(pods: Api<Pod>) -> (Arc<Mutex<PodLog>>, tokio::task::JoinHandl
                 watcher::Event::InitDone => {
                     alive = std::mem::take(&mut listing);
                     listed = true;
+                    log.lock().unwrap().listed = true;
                 }
                 watcher::Event::Apply(pod) => {
                     let uid = uid(&pod);
