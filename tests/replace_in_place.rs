@@ -10,13 +10,12 @@ mod support;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::Api;
-use kube::runtime::watcher;
 use model_operator::api::{ModelDeployment, Outcome};
 use serde_json::json;
 use support::gates::*;
+use support::pod_watch::{Change, revision, watch_pod_events};
 use support::servers::OwnGpuNode;
 use support::*;
 
@@ -66,101 +65,54 @@ fn ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True"))
 }
 
-fn revision(pod: &Pod) -> String {
-    pod.metadata
-        .labels
-        .as_ref()
-        .and_then(|l| l.get("mlops.dev/revision"))
-        .cloned()
-        .unwrap_or_default()
-}
-
 /// Watches the pods of `ns` until the task is aborted; returns once the
 /// first list is in, so no event after the call is missed.
 async fn watch_pods(pods: Api<Pod>) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
-    let (seen, task) = spawn_watch(pods);
-    eventually(
-        "the pod watch's first list",
-        std::time::Duration::from_secs(60),
-        || async { seen.lock().unwrap().events > 0 },
-    )
-    .await;
-    (seen, task)
-}
-
-fn spawn_watch(pods: Api<Pod>) -> (Arc<Mutex<Seen>>, tokio::task::JoinHandle<()>) {
     let seen = Arc::new(Mutex::new(Seen::default()));
     let out = seen.clone();
-    let task = tokio::spawn(async move {
-        let mut store: BTreeMap<String, Pod> = BTreeMap::new();
-        let mut listing = BTreeMap::new();
-        let mut listed = false;
-        let mut stream = watcher(pods, watcher::Config::default()).boxed();
-        while let Some(event) = stream.next().await {
-            let Ok(event) = event else { continue };
-            let what = match event {
-                watcher::Event::Init => {
-                    listing.clear();
-                    continue;
+    let task = watch_pod_events(pods, move |store, change| {
+        let what = match change {
+            Change::Listed => "list".to_string(),
+            Change::Applied { pod, new } => {
+                if new {
+                    *seen
+                        .lock()
+                        .unwrap()
+                        .created
+                        .entry(revision(pod))
+                        .or_default() += 1;
                 }
-                watcher::Event::InitApply(pod) => {
-                    listing.insert(pod.metadata.name.clone().unwrap_or_default(), pod);
-                    continue;
-                }
-                watcher::Event::InitDone => {
-                    store = std::mem::take(&mut listing);
-                    listed = true;
-                    "list".to_string()
-                }
-                watcher::Event::Apply(pod) => {
-                    let name = pod.metadata.name.clone().unwrap_or_default();
-                    if !store.contains_key(&name) {
-                        *seen
-                            .lock()
-                            .unwrap()
-                            .created
-                            .entry(revision(&pod))
-                            .or_default() += 1;
-                    }
-                    let what = format!(
-                        "{name} (revision {}, phase {:?}, ready {}, terminating {})",
-                        revision(&pod),
-                        pod.status.as_ref().and_then(|s| s.phase.clone()),
-                        ready(&pod),
-                        pod.metadata.deletion_timestamp.is_some()
-                    );
-                    store.insert(name, pod);
-                    what
-                }
-                watcher::Event::Delete(pod) => {
-                    let name = pod.metadata.name.clone().unwrap_or_default();
-                    store.remove(&name);
-                    format!("{name} deleted")
-                }
-            };
-            if !listed {
-                continue;
+                format!(
+                    "{} (revision {}, phase {:?}, ready {}, terminating {})",
+                    pod.metadata.name.as_deref().unwrap_or_default(),
+                    revision(pod),
+                    pod.status.as_ref().and_then(|s| s.phase.clone()),
+                    ready(pod),
+                    pod.metadata.deletion_timestamp.is_some()
+                )
             }
-            let live: Vec<&Pod> = store
-                .values()
-                .filter(|p| p.metadata.deletion_timestamp.is_none() && !finished(p))
-                .collect();
-            let live_gpus: u32 = live.iter().map(|p| gpus(p)).sum();
-            let all_gpus: u32 = store.values().filter(|p| !finished(p)).map(gpus).sum();
-            let ready_now = live.iter().filter(|p| ready(p)).count();
-            let mut seen = seen.lock().unwrap();
-            seen.events += 1;
-            if live_gpus > seen.max_gpus {
-                seen.max_gpus = live_gpus;
-                seen.max_gpus_at = what.clone();
-            }
-            seen.max_gpus_with_terminating = seen.max_gpus_with_terminating.max(all_gpus);
-            if seen.min_ready.is_none_or(|min| ready_now < min) {
-                seen.min_ready = Some(ready_now);
-                seen.min_ready_at = what;
-            }
+            Change::Deleted { name } => format!("{name} deleted"),
+        };
+        let live: Vec<&Pod> = store
+            .values()
+            .filter(|p| p.metadata.deletion_timestamp.is_none() && !finished(p))
+            .collect();
+        let live_gpus: u32 = live.iter().map(|p| gpus(p)).sum();
+        let all_gpus: u32 = store.values().filter(|p| !finished(p)).map(gpus).sum();
+        let ready_now = live.iter().filter(|p| ready(p)).count();
+        let mut seen = seen.lock().unwrap();
+        seen.events += 1;
+        if live_gpus > seen.max_gpus {
+            seen.max_gpus = live_gpus;
+            seen.max_gpus_at = what.clone();
         }
-    });
+        seen.max_gpus_with_terminating = seen.max_gpus_with_terminating.max(all_gpus);
+        if seen.min_ready.is_none_or(|min| ready_now < min) {
+            seen.min_ready = Some(ready_now);
+            seen.min_ready_at = what;
+        }
+    })
+    .await;
     (out, task)
 }
 
