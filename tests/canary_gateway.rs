@@ -17,7 +17,7 @@ use kube::api::{DynamicObject, ListParams, Patch, PatchParams};
 use kube::{Api, Client, ResourceExt};
 use model_operator::api::{ModelDeployment, Outcome, Phase};
 use serde_json::{Value, json};
-use support::gateway::{install_gateway_api, routes};
+use support::gateway::{back_on_stable_at, install_gateway_api, routes, rule_weights};
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(120);
@@ -56,18 +56,7 @@ async fn apply_route(client: &Client, ns: &str, route: &Value) {
 
 /// The (stable, canary) weights of the splitting rule.
 fn weights(route: &DynamicObject) -> (i64, i64) {
-    let backends = route.data["spec"]["rules"][1]["backendRefs"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let of = |name: &str| {
-        backends
-            .iter()
-            .find(|b| b["name"] == name)
-            .and_then(|b| b["weight"].as_i64())
-            .unwrap_or(-1)
-    };
-    (of("m-stable"), of("m-canary"))
+    rule_weights(route, 1)
 }
 
 /// The route's spec without any weight: what must never change.
@@ -134,18 +123,7 @@ async fn endpoint_revisions(client: &Client, ns: &str, service: &str) -> Vec<Str
 /// After an abort: the route sends everything to stable again, the canary
 /// has no pods, and the route is otherwise still the user's. Returns it.
 async fn back_on_stable(s: &Setup, users: &Value) -> DynamicObject {
-    eventually("the route back on stable", TIMEOUT, || async {
-        weights(&routes(&s.client, &s.ns.name).get("r").await.unwrap()) == (100, 0)
-    })
-    .await;
-    wait_for(
-        &s.deployments,
-        "m-canary",
-        "the canary at 0",
-        TIMEOUT,
-        |d| d.spec.as_ref().and_then(|s| s.replicas) == Some(0),
-    )
-    .await;
+    back_on_stable_at(s, 1, TIMEOUT).await;
     let route = routes(&s.client, &s.ns.name).get("r").await.unwrap();
     assert_eq!(&without_weights(&route), users);
     route

@@ -366,6 +366,23 @@ async fn invalid_manifests_are_refused_with_clear_messages() {
             "rollout.podReplacement ReplaceInPlace needs strategy RollingUpdate",
         ),
         (
+            "dynamic stable scale without a traffic router",
+            "m",
+            with(json!({"rollout": {"strategy": "Canary",
+                "canary": {"steps": [{"setWeight": 50}], "dynamicStableScale": true}}})),
+            "canary.dynamicStableScale needs trafficRouting",
+        ),
+        (
+            "dynamic stable scale with autoscaling",
+            "m",
+            with(json!({
+                "autoscaling": {"minReplicas": 1, "maxReplicas": 4},
+                "rollout": {"strategy": "Canary", "canary": {
+                    "steps": [{"setWeight": 50}], "dynamicStableScale": true,
+                    "trafficRouting": {"gatewayAPI": {"httpRoute": "r"}}}}})),
+            "dynamicStableScale cannot be used with spec.autoscaling",
+        ),
+        (
             "an unknown pod replacement",
             "m",
             with(json!({"rollout": {"podReplacement": "Recreate"}})),

@@ -25,6 +25,7 @@ pub enum RolloutStrategy {
 /// The canary's steps and, optionally, how its share of the traffic is set.
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("!has(self.dynamicStableScale) || !self.dynamicStableScale || has(self.trafficRouting)").message("canary.dynamicStableScale needs trafficRouting: without a router the traffic follows the pods, and the stable side cannot shrink without losing its share"))]
 pub struct CanarySpec {
     /// The steps, in order: `setWeight` puts that share of the traffic on
     /// the new revision; `pause` holds the current share (the analysis keeps
@@ -42,6 +43,20 @@ pub struct CanarySpec {
     /// their GPUs (100% doubles them).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traffic_routing: Option<TrafficRouting>,
+
+    /// Shrink the stable side as the canary's share grows, so that stable
+    /// and canary together never run more than `replicas + 1` pods (and
+    /// their GPUs); at 100% the stable side runs none. Needs
+    /// `trafficRouting`; not with `autoscaling`. Each side moves a pod at a
+    /// time: the canary gets a pod only while there is room for it, the
+    /// route moves only as far as the canary's available pods carry, and a
+    /// stable pod goes only once the route no longer sends its share to
+    /// it. An abort or rollback runs it backwards: stable pods come back
+    /// before the route returns to the stable side, the canary's pods go
+    /// last. Off by default: with it, a rollback must wait for stable pods
+    /// to start (and load the model) again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dynamic_stable_scale: bool,
 }
 
 /// One step: exactly one of `setWeight` and `pause`.

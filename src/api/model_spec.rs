@@ -43,7 +43,9 @@ use super::server_spec::ServerSpec;
     validation = Rule::new("size(self.metadata.name) <= 63 && self.metadata.name.matches('^[a-z]([-a-z0-9]*[a-z0-9])?$')")
         .message("metadata.name must be at most 63 lowercase letters, digits or '-', start with a letter and end with a letter or digit: it names the model's Service"),
     validation = Rule::new("!has(self.spec.server.ports) || self.spec.server.ports.all(p, p.containerPort != (has(self.spec.service) && has(self.spec.service.port) ? self.spec.service.port : 80))")
-        .message("spec.server.ports may not use service.port's number: each named port is also a Service port of that number")
+        .message("spec.server.ports may not use service.port's number: each named port is also a Service port of that number"),
+    validation = Rule::new("!has(self.spec.autoscaling) || !has(self.spec.rollout) || !has(self.spec.rollout.canary) || !has(self.spec.rollout.canary.dynamicStableScale) || !self.spec.rollout.canary.dynamicStableScale")
+        .message("spec.rollout.canary.dynamicStableScale cannot be used with spec.autoscaling: the operator sets the stable side's replica count while a canary runs")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ModelDeploymentSpec {

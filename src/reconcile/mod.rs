@@ -149,7 +149,8 @@ async fn decide_and_act(
     ctx: &Context,
 ) -> Result<Action, Error> {
     // Plan: every decision of this pass, purely.
-    let mut plan = plan::plan(seen, requested, analysed, steps)?;
+    let weights = route.and_then(|r| r.split.weights());
+    let mut plan = plan::plan(seen, requested, analysed, steps, weights)?;
     // Persist first only what a crash before acting could otherwise undo
     // (a rollback forgotten, a failed version tried again): the one status
     // write of a pass that comes before the end of it.

@@ -43,6 +43,9 @@ pub struct Snapshot {
     /// Pods of the stable Deployment's template revision, whoever owns
     /// them (a promotion hands the canary's to it).
     pub template_pods: usize,
+    /// Pods of the model that exist, of any revision, terminating ones
+    /// included (they still hold their node's resources).
+    pub model_pods: usize,
     /// The revision being rolled out: the canary's while a canary of a
     /// revision still rolling out exists, else the one in the Deployment's
     /// pod template.
@@ -109,6 +112,7 @@ impl Snapshot {
                 })
                 .count()
         });
+        let model_pods = pods.len();
         let running = match canary_running {
             Some(_) => canary_deployment.as_deref(),
             None => deployment.as_deref(),
@@ -138,6 +142,7 @@ impl Snapshot {
                 .and_then(|v| Attempt::parse(v)),
             canary_deployment,
             template_pods,
+            model_pods,
             stable_running,
             canary_is_current: canary_running.is_some(),
             served: ServedVersion::requested(&md),

@@ -12,5 +12,6 @@ mod progress;
 pub mod promotion;
 pub mod refused;
 pub mod revision;
+pub mod stable_scale;
 
 pub use progress::{Counts, Progress, progress};

@@ -17,6 +17,15 @@
 //!    template) and, the new ReplicaSet being full, scales the old one to 0;
 //! 4. once it has adopted the pods, the stable Deployment is resumed.
 //!
+//! With `dynamicStableScale` the stable Deployment runs no pod once the
+//! canary has all the traffic. Paused with 0 replicas it would scale the
+//! adopted ReplicaSet down, and paused with the full count it would scale
+//! its old, empty ReplicaSet up (a paused Deployment still scales its
+//! active or newest ReplicaSet to its replica count). So an empty stable
+//! Deployment is deleted first, its old ReplicaSets with it, and step 2
+//! creates it again, paused, owning no ReplicaSet until it adopts the
+//! canary's.
+//!
 //! Pure: observed state in, next step out.
 
 /// The stable Deployment, as observed.
@@ -29,6 +38,10 @@ pub struct Stable {
     pub observed: bool,
     /// Its pods of the template's revision (`status.updatedReplicas`).
     pub updated: i32,
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// Its pods, of any revision (`status.replicas`).
+    pub pods: i32,
 }
 
 /// The canary Deployment, as observed.
@@ -63,6 +76,9 @@ pub enum Handoff {
     /// Point the stable Service and the route at the promoted revision;
     /// the stable Deployment gets its template, paused.
     Pause,
+    /// The stable Deployment runs no pod (`dynamicStableScale`): delete it,
+    /// and its old ReplicaSets with it, before `Pause` creates it again.
+    Drop,
     /// Delete the canary Deployment, orphaning its ReplicaSet.
     Release,
     /// The stable Deployment has not adopted the canary's pods yet: stay
@@ -79,7 +95,17 @@ pub fn handoff(i: &Inputs) -> Handoff {
     if i.stable.revision != Some(i.promoted) {
         return match canary {
             Some(c) if c.deleting => Handoff::Done,
-            Some(c) if c.replicas >= i.full && c.available >= i.full => Handoff::Pause,
+            Some(c) if c.replicas >= i.full && c.available >= i.full => {
+                if i.stable.revision.is_none() || i.stable.replicas >= i.full {
+                    Handoff::Pause
+                } else if i.stable.replicas == 0 && i.stable.pods == 0 {
+                    Handoff::Drop
+                } else {
+                    // Shrinking (dynamicStableScale): pausing it at the full
+                    // count now would scale its old pods back up.
+                    Handoff::Fill
+                }
+            }
             Some(_) => Handoff::Fill,
             None => Handoff::Done,
         };
@@ -109,6 +135,18 @@ mod tests {
             paused,
             observed: true,
             updated,
+            replicas: 4,
+            pods: 4,
+        }
+    }
+
+    /// The stable Deployment of revision 1 scaled to `replicas`, with
+    /// `pods` left (`dynamicStableScale`).
+    fn shrunk(replicas: i32, pods: i32) -> Stable {
+        Stable {
+            replicas,
+            pods,
+            ..stable(1, false, pods)
         }
     }
 
@@ -152,6 +190,34 @@ mod tests {
             (
                 "canary full",
                 stable(1, false, 4),
+                canary(2, 4, 4),
+                4,
+                Handoff::Pause,
+            ),
+            (
+                "stable shrunk, one pod left: keep shrinking",
+                shrunk(1, 1),
+                canary(2, 4, 4),
+                4,
+                Handoff::Fill,
+            ),
+            (
+                "stable scaled to 0, its last pod still there",
+                shrunk(0, 1),
+                canary(2, 4, 4),
+                4,
+                Handoff::Fill,
+            ),
+            (
+                "stable empty: delete it",
+                shrunk(0, 0),
+                canary(2, 4, 4),
+                4,
+                Handoff::Drop,
+            ),
+            (
+                "stable deleted: create it paused",
+                Stable::default(),
                 canary(2, 4, 4),
                 4,
                 Handoff::Pause,

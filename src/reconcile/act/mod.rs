@@ -58,19 +58,31 @@ pub async fn apply_children(
         None => (plan.decision.target, &plan.target),
     };
     let mut desired = resources::deployment(md, served, revision, &ctx.platform);
-    if plan.canary.stable_paused
-        && let Some(spec) = desired.spec.as_mut()
-    {
-        spec.paused = Some(true);
+    if let Some(spec) = desired.spec.as_mut() {
+        if plan.canary.stable_paused {
+            spec.paused = Some(true);
+        }
+        if let Some(replicas) = plan.canary.stable_replicas {
+            spec.replicas = Some(replicas);
+        }
     }
     let api = Api::<Deployment>::namespaced(ctx.client.clone(), namespace);
-    let deployment = match ensure(&api, "Deployment", desired, seen.deployment.clone()).await {
-        Ok(done) => {
-            let object = done.object.clone();
-            applied.push(record("Deployment", done));
-            Some(object)
+    let deployment = match (plan.canary.drop_stable, seen.deployment.as_deref()) {
+        // Empty, and about to take the canary's pods: its old ReplicaSets
+        // go with it (`rollout::promotion`); the next pass creates it.
+        (true, Some(empty)) if resources::owned_by(empty, md) => {
+            delete_ours(&api, empty, DeleteParams::background()).await?;
+            seen.deployment.clone()
         }
-        Err(e) => return blocked(e, seen.deployment.clone(), announcements),
+        (true, None) => None,
+        _ => match ensure(&api, "Deployment", desired, seen.deployment.clone()).await {
+            Ok(done) => {
+                let object = done.object.clone();
+                applied.push(record("Deployment", done));
+                Some(object)
+            }
+            Err(e) => return blocked(e, seen.deployment.clone(), announcements),
+        },
     };
 
     // A canary's share of a route goes down before its pods do, and up

@@ -15,6 +15,7 @@ use crate::resources::route::Weights;
 use crate::rollout::canary::{self, Attempt, Inputs, Step};
 use crate::rollout::decide::Decision;
 use crate::rollout::promotion::{self, Handoff};
+use crate::rollout::stable_scale::{self, Scale, Side};
 use crate::rollout::{Progress, progress};
 
 /// What the canary Deployment should be.
@@ -64,6 +65,12 @@ pub struct CanaryPlan {
     /// template and must not create pods for it while it takes the
     /// canary's.
     pub stable_paused: bool,
+    /// The stable Deployment's replica count while `dynamicStableScale`
+    /// moves it; `None`: the spec's.
+    pub stable_replicas: Option<i32>,
+    /// Delete the stable Deployment: it runs no pod, and a promotion
+    /// creates it again (`Handoff::Drop`).
+    pub drop_stable: bool,
 }
 
 impl CanaryPlan {
@@ -77,14 +84,60 @@ impl CanaryPlan {
             stable_selects: stable_at_rest(seen),
             canary_selects: None,
             stable_paused: false,
+            stable_replicas: None,
+            drop_stable: false,
         }
     }
 }
 
-/// The revision the stable Deployment runs on every pod, if it is at rest.
+/// The revision of the stable Deployment's pods, when they all run its
+/// template (it may be scaling, not moving between revisions).
 fn stable_at_rest(seen: &Snapshot) -> Option<i64> {
-    seen.stable_running
-        .filter(|r| stable_runs(seen.deployment.as_deref(), *r))
+    let d = seen.deployment.as_deref()?;
+    let status = d.status.as_ref()?;
+    let uniform =
+        observed(d) && status.updated_replicas.unwrap_or(0) == status.replicas.unwrap_or(0);
+    seen.stable_running.filter(|_| uniform)
+}
+
+/// Whether the stable side shrinks as the canary grows.
+fn dynamic(seen: &Snapshot) -> bool {
+    seen.md
+        .spec
+        .rollout
+        .canary
+        .as_ref()
+        .is_some_and(|c| c.dynamic_stable_scale)
+}
+
+/// The next step of `dynamicStableScale` toward `weight` percent on the
+/// canary of `revision`; `route`: the route's (stable, canary) weights as
+/// read this pass.
+fn scaled(seen: &Snapshot, revision: i64, weight: i32, route: Option<Weights>) -> Scale {
+    let side = |d: Option<&Deployment>| Side {
+        replicas: d.and_then(|d| d.spec.as_ref()?.replicas).unwrap_or(0),
+        available: available(d),
+    };
+    let canary = seen
+        .canary_deployment
+        .as_deref()
+        .filter(|d| resources::revision_of(d) == Some(revision));
+    stable_scale::scale(&stable_scale::Inputs {
+        full: seen.md.spec.replicas,
+        weight,
+        route: route.and_then(canary_share),
+        stable: side(seen.deployment.as_deref()),
+        canary: side(canary),
+        pods: i32::try_from(seen.model_pods).unwrap_or(i32::MAX),
+    })
+}
+
+/// The canary's share of `weights`, in percent; `None` with no weight at
+/// all.
+fn canary_share((stable, canary): Weights) -> Option<i32> {
+    let (stable, canary) = (i64::from(stable.max(0)), i64::from(canary.max(0)));
+    let total = stable + canary;
+    (total > 0).then(|| i32::try_from(canary * 100 / total).unwrap_or(100))
 }
 
 /// The revision of a canary Deployment left over.
@@ -186,6 +239,7 @@ pub fn children(
     stepped: Option<CanaryStatus>,
     decision: &Decision,
     requested: i64,
+    route: Option<Weights>,
 ) -> CanaryPlan {
     let Some(steps) = steps else {
         return CanaryPlan::rolling(seen, requested);
@@ -214,28 +268,47 @@ pub fn children(
                 true => status.weight,
                 false => 0,
             };
+            let (weight, replicas, stable_replicas) = match dynamic(seen) {
+                true => {
+                    let s = scaled(seen, target, status.weight, route);
+                    (s.route, s.canary, Some(s.stable))
+                }
+                false => (
+                    weight,
+                    canary::replicas(status.weight, stable_replicas),
+                    None,
+                ),
+            };
             CanaryPlan {
                 route: Some((100 - weight, weight)),
                 requeue: canary::pause_left(steps, &status, &seen.now),
                 child: CanaryChild::Run {
                     revision: target,
                     served: Box::new(served.clone()),
-                    replicas: canary::replicas(status.weight, stable_replicas),
+                    replicas,
                 },
                 status: Some(status),
                 stable: Some((stable, stable_served.clone())),
                 stable_selects: stable_at_rest(seen),
                 canary_selects: Some(target),
                 stable_paused: false,
+                stable_replicas,
+                drop_stable: false,
             }
         }
         // The Stable revision (or a first rollout) runs in the stable
         // Deployment; a canary left over was promoted or aborted.
         _ => {
-            if let Some(plan) = handing_over(seen, target, requested) {
+            if let Some(plan) = handing_over(seen, target, requested, route) {
                 return plan;
             }
             let left = left_over(seen);
+            if let Some(plan) = left
+                .filter(|c| *c != target && dynamic(seen))
+                .and_then(|c| scaling_back(seen, c, requested, route))
+            {
+                return plan;
+            }
             // A promoted canary keeps its pods until the stable Deployment
             // serves its revision on every pod, so capacity never dips;
             // meanwhile the stable Service selects every pod of the model.
@@ -259,14 +332,55 @@ pub fn children(
                 stable_selects,
                 canary_selects,
                 stable_paused: false,
+                stable_replicas: None,
+                drop_stable: false,
             }
         }
     }
 }
 
+/// A canary aborted, rolled back or replaced under `dynamicStableScale`:
+/// stable pods come back before the route returns to them, and the
+/// canary's pods go last. `None` once the canary has no pod and no share.
+fn scaling_back(
+    seen: &Snapshot,
+    canary: i64,
+    requested: i64,
+    route: Option<Weights>,
+) -> Option<CanaryPlan> {
+    let s = scaled(seen, canary, 0, route);
+    let full = seen.md.spec.replicas;
+    let at_rest = route.and_then(canary_share) == Some(0) && s.stable >= full;
+    if at_rest && s.canary == 0 {
+        return None;
+    }
+    let served = seen.served_of(canary, requested)?;
+    Some(CanaryPlan {
+        status: None,
+        child: CanaryChild::Run {
+            revision: canary,
+            served: Box::new(served.clone()),
+            replicas: s.canary,
+        },
+        stable: None,
+        requeue: None,
+        route: Some((100 - s.route, s.route)),
+        stable_selects: stable_at_rest(seen),
+        canary_selects: Some(canary),
+        stable_paused: false,
+        stable_replicas: Some(s.stable),
+        drop_stable: false,
+    })
+}
+
 /// A promotion that hands the canary's pods to the stable Deployment, while
 /// it does; `None` once done (or with nothing to hand over).
-fn handing_over(seen: &Snapshot, promoted: i64, requested: i64) -> Option<CanaryPlan> {
+fn handing_over(
+    seen: &Snapshot,
+    promoted: i64,
+    requested: i64,
+    route: Option<Weights>,
+) -> Option<CanaryPlan> {
     let stable = seen.deployment.as_deref();
     let inputs = promotion::Inputs {
         promoted,
@@ -277,6 +391,10 @@ fn handing_over(seen: &Snapshot, promoted: i64, requested: i64) -> Option<Canary
             observed: stable.is_some_and(observed),
             updated: stable
                 .and_then(|d| d.status.as_ref()?.updated_replicas)
+                .unwrap_or(0),
+            replicas: stable.and_then(|d| d.spec.as_ref()?.replicas).unwrap_or(0),
+            pods: stable
+                .and_then(|d| d.status.as_ref()?.replicas)
                 .unwrap_or(0),
         },
         canary: seen.canary_deployment.as_deref().and_then(|d| {
@@ -298,29 +416,47 @@ fn handing_over(seen: &Snapshot, promoted: i64, requested: i64) -> Option<Canary
         stable_selects: Some(promoted),
         canary_selects: None,
         stable_paused,
+        stable_replicas: None,
+        drop_stable: false,
+    };
+    // Until the stable Service selects the promoted pods, the route keeps
+    // its weights: both Services select them first.
+    let retargeting = |child, stable_paused| CanaryPlan {
+        route: None,
+        canary_selects: Some(promoted),
+        ..handing(child, stable_paused)
     };
     match promotion::handoff(&inputs) {
         Handoff::Fill => {
             let running = inputs.stable.revision?;
             let served = seen.served_of(promoted, requested)?;
             let stable_served = seen.served_of(running, requested)?;
+            let (replicas, stable_replicas, route) = match dynamic(seen) {
+                true => {
+                    let s = scaled(seen, promoted, 100, route);
+                    (s.canary, Some(s.stable), Some((100 - s.route, s.route)))
+                }
+                false => (inputs.full, None, None),
+            };
             Some(CanaryPlan {
                 child: CanaryChild::Run {
                     revision: promoted,
                     served: Box::new(served.clone()),
-                    replicas: inputs.full,
+                    replicas,
                 },
                 stable: Some((running, stable_served.clone())),
-                route: None,
+                route,
                 stable_selects: stable_at_rest(seen),
                 canary_selects: Some(promoted),
+                stable_replicas,
                 ..handing(CanaryChild::Keep, false)
             })
         }
-        Handoff::Pause => Some(CanaryPlan {
-            canary_selects: Some(promoted),
-            ..handing(CanaryChild::Keep, true)
+        Handoff::Drop => Some(CanaryPlan {
+            drop_stable: true,
+            ..retargeting(CanaryChild::Keep, false)
         }),
+        Handoff::Pause => Some(retargeting(CanaryChild::Keep, true)),
         Handoff::Release => Some(handing(CanaryChild::Release, true)),
         Handoff::Adopting => Some(handing(CanaryChild::None, true)),
         Handoff::Done => None,

@@ -20,6 +20,7 @@ use crate::error::Error;
 use crate::gates::Health;
 use crate::metrics::RevisionLabels;
 use crate::reasons;
+use crate::resources::route::Weights;
 use crate::rollout::canary::Step;
 use crate::rollout::decide::{Change, Decision, Inputs, decide};
 use crate::rollout::history::{self, Described};
@@ -55,12 +56,14 @@ pub struct Plan {
 }
 
 /// Decides the rollout and everything that follows from it.
-/// `steps`: the canary's, when the strategy is Canary.
+/// `steps`: the canary's, when the strategy is Canary; `route`: the
+/// (stable, canary) weights of its HTTPRoute as read this pass, when known.
 pub fn plan(
     seen: &Snapshot,
     requested: i64,
     analysed: &Analysed,
     steps: Option<&[Step]>,
+    route: Option<Weights>,
 ) -> Result<Plan, Error> {
     let previous = &seen.previous;
     let (decision, stepped) = decide_rollout(seen, requested, analysed, steps);
@@ -70,7 +73,7 @@ pub fn plan(
             .ok_or(Error::MissingRevision {
                 revision: decision.target,
             })?;
-    let canary = canary_plan::children(seen, steps, stepped, &decision, requested);
+    let canary = canary_plan::children(seen, steps, stepped, &decision, requested, route);
     let history = planned_history(seen, &decision, analysed, requested);
     let unschedulable = still_unschedulable(seen, &history);
     let mut revisions = Revisions {

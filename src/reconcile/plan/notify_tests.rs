@@ -23,7 +23,7 @@ fn webhook(notify: Value) -> Value {
 
 /// (state, alertname, pending) of the planned outbox.
 fn outbox(seen: &Snapshot, requested: i64) -> Vec<(AlertState, String, Vec<AlertChannel>)> {
-    plan(seen, requested, &passed(), None)
+    plan(seen, requested, &passed(), None, None)
         .unwrap()
         .revisions
         .alert_outbox
@@ -131,7 +131,7 @@ fn a_pass_that_repeats_a_written_decision_raises_no_notice_again() {
         new_version(),
         json!({"webhook": webhook(json!(["RolloutStarted"]))}),
     );
-    let first = plan(&seen, 2, &passed(), None).unwrap();
+    let first = plan(&seen, 2, &passed(), None, None).unwrap();
     assert_eq!(first.revisions.alert_outbox.len(), 1);
     // The next pass sees the written status: revision 2 started, its
     // notice pending. It decides nothing new and keeps the one notice.
@@ -145,6 +145,6 @@ fn a_pass_that_repeats_a_written_decision_raises_no_notice_again() {
         json!({"webhook": webhook(json!(["RolloutStarted"]))}),
     );
     next.health = Health::Rolling;
-    let again = plan(&next, 2, &passed(), None).unwrap();
+    let again = plan(&next, 2, &passed(), None, None).unwrap();
     assert_eq!(again.revisions.alert_outbox, first.revisions.alert_outbox);
 }
