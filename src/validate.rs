@@ -90,6 +90,10 @@ fn canary_steps(canary: Option<&CanarySpec>) -> Result<Vec<Step>, String> {
     if canary.steps.is_empty() {
         return Err("spec.rollout.canary.steps must not be empty".into());
     }
+    if let Some(window) = canary.warm_rollback_window.as_deref() {
+        duration::parse(window)
+            .map_err(|why| format!("spec.rollout.canary.warmRollbackWindow: {why}"))?;
+    }
     canary
         .steps
         .iter()

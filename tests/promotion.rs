@@ -36,13 +36,9 @@ fn promoted(revision: i64) -> impl Fn(&ModelDeployment) -> bool {
 
 /// The live pods of `revision`: uid → the ReplicaSet that owns it.
 async fn pods_of(s: &Setup, revision: i64) -> Vec<(String, String)> {
-    Api::<Pod>::namespaced(s.client.clone(), &s.ns.name)
-        .list(&ListParams::default().labels(&format!("mlops.dev/revision={revision}")))
+    s.live_pods(revision)
         .await
-        .unwrap()
-        .items
         .into_iter()
-        .filter(|p| p.metadata.deletion_timestamp.is_none())
         .map(|p| {
             let owner = p
                 .metadata

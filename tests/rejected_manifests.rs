@@ -383,6 +383,31 @@ async fn invalid_manifests_are_refused_with_clear_messages() {
             "dynamicStableScale cannot be used with spec.autoscaling",
         ),
         (
+            "a warm rollback window with dynamic stable scale",
+            "m",
+            with(json!({"rollout": {"strategy": "Canary", "canary": {
+                "steps": [{"setWeight": 50}], "dynamicStableScale": true,
+                "warmRollbackWindow": "10m",
+                "trafficRouting": {"gatewayAPI": {"httpRoute": "r"}}}}})),
+            "canary.warmRollbackWindow cannot be used with dynamicStableScale",
+        ),
+        (
+            "a warm rollback window with autoscaling",
+            "m",
+            with(json!({
+                "autoscaling": {"minReplicas": 1, "maxReplicas": 4},
+                "rollout": {"strategy": "Canary", "canary": {
+                    "steps": [{"setWeight": 50}], "warmRollbackWindow": "10m"}}})),
+            "warmRollbackWindow cannot be used with spec.autoscaling",
+        ),
+        (
+            "a warm rollback window of two days",
+            "m",
+            with(json!({"rollout": {"strategy": "Canary", "canary": {
+                "steps": [{"setWeight": 50}], "warmRollbackWindow": "48h"}}})),
+            "canary.warmRollbackWindow must be a duration up to 24h",
+        ),
+        (
             "an unknown pod replacement",
             "m",
             with(json!({"rollout": {"podReplacement": "Recreate"}})),

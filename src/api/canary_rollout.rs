@@ -26,6 +26,7 @@ pub enum RolloutStrategy {
 #[derive(KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(validation = Rule::new("!has(self.dynamicStableScale) || !self.dynamicStableScale || has(self.trafficRouting)").message("canary.dynamicStableScale needs trafficRouting: without a router the traffic follows the pods, and the stable side cannot shrink without losing its share"))]
+#[x_kube(validation = Rule::new("!has(self.warmRollbackWindow) || !has(self.dynamicStableScale) || !self.dynamicStableScale").message("canary.warmRollbackWindow cannot be used with dynamicStableScale: at 100% the stable side runs no pod to keep warm"))]
 pub struct CanarySpec {
     /// The steps, in order: `setWeight` puts that share of the traffic on
     /// the new revision; `pause` holds the current share (the analysis keeps
@@ -57,6 +58,21 @@ pub struct CanarySpec {
     /// to start (and load the model) again.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dynamic_stable_scale: bool,
+
+    /// After a promotion, keep the previous revision's pods running for
+    /// this long (a duration such as "10m", up to 24h), as the Deployment
+    /// `<name>-previous`, which no Service sends traffic to. A
+    /// post-promotion rollback (`analysis.postPromotion.action: Rollback`)
+    /// inside the window hands those pods back to the stable Deployment:
+    /// the previous model serves again without a pod started or a model
+    /// loaded. They cost their pods and GPUs for the whole window, and the
+    /// promotion needs no pod more than it does without it. Not with
+    /// `dynamicStableScale` (at 100% the stable side runs no pod to keep)
+    /// nor with `autoscaling`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 32))]
+    #[x_kube(validation = Rule::new(format!("self.matches('{DURATION_PATTERN}') && duration(self) <= duration('24h')")).message("canary.warmRollbackWindow must be a duration up to 24h, such as 10m or 1h"))]
+    pub warm_rollback_window: Option<String>,
 }
 
 /// One step: exactly one of `setWeight` and `pause`.

@@ -45,7 +45,9 @@ use super::server_spec::ServerSpec;
     validation = Rule::new("!has(self.spec.server.ports) || self.spec.server.ports.all(p, p.containerPort != (has(self.spec.service) && has(self.spec.service.port) ? self.spec.service.port : 80))")
         .message("spec.server.ports may not use service.port's number: each named port is also a Service port of that number"),
     validation = Rule::new("!has(self.spec.autoscaling) || !has(self.spec.rollout) || !has(self.spec.rollout.canary) || !has(self.spec.rollout.canary.dynamicStableScale) || !self.spec.rollout.canary.dynamicStableScale")
-        .message("spec.rollout.canary.dynamicStableScale cannot be used with spec.autoscaling: the operator sets the stable side's replica count while a canary runs")
+        .message("spec.rollout.canary.dynamicStableScale cannot be used with spec.autoscaling: the operator sets the stable side's replica count while a canary runs"),
+    validation = Rule::new("!has(self.spec.autoscaling) || !has(self.spec.rollout) || !has(self.spec.rollout.canary) || !has(self.spec.rollout.canary.warmRollbackWindow)")
+        .message("spec.rollout.canary.warmRollbackWindow cannot be used with spec.autoscaling: the promotion recreates the stable Deployment, whose count the HPA owns")
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ModelDeploymentSpec {

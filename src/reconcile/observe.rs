@@ -2,6 +2,7 @@
 //! the caches. Every later step works from this snapshot, so the order of
 //! effects never depends on when a cache is looked at.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,6 +47,12 @@ pub struct Snapshot {
     /// Pods of the model that exist, of any revision, terminating ones
     /// included (they still hold their node's resources).
     pub model_pods: usize,
+    /// Live (not terminating) pods of the model, by revision.
+    pub live_pods: BTreeMap<i64, usize>,
+    /// `<name>-previous`, keeping the previous revision's pods warm after
+    /// a promotion (`warmRollbackWindow`), when this ModelDeployment owns
+    /// one.
+    pub warm_deployment: Option<Arc<Deployment>>,
     /// The revision being rolled out: the canary's while a canary of a
     /// revision still rolling out exists, else the one in the Deployment's
     /// pod template.
@@ -86,6 +93,12 @@ impl Snapshot {
             &resources::canary_name(&name),
         ))?
         .filter(|d| owned_by(d.as_ref(), &md));
+        let warm_deployment = decoded(cached(
+            &ctx.stores.deployments,
+            &namespace,
+            &resources::warm_name(&name),
+        ))?
+        .filter(|d| owned_by(d.as_ref(), &md));
         let previous = Revisions::from_status(md.status.as_ref());
         let stable_running = deployment.as_deref().and_then(resources::revision_of);
         let canary_revision = canary_deployment
@@ -113,6 +126,21 @@ impl Snapshot {
                 .count()
         });
         let model_pods = pods.len();
+        let mut live_pods = BTreeMap::new();
+        for pod in pods
+            .iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+        {
+            let revision = pod
+                .metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(resources::labels::REVISION))
+                .and_then(|r| r.parse::<i64>().ok());
+            if let Some(revision) = revision {
+                *live_pods.entry(revision).or_default() += 1;
+            }
+        }
         let running = match canary_running {
             Some(_) => canary_deployment.as_deref(),
             None => deployment.as_deref(),
@@ -143,6 +171,8 @@ impl Snapshot {
             canary_deployment,
             template_pods,
             model_pods,
+            live_pods,
+            warm_deployment,
             stable_running,
             canary_is_current: canary_running.is_some(),
             served: ServedVersion::requested(&md),

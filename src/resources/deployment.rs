@@ -99,8 +99,7 @@ pub fn canary_deployment(
     platform: &Platform,
 ) -> Deployment {
     let mut d = deployment(md, served, revision, platform);
-    let name = canary_name(&md.name_any());
-    d.metadata.name = Some(name);
+    d.metadata.name = Some(canary_name(&md.name_any()));
     if let Some(spec) = d.spec.as_mut() {
         spec.replicas = Some(replicas);
         spec.selector
@@ -108,6 +107,28 @@ pub fn canary_deployment(
             .get_or_insert_with(Default::default)
             .insert(labels::REVISION.to_string(), revision.to_string());
     }
+    d
+}
+
+/// Name of the Deployment keeping the previous revision's pods warm.
+pub fn warm_name(name: &str) -> String {
+    format!("{name}-previous")
+}
+
+/// `<name>-previous`: the previous revision's pods kept after a promotion
+/// (`warmRollbackWindow`), made as the canary Deployment is: the stable
+/// template of `revision` (so it adopts the stable Deployment's ReplicaSet
+/// as its own) and a selector of that revision alone (so the stable
+/// Deployment never counts its pods, nor it theirs).
+pub fn warm_deployment(
+    md: &ModelDeployment,
+    served: &ServedVersion,
+    revision: i64,
+    replicas: i32,
+    platform: &Platform,
+) -> Deployment {
+    let mut d = canary_deployment(md, served, revision, replicas, platform);
+    d.metadata.name = Some(warm_name(&md.name_any()));
     d
 }
 

@@ -13,7 +13,10 @@ mod service;
 pub mod storage;
 
 pub use crate::api::{MAIN_PORT as PORT_NAME, MODEL_CONTAINER as CONTAINER_NAME};
-pub use deployment::{canary_deployment, canary_name, deployment, revision_of, selected_revision};
+pub use deployment::{
+    canary_deployment, canary_name, deployment, revision_of, selected_revision, warm_deployment,
+    warm_name,
+};
 pub use hpa::hpa;
 pub use owner::{owned_by, owned_by_same_controller};
 pub use pdb::pdb;

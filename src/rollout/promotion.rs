@@ -26,6 +26,13 @@
 //! creates it again, paused, owning no ReplicaSet until it adopts the
 //! canary's.
 //!
+//! With `warmRollbackWindow` the previous revision's pods are kept, not
+//! scaled down: before step 2 the stable Deployment is deleted with its
+//! ReplicaSet orphaned (its pods keep running), `<name>-previous` (selecting
+//! that revision only) adopts them, and only then is the stable Deployment
+//! created again, paused, owning no ReplicaSet. A post-promotion rollback in
+//! the window is the same handover backwards, from `<name>-previous`.
+//!
 //! Pure: observed state in, next step out.
 
 /// The stable Deployment, as observed.
@@ -42,6 +49,18 @@ pub struct Stable {
     pub replicas: i32,
     /// Its pods, of any revision (`status.replicas`).
     pub pods: i32,
+    /// Being deleted.
+    pub deleting: bool,
+}
+
+/// The previous revision's pods to keep warm (`warmRollbackWindow`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Keep {
+    /// The revision they run: the stable Deployment's before the promotion.
+    pub revision: i64,
+    /// `<name>-previous` holds every live pod of `revision`: the stable
+    /// Deployment, created again, cannot adopt them.
+    pub held: bool,
 }
 
 /// The canary Deployment, as observed.
@@ -62,9 +81,13 @@ pub struct Inputs {
     /// The stable count (the HPA's while it scales).
     pub full: i32,
     pub stable: Stable,
+    /// The Deployment holding the promoted revision's pods: the canary's,
+    /// or `<name>-previous` on a rollback inside the warm window.
     pub canary: Option<Canary>,
     /// Pods of the promoted revision that exist, whoever owns them.
     pub promoted_pods: usize,
+    /// Keep the stable Deployment's pods warm; `None`: scale them down.
+    pub keep: Option<Keep>,
 }
 
 /// The next step of a promotion.
@@ -79,7 +102,14 @@ pub enum Handoff {
     /// The stable Deployment runs no pod (`dynamicStableScale`): delete it,
     /// and its old ReplicaSets with it, before `Pause` creates it again.
     Drop,
-    /// Delete the canary Deployment, orphaning its ReplicaSet.
+    /// Delete the stable Deployment, orphaning its ReplicaSet: its pods
+    /// stay, to be kept warm.
+    Orphan,
+    /// `<name>-previous` takes the orphaned pods: wait until it holds them
+    /// and the stable Deployment is gone.
+    Warm,
+    /// Delete the Deployment holding the promoted pods, orphaning its
+    /// ReplicaSet.
     Release,
     /// The stable Deployment has not adopted the canary's pods yet: stay
     /// paused.
@@ -96,6 +126,15 @@ pub fn handoff(i: &Inputs) -> Handoff {
         return match canary {
             Some(c) if c.deleting => Handoff::Done,
             Some(c) if c.replicas >= i.full && c.available >= i.full => {
+                if let Some(keep) = i.keep {
+                    let gone = i.stable.revision.is_none();
+                    if i.stable.deleting || (gone && !keep.held) {
+                        return Handoff::Warm;
+                    }
+                    if i.stable.revision == Some(keep.revision) && i.stable.pods > 0 {
+                        return Handoff::Orphan;
+                    }
+                }
                 if i.stable.revision.is_none() || i.stable.replicas >= i.full {
                     Handoff::Pause
                 } else if i.stable.replicas == 0 && i.stable.pods == 0 {
@@ -137,6 +176,7 @@ mod tests {
             updated,
             replicas: 4,
             pods: 4,
+            deleting: false,
         }
     }
 
@@ -294,9 +334,80 @@ mod tests {
                 stable,
                 canary,
                 promoted_pods,
+                keep: None,
             };
             assert_eq!(handoff(&inputs), want, "{case}");
         }
+    }
+
+    #[test]
+    fn a_warm_window_keeps_the_previous_pods_out_of_the_stable_deployments_reach() {
+        // (case, stable, revision 1's pods held by `<name>-previous`, next
+        // step); revision 2 is promoted over revision 1, 4 pods, its canary
+        // full.
+        let cases = [
+            ("stable runs 1", stable(1, false, 4), false, Handoff::Orphan),
+            (
+                "stable being deleted, its pods orphaned",
+                Stable {
+                    deleting: true,
+                    ..stable(1, false, 4)
+                },
+                false,
+                Handoff::Warm,
+            ),
+            (
+                "stable gone, pods not held yet",
+                Stable::default(),
+                false,
+                Handoff::Warm,
+            ),
+            (
+                "stable gone, pods held",
+                Stable::default(),
+                true,
+                Handoff::Pause,
+            ),
+            (
+                "created again, paused",
+                stable(2, true, 0),
+                true,
+                Handoff::Release,
+            ),
+            (
+                "stable runs 1 on no pod: nothing to keep",
+                Stable {
+                    pods: 0,
+                    ..stable(1, false, 0)
+                },
+                false,
+                Handoff::Pause,
+            ),
+        ];
+        for (case, stable, held, want) in cases {
+            let inputs = Inputs {
+                promoted: 2,
+                full: 4,
+                stable,
+                canary: canary(2, 4, 4),
+                promoted_pods: 4,
+                keep: Some(Keep { revision: 1, held }),
+            };
+            assert_eq!(handoff(&inputs), want, "{case}");
+        }
+        // Not while the canary is short of pods.
+        let filling = Inputs {
+            promoted: 2,
+            full: 4,
+            stable: stable(1, false, 4),
+            canary: canary(2, 4, 3),
+            promoted_pods: 4,
+            keep: Some(Keep {
+                revision: 1,
+                held: false,
+            }),
+        };
+        assert_eq!(handoff(&filling), Handoff::Fill);
     }
 
     #[test]
@@ -310,6 +421,7 @@ mod tests {
             },
             canary: None,
             promoted_pods: 0,
+            keep: None,
         };
         assert_eq!(handoff(&inputs), Handoff::Adopting);
     }

@@ -136,5 +136,22 @@ pub fn scale(i: &Inputs) -> Scale {
     }
 }
 
+/// Whether `s`, planned from `i`, is where the scale rests: both sides at
+/// the wanted weight's counts, the route already at it, and no pod more
+/// than the specs ask for. Until then another pass must follow even if
+/// nothing it watches changes: the route is not watched, and neither is a
+/// terminating pod that goes.
+pub fn settled(i: &Inputs, s: &Scale) -> bool {
+    let full = i.full.max(0);
+    let wanted = i.weight.clamp(0, 100);
+    i.route == Some(wanted)
+        && s.route == wanted
+        && s.stable == stable_replicas(wanted, full)
+        && s.canary == canary::replicas(wanted, full)
+        && i.stable.replicas == s.stable
+        && i.canary.replicas == s.canary
+        && i.pods <= s.stable + s.canary
+}
+
 #[cfg(test)]
 mod tests;

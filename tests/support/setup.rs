@@ -216,6 +216,20 @@ impl Setup {
     }
 
     /// Every Event in the namespace: (reason, note).
+    /// The live (not terminating) pods of `revision`.
+    pub async fn live_pods(&self, revision: i64) -> Vec<k8s_openapi::api::core::v1::Pod> {
+        kube::Api::<k8s_openapi::api::core::v1::Pod>::namespaced(self.client.clone(), &self.ns.name)
+            .list(
+                &kube::api::ListParams::default().labels(&format!("mlops.dev/revision={revision}")),
+            )
+            .await
+            .unwrap()
+            .items
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .collect()
+    }
+
     pub async fn events(&self) -> Vec<(String, String)> {
         Api::<Event>::namespaced(self.client.clone(), &self.ns.name)
             .list(&ListParams::default())

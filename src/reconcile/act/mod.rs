@@ -6,6 +6,7 @@ pub mod apply;
 pub mod drift;
 pub mod http_route;
 mod optional;
+mod warm;
 
 use std::sync::Arc;
 
@@ -22,7 +23,7 @@ use crate::api::ModelDeployment;
 use crate::cache::cached;
 use crate::cache::children::decoded;
 use crate::error::Error;
-use crate::reconcile::plan::canary_plan::CanaryChild;
+use crate::reconcile::plan::canary_plan::{CanaryChild, Dependents};
 use crate::resources::route::{Weights, split_services};
 use crate::status::Blocker;
 use crate::{reasons, resources};
@@ -68,13 +69,19 @@ pub async fn apply_children(
     }
     let api = Api::<Deployment>::namespaced(ctx.client.clone(), namespace);
     let deployment = match (plan.canary.drop_stable, seen.deployment.as_deref()) {
-        // Empty, and about to take the canary's pods: its old ReplicaSets
-        // go with it (`rollout::promotion`); the next pass creates it.
-        (true, Some(empty)) if resources::owned_by(empty, md) => {
-            delete_ours(&api, empty, DeleteParams::background()).await?;
+        // About to take the canary's pods: its old ReplicaSets go with it
+        // (it runs no pod) or are orphaned, pods and all, for
+        // `<name>-previous` to keep (`rollout::promotion`); the next passes
+        // create it again.
+        (Some(dependents), Some(live)) if resources::owned_by(live, md) => {
+            let how = match dependents {
+                Dependents::Delete => DeleteParams::background(),
+                Dependents::Orphan => DeleteParams::orphan(),
+            };
+            delete_ours(&api, live, how).await?;
             seen.deployment.clone()
         }
-        (true, None) => None,
+        (Some(_), None) => None,
         _ => match ensure(&api, "Deployment", desired, seen.deployment.clone()).await {
             Ok(done) => {
                 let object = done.object.clone();
@@ -95,6 +102,12 @@ pub async fn apply_children(
     }
 
     match apply_canary(seen, plan, &api, &ctx.platform).await {
+        Ok(Some(done)) => applied.push(record("Deployment", done)),
+        Ok(None) => {}
+        Err(e) => return blocked(e, deployment, announcements),
+    }
+
+    match warm::apply(seen, plan, &api, &ctx.platform).await {
         Ok(Some(done)) => applied.push(record("Deployment", done)),
         Ok(None) => {}
         Err(e) => return blocked(e, deployment, announcements),
@@ -144,7 +157,16 @@ async fn apply_services(
 ) -> Result<Vec<Record>, Error> {
     let api = Api::<Service>::namespaced(ctx.client.clone(), namespace);
     let model_name = plan.target.model_name();
-    let mut desired = vec![resources::service(md, model_name)];
+    let mut main = resources::service(md, model_name);
+    if let Some(revision) = plan.canary.service_selects
+        && let Some(selector) = main.spec.as_mut().and_then(|s| s.selector.as_mut())
+    {
+        selector.insert(
+            resources::labels::REVISION.to_string(),
+            revision.to_string(),
+        );
+    }
+    let mut desired = vec![main];
     if routed {
         desired.extend(split_services(
             md,

@@ -3,6 +3,9 @@
 //! `reconcile` then persists, acts and reports exactly what the plan says.
 
 pub mod canary_plan;
+mod handover;
+pub mod sides;
+pub mod warm;
 
 use std::time::Duration;
 

@@ -62,6 +62,8 @@ pub(super) fn snapshot(
         stable_running: current,
         template_pods: 0,
         model_pods: 0,
+        live_pods: Default::default(),
+        warm_deployment: None,
         canary_is_current: false,
         health: Health::Rolling,
         unschedulable: None,

@@ -223,6 +223,21 @@ fn each_step_is_safe_on_its_own() {
     }
 }
 
+#[test]
+fn settled_only_at_the_wanted_scale_with_the_route_read_back() {
+    let at_50 = at(50, Some(50), side(5, 5), side(5, 5));
+    assert!(settled(&at_50, &scale(&at_50)));
+    let written = at(50, Some(40), side(6, 6), side(5, 5));
+    assert!(!settled(&written, &scale(&written)), "the route moves");
+    let terminating = Inputs { pods: 11, ..at_50 };
+    assert!(
+        !settled(&terminating, &scale(&terminating)),
+        "a pod still goes"
+    );
+    let unknown = at(50, None, side(5, 5), side(5, 5));
+    assert!(!settled(&unknown, &scale(&unknown)), "the route was edited");
+}
+
 /// The cluster after one pass: specs as planned, the route as written,
 /// pods created or gone, and (when `ready`) every pod available.
 fn settle(i: Inputs, s: Scale, ready: bool) -> Inputs {

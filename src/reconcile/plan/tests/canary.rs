@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::api::{AnalysisStatus, MetricCheck, Verdict};
-use crate::reconcile::plan::canary_plan::CanaryChild;
+use crate::reconcile::plan::canary_plan::{CanaryChild, Dependents};
 use crate::resources;
 use crate::rollout::canary::{Attempt, Step, status_at};
 use k8s_openapi::api::apps::v1::DeploymentStatus;
@@ -403,6 +403,10 @@ fn with_dynamic_stable_scale_an_abort_brings_stable_pods_back_before_the_route()
     );
     assert_eq!(canary_replicas(&back), Some((2, 2)));
     assert_eq!(back.canary.canary_selects, Some(2));
+    assert!(
+        back.canary.requeue.is_some(),
+        "looked at again: the route and a pod that goes wake nothing"
+    );
 
     // All back: the plan is the one without dynamicStableScale.
     let mut seen = dynamic(seen, 4);
@@ -427,7 +431,7 @@ fn with_dynamic_stable_scale_an_empty_stable_deployment_is_deleted_then_created_
     ));
     let dropping = plan(&seen, 2, &passed(), Some(&STEPS), Some((0, 100))).unwrap();
     assert_eq!(dropping.revisions.stable, Some(2));
-    assert!(dropping.canary.drop_stable);
+    assert_eq!(dropping.canary.drop_stable, Some(Dependents::Delete));
     assert_eq!(dropping.canary.child, CanaryChild::Keep);
     assert_eq!(
         dropping.canary.route, None,
@@ -445,7 +449,7 @@ fn with_dynamic_stable_scale_an_empty_stable_deployment_is_deleted_then_created_
     seen.deployment = None;
     seen.stable_running = None;
     let creating = plan(&seen, 2, &passed(), Some(&STEPS), Some((0, 100))).unwrap();
-    assert!(!creating.canary.drop_stable);
+    assert_eq!(creating.canary.drop_stable, None);
     assert!(creating.canary.stable_paused);
     assert!(
         creating.canary.stable.is_none(),
