@@ -89,8 +89,12 @@ export logs
 for target in "${exclusive[@]}"; do
   run_one "$target"
 done
-# shellcheck disable=SC2016 # $1 is the inner shell's
-printf '%s\n' "${first[@]}" "${rest[@]}" | xargs -d '\n' -P "$jobs" -I{} bash -c 'run_one "$1"' _ {}
+# (Nothing left when every target asked for runs alone.)
+parallel=("${first[@]}" "${rest[@]}")
+if [ "${#parallel[@]}" -gt 0 ]; then
+  # shellcheck disable=SC2016 # $1 is the inner shell's
+  printf '%s\n' "${parallel[@]}" | xargs -d '\n' -P "$jobs" -I{} bash -c 'run_one "$1"' _ {}
+fi
 
 echo "tests: ${#targets[@]} binaries done after $((SECONDS - start))s"
 if [ -s "$logs/failed" ]; then
