@@ -1,7 +1,7 @@
 # The development loop. `make run` and `make test` are the two commands a
 # newcomer needs; the rest are their parts.
 
-.PHONY: run test test-unit test-argocd test-rules operator-identity lint crds bench bench-stretch bench-rollback bench-canary tools cluster-up cluster-down monitoring-up monitoring-down metrics-api metrics-api-down image image-once test-image
+.PHONY: run test test-unit test-argocd test-rules operator-identity lint crds bench bench-stretch bench-rollback bench-canary bench-gpu tools cluster-up cluster-down monitoring-up monitoring-down metrics-api metrics-api-down image image-once test-image
 
 # Local cluster + CRD + samples + the operator in the foreground.
 run:
@@ -62,6 +62,10 @@ bench-rollback: tools monitoring-up
 # Only the canary abort latency (docs/canary.md), 20 aborts.
 bench-canary: tools monitoring-up
 	BENCH_ONLY=canary hack/bench.sh
+
+# Only the GPU scenario (docs/benchmarks.md, "GPUs").
+bench-gpu: tools monitoring-up
+	BENCH_ONLY=gpu hack/bench.sh
 
 # Formatting (rustfmt.toml), clippy (clippy.toml and [lints] in Cargo.toml:
 # no unwrap/expect outside tests), shell scripts, the dependency graph

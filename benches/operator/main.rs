@@ -2,7 +2,8 @@
 //! (`make cluster-up`): convergence of N ModelDeployments against a
 //! plain-client floor, API quietness when converged, memory, restart,
 //! single-object latency and rollback latency (crash-loop and failing metric
-//! check; the latter needs `make monitoring-up`). Figures are printed as a
+//! check; the latter needs `make monitoring-up`) and the GPU scenario
+//! (benches/operator/gpu.rs). Figures are printed as a
 //! table and written to `.local/bench/operator.json`; nothing is asserted
 //! about them.
 //!
@@ -14,7 +15,7 @@
 //! BENCH_QUIET_SECS (full: 300), BENCH_RUNS (interleaved floor and operator
 //! runs per size; full: 3), BENCH_APPLIES (200), BENCH_ROLLBACKS (20),
 //! BENCH_ONLY (comma-separated parts: index, convergence, fairness, latency,
-//! rollback, canary, spec-memory, template-size), BENCH_SPEC_REVISIONS (30),
+//! rollback, canary, gpu, spec-memory, template-size), BENCH_SPEC_REVISIONS (30),
 //! BENCH_SKIP_LAST_DELETE (set: leave the last operator namespace for the
 //! cluster's deletion; `make bench-stretch`).
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: a panic is the failure report
@@ -25,6 +26,7 @@ mod support;
 mod canary_abort;
 mod convergence;
 mod fairness;
+mod gpu;
 mod index;
 mod latency;
 mod metric_rollback;
@@ -129,6 +131,9 @@ async fn main() {
     }
     if part("canary") {
         emit(vec![canary_abort::run(&client, rounds).await]);
+    }
+    if part("gpu") {
+        emit(gpu::run(&client, if full { 4 } else { 2 }).await);
     }
     if part("spec-memory") {
         emit(
