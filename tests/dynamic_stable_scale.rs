@@ -14,37 +14,17 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{DynamicObject, Patch, PatchParams};
+use kube::api::DynamicObject;
 use kube::runtime::watcher;
-use kube::{Api, Client};
+use kube::Api;
 use model_operator::api::{ModelDeployment, Outcome, Phase};
 use serde_json::{Value, json};
-use support::gateway::{back_on_stable_at, install_gateway_api, routes, rule_weights};
+use support::gateway::{back_on_stable_at, install_gateway_api, routes, rule_weights, split_route};
 use support::pod_watch::{Change, revision, watch_pod_events};
 use support::*;
 
 const TIMEOUT: Duration = Duration::from_secs(180);
 const REPLICAS: usize = 10;
-
-/// A route splitting between the model's two Services, opted in.
-async fn route(client: &Client, ns: &str) {
-    let route = json!({
-        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-        "metadata": {"name": "r", "labels": {"mlops.dev/model-deployment": "m"}},
-        "spec": {"rules": [{"backendRefs": [
-            {"name": "m-stable", "port": 80, "weight": 100},
-            {"name": "m-canary", "port": 80, "weight": 0},
-        ]}]},
-    });
-    routes(client, ns)
-        .patch(
-            "r",
-            &PatchParams::apply("user").force(),
-            &Patch::Apply(&route),
-        )
-        .await
-        .expect("the user's HTTPRoute");
-}
 
 fn model(steps: Value) -> Value {
     json!({"model": {"version": "1"}, "server": {"image": "srv:1"}, "replicas": REPLICAS,
@@ -148,7 +128,7 @@ fn canary_at(m: &ModelDeployment, revision: i64, step: i32) -> bool {
 async fn serving_revision_1(prefix: &str, steps: Value) -> Setup {
     install_gateway_api();
     let s = Setup::new(prefix).await;
-    route(&s.client, &s.ns.name).await;
+    split_route(&s.client, &s.ns.name).await;
     s.create(model(steps)).await;
     s.wait("promote revision 1", |m| {
         stable(m) == Some(1) && phase(m) == Some(Phase::Healthy)

@@ -19,7 +19,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use model_operator::api::{ModelDeployment, Outcome, Phase};
 use serde_json::{Value, json};
@@ -28,7 +27,7 @@ use crate::convergence::delete_namespace;
 use crate::metric_rollback::{gated_setup, serve};
 use crate::report::Row;
 use crate::support::gates::{Gates, analysis};
-use crate::support::gateway::{install_gateway_api, routes};
+use crate::support::gateway::{install_gateway_api, split_route};
 use crate::support::pod_watch::{Change, revision, watch_pod_events};
 use crate::support::prometheus_query;
 use crate::support::servers::OwnGpuNode;
@@ -159,22 +158,7 @@ async fn canary(_client: &Client, n: usize, dynamic: bool) -> Row {
     let mut canary = json!({"steps": [{"setWeight": 50}, {"setWeight": 100}, {"pause": {}}]});
     if dynamic {
         install_gateway_api();
-        let route = json!({
-            "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
-            "metadata": {"name": "r", "labels": {"mlops.dev/model-deployment": "m"}},
-            "spec": {"rules": [{"backendRefs": [
-                {"name": "m-stable", "port": 80, "weight": 100},
-                {"name": "m-canary", "port": 80, "weight": 0},
-            ]}]},
-        });
-        routes(&s.client, &s.ns.name)
-            .patch(
-                "r",
-                &PatchParams::apply("bench").force(),
-                &Patch::Apply(&route),
-            )
-            .await
-            .expect("the HTTPRoute");
+        split_route(&s.client, &s.ns.name).await;
         canary["trafficRouting"] = json!({"gatewayAPI": {"httpRoute": "r"}});
         canary["dynamicStableScale"] = json!(true);
     }

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use kube::api::{ApiResource, DynamicObject, GroupVersionKind};
 use kube::{Api, Client};
+use serde_json::json;
 
 use super::cluster::{kubeconfig_path, repo_root};
 use super::setup::Setup;
@@ -73,4 +74,25 @@ pub async fn back_on_stable_at(s: &Setup, rule: usize, timeout: std::time::Durat
         |d| d.spec.as_ref().and_then(|s| s.replicas) == Some(0),
     )
     .await;
+}
+
+/// HTTPRoute `r` splitting between model `m`'s two Services, all on
+/// stable, opted in.
+pub async fn split_route(client: &Client, ns: &str) {
+    let route = json!({
+        "apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+        "metadata": {"name": "r", "labels": {"mlops.dev/model-deployment": "m"}},
+        "spec": {"rules": [{"backendRefs": [
+            {"name": "m-stable", "port": 80, "weight": 100},
+            {"name": "m-canary", "port": 80, "weight": 0},
+        ]}]},
+    });
+    routes(client, ns)
+        .patch(
+            "r",
+            &kube::api::PatchParams::apply("user").force(),
+            &kube::api::Patch::Apply(&route),
+        )
+        .await
+        .expect("the user's HTTPRoute");
 }
