@@ -14,9 +14,9 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
+use kube::Api;
 use kube::api::DynamicObject;
 use kube::runtime::watcher;
-use kube::Api;
 use model_operator::api::{ModelDeployment, Outcome, Phase};
 use serde_json::{Value, json};
 use support::gateway::{back_on_stable_at, install_gateway_api, routes, rule_weights, split_route};
