@@ -12,7 +12,15 @@ kubectl="$root/.local/bin/kubectl"
 hack/cluster.sh up
 cargo build --bin model-operator
 "$kubectl" apply --server-side --force-conflicts -f crds/
-"$kubectl" wait --for=condition=Established crd/modeldeployments.mlops.dev --timeout=60s
+# On a new cluster the CRD may have no status yet, and `kubectl wait`
+# fails at once on an absent conditions list instead of waiting: retry.
+for attempt in $(seq 1 30); do
+  if "$kubectl" wait --for=condition=Established crd/modeldeployments.mlops.dev --timeout=60s 2>/dev/null; then
+    break
+  fi
+  [ "$attempt" -lt 30 ] || { echo "run-local: the CRD never became Established" >&2; exit 1; }
+  sleep 1
+done
 "$kubectl" create namespace models --dry-run=client -o yaml | "$kubectl" apply -f -
 "$kubectl" -n models apply -f config/samples/
 
